@@ -1,0 +1,3 @@
+from visionkit.cli import entrypoint
+
+entrypoint()

@@ -1,0 +1,224 @@
+"""The Python API. Everything the CLI does goes through here::
+
+    from visionkit import Model
+    m = Model("mnist-tiny")
+    m.train(data="mnist", epochs=3)
+    m.val()
+    m.predict("digits/")
+    Model("runs/classify/train/weights/best.pt").predict("img.png")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from visionkit.cfg import resolve
+from visionkit.engine.callbacks import Callbacks
+from visionkit.errors import UsageError
+from visionkit.models.build import build_model
+from visionkit.models.checkpoint import load_checkpoint, model_from_checkpoint
+from visionkit.registry import REGISTRY
+
+TASKS_HEAD = {"classify": "linear"}  # the head a bare backbone gets for each task
+
+
+class Model:
+    """A model for one task: a preset name, a backbone name, a model YAML/dict, or a checkpoint path."""
+
+    def __init__(self, model: str | Path | dict | None = None, task: str | None = None):
+        self.callbacks = Callbacks()
+        self.ckpt: dict | None = None
+        self.ckpt_path: Path | None = None
+        self.task_name = task
+        self._net = None
+        if isinstance(model, dict):
+            self.config = dict(model)
+        elif model is None:
+            if task is None:
+                raise UsageError("Model() needs a model name/path or task=")
+            self.config = self._from_name(self._task(task).default_model)
+        elif str(model).endswith(".pt"):
+            self.ckpt_path = Path(model)
+            self.ckpt = load_checkpoint(model, task=task)
+            self.config = dict(self.ckpt["model_config"])
+        elif str(model).endswith((".yaml", ".yml")):
+            path = Path(model)
+            if not path.is_file():
+                raise UsageError(f"model config '{path}' does not exist")
+            self.config = yaml.safe_load(path.read_text())
+        elif str(model).endswith(".onnx"):
+            raise UsageError(f"'{model}': running ONNX files needs the ONNX backend, which is not part of this "
+                             f"release yet; use a .pt checkpoint")
+        else:
+            self.config = self._from_name(str(model))
+        cfg_task = self.config.get("task")
+        if task is not None and cfg_task is not None and cfg_task != task:
+            raise UsageError(f"model '{model}' is a {cfg_task} model, not {task}; pick a {task} model "
+                             f"(`visionkit models model`)")
+        self.task_name = task or cfg_task
+        if self.task_name is None:
+            raise UsageError(f"model '{model}' does not say its task; pass task=")
+        self.config["task"] = self.task_name
+
+    # -- construction ---------------------------------------------------------------------------------------------
+    def _from_name(self, name: str) -> dict:
+        if REGISTRY.contains("model", name):
+            return REGISTRY.build("model", name)
+        if REGISTRY.contains("backbone", name):
+            task = self.task_name or "classify"
+            return {"task": task, "num_classes": 10, "backbone": {"name": name}, "head": {"name": TASKS_HEAD[task]}}
+        REGISTRY.get("model", name)  # raises with close matches
+        raise AssertionError
+
+    @staticmethod
+    def _task(name: str):
+        return REGISTRY.build("task", name)
+
+    @property
+    def task(self):
+        return self._task(self.task_name)
+
+    @property
+    def names(self) -> list[str] | None:
+        return self.ckpt["names"] if self.ckpt else None
+
+    @property
+    def net(self):
+        """The torch module (weights from the checkpoint when there is one)."""
+        if self._net is None:
+            self._net = model_from_checkpoint(self.ckpt) if self.ckpt else build_model(self.config)
+        return self._net
+
+    def add_callback(self, event: str, fn) -> None:
+        """Call ``fn(trainer)`` on a training event (on_train_start, on_epoch_end, ...)."""
+        self.callbacks.add(event, fn)
+
+    def _args(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        args = resolve(overrides)
+        cfg = self.config
+        for part in ("backbone", "neck", "head"):
+            if args.get(part):
+                cfg[part] = {"name": args[part]}
+        if args.get("weights"):
+            if not isinstance(cfg["backbone"], dict):
+                cfg["backbone"] = {"name": cfg["backbone"]}
+            cfg["backbone"]["weights"] = args["weights"]
+        return args
+
+    # -- modes ----------------------------------------------------------------------------------------------------
+    def train(self, **overrides) -> dict[str, float]:
+        """Train (or fine-tune from this checkpoint) and load the best weights into this Model."""
+        from visionkit.engine.trainer import Trainer
+
+        args = self._args(overrides)
+        init = self.ckpt["state_dict"] if self.ckpt and not args.get("resume") else None
+        if init is not None and not args.get("imgsz"):
+            args["imgsz"] = self.ckpt["imgsz"]
+        trainer = Trainer(self.task, self.config, args, self.callbacks, init_state=init)
+        metrics = trainer.train()
+        best = trainer.weights_dir / "best.pt"
+        self.ckpt_path = best if best.is_file() else trainer.weights_dir / "last.pt"
+        self.ckpt = load_checkpoint(self.ckpt_path, task=self.task_name)
+        self.config = dict(self.ckpt["model_config"])
+        self._net = None
+        self.trainer = trainer
+        self.save_dir = trainer.save_dir
+        return metrics
+
+    def _require_ckpt(self, mode: str) -> dict:
+        if self.ckpt is None:
+            raise UsageError(f"{mode} needs trained weights: pass model=path/to/best.pt (or call train() first)")
+        return self.ckpt
+
+    def val(self, **overrides) -> dict[str, float]:
+        """Validate the checkpoint on its dataset (or data=...); prints the table, saves plots."""
+        from visionkit.engine.setup import make_loader
+        from visionkit.engine.utils import make_run_dir, select_device
+        from visionkit.engine.validator import validate
+
+        ckpt = self._require_ckpt("val")
+        args = self._args(overrides)
+        if not args.get("data"):
+            args["data"] = ckpt.get("data")
+        task = self.task
+        data = task.resolve_data(args)
+        if data.names != ckpt["names"]:
+            raise UsageError(f"dataset classes {data.names} differ from the checkpoint's {ckpt['names']}")
+        data.mean, data.std = tuple(ckpt["mean"]), tuple(ckpt["std"])
+        device = select_device(args.get("device"))
+        imgsz = int(args.get("imgsz") or ckpt["imgsz"])
+        ds = task.build_dataset(data, args.get("split", "val"), imgsz, False, args)
+        loader = make_loader(ds, int(args["batch"]), int(args["workers"]), False, device, task.collate_fn())
+        metrics, obj = validate(self.net.to(device), loader, task, data.names, device, args)
+        save_dir = make_run_dir(args, self.task_name, "val")
+        if args.get("verbose", True):
+            print(obj.table())
+            print(f"{metrics['ms_per_image']:.2f} ms per image; plots in {save_dir}")
+        if args.get("plots", True):
+            obj.plot(save_dir)
+        self.save_dir = save_dir
+        return metrics
+
+    def predict(self, source=None, **overrides) -> list[dict]:
+        """Predict on an image, folder or glob; returns one dict per image (also saved as predictions.json)."""
+        from visionkit.engine.predictor import predict
+        from visionkit.engine.utils import make_run_dir, select_device
+
+        ckpt = self._require_ckpt("predict")
+        args = self._args(overrides)
+        source = source if source is not None else args.get("source")
+        device = select_device(args.get("device"))
+        meta = {"names": ckpt["names"], "imgsz": int(args.get("imgsz") or ckpt["imgsz"]),
+                "in_channels": ckpt["in_channels"], "mean": ckpt["mean"], "std": ckpt["std"]}
+        from visionkit.engine.predictor import resolve_sources
+
+        resolve_sources(source)  # fail on a bad source before making a run folder
+        save_dir = make_run_dir(args, self.task_name, "predict")
+        self.save_dir = save_dir
+        return predict(self.net.to(device), self.task, source, meta, args, device, save_dir)
+
+    def lrfind(self, **overrides) -> dict[str, Any]:
+        """LR range test on the training data; saves lrfind.png and returns the suggested lr."""
+        from visionkit.engine.lrfinder import lr_range_test, plot_lr_range
+        from visionkit.engine.setup import make_loader, resolve_imgsz
+        from visionkit.engine.utils import init_seeds, make_run_dir, select_device
+
+        args = self._args(overrides)
+        init_seeds(int(args["seed"]))
+        task = self.task
+        data = task.resolve_data(args)
+        if self.ckpt is None:
+            self.config["num_classes"], self.config["in_channels"] = len(data.names), data.channels
+        net = self.net
+        imgsz = resolve_imgsz(args, self.config, data.native_imgsz, net.stride)
+        device = select_device(args.get("device"))
+        ds = task.build_dataset(data, "train", imgsz, True, args)
+        loader = make_loader(ds, int(args["batch"]), int(args["workers"]), True, device, task.collate_fn())
+        result = lr_range_test(net, loader, task, device, args, float(args["start_lr"]), float(args["end_lr"]),
+                               int(args["num_iter"]))
+        save_dir = make_run_dir(args, self.task_name, "lrfind")
+        result["plot"] = str(plot_lr_range(result, save_dir / "lrfind.png"))
+        if args.get("verbose", True):
+            print(f"suggested lr0={result['suggested_lr']:.3g} (steepest descent; lowest loss at "
+                  f"{result['min_loss_lr']:.3g}); plot: {result['plot']}")
+        self.save_dir = save_dir
+        return result
+
+    def info(self, imgsz: int | None = None, verbose: bool = True) -> dict:
+        """Parameters, FLOPs and the per-layer table (output shape, params, receptive field)."""
+        from visionkit.models.info import format_info, model_info
+
+        size = int(imgsz or (self.ckpt or {}).get("imgsz") or self.config.get("imgsz") or 224)
+        info = model_info(self.net, size, int(self.config.get("in_channels", 3)))
+        if verbose:
+            print(format_info(info, str(self.ckpt_path or self.config["backbone"])))
+        return info
+
+    def export(self, **overrides):
+        """Export is not part of this release yet (ONNX export is planned); raises a clear error."""
+        resolve(overrides)
+        raise UsageError("export is not available in this release yet (ONNX export is planned); "
+                         "use the .pt checkpoint with predict/val for now")

@@ -1,0 +1,121 @@
+"""Configuration: the defaults file, typed ``key=value`` parsing and merging (CLI > cfg=FILE > defaults)."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from visionkit.errors import UsageError
+
+DEFAULT_CFG_PATH = Path(__file__).with_name("default.yaml")
+
+# keys whose value must be one of a fixed set
+CHOICES: dict[str, tuple[str, ...]] = {
+    "optimizer": ("auto", "sgd", "adamw", "adam"),
+    "scheduler": ("cosine", "linear", "onecycle", "constant"),
+    "split": ("train", "val", "test"),
+}
+# keys that accept a bool or a string (resume=True or resume=path/last.pt)
+BOOL_OR_STR = {"resume", "cache"}
+
+
+def load_defaults() -> dict[str, Any]:
+    with open(DEFAULT_CFG_PATH) as f:
+        return yaml.safe_load(f)
+
+
+def parse_value(text: str) -> Any:
+    """Type a command-line value: int, float, bool, None, lists; anything else stays a string."""
+    if text.lower() in ("none", "null"):
+        return None
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (int, float, list, dict)) else text
+
+
+def parse_kv(args: list[str]) -> dict[str, Any]:
+    """``["epochs=3", "cache"]`` → ``{"epochs": 3, "cache": True}`` (a bare key means True)."""
+    out: dict[str, Any] = {}
+    for arg in args:
+        if "=" in arg:
+            key, _, text = arg.partition("=")
+            if not key:
+                raise UsageError(f"'{arg}' has no key; write key=value")
+            out[key.strip()] = parse_value(text.strip())
+        else:
+            out[arg.strip()] = True
+    return out
+
+
+def check_overrides(overrides: dict[str, Any], defaults: dict[str, Any], source: str = "argument") -> dict[str, Any]:
+    """Check every key exists and every value fits the default's type; returns typed values."""
+    out = {}
+    for key, value in overrides.items():
+        if key not in defaults:
+            close = difflib.get_close_matches(key, list(defaults), n=1, cutoff=0.6)
+            hint = f" Did you mean '{close[0]}'?" if close else " See `visionkit cfg` for every key."
+            raise UsageError(f"unknown {source} '{key}'.{hint}")
+        out[key] = _coerce(key, value, defaults[key])
+    return out
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    bad = f"bad value {key}={value!r}: "
+    if value is None or default is None:
+        return value
+    if key in BOOL_OR_STR:
+        if isinstance(value, (bool, str)):
+            return value
+        raise UsageError(bad + "expected true, false or a path")
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise UsageError(bad + "expected true or false")
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(bad + "expected an integer")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(bad + "expected a number")
+        return float(value)
+    if isinstance(default, str):
+        value = str(value) if not isinstance(value, (list, dict)) else value
+        if key in CHOICES and value not in CHOICES[key]:
+            close = difflib.get_close_matches(str(value), CHOICES[key], n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise UsageError(bad + f"choose one of {', '.join(CHOICES[key])}.{hint}")
+        return value
+    return value
+
+
+def load_cfg_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"cfg file '{path}' does not exist")
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise UsageError(f"cfg file '{path}' must hold a mapping of key: value")
+    return data
+
+
+def resolve(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults, then ``cfg=FILE`` values, then ``overrides``; every value checked."""
+    defaults = load_defaults()
+    overrides = dict(overrides or {})
+    merged = dict(defaults)
+    cfg_file = overrides.get("cfg")
+    if cfg_file:
+        file_values = load_cfg_file(cfg_file)
+        file_values.pop("cfg", None)
+        merged.update(check_overrides(file_values, defaults, source=f"key in {cfg_file}"))
+    merged.update(check_overrides(overrides, defaults))
+    return merged

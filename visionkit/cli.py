@@ -1,0 +1,146 @@
+"""``visionkit TASK MODE key=value ...``, ``visionkit models ...``, ``visionkit cfg``, ``visionkit version``.
+
+The CLI only parses and calls the Python API (visionkit.api.Model).
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+
+from visionkit.errors import UsageError, VisionkitError
+
+MODES = ("train", "val", "predict", "export", "lrfind")
+TASK_NAMES = ("detect", "segment", "depth", "classify")
+
+USAGE = """usage:
+  visionkit TASK MODE [key=value ...]     TASK: detect, segment, depth, classify
+                                          MODE: train, val, predict, export, lrfind
+  visionkit models [KIND] [PATTERN]       list registered components (KIND: backbone, neck, head, task, model)
+  visionkit models info model=NAME [imgsz=N]   parameters, FLOPs, per-layer shapes and receptive fields
+  visionkit cfg                           print every key with its default
+  visionkit version                       print versions
+
+examples:
+  visionkit classify train data=mnist model=mnist-tiny epochs=15 scheduler=onecycle
+  visionkit classify val model=runs/classify/train/weights/best.pt
+  visionkit classify predict model=runs/classify/train/weights/best.pt source=images/ save
+  visionkit classify lrfind data=shapes model=cifar-dilated imgsz=64"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    head, rest = argv[0], argv[1:]
+    if head == "version":
+        return _version()
+    if head == "cfg":
+        from visionkit.cfg import DEFAULT_CFG_PATH
+
+        print(DEFAULT_CFG_PATH.read_text())
+        return 0
+    if head == "models":
+        return _models(rest)
+    if head in MODES:  # `visionkit export model=best.pt`: the task comes from the checkpoint
+        return _run(None, head, rest)
+    if head not in TASK_NAMES:
+        close = difflib.get_close_matches(head, TASK_NAMES + MODES + ("models", "cfg", "version"), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise UsageError(f"unknown command '{head}'.{hint} Run `visionkit help`.")
+    if not rest or "=" in rest[0]:
+        raise UsageError(f"missing MODE: visionkit {head} MODE key=value ... (MODE: {', '.join(MODES)})")
+    mode = rest[0]
+    if mode not in MODES:
+        close = difflib.get_close_matches(mode, MODES, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise UsageError(f"unknown mode '{mode}'.{hint} Modes: {', '.join(MODES)}")
+    return _run(head, mode, rest[1:])
+
+
+def _run(task: str | None, mode: str, rest: list[str]) -> int:
+    from visionkit.api import Model
+    from visionkit.cfg import parse_kv, resolve
+    from visionkit.registry import REGISTRY
+
+    overrides = parse_kv(rest)
+    resolve(overrides)  # every key and value checked before anything heavy happens
+    if task is not None and not REGISTRY.contains("task", task):
+        raise UsageError(f"task '{task}' is not available in this release; available: "
+                         f"{', '.join(REGISTRY.available('task'))}")
+    model_spec = overrides.pop("model", None)
+    if task is None and not model_spec:
+        raise UsageError(f"`visionkit {mode}` needs model=PATH (a checkpoint that names its task)")
+    model = Model(model_spec, task=task)
+    if mode == "predict":
+        model.predict(**overrides)
+    else:
+        getattr(model, mode)(**overrides)
+    if getattr(model, "save_dir", None) is not None:
+        print(f"results saved to {model.save_dir}")
+    return 0
+
+
+def _models(rest: list[str]) -> int:
+    from visionkit import Model
+    from visionkit.cfg import parse_kv
+    from visionkit.registry import REGISTRY
+
+    if rest and rest[0] == "info":
+        kv = parse_kv(rest[1:])
+        unknown = set(kv) - {"model", "imgsz", "task"}
+        if unknown:
+            raise UsageError(f"`visionkit models info` takes model=, imgsz= and task=; got {', '.join(sorted(unknown))}")
+        if "model" not in kv:
+            raise UsageError("visionkit models info model=NAME [imgsz=N]")
+        Model(str(kv["model"]), task=kv.get("task")).info(imgsz=kv.get("imgsz"))
+        return 0
+    kinds = REGISTRY.kinds
+    kind, pattern = None, "*"
+    if rest:
+        if rest[0] in kinds or rest[0].rstrip("s") in kinds:
+            kind = rest[0].rstrip("s") if rest[0] not in kinds else rest[0]
+            pattern = rest[1] if len(rest) > 1 else "*"
+        else:
+            pattern = rest[0]
+    for k in ([kind] if kind else kinds):
+        names = REGISTRY.available(k, pattern)
+        print(f"{k} ({len(names)}):")
+        for n in names:
+            doc = (REGISTRY.get(k, n).__doc__ or "").strip().splitlines()
+            print(f"  {n:<24} {doc[0] if doc else ''}")
+    if REGISTRY.plugins_loaded or REGISTRY.plugins_failed:
+        print(f"plugins: {', '.join(REGISTRY.plugins_loaded) or 'none'}"
+              + "".join(f"; {p} FAILED ({e})" for p, e in REGISTRY.plugins_failed.items()))
+    return 0
+
+
+def _version() -> int:
+    import platform
+
+    import torch
+    import torchvision
+
+    from visionkit import __version__
+
+    print(f"visionkit {__version__}\ntorch {torch.__version__} (cuda available: {torch.cuda.is_available()})\n"
+          f"torchvision {torchvision.__version__}\npython {platform.python_version()}")
+    return 0
+
+
+def entrypoint() -> None:
+    """Console script: errors a user can cause are printed without a traceback."""
+    try:
+        code = main()
+    except VisionkitError as e:
+        print(f"visionkit: error: {e}", file=sys.stderr)
+        code = e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    entrypoint()

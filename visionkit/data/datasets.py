@@ -1,0 +1,126 @@
+"""Dataset views used by the tasks."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from visionkit.data.format import class_folders, list_images
+from visionkit.errors import DataError
+
+
+def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
+    """Decode an image as RGB (H, W, 3) or grey (H, W, 1) uint8; raises DataError naming the file."""
+    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
+    img = cv2.imread(str(path), flag)
+    if img is None:
+        raise DataError(f"cannot decode image '{path}'")
+    if channels == 1:
+        return img[..., None]
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def verify_image(path: Path) -> str | None:
+    """None when the file decodes as an image, else the reason it does not."""
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        return None
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+
+
+class ImageFolderDataset(Dataset):
+    """``root/<class>/*.jpg``. Corrupt files are skipped with one warning and counted in ``skipped``."""
+
+    def __init__(self, split_dir: Path, names: list[str] | None = None, transform: Callable | None = None,
+                 channels: int = 3, cache: bool = False, require_all_classes: bool = True, fraction: float = 1.0):
+        split_dir = Path(split_dir)
+        if not split_dir.is_dir():
+            raise DataError(f"classification split folder '{split_dir}' does not exist; expected "
+                            f"{split_dir}/<class name>/<images>")
+        folders = class_folders(split_dir)
+        self.names = names if names is not None else [f.name for f in folders]
+        if not self.names:
+            raise DataError(f"'{split_dir}' has no class folders; expected {split_dir}/<class name>/<images>")
+        unknown = [f.name for f in folders if f.name not in self.names]
+        if unknown:
+            raise DataError(f"'{split_dir}' has class folders {unknown} not in the training classes {self.names}")
+        self.samples: list[tuple[Path, int]] = []
+        self.skipped: list[tuple[Path, str]] = []
+        empty = []
+        for cls, name in enumerate(self.names):
+            folder = split_dir / name
+            files = list_images(folder) if folder.is_dir() else []
+            if not files:
+                empty.append(str(folder))
+            for f in files:
+                reason = verify_image(f)
+                if reason:
+                    self.skipped.append((f, reason))
+                else:
+                    self.samples.append((f, cls))
+        if empty and require_all_classes:
+            raise DataError(f"class folder(s) with no images: {', '.join(empty)}. Add images or remove the folder.")
+        if empty:
+            warnings.warn(f"no images for class folder(s): {', '.join(empty)}", stacklevel=2)
+        if self.skipped:
+            listed = "; ".join(f"{p} ({r})" for p, r in self.skipped[:5])
+            more = f" and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
+            warnings.warn(f"skipped {len(self.skipped)} corrupt image(s) in {split_dir}: {listed}{more}", stacklevel=2)
+        if fraction < 1.0:
+            keep = np.random.default_rng(0).permutation(len(self.samples))[: max(1, int(len(self.samples) * fraction))]
+            self.samples = [self.samples[i] for i in sorted(keep)]
+        if not self.samples:
+            raise DataError(f"no readable images in '{split_dir}'")
+        self.transform = transform
+        self.channels = channels
+        self._cache = [read_image(p, channels) for p, _ in self.samples] if cache else None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def targets(self) -> list[int]:
+        return [c for _, c in self.samples]
+
+    def __getitem__(self, i: int):
+        path, cls = self.samples[i]
+        img = self._cache[i] if self._cache is not None else read_image(path, self.channels)
+        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+        return (self.transform(x) if self.transform else x), cls
+
+
+class ArrayDataset(Dataset):
+    """Images held in memory as uint8 (N, H, W) or (N, H, W, C), with integer labels."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, names: list[str], transform: Callable | None = None,
+                 fraction: float = 1.0):
+        if images.ndim == 3:
+            images = images[..., None]
+        if fraction < 1.0:
+            keep = np.sort(np.random.default_rng(0).permutation(len(images))[: max(1, int(len(images) * fraction))])
+            images, labels = images[keep], labels[keep]
+        self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # N, C, H, W
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.names = names
+        self.transform = transform
+        self.skipped: list[tuple[Path, str]] = []
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def targets(self) -> list[int]:
+        return self.labels.tolist()
+
+    def __getitem__(self, i: int):
+        x = self.images[i]
+        return (self.transform(x) if self.transform else x), int(self.labels[i])

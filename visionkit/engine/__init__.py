@@ -1,0 +1,1 @@
+"""The one training engine for every task: trainer, validator, predictor, LR finder and callbacks."""

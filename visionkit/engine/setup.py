@@ -1,0 +1,130 @@
+"""Pieces the trainer, validator and LR finder share: image size, loaders, optimizer, LR schedule, EMA."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from visionkit.models.layers import is_norm_or_bias
+
+DEFAULT_LR = {"sgd": 0.01, "adamw": 0.001, "adam": 0.001}
+
+
+def resolve_imgsz(args: dict[str, Any], model_config: dict, native: int | None, stride: int = 1) -> int:
+    """The user's imgsz, else the preset's, else the data's native size, else 224; a multiple of ``stride``."""
+    imgsz = int(args.get("imgsz") or model_config.get("imgsz") or native or 224)
+    if imgsz % stride:
+        rounded = math.ceil(imgsz / stride) * stride
+        print(f"imgsz={imgsz} is not a multiple of the model stride {stride}; using {rounded}")
+        imgsz = rounded
+    return imgsz
+
+
+def _seed_worker(worker_id: int) -> None:
+    # numpy and random in each worker follow torch's per-worker seed (itself derived from the loader's generator)
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    import random
+
+    random.seed(seed)
+
+
+def make_loader(dataset: Dataset, batch: int, workers: int, shuffle: bool, device: torch.device, collate_fn=None,
+                generator: torch.Generator | None = None) -> DataLoader:
+    workers = max(0, min(int(workers), os.cpu_count() or 1))
+    return DataLoader(dataset, batch_size=batch, shuffle=shuffle, num_workers=workers,
+                      pin_memory=device.type == "cuda", collate_fn=collate_fn, generator=generator,
+                      worker_init_fn=_seed_worker if workers else None, drop_last=False)
+
+
+def build_optimizer(model: nn.Module, args: dict[str, Any]) -> tuple[torch.optim.Optimizer, str]:
+    """SGD (Nesterov), AdamW or Adam; no weight decay on biases and norm layers.
+
+    ``optimizer=auto`` picks AdamW: it converges from scratch on small data without LR tuning. The user's lr0 is
+    always used when given; otherwise the chosen optimizer's default lr (sgd 0.01, adamw/adam 0.001).
+    """
+    name = args.get("optimizer", "auto")
+    chosen = "adamw" if name == "auto" else name
+    lr = float(args["lr0"]) if args.get("lr0") is not None else DEFAULT_LR[chosen]
+    decay, no_decay = [], []
+    for pname, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if is_norm_or_bias(pname, p) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": float(args.get("weight_decay", 0.0))},
+              {"params": no_decay, "weight_decay": 0.0}]
+    momentum = float(args.get("momentum", 0.9))
+    if chosen == "sgd":
+        opt = torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
+    elif chosen == "adamw":
+        opt = torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.999))
+    else:
+        opt = torch.optim.Adam(groups, lr=lr, betas=(momentum, 0.999))
+    how = " (optimizer=auto)" if name == "auto" else ""
+    source = "lr0" if args.get("lr0") is not None else "default"
+    return opt, f"{type(opt).__name__}(lr={lr:g} [{source}], momentum={momentum:g}, weight_decay=" \
+                f"{float(args.get('weight_decay', 0.0)):g}){how}"
+
+
+class LRFactor:
+    """Multiplier of the base lr at iteration ``it``: warmup, then cosine/linear decay to ``lrf`` (or constant).
+
+    A plain class (not a lambda) so LambdaLR's state_dict holds only plain data.
+    """
+
+    def __init__(self, kind: str, total: int, warmup: int, lrf: float):
+        self.kind, self.total, self.warmup, self.lrf = kind, max(total, 1), warmup, lrf
+
+    def __call__(self, it: int) -> float:
+        span = max(self.total - self.warmup, 1)
+        t = min(max(it - self.warmup, 0) / span, 1.0)
+        if self.kind == "cosine":
+            f = self.lrf + (1 - self.lrf) * 0.5 * (1 + math.cos(math.pi * t))
+        elif self.kind == "linear":
+            f = 1 - (1 - self.lrf) * t
+        else:
+            f = 1.0
+        if it < self.warmup:
+            f *= 0.1 + 0.9 * it / self.warmup
+        return f
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, args: dict[str, Any], iters_per_epoch: int):
+    """A per-iteration scheduler; ``onecycle`` is torch's OneCycleLR (peak lr = lr0, its own warm phase)."""
+    total = int(args["epochs"]) * iters_per_epoch
+    kind = args.get("scheduler", "cosine")
+    if kind == "onecycle":
+        peak = [g["lr"] for g in optimizer.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=max(total, 1),
+                                                   pct_start=float(args.get("pct_start", 0.25)),
+                                                   cycle_momentum=isinstance(optimizer, torch.optim.SGD))
+    warmup = min(int(round(float(args.get("warmup_epochs", 0)) * iters_per_epoch)), total // 2)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, LRFactor(kind, total, warmup, float(args.get("lrf", 0.01))))
+
+
+class ModelEMA:
+    """Exponential moving average of weights; decay ramps up as ``decay * (1 - exp(-updates / tau))`` so early,
+    random weights are forgotten quickly."""
+
+    def __init__(self, model: nn.Module, decay: float = 0.9999, tau: float = 2000.0, updates: int = 0):
+        self.ema = copy.deepcopy(model).eval()
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+        self.decay, self.tau, self.updates = decay, tau, updates
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = self.decay * (1 - math.exp(-self.updates / self.tau))
+        msd = model.state_dict()
+        for k, v in self.ema.state_dict().items():
+            if v.dtype.is_floating_point:
+                v.mul_(d).add_(msd[k].detach(), alpha=1 - d)
+            else:
+                v.copy_(msd[k])

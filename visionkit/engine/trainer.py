@@ -1,0 +1,280 @@
+"""The one Trainer for every task. Tasks supply data, loss and metrics; the trainer supplies the loop."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from visionkit.engine.callbacks import Callbacks
+from visionkit.engine.results import ResultsLog
+from visionkit.engine.setup import ModelEMA, build_optimizer, build_scheduler, make_loader, resolve_imgsz
+from visionkit.engine.utils import init_seeds, make_run_dir, rng_state, select_device, set_rng_state
+from visionkit.engine.validator import autocast_context, validate
+from visionkit.errors import CheckpointError, UsageError
+from visionkit.models.build import build_model
+from visionkit.models.checkpoint import load_checkpoint, portable_config, save_checkpoint
+from visionkit.models.layers import num_params
+from visionkit.tasks.base import Task
+
+# keys a resumed run may change; everything else comes from the interrupted run's args
+RESUME_OVERRIDABLE = ("device", "workers", "verbose", "plots")
+
+
+class Trainer:
+    """Train ``model_config`` for ``task`` with ``args`` (resolved config). Attributes are readable by callbacks:
+    ``epoch``, ``loss``, ``metrics``, ``save_dir``, ``model``, ``ema``, ``optimizer``; set ``stop = True`` to end
+    training after the current epoch."""
+
+    def __init__(self, task: Task, model_config: dict, args: dict[str, Any], callbacks: Callbacks | None = None,
+                 init_state: dict | None = None):
+        self.task = task
+        self.args = dict(args)
+        self.callbacks = callbacks or Callbacks()
+        self.model_config = dict(model_config)
+        self.init_state = init_state
+        self.resume_ckpt = self._find_resume() if self.args.get("resume") else None
+        self.stop = False
+        self.epoch = 0
+        self.loss: float | None = None
+        self.metrics: dict[str, float] = {}
+        self.best_fitness: float | None = None
+        self.verbose = bool(self.args.get("verbose", True))
+
+    # -- set-up ---------------------------------------------------------------------------------------------------
+    def _find_resume(self) -> dict:
+        spec = self.args["resume"]
+        if spec is True:
+            pattern = Path(self.args.get("project") or "runs") / self.task.name
+            found = sorted(pattern.glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
+            if not found:
+                raise CheckpointError(f"resume=True but no last.pt under {pattern}/*/weights/; pass resume=PATH")
+            path = found[-1]
+        else:
+            path = Path(spec)
+        ckpt = load_checkpoint(path, task=self.task.name)
+        if "train_state" not in ckpt:
+            raise CheckpointError(f"'{path}' has no training state (only last.pt files do); resume from last.pt")
+        saved = dict(ckpt["train_args"])
+        for key in RESUME_OVERRIDABLE:
+            saved[key] = self.args.get(key, saved.get(key))
+        if ckpt["epoch"] + 1 >= saved["epochs"]:
+            raise UsageError(f"'{path}' already finished all {saved['epochs']} epochs; nothing to resume. Start a "
+                             f"new run with model={path.with_name('best.pt')} to train further")
+        saved["resume"] = str(path)
+        self.args = saved
+        self.model_config = ckpt["model_config"]
+        self.save_dir = path.parent.parent
+        return ckpt
+
+    def _setup(self) -> None:
+        a = self.args
+        self.device = select_device(a.get("device"))
+        init_seeds(int(a["seed"]), bool(a.get("deterministic")))
+        self.data = self.task.resolve_data(a)
+        cfg = self.model_config
+        if self.resume_ckpt is None:
+            cfg["num_classes"] = len(self.data.names)
+            cfg["in_channels"] = self.data.channels
+            cfg["task"] = self.task.name
+        self.model = build_model(cfg).to(self.device)
+        if self.init_state is not None:
+            self._load_matching(self.init_state)
+        self.imgsz = resolve_imgsz(a, cfg, self.data.native_imgsz, self.model.stride)
+        a["imgsz"] = self.imgsz
+        if self.resume_ckpt is None:
+            self.save_dir = make_run_dir(a, self.task.name, "train")
+        self.weights_dir = self.save_dir / "weights"
+        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        a["name"] = self.save_dir.name
+        (self.save_dir / "args.yaml").write_text(yaml.safe_dump(a, sort_keys=False))
+
+        self.train_set = self.task.build_dataset(self.data, "train", self.imgsz, True, a)
+        self.val_set = self.task.build_dataset(self.data, a.get("split", "val"), self.imgsz, False, a) \
+            if a.get("val", True) else None
+        self.generator = torch.Generator()
+        self.train_loader = make_loader(self.train_set, int(a["batch"]), int(a["workers"]), True, self.device,
+                                        self.task.collate_fn(), self.generator)
+        self.val_loader = make_loader(self.val_set, int(a["batch"]) * 2, int(a["workers"]), False, self.device,
+                                      self.task.collate_fn()) if self.val_set is not None else None
+        self.optimizer, self.optimizer_desc = build_optimizer(self.model, a)
+        self.scheduler = build_scheduler(self.optimizer, a, len(self.train_loader))
+        self.ema = ModelEMA(self.model, float(a.get("ema_decay", 0.9999))) if a.get("ema", True) else None
+        self.amp_dtype, self.scaler = None, None
+        if a.get("amp", True) and self.device.type == "cuda":
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            if self.amp_dtype == torch.float16:
+                self.scaler = torch.amp.GradScaler("cuda")
+        self.results = ResultsLog(self.save_dir / "results.csv")
+        self.start_epoch = 0
+        if self.resume_ckpt is not None:
+            self._restore(self.resume_ckpt)
+
+    def _load_matching(self, state: dict) -> None:
+        """Fine-tuning: copy every tensor whose name and shape match (a new head for new classes stays fresh)."""
+        own = self.model.state_dict()
+        matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        self.model.load_state_dict(matched, strict=False)
+        if self.verbose:
+            print(f"loaded {len(matched)}/{len(own)} tensors from the starting checkpoint")
+
+    def _restore(self, ckpt: dict) -> None:
+        st = ckpt["train_state"]
+        self.model.load_state_dict(st["model"])
+        self.optimizer.load_state_dict(st["optimizer"])
+        self.scheduler.load_state_dict(st["scheduler"])
+        if self.ema is not None:
+            self.ema.ema.load_state_dict(ckpt["state_dict"])
+            self.ema.updates = st["ema_updates"]
+        if self.scaler is not None and st.get("scaler"):
+            self.scaler.load_state_dict(st["scaler"])
+        set_rng_state(st["rng"])
+        self.start_epoch = ckpt["epoch"] + 1
+        self.best_fitness = ckpt.get("best_fitness")
+        if self.verbose:
+            print(f"resuming {self.save_dir} from epoch {self.start_epoch + 1}/{self.args['epochs']}")
+
+    # -- the loop -------------------------------------------------------------------------------------------------
+    def train(self) -> dict[str, float]:
+        self._setup()
+        a = self.args
+        epochs = int(a["epochs"])
+        if self.verbose:
+            print(f"{self.task.name}: {len(self.train_set)} train / {len(self.val_set or [])} val images, "
+                  f"{len(self.data.names)} classes, imgsz {self.imgsz}, {num_params(self.model):,} parameters, "
+                  f"device {self.device}\noptimizer: {self.optimizer_desc}, scheduler: {a['scheduler']}\n"
+                  f"results → {self.save_dir}")
+        self.callbacks.run("on_train_start", self)
+        patience, stale = int(a.get("patience", 0)), 0
+        t_start = time.time()
+        for epoch in range(self.start_epoch, epochs):
+            self.epoch = epoch
+            self.callbacks.run("on_epoch_start", self)
+            t0 = time.time()
+            self.loss = self._train_one_epoch(epoch, epochs)
+            row = {"epoch": epoch + 1, "train_loss": self.loss}
+            if self.val_loader is not None:
+                net = self.ema.ema if self.ema is not None else self.model
+                self.metrics, self.last_metrics_obj = validate(net, self.val_loader, self.task, self.data.names,
+                                                               self.device, a, self.amp_dtype)
+                row.update(self.metrics)
+                self.callbacks.run("on_val_end", self)
+                fitness = self.metrics[self.last_metrics_obj.fitness_key]
+            else:
+                fitness = -self.loss
+            row.update({"lr": self.optimizer.param_groups[0]["lr"], "epoch_s": time.time() - t0})
+            improved = self.best_fitness is None or fitness > self.best_fitness
+            if improved:
+                self.best_fitness, stale = fitness, 0
+            else:
+                stale += 1
+            self.results.append(row)
+            self._save(epoch, improved)
+            if self.verbose:
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in ("epoch", "epoch_s", "lr"))
+                print(f"epoch {epoch + 1}/{epochs}: {shown} ({row['epoch_s']:.1f}s)")
+            self.callbacks.run("on_epoch_end", self)
+            if patience and stale >= patience:
+                print(f"early stop: no improvement for {patience} epochs (best {self.best_fitness:.4f})")
+                break
+            if self.stop:
+                break
+        if a.get("plots", True):
+            self.results.plot(self.save_dir / "results.png")
+        final = self._final_validation()
+        self.callbacks.run("on_train_end", self)
+        if self.verbose:
+            print(f"done in {time.time() - t_start:.1f}s. best.pt and last.pt in {self.weights_dir}")
+        return final
+
+    def _train_one_epoch(self, epoch: int, epochs: int) -> float:
+        a = self.args
+        self.model.train()
+        # one generator reseeded per epoch: shuffling and worker seeds depend only on (seed, epoch), so a resumed
+        # run sees the same batches as an uninterrupted one
+        self.generator.manual_seed(int(a["seed"]) + epoch)
+        bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.verbose,
+                   dynamic_ncols=True, leave=False)
+        running, n = 0.0, 0
+        clip = float(a.get("clip_grad", 0) or 0)
+        for raw in bar:
+            batch = self.task.preprocess_batch(raw, self.device)
+            with autocast_context(self.device, self.amp_dtype):
+                out = self.model(batch["img"])
+            loss, items = self.task.loss(out, batch, a)
+            if not math.isfinite(float(loss.detach())):
+                raise UsageError(f"loss became {float(loss.detach())} at epoch {epoch + 1}; lower lr0 (now "
+                                 f"{self.optimizer.param_groups[0]['lr']:.3g}) or check the labels")
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.unscale_(self.optimizer)
+            else:
+                loss.backward()
+            if clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
+            running += float(loss.detach())
+            n += 1
+            self.batch_loss = float(loss.detach())
+            bar.set_postfix(loss=f"{running / n:.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
+            self.callbacks.run("on_batch_end", self)
+        return running / max(n, 1)
+
+    # -- checkpoints ----------------------------------------------------------------------------------------------
+    def _checkpoint(self, epoch: int) -> dict:
+        net = self.ema.ema if self.ema is not None else self.model
+        return {
+            "task": self.task.name, "model_config": portable_config(self.model_config),
+            "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+            "names": list(self.data.names), "imgsz": self.imgsz, "in_channels": self.data.channels,
+            "mean": list(self.data.mean), "std": list(self.data.std), "data": self.data.source,
+            "train_args": dict(self.args), "epoch": epoch, "best_fitness": self.best_fitness,
+            "metrics": dict(self.metrics),
+        }
+
+    def _save(self, epoch: int, improved: bool) -> None:
+        ckpt = self._checkpoint(epoch)
+        last = dict(ckpt)
+        last["train_state"] = {
+            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "ema_updates": self.ema.updates if self.ema is not None else 0,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": rng_state(),
+        }
+        save_checkpoint(last, self.weights_dir / "last.pt")
+        if improved:
+            save_checkpoint(ckpt, self.weights_dir / "best.pt")
+        period = int(self.args.get("save_period", 0) or 0)
+        if period and (epoch + 1) % period == 0:
+            save_checkpoint(ckpt, self.weights_dir / f"epoch{epoch + 1}.pt")
+
+    def _final_validation(self) -> dict[str, float]:
+        """Validate best.pt once more, print the per-class table and save the task's plots."""
+        best = self.weights_dir / "best.pt"
+        if self.val_loader is None or not best.is_file():
+            return self.metrics
+        ckpt = load_checkpoint(best)
+        net = build_model(ckpt["model_config"]).to(self.device)
+        net.load_state_dict(ckpt["state_dict"])
+        metrics, obj = validate(net, self.val_loader, self.task, self.data.names, self.device, self.args,
+                                self.amp_dtype, desc="best.pt")
+        if self.verbose:
+            print(obj.table())
+        if self.args.get("plots", True):
+            obj.plot(self.save_dir)
+        self.best_path = best
+        return metrics

@@ -1,0 +1,73 @@
+"""Model config (a plain dict) → ``nn.Module`` through the registry.
+
+A config fully describes the network::
+
+    {"task": "classify", "num_classes": 10, "in_channels": 1,
+     "backbone": {"name": "mnist_net", "out_strides": [4]},
+     "neck": {"name": "identity"},
+     "head": {"name": "linear", "dropout": 0.0}}
+
+The backbone's declared ``channels``/``strides`` are the only source of the neck's and head's input sizes.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from visionkit.errors import UsageError
+from visionkit.registry import REGISTRY
+
+
+def _spec(part: Any, field: str) -> dict:
+    if isinstance(part, str):
+        return {"name": part}
+    if isinstance(part, dict) and "name" in part:
+        return dict(part)
+    raise UsageError(f"model config '{field}' must be a name or a mapping with 'name', got {part!r}")
+
+
+class VisionModel(nn.Module):
+    """backbone → neck → head. ``forward`` returns the head's raw output (no post-processing)."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.config = normalize_config(config)
+        cfg = self.config
+        bb = dict(cfg["backbone"])
+        self.backbone = REGISTRY.build("backbone", bb.pop("name"), in_channels=cfg["in_channels"], **bb)
+        nk = dict(cfg["neck"])
+        self.neck = REGISTRY.build("neck", nk.pop("name"), in_channels=self.backbone.channels,
+                                   in_strides=self.backbone.strides, **nk)
+        hd = dict(cfg["head"])
+        self.head = REGISTRY.build("head", hd.pop("name"), in_channels=self.neck.channels,
+                                   in_strides=self.neck.strides, num_classes=cfg["num_classes"], **hd)
+
+    def forward(self, x: torch.Tensor):
+        return self.head(self.neck(self.backbone(x)))
+
+    @property
+    def stride(self) -> int:
+        return max(self.backbone.strides)
+
+
+def normalize_config(config: dict) -> dict:
+    """Fill defaults and check the required keys of a model config; returns a deep copy."""
+    cfg = copy.deepcopy(dict(config))
+    for key in ("task", "backbone", "head", "num_classes"):
+        if key not in cfg or cfg[key] is None:
+            raise UsageError(f"model config lacks '{key}'; see docs/plugins.md for the layout of a model config")
+    cfg["backbone"] = _spec(cfg["backbone"], "backbone")
+    cfg["neck"] = _spec(cfg.get("neck") or "identity", "neck")
+    cfg["head"] = _spec(cfg["head"], "head")
+    cfg["num_classes"] = int(cfg["num_classes"])
+    cfg["in_channels"] = int(cfg.get("in_channels", 3))
+    return cfg
+
+
+def build_model(config: dict) -> VisionModel:
+    """Build the network that ``config`` describes."""
+    return VisionModel(config)

@@ -1,0 +1,40 @@
+"""Named model presets (kind ``model``): each returns a model config plus its native image size."""
+
+from __future__ import annotations
+
+from visionkit.registry import register
+
+
+@register("model", "mnist-tiny")
+def mnist_tiny() -> dict:
+    """Course MNIST net, < 20k parameters, 28×28 grey digits."""
+    return {"task": "classify", "imgsz": 28, "in_channels": 1, "num_classes": 10,
+            "backbone": {"name": "mnist_net", "out_strides": [4]}, "head": {"name": "linear"}}
+
+
+@register("model", "cifar-dilated")
+def cifar_dilated() -> dict:
+    """Depthwise-separable + dilated CNN, no max-pooling, RF > 44, < 200k parameters, 32×32 colour."""
+    return {"task": "classify", "imgsz": 32, "in_channels": 3, "num_classes": 10,
+            "backbone": {"name": "cifar_dilated", "out_strides": [8]}, "head": {"name": "linear", "dropout": 0.1}}
+
+
+@register("model", "vit-tiny")
+def vit_tiny() -> dict:
+    """Small ViT (patch 4) for 32×32 images."""
+    return {"task": "classify", "imgsz": 32, "in_channels": 3, "num_classes": 10,
+            "backbone": {"name": "vit_tiny", "imgsz": 32}, "head": {"name": "linear"}}
+
+
+def _torchvision_classifier(backbone: str, imgsz: int = 224) -> None:
+    def preset() -> dict:
+        return {"task": "classify", "imgsz": imgsz, "in_channels": 3, "num_classes": 1000,
+                "backbone": {"name": backbone, "out_strides": [32]}, "head": {"name": "linear", "dropout": 0.2}}
+
+    preset.__doc__ = f"torchvision {backbone} classifier at {imgsz}px (weights=PATH for local weights)."
+    register("model", f"{backbone.replace('_', '-')}-cls")(preset)
+
+
+for _bb in ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0",
+            "convnext_tiny"):
+    _torchvision_classifier(_bb)

@@ -1,0 +1,119 @@
+"""The one registry of components (backbones, necks, heads, tasks, model presets) and the plugin loader.
+
+Third-party packages declare an entry point in the group ``visionkit.plugins``; importing the module it
+names registers its components. Plugins load lazily: on the first miss or listing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib.metadata
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from visionkit.errors import RegistryError
+
+KINDS = ("backbone", "neck", "head", "task", "model")
+PLUGIN_GROUP = "visionkit.plugins"
+
+
+class Registry:
+    """Maps (kind, name) to a builder callable."""
+
+    def __init__(self, kinds: tuple[str, ...] = KINDS, plugin_group: str = PLUGIN_GROUP):
+        self._items: dict[str, dict[str, Callable[..., Any]]] = {k: {} for k in kinds}
+        self.plugin_group = plugin_group
+        self.plugins_loaded: list[str] = []
+        self.plugins_failed: dict[str, str] = {}
+        self._plugins_done = False
+
+    # -- registration -------------------------------------------------------------------------------
+    def register(self, kind: str, name: str | None = None, *, override: bool = False) -> Callable:
+        """Decorator: ``@register("backbone", "resnet18")`` registers the decorated builder."""
+        self._check_kind(kind)
+
+        def deco(fn: Callable) -> Callable:
+            key = name or fn.__name__
+            table = self._items[kind]
+            if key in table and not override and table[key] is not fn:
+                raise RegistryError(
+                    f"{kind} '{key}' is already registered (by {_origin(table[key])}); "
+                    f"pick another name or pass override=True"
+                )
+            table[key] = fn
+            return fn
+
+        return deco
+
+    # -- lookup -------------------------------------------------------------------------------------
+    def get(self, kind: str, name: str) -> Callable[..., Any]:
+        """The builder registered as ``name``; a miss lists close matches and the plugins loaded."""
+        self._check_kind(kind)
+        if name not in self._items[kind]:
+            self.load_plugins()
+        if name not in self._items[kind]:
+            names = sorted(self._items[kind])
+            close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            plugins = ", ".join(self.plugins_loaded) or "none"
+            failed = "".join(f"; plugin '{p}' failed to load: {e}" for p, e in self.plugins_failed.items())
+            raise RegistryError(
+                f"unknown {kind} '{name}'.{hint} Available: {', '.join(names) or 'none'}. "
+                f"Plugins loaded: {plugins}{failed}. List them with `visionkit models {kind}`."
+            )
+        return self._items[kind][name]
+
+    def build(self, kind: str, name: str, **kwargs: Any) -> Any:
+        """Build the component registered as ``name`` with keyword arguments."""
+        return self.get(kind, name)(**kwargs)
+
+    def available(self, kind: str, pattern: str = "*") -> list[str]:
+        """Sorted names of ``kind`` matching a glob pattern (plugins included)."""
+        self._check_kind(kind)
+        self.load_plugins()
+        return sorted(n for n in self._items[kind] if fnmatch.fnmatch(n, pattern))
+
+    def contains(self, kind: str, name: str) -> bool:
+        self._check_kind(kind)
+        if name not in self._items[kind]:
+            self.load_plugins()
+        return name in self._items[kind]
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(self._items)
+
+    # -- plugins ------------------------------------------------------------------------------------
+    def load_plugins(self, force: bool = False) -> None:
+        """Import every module declared in the plugin entry-point group; a broken one is reported, not fatal."""
+        if self._plugins_done and not force:
+            return
+        self._plugins_done = True
+        for ep in importlib.metadata.entry_points(group=self.plugin_group):
+            if ep.name in self.plugins_loaded:
+                continue
+            try:
+                ep.load()
+            except Exception as e:  # a plugin must never break the rest
+                self.plugins_failed[ep.name] = f"{type(e).__name__}: {e}"
+                warnings.warn(f"visionkit plugin '{ep.name}' ({ep.value}) failed to import: {e}", stacklevel=2)
+            else:
+                self.plugins_loaded.append(ep.name)
+
+    def _check_kind(self, kind: str) -> None:
+        if kind not in self._items:
+            close = difflib.get_close_matches(kind, list(self._items), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise RegistryError(f"unknown component kind '{kind}'.{hint} Kinds: {', '.join(self._items)}")
+
+
+def _origin(fn: Callable) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
+
+
+REGISTRY = Registry()
+register = REGISTRY.register
+build = REGISTRY.build
+available = REGISTRY.available

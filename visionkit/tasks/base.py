@@ -1,0 +1,85 @@
+"""What the generic engine (trainer, validator, predictor) asks of a task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+
+@dataclass
+class DataInfo:
+    """A resolved dataset: what a task needs to build its splits and what a checkpoint must remember."""
+
+    names: list[str]
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str
+    native_imgsz: int | None = None
+    profile: str = "photos"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Metrics:
+    """Accumulates predictions over a validation pass."""
+
+    fitness_key = "fitness"
+
+    def update(self, outputs: Any, batch: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def compute(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def table(self) -> str:
+        """A human-readable summary printed after validation."""
+        return ""
+
+    def plot(self, save_dir: Path) -> list[Path]:
+        return []
+
+
+class Task:
+    """Base class; subclasses are registered with ``@register("task", NAME)``."""
+
+    name: str = ""
+    default_model: str = ""
+    default_data: str = ""
+
+    def resolve_data(self, args: dict[str, Any]) -> DataInfo:
+        raise NotImplementedError
+
+    def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: dict[str, Any]) -> Dataset:
+        raise NotImplementedError
+
+    def collate_fn(self):
+        return None  # torch's default
+
+    def preprocess_batch(self, batch: Any, device: torch.device) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def loss(self, outputs: Any, batch: dict[str, Any], args: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def new_metrics(self, names: list[str]) -> Metrics:
+        raise NotImplementedError
+
+    def load_inputs(self, paths: list[Path], imgsz: int, channels: int, mean, std) -> tuple[torch.Tensor, list]:
+        """Images → a normalised batch tensor plus per-image context needed to post-process."""
+        raise NotImplementedError
+
+    def postprocess(self, outputs: Any, context: list, args: dict[str, Any], names: list[str]) -> list[dict]:
+        """Raw network outputs → one JSON-ready result dict per image."""
+        raise NotImplementedError
+
+    def describe(self, result: dict) -> str:
+        """One line per image for the console."""
+        return str(result)
+
+    def annotate(self, path: Path, result: dict, channels: int):
+        """The image with its result drawn on it (BGR uint8), for ``save=True``."""
+        raise NotImplementedError

@@ -1,0 +1,192 @@
+"""Image classification: ImageFolder/IDX data, cross-entropy, top-1/top-5/per-class accuracy, confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from visionkit.data import idx
+from visionkit.data.augment import classify_transforms, resolve_augment
+from visionkit.data.datasets import ArrayDataset, ImageFolderDataset, read_image
+from visionkit.data.format import class_folders, load_data_yaml
+from visionkit.data.synthetic import ensure_shapes
+from visionkit.errors import DataError
+from visionkit.registry import register
+from visionkit.tasks.base import DataInfo, Metrics, Task
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ClassifyMetrics(Metrics):
+    fitness_key = "top1"
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        n = len(names)
+        self.confusion = np.zeros((n, n), dtype=np.int64)  # rows: true, columns: predicted
+        self.top5_hits = 0
+        self.count = 0
+
+    def update(self, outputs: torch.Tensor, batch: dict[str, Any]) -> None:
+        target = batch["cls"].cpu()
+        logits = outputs.detach().float().cpu()
+        pred = logits.argmax(1)
+        np.add.at(self.confusion, (target.numpy(), pred.numpy()), 1)
+        k = min(5, logits.shape[1])
+        self.top5_hits += int((logits.topk(k, dim=1).indices == target[:, None]).any(1).sum())
+        self.count += len(target)
+
+    def per_class(self) -> np.ndarray:
+        support = self.confusion.sum(1)
+        return np.divide(np.diag(self.confusion), support, out=np.full(len(support), np.nan), where=support > 0)
+
+    def compute(self) -> dict[str, float]:
+        n = max(self.count, 1)
+        return {"top1": float(np.trace(self.confusion) / n), "top5": float(self.top5_hits / n)}
+
+    def table(self) -> str:
+        m = self.compute()
+        support = self.confusion.sum(1)
+        acc = self.per_class()
+        width = max(8, *(len(s) for s in self.names))
+        lines = [f"{'class':>{width}}  {'images':>7}  {'accuracy':>8}",
+                 f"{'all':>{width}}  {self.count:>7}  {m['top1']:>8.4f}   top5 {m['top5']:.4f}"]
+        for name, s, a in zip(self.names, support, acc):
+            lines.append(f"{name:>{width}}  {s:>7}  {a:>8.4f}")
+        return "\n".join(lines)
+
+    def plot(self, save_dir: Path) -> list[Path]:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        n = len(self.names)
+        cm = self.confusion / np.maximum(self.confusion.sum(1, keepdims=True), 1)
+        fig, ax = plt.subplots(figsize=(min(4 + 0.4 * n, 16), min(3.5 + 0.4 * n, 15)))
+        im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
+        ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (row-normalised)")
+        if n <= 30:
+            ax.set_xticks(range(n), self.names, rotation=90)
+            ax.set_yticks(range(n), self.names)
+            for i in range(n):
+                for j in range(n):
+                    if self.confusion[i, j]:
+                        ax.text(j, i, str(self.confusion[i, j]), ha="center", va="center", fontsize=7,
+                                color="white" if cm[i, j] > 0.5 else "black")
+        fig.colorbar(im)
+        fig.tight_layout()
+        path = save_dir / "confusion_matrix.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return [path]
+
+
+@register("task", "classify")
+class ClassifyTask(Task):
+    """Image classification: ImageFolder, MNIST/Fashion-MNIST IDX or shapes; top-1/top-5, confusion matrix."""
+
+    name = "classify"
+    default_model = "mnist-tiny"
+    default_data = "shapes"
+
+    # -- data ---------------------------------------------------------------------------------------------------
+    def resolve_data(self, args: dict[str, Any]) -> DataInfo:
+        data = args.get("data") or self.default_data
+        datasets_dir = Path(args.get("datasets_dir") or "datasets")
+        key = str(data).lower()
+        if key in idx.IDX_NAMES:
+            candidates = [Path(args["root"])] if args.get("root") else []
+            folder = idx.find_idx_dir(key, candidates + [datasets_dir / key])
+            mean, std = idx.IDX_NORM[key]
+            return DataInfo(idx.IDX_NAMES[key], 1, mean, std, source=key, native_imgsz=28,
+                            profile="digits" if key == "mnist" else "grey-objects", extra={"idx_dir": str(folder)})
+        if key == "shapes":
+            root = ensure_shapes(datasets_dir / "shapes", verbose=args.get("verbose", True))
+            return self._folder_info(root / "classify", source=str(root / "data.yaml"))
+        path = Path(data)
+        if path.suffix in (".yaml", ".yml"):
+            spec = load_data_yaml(path)
+            folder = spec["root"] / spec["classify"] if spec.get("classify") else spec["root"]
+            return self._folder_info(folder, source=str(path), names=spec.get("names") if not spec.get("classify")
+                                     else None)
+        if path.is_dir():
+            return self._folder_info(path, source=str(path))
+        raise DataError(f"dataset '{data}' not found: give a folder with train/<class>/ and val/<class>/, a data.yaml, "
+                        f"or one of: shapes, {', '.join(idx.IDX_NAMES)}")
+
+    def _folder_info(self, root: Path, source: str, names: list[str] | None = None) -> DataInfo:
+        if not (root / "train").is_dir():
+            raise DataError(f"classification dataset '{root}' has no train/ folder; expected "
+                            f"{root}/train/<class>/*.jpg and {root}/val/<class>/*.jpg")
+        names = names or [f.name for f in class_folders(root / "train")]
+        if not names:
+            raise DataError(f"'{root / 'train'}' has no class folders; expected {root}/train/<class name>/<images>")
+        return DataInfo(names, 3, IMAGENET_MEAN, IMAGENET_STD, source=source, extra={"root": str(root)})
+
+    def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: dict[str, Any]):
+        aug = resolve_augment(args, data.profile)
+        tf = classify_transforms(imgsz, train, aug, args, data.mean, data.std, data.native_imgsz)
+        fraction = float(args.get("fraction", 1.0)) if train else 1.0
+        if "idx_dir" in data.extra:
+            images, labels = idx.load_idx_split(Path(data.extra["idx_dir"]), split)
+            return ArrayDataset(images, labels, data.names, tf, fraction)
+        split_dir = Path(data.extra["root"]) / split
+        if split != "train" and not split_dir.is_dir():
+            raise DataError(f"classification dataset '{data.extra['root']}' has no {split}/ folder; "
+                            f"add {split_dir}/<class>/*.jpg (or pass val=false to train without validation)")
+        return ImageFolderDataset(split_dir, data.names, tf, data.channels, cache=bool(args.get("cache")),
+                                  require_all_classes=train, fraction=fraction)
+
+    def preprocess_batch(self, batch, device: torch.device) -> dict[str, Any]:
+        x, y = batch
+        non_blocking = device.type == "cuda"
+        return {"img": x.to(device, non_blocking=non_blocking), "cls": y.to(device, non_blocking=non_blocking)}
+
+    # -- training and validation ---------------------------------------------------------------------------------
+    def loss(self, outputs: torch.Tensor, batch: dict[str, Any], args: dict[str, Any]):
+        loss = F.cross_entropy(outputs.float(), batch["cls"], label_smoothing=float(args.get("label_smoothing", 0.0)))
+        return loss, {"loss": float(loss.detach())}
+
+    def new_metrics(self, names: list[str]) -> ClassifyMetrics:
+        return ClassifyMetrics(names)
+
+    # -- prediction ----------------------------------------------------------------------------------------------
+    def load_inputs(self, paths: list[Path], imgsz: int, channels: int, mean, std):
+        batch = []
+        for p in paths:
+            img = read_image(p, channels)
+            img = cv2.resize(img, (imgsz, imgsz), interpolation=cv2.INTER_AREA).reshape(imgsz, imgsz, channels)
+            x = torch.from_numpy(img).permute(2, 0, 1).float() / 255.0
+            batch.append((x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None])
+        return torch.stack(batch), [None] * len(paths)
+
+    def postprocess(self, outputs: torch.Tensor, context: list, args: dict[str, Any], names: list[str]) -> list[dict]:
+        probs = outputs.float().softmax(1).cpu()
+        k = min(int(args.get("topk", 5)), probs.shape[1])
+        top = probs.topk(k, dim=1)
+        return [{"top": [{"class": int(c), "name": names[int(c)], "score": round(float(s), 6)}
+                         for s, c in zip(ss, cc)]} for ss, cc in zip(top.values, top.indices)]
+
+    def describe(self, result: dict) -> str:
+        return ", ".join(f"{t['name']} {t['score']:.3f}" for t in result["top"])
+
+    def annotate(self, path: Path, result: dict, channels: int):
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise DataError(f"cannot decode image '{path}'")
+        scale = max(img.shape[:2]) / 400
+        if scale < 1:  # tiny images (MNIST) are enlarged so the text stays readable
+            img = cv2.resize(img, None, fx=1 / scale, fy=1 / scale, interpolation=cv2.INTER_NEAREST)
+        y = 20
+        for t in result["top"][:3]:
+            cv2.putText(img, f"{t['name']} {t['score']:.2f}", (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3)
+            cv2.putText(img, f"{t['name']} {t['score']:.2f}", (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1)
+            y += 22
+        return img
