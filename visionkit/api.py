@@ -117,7 +117,7 @@ class Model:
         init = self.ckpt["state_dict"] if self.ckpt and not args.get("resume") else None
         if init is not None and not args.get("imgsz"):
             args["imgsz"] = self.ckpt["imgsz"]
-        trainer = Trainer(self.task, self.config, args, self.callbacks, init_state=init)
+        trainer = Trainer(self.task, self.config, args, self.callbacks, init_state=init, explicit=set(overrides))
         metrics = trainer.train()
         best = trainer.weights_dir / "best.pt"
         self.ckpt_path = best if best.is_file() else trainer.weights_dir / "last.pt"

@@ -33,6 +33,11 @@ def parse_value(text: str) -> Any:
         return None
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
+    for number in (int, float):  # before YAML, which reads 1e-3 as a string
+        try:
+            return number(text)
+        except ValueError:
+            pass
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:

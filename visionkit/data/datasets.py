@@ -99,19 +99,23 @@ class ImageFolderDataset(Dataset):
 
 
 class ArrayDataset(Dataset):
-    """Images held in memory as uint8 (N, H, W) or (N, H, W, C), with integer labels."""
+    """Images held in memory as uint8 (N, H, W) or (N, H, W, C), with integer labels.
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, names: list[str], transform: Callable | None = None,
-                 fraction: float = 1.0):
+    Items are raw uint8 tensors; ``batch_transform`` (e.g. BatchAugment) runs once per batch in ``collate_fn``,
+    which is far cheaper than per-image transforms for small images such as MNIST digits.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, names: list[str],
+                 batch_transform: Callable | None = None, fraction: float = 1.0):
         if images.ndim == 3:
             images = images[..., None]
         if fraction < 1.0:
             keep = np.sort(np.random.default_rng(0).permutation(len(images))[: max(1, int(len(images) * fraction))])
             images, labels = images[keep], labels[keep]
-        self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # N, C, H, W
+        self.images = torch.from_numpy(np.array(images, copy=True)).permute(0, 3, 1, 2)  # N, C, H, W (writable)
         self.labels = torch.as_tensor(labels, dtype=torch.long)
         self.names = names
-        self.transform = transform
+        self.batch_transform = batch_transform
         self.skipped: list[tuple[Path, str]] = []
 
     def __len__(self) -> int:
@@ -122,5 +126,17 @@ class ArrayDataset(Dataset):
         return self.labels.tolist()
 
     def __getitem__(self, i: int):
-        x = self.images[i]
-        return (self.transform(x) if self.transform else x), int(self.labels[i])
+        return self.images[i], int(self.labels[i])
+
+    def __getitems__(self, indices: list[int]):
+        # batched fetch (used by DataLoader's auto-collation): one gather instead of a Python loop
+        idx = torch.as_tensor(indices)
+        return [(self.images[idx], self.labels[idx])]
+
+    def collate_fn(self, items):
+        if len(items) == 1 and items[0][0].ndim == 4:  # from __getitems__
+            x, y = items[0]
+        else:
+            x = torch.stack([it[0] for it in items])
+            y = torch.as_tensor([it[1] for it in items])
+        return (self.batch_transform(x) if self.batch_transform else x), y

@@ -64,8 +64,8 @@ def render_scene(index: int, seed: int = 0, size: int = 320) -> dict:
     """Render scene ``index``: returns image (H, W, 3 BGR uint8), objects, mask (uint8), depth (float32 metres)."""
     rng = np.random.default_rng([seed, index])
     img = _texture(rng, size)
-    # background: a plane receding upwards, 3 m at the bottom row to 6 m at the top row
-    rows = np.linspace(6.0, 3.0, size, dtype=np.float32)[:, None]
+    # background: a plane receding upwards, 3.2 m at the bottom row to 6 m at the top row (±0.2 m)
+    rows = np.linspace(6.0, 3.2, size, dtype=np.float32)[:, None]
     depth = np.repeat(rows, size, axis=1) + rng.uniform(-0.2, 0.2)
     mask = np.zeros((size, size), np.uint8)
 
@@ -76,7 +76,7 @@ def render_scene(index: int, seed: int = 0, size: int = 320) -> dict:
         r = size * (rng.uniform(0.2, 0.3) if primary else rng.uniform(0.07, 0.13))
         cls = int(rng.integers(len(NAMES)))
         cx, cy = rng.uniform(r, size - r, size=2)
-        z = rng.uniform(1.0, 1.5) if primary else rng.uniform(1.7, 2.8)
+        z = rng.uniform(1.0, 1.5) if primary else rng.uniform(1.7, 2.6)
         colour = rng.uniform(0, 255, size=3)
         colour[rng.integers(3)] = rng.choice([0.0, 255.0])  # saturated, so shapes stand out from the texture
         objects.append({"cls": cls, "poly": shape_polygon(NAMES[cls], cx, cy, r, rng.uniform(0, 2 * math.pi)),

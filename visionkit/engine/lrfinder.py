@@ -41,7 +41,7 @@ def lr_range_test(net: torch.nn.Module, loader, task: Task, device: torch.device
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        value = float(loss)
+        value = float(loss.detach())
         avg = beta * avg + (1 - beta) * value
         smoothed = avg / (1 - beta ** (step + 1))  # bias correction
         lrs.append(lr)

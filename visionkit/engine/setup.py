@@ -38,7 +38,9 @@ def _seed_worker(worker_id: int) -> None:
 
 def make_loader(dataset: Dataset, batch: int, workers: int, shuffle: bool, device: torch.device, collate_fn=None,
                 generator: torch.Generator | None = None) -> DataLoader:
+    """A DataLoader; a dataset's own ``collate_fn`` (batched augmentation) wins over the task's."""
     workers = max(0, min(int(workers), os.cpu_count() or 1))
+    collate_fn = getattr(dataset, "collate_fn", None) or collate_fn
     return DataLoader(dataset, batch_size=batch, shuffle=shuffle, num_workers=workers,
                       pin_memory=device.type == "cuda", collate_fn=collate_fn, generator=generator,
                       worker_init_fn=_seed_worker if workers else None, drop_last=False)
@@ -101,8 +103,10 @@ def build_scheduler(optimizer: torch.optim.Optimizer, args: dict[str, Any], iter
     kind = args.get("scheduler", "cosine")
     if kind == "onecycle":
         peak = [g["lr"] for g in optimizer.param_groups]
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=max(total, 1),
-                                                   pct_start=float(args.get("pct_start", 0.25)),
+        # OneCycleLR divides by zero when a phase is under 2 steps long: keep very short runs away from that
+        steps = max(total, 4)
+        pct = min(max(float(args.get("pct_start", 0.25)), 2 / steps), 0.5)
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=steps, pct_start=pct,
                                                    cycle_momentum=isinstance(optimizer, torch.optim.SGD))
     warmup = min(int(round(float(args.get("warmup_epochs", 0)) * iters_per_epoch)), total // 2)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, LRFactor(kind, total, warmup, float(args.get("lrf", 0.01))))

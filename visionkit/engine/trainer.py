@@ -22,7 +22,8 @@ from visionkit.models.checkpoint import load_checkpoint, portable_config, save_c
 from visionkit.models.layers import num_params
 from visionkit.tasks.base import Task
 
-# keys a resumed run may change; everything else comes from the interrupted run's args
+# keys a resumed run may change when given explicitly; everything else comes from the interrupted run's args.
+# (Changing workers changes which process draws the augmentation randomness, so the run is then no longer exact.)
 RESUME_OVERRIDABLE = ("device", "workers", "verbose", "plots")
 
 
@@ -32,8 +33,9 @@ class Trainer:
     training after the current epoch."""
 
     def __init__(self, task: Task, model_config: dict, args: dict[str, Any], callbacks: Callbacks | None = None,
-                 init_state: dict | None = None):
+                 init_state: dict | None = None, explicit: set[str] | None = None):
         self.task = task
+        self.explicit = set(explicit or ())  # keys the user actually set (the rest are defaults)
         self.args = dict(args)
         self.callbacks = callbacks or Callbacks()
         self.model_config = dict(model_config)
@@ -62,7 +64,8 @@ class Trainer:
             raise CheckpointError(f"'{path}' has no training state (only last.pt files do); resume from last.pt")
         saved = dict(ckpt["train_args"])
         for key in RESUME_OVERRIDABLE:
-            saved[key] = self.args.get(key, saved.get(key))
+            if key in self.explicit:
+                saved[key] = self.args[key]
         if ckpt["epoch"] + 1 >= saved["epochs"]:
             raise UsageError(f"'{path}' already finished all {saved['epochs']} epochs; nothing to resume. Start a "
                              f"new run with model={path.with_name('best.pt')} to train further")
@@ -82,7 +85,8 @@ class Trainer:
             cfg["num_classes"] = len(self.data.names)
             cfg["in_channels"] = self.data.channels
             cfg["task"] = self.task.name
-        self.model = build_model(cfg).to(self.device)
+        self.memory_format = torch.channels_last if a.get("channels_last", True) else torch.contiguous_format
+        self.model = build_model(cfg).to(self.device, memory_format=self.memory_format)
         if self.init_state is not None:
             self._load_matching(self.init_state)
         self.imgsz = resolve_imgsz(a, cfg, self.data.native_imgsz, self.model.stride)
@@ -161,7 +165,8 @@ class Trainer:
             if self.val_loader is not None:
                 net = self.ema.ema if self.ema is not None else self.model
                 self.metrics, self.last_metrics_obj = validate(net, self.val_loader, self.task, self.data.names,
-                                                               self.device, a, self.amp_dtype)
+                                                               self.device, a, self.amp_dtype,
+                                                               memory_format=self.memory_format)
                 row.update(self.metrics)
                 self.callbacks.run("on_val_end", self)
                 fitness = self.metrics[self.last_metrics_obj.fitness_key]
@@ -205,7 +210,7 @@ class Trainer:
         for raw in bar:
             batch = self.task.preprocess_batch(raw, self.device)
             with autocast_context(self.device, self.amp_dtype):
-                out = self.model(batch["img"])
+                out = self.model(batch["img"].contiguous(memory_format=self.memory_format))
             loss, items = self.task.loss(out, batch, a)
             if not math.isfinite(float(loss.detach())):
                 raise UsageError(f"loss became {float(loss.detach())} at epoch {epoch + 1}; lower lr0 (now "
@@ -268,10 +273,10 @@ class Trainer:
         if self.val_loader is None or not best.is_file():
             return self.metrics
         ckpt = load_checkpoint(best)
-        net = build_model(ckpt["model_config"]).to(self.device)
+        net = build_model(ckpt["model_config"]).to(self.device, memory_format=self.memory_format)
         net.load_state_dict(ckpt["state_dict"])
         metrics, obj = validate(net, self.val_loader, self.task, self.data.names, self.device, self.args,
-                                self.amp_dtype, desc="best.pt")
+                                self.amp_dtype, desc="best.pt", memory_format=self.memory_format)
         if self.verbose:
             print(obj.table())
         if self.args.get("plots", True):

@@ -18,7 +18,8 @@ def autocast_context(device: torch.device, amp_dtype: torch.dtype | None):
 
 @torch.no_grad()
 def validate(net: torch.nn.Module, loader, task: Task, names: list[str], device: torch.device, args: dict[str, Any],
-             amp_dtype: torch.dtype | None = None, desc: str = "val") -> tuple[dict[str, float], Metrics]:
+             amp_dtype: torch.dtype | None = None, desc: str = "val",
+             memory_format: torch.memory_format = torch.contiguous_format) -> tuple[dict[str, float], Metrics]:
     """Evaluate ``net`` on ``loader``; returns ({'val_loss', metrics..., 'ms_per_image'}, the metrics object)."""
     was_training = net.training
     net.eval()
@@ -29,7 +30,7 @@ def validate(net: torch.nn.Module, loader, task: Task, names: list[str], device:
     for raw in bar:
         batch = task.preprocess_batch(raw, device)
         with autocast_context(device, amp_dtype):
-            out = net(batch["img"])
+            out = net(batch["img"].contiguous(memory_format=memory_format))
         loss, _ = task.loss(out, batch, args)
         total_loss += float(loss)
         batches += 1

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from visionkit.data import idx
-from visionkit.data.augment import classify_transforms, resolve_augment
+from visionkit.data.augment import BatchAugment, classify_transforms, resolve_augment
 from visionkit.data.datasets import ArrayDataset, ImageFolderDataset, read_image
 from visionkit.data.format import class_folders, load_data_yaml
 from visionkit.data.synthetic import ensure_shapes
@@ -132,11 +132,12 @@ class ClassifyTask(Task):
 
     def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: dict[str, Any]):
         aug = resolve_augment(args, data.profile)
-        tf = classify_transforms(imgsz, train, aug, args, data.mean, data.std, data.native_imgsz)
         fraction = float(args.get("fraction", 1.0)) if train else 1.0
         if "idx_dir" in data.extra:
             images, labels = idx.load_idx_split(Path(data.extra["idx_dir"]), split)
-            return ArrayDataset(images, labels, data.names, tf, fraction)
+            batch_tf = BatchAugment(imgsz, train, aug, args, data.mean, data.std)
+            return ArrayDataset(images, labels, data.names, batch_tf, fraction)
+        tf = classify_transforms(imgsz, train, aug, args, data.mean, data.std, data.native_imgsz)
         split_dir = Path(data.extra["root"]) / split
         if split != "train" and not split_dir.is_dir():
             raise DataError(f"classification dataset '{data.extra['root']}' has no {split}/ folder; "

@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny generated datasets and a CLI runner. Nothing here reaches the network."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from visionkit.data.synthetic import generate_shapes
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+# tiny, fast settings for end-to-end runs
+TINY = {"imgsz": 32, "batch": 8, "workers": 0, "verbose": False, "plots": False}
+
+
+@pytest.fixture(scope="session")
+def shapes_root(tmp_path_factory) -> Path:
+    """A tiny shapes dataset (16 train + 8 val scenes, 48×48)."""
+    return generate_shapes(tmp_path_factory.mktemp("data") / "shapes", n_train=16, n_val=8, size=48, verbose=False)
+
+
+@pytest.fixture
+def classify_dir(shapes_root, tmp_path) -> Path:
+    """A writable copy of the shapes ImageFolder tree (train/<class>/, val/<class>/)."""
+    dst = tmp_path / "cls"
+    shutil.copytree(shapes_root / "classify", dst)
+    return dst
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m visionkit ARGS`` and capture its output."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "visionkit", *args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=600)

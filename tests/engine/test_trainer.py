@@ -1,0 +1,119 @@
+import csv
+
+import pytest
+import torch
+import yaml
+
+from visionkit import Model
+from visionkit.errors import CheckpointError, UsageError
+from tests.conftest import TINY
+
+
+def _train(data, tmp_path, **kw):
+    m = Model(kw.pop("model", "mnist-tiny"))
+    args = {**TINY, "data": str(data), "project": str(tmp_path / "runs"), "epochs": 1, **kw}
+    metrics = m.train(**args)
+    return m, metrics
+
+
+def test_train_writes_a_complete_run(classify_dir, tmp_path):
+    m, metrics = _train(classify_dir, tmp_path, epochs=2, plots=True)
+    run = tmp_path / "runs/classify/train"
+    assert m.save_dir == run
+    for f in ("args.yaml", "results.csv", "results.png", "confusion_matrix.png", "weights/best.pt", "weights/last.pt"):
+        assert (run / f).is_file(), f
+    args = yaml.safe_load((run / "args.yaml").read_text())
+    assert args["epochs"] == 2 and args["imgsz"] == 32 and args["data"] == str(classify_dir)
+    rows = list(csv.DictReader(open(run / "results.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and {"train_loss", "val_loss", "top1", "top5", "lr"} <= set(rows[0])
+    assert 0 <= metrics["top1"] <= 1
+    ckpt = torch.load(run / "weights/best.pt", weights_only=True)
+    assert ckpt["task"] == "classify" and ckpt["names"] == ["circle", "square", "star", "triangle"]
+    assert "train_state" not in ckpt and "train_state" in torch.load(run / "weights/last.pt", weights_only=True)
+    # a second run never overwrites the first
+    m2, _ = _train(classify_dir, tmp_path)
+    assert m2.save_dir.name == "train2"
+
+
+def test_resume_matches_uninterrupted_run(classify_dir, tmp_path):
+    common = {"epochs": 2, "deterministic": True, "seed": 3, "degrees": 10.0, "cutout": 0.5}
+    full, _ = _train(classify_dir, tmp_path / "a", **common)
+
+    stopped = Model("mnist-tiny")
+    stopped.add_callback("on_epoch_end", lambda t: setattr(t, "stop", True))
+    stopped.train(**TINY, data=str(classify_dir), project=str(tmp_path / "b"), **common)
+    last = stopped.save_dir / "weights/last.pt"
+    assert torch.load(last, weights_only=True)["epoch"] == 0
+
+    resumed = Model("mnist-tiny")
+    resumed.train(resume=str(last), verbose=False)
+    a = torch.load(full.save_dir / "weights/last.pt", weights_only=True)
+    b = torch.load(last, weights_only=True)
+    assert b["epoch"] == 1
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    for key in a["train_state"]["model"]:
+        assert torch.equal(a["train_state"]["model"][key], b["train_state"]["model"][key]), key
+
+
+def test_resume_of_a_finished_run_is_refused(classify_dir, tmp_path):
+    m, _ = _train(classify_dir, tmp_path)
+    with pytest.raises(UsageError, match="already finished"):
+        Model("mnist-tiny").train(resume=str(m.save_dir / "weights/last.pt"))
+    with pytest.raises(CheckpointError, match="only last.pt"):
+        Model("mnist-tiny").train(resume=str(m.save_dir / "weights/best.pt"))
+
+
+def test_callbacks_fire_in_order_and_lr0_is_honoured(classify_dir, tmp_path):
+    events = []
+    m = Model("mnist-tiny")
+    for ev in ("on_train_start", "on_epoch_start", "on_batch_end", "on_val_end", "on_epoch_end", "on_train_end"):
+        m.add_callback(ev, lambda t, ev=ev: events.append(ev))
+    seen = {}
+    m.add_callback("on_train_start", lambda t: seen.update(lr=t.optimizer.param_groups[0]["initial_lr"],
+                                                            opt=type(t.optimizer).__name__))
+    m.train(**TINY, data=str(classify_dir), project=str(tmp_path), epochs=1, lr0=0.0123)
+    assert seen == {"lr": 0.0123, "opt": "AdamW"}
+    assert events[0] == "on_train_start" and events[1] == "on_epoch_start" and events[-1] == "on_train_end"
+    assert events.count("on_batch_end") == 2  # 16 images / batch 8
+    assert events.index("on_val_end") < events.index("on_epoch_end")
+    with pytest.raises(UsageError, match="Did you mean 'on_epoch_end'"):
+        m.add_callback("on_epoch_ends", print)
+
+
+@pytest.mark.parametrize("scheduler, optimizer", [("onecycle", "sgd"), ("linear", "adam"), ("constant", "adamw")])
+def test_schedulers_and_optimizers(classify_dir, tmp_path, scheduler, optimizer):
+    lrs = []
+    m = Model("mnist-tiny")
+    m.add_callback("on_batch_end", lambda t: lrs.append(t.optimizer.param_groups[0]["lr"]))
+    m.train(**TINY, data=str(classify_dir), project=str(tmp_path), epochs=2, lr0=0.01, scheduler=scheduler,
+            optimizer=optimizer, warmup_epochs=0.0)
+    assert len(lrs) == 4
+    if scheduler == "onecycle":
+        # rises to lr0, then anneals far below it (the lr after the very last step is never used)
+        assert max(lrs) == pytest.approx(0.01) and min(lrs) < 1e-4 and lrs.index(max(lrs)) < lrs.index(min(lrs))
+    elif scheduler == "linear":
+        assert lrs == sorted(lrs, reverse=True) and lrs[-1] == pytest.approx(0.01 * 0.01, rel=1e-6)
+    else:
+        assert lrs == [0.01] * 4
+
+
+def test_early_stopping_and_save_period(classify_dir, tmp_path):
+    epochs_run = []
+    m = Model("mnist-tiny")
+    m.add_callback("on_epoch_end", lambda t: epochs_run.append(t.epoch))
+    # a constant fitness never improves after epoch 1, so patience=1 stops after epoch 2
+    m.add_callback("on_val_end", lambda t: t.metrics.update(top1=0.5))
+    m.train(**TINY, data=str(classify_dir), project=str(tmp_path), epochs=5, patience=1, save_period=1)
+    assert epochs_run == [0, 1]
+    assert (m.save_dir / "weights/epoch1.pt").is_file() and (m.save_dir / "weights/epoch2.pt").is_file()
+
+
+def test_workers_and_cache(classify_dir, tmp_path):
+    _, metrics = _train(classify_dir, tmp_path, workers=2, cache=True)
+    assert 0 <= metrics["top1"] <= 1
+
+
+def test_bad_device_is_a_usage_error(classify_dir, tmp_path):
+    with pytest.raises(UsageError, match="device"):
+        _train(classify_dir, tmp_path, device="tpu")

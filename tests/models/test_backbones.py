@@ -1,0 +1,58 @@
+"""Contract tests over every registered backbone (built-ins and anything else registered)."""
+
+import math
+
+import pytest
+import torch
+
+from visionkit.errors import UsageError
+from visionkit.registry import available, build
+
+BACKBONES = [n for n in available("backbone") if n != "tiny_plugin_net"]
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_channels_and_strides_match_forward(name, in_channels):
+    net = build("backbone", name, in_channels=in_channels).eval()
+    assert list(net.strides) == sorted(set(net.strides)), "strides must be strictly increasing"
+    assert len(net.channels) == len(net.strides)
+    # 64 is a multiple of every default stride; 50 is not and is padded up to the next multiple of the largest
+    for size in (64, 50):
+        with torch.no_grad():
+            feats = net(torch.randn(2, in_channels, size, size))
+        padded = math.ceil(size / net.strides[-1]) * net.strides[-1]
+        assert len(feats) == len(net.strides)
+        for f, c, s in zip(feats, net.channels, net.strides):
+            assert f.shape == (2, c, padded // s, padded // s), (name, size, s)
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_unavailable_stride_raises(name):
+    with pytest.raises(UsageError, match="cannot give stride"):
+        build("backbone", name, out_strides=(3,))
+
+
+def test_wrong_input_channels_is_a_clear_error():
+    net = build("backbone", "mnist_net", in_channels=1)
+    with pytest.raises(UsageError, match="in_channels=3"):
+        net(torch.zeros(1, 3, 28, 28))
+
+
+def test_resnet_all_strides_and_truncation():
+    full = build("backbone", "resnet18", out_strides=(2, 4, 8, 16, 32))
+    assert full.strides == (2, 4, 8, 16, 32) and full.channels == (64, 64, 128, 256, 512)
+    short = build("backbone", "resnet18", out_strides=(8,))
+    # stages past the deepest requested stride are dropped
+    assert sum(p.numel() for p in short.parameters()) < sum(p.numel() for p in full.parameters()) / 4
+
+
+def test_local_weights_file_loads(tmp_path):
+    import torchvision
+
+    ref = torchvision.models.resnet18(weights=None)
+    torch.save(ref.state_dict(), tmp_path / "r18.pth")
+    net = build("backbone", "resnet18", weights=str(tmp_path / "r18.pth"))
+    assert torch.equal(net.stages[0][0].weight, ref.conv1.weight)
+    grey = build("backbone", "resnet18", in_channels=1, weights=str(tmp_path / "r18.pth"))
+    assert torch.allclose(grey.stages[0][0].weight, ref.conv1.weight.sum(1, keepdim=True), atol=1e-6)

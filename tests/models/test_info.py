@@ -1,0 +1,58 @@
+import pytest
+import torch
+from torch import nn
+
+from visionkit import Model
+from visionkit.models.info import count_flops, layer_table, model_info
+from tests.conftest import run_cli
+
+
+def test_receptive_field_matches_hand_computation():
+    # conv3 p1 → conv3 p1 → maxpool2 → conv3 p1 → conv3 dilation 2, p2
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), nn.MaxPool2d(2),
+                        nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=2, dilation=2))
+    rows = layer_table(net, torch.zeros(1, 1, 16, 16))
+    # by hand: RF r += (k'-1)·j; j *= s; start += ((k'-1)/2 - p)·j
+    assert [r.rf for r in rows] == [3, 5, 6, 10, 18]
+    assert [r.jump for r in rows] == [1, 1, 2, 2, 2]
+    assert [r.start for r in rows] == [0.5, 0.5, 1.0, 1.0, 1.0]
+    assert [r.shape for r in rows][-1] == (1, 4, 8, 8)
+    assert [r.params for r in rows] == [40, 148, 0, 148, 148]
+
+
+def test_strided_conv_start_and_jump():
+    net = nn.Sequential(nn.Conv2d(1, 1, 3, stride=2, padding=0), nn.Conv2d(1, 1, 3, stride=1, padding=0))
+    rows = layer_table(net, torch.zeros(1, 1, 9, 9))
+    assert [(r.rf, r.jump, r.start) for r in rows] == [(3, 2, 1.5), (7, 2, 3.5)]
+
+
+def test_flops_of_one_conv():
+    conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    assert count_flops(conv, torch.zeros(1, 3, 10, 10)) == 2 * 3 * 8 * 9 * 10 * 10
+
+
+def test_course_models_meet_their_budgets():
+    mnist = model_info(Model("mnist-tiny").net, 28, 1)
+    assert mnist["params"] < 20_000
+    assert any(r.kind == "BatchNorm2d" for r in mnist["layers"]) and any(r.kind == "Dropout2d" for r in mnist["layers"])
+    assert any(r.kind == "Conv2d" and r.params == 16 * 8 for r in mnist["layers"])  # a 1x1 transition
+    cifar_model = Model("cifar-dilated")
+    cifar = model_info(cifar_model.net, 32, 3)
+    assert cifar["params"] < 200_000
+    assert cifar["max_rf"] > 44
+    assert not any(isinstance(m, nn.MaxPool2d) for m in cifar_model.net.modules())
+    convs = [m for m in cifar_model.net.modules() if isinstance(m, nn.Conv2d)]
+    assert any(m.dilation[0] > 1 for m in convs) and any(m.groups == m.in_channels > 1 for m in convs)
+
+
+def test_models_info_cli():
+    r = run_cli("models", "info", "model=mnist-tiny", "imgsz=28")
+    assert r.returncode == 0, r.stderr
+    assert "parameters" in r.stdout and "GFLOPs" in r.stdout and "RF" in r.stdout
+
+
+@pytest.mark.parametrize("preset", ["vit-tiny", "cifar-dilated"])
+def test_presets_forward(preset):
+    m = Model(preset)
+    out = m.net(torch.zeros(2, m.config["in_channels"], 32, 32))
+    assert out.shape == (2, 10)

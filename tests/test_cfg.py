@@ -1,0 +1,68 @@
+import pytest
+
+from visionkit.cfg import load_defaults, parse_kv, parse_value, resolve
+from visionkit.errors import UsageError
+from tests.conftest import run_cli
+
+
+def test_values_are_typed():
+    assert parse_value("3") == 3 and isinstance(parse_value("3"), int)
+    assert parse_value("0.5") == 0.5
+    assert parse_value("1e-3") == 0.001
+    assert parse_value("True") is True and parse_value("false") is False
+    assert parse_value("None") is None and parse_value("null") is None
+    assert parse_value("[8, 16, 32]") == [8, 16, 32]
+    assert parse_value("runs/x.pt") == "runs/x.pt"
+    assert parse_value("0,1") == "0,1"
+
+
+def test_bare_key_means_true():
+    assert parse_kv(["save", "epochs=3"]) == {"save": True, "epochs": 3}
+
+
+def test_every_key_has_a_comment():
+    text = open("visionkit/cfg/default.yaml").read()
+    for key in load_defaults():
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"{key}:"))
+        assert "#" in line, f"{key} has no comment"
+
+
+def test_unknown_key_suggests():
+    with pytest.raises(UsageError, match="unknown argument 'epoch'. Did you mean 'epochs'"):
+        resolve({"epoch": 3})
+
+
+@pytest.mark.parametrize("kv, msg", [({"epochs": 2.5}, "expected an integer"), ({"amp": 3}, "true or false"),
+                                     ({"optimizer": "adamm"}, "Did you mean 'adam'"), ({"lrf": "x"}, "a number")])
+def test_bad_values(kv, msg):
+    with pytest.raises(UsageError, match=msg):
+        resolve(kv)
+
+
+def test_precedence_cli_over_file_over_defaults(tmp_path):
+    f = tmp_path / "my.yaml"
+    f.write_text("epochs: 7\nbatch: 4\n")
+    args = resolve({"cfg": str(f), "batch": 2})
+    assert args["epochs"] == 7 and args["batch"] == 2 and args["lrf"] == load_defaults()["lrf"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epohcs: 7\n")
+    with pytest.raises(UsageError, match=r"unknown key in .*bad.yaml 'epohcs'. Did you mean 'epochs'"):
+        resolve({"cfg": str(bad)})
+
+
+def test_cli_usage_errors_exit_2_without_traceback(tmp_path):
+    r = run_cli("classify", "train", "epoch=3", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "Did you mean 'epochs'" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = run_cli("classify", "trian", cwd=tmp_path)
+    assert r.returncode == 2 and "Did you mean 'train'" in r.stderr
+    r = run_cli("clasify", "train", cwd=tmp_path)
+    assert r.returncode == 2 and "Did you mean 'classify'" in r.stderr
+
+
+def test_cli_cfg_and_version():
+    r = run_cli("cfg")
+    assert r.returncode == 0 and "epochs:" in r.stdout
+    r = run_cli("version")
+    assert r.returncode == 0 and r.stdout.startswith("visionkit ")
