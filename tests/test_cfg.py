@@ -1,8 +1,8 @@
 import pytest
 
+from tests.conftest import run_cli
 from visionkit.cfg import load_defaults, parse_kv, parse_value, resolve
 from visionkit.errors import UsageError
-from tests.conftest import run_cli
 
 
 def test_values_are_typed():

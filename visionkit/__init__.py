@@ -1,11 +1,24 @@
 """visionkit: train, validate, predict and export vision models built from a plugin registry."""
 
+from visionkit.registry import REGISTRY, available, build, register
+
 __version__ = "0.1.0"
-
-from visionkit.registry import REGISTRY, available, build, register  # noqa: E402
-
-# importing these registers the built-in components
-from visionkit import models, tasks  # noqa: E402,F401
-from visionkit.api import Model  # noqa: E402
-
 __all__ = ["Model", "REGISTRY", "available", "build", "register", "__version__"]
+
+
+def _load_builtins() -> None:
+    # importing these registers the built-in backbones, necks, heads, presets and tasks
+    import visionkit.models  # noqa: F401
+    import visionkit.tasks  # noqa: F401
+
+
+REGISTRY.add_builtin_loader(_load_builtins)
+
+
+def __getattr__(name: str):
+    # Model pulls in torch: import it on first use so `import visionkit` and `visionkit cfg` stay instant
+    if name == "Model":
+        from visionkit.api import Model
+
+        return Model
+    raise AttributeError(f"module 'visionkit' has no attribute '{name}'")

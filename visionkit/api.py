@@ -141,8 +141,12 @@ class Model:
 
         ckpt = self._require_ckpt("val")
         args = self._args(overrides)
-        if not args.get("data"):
-            args["data"] = ckpt.get("data")
+        if not args.get("data"):  # validate on the data it was trained on, found the same way
+            trained = ckpt.get("train_args", {})
+            args["data"] = trained.get("data") or ckpt.get("data")
+            for key in ("root", "datasets_dir"):
+                if key not in overrides and trained.get(key) is not None:
+                    args[key] = trained[key]
         task = self.task
         data = task.resolve_data(args)
         if data.names != ckpt["names"]:

@@ -60,12 +60,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(task: str | None, mode: str, rest: list[str]) -> int:
-    from visionkit.api import Model
     from visionkit.cfg import parse_kv, resolve
-    from visionkit.registry import REGISTRY
 
     overrides = parse_kv(rest)
-    resolve(overrides)  # every key and value checked before anything heavy happens
+    resolve(overrides)  # every key and value checked before torch is even imported
+
+    from visionkit.api import Model
+    from visionkit.registry import REGISTRY
+
     if task is not None and not REGISTRY.contains("task", task):
         raise UsageError(f"task '{task}' is not available in this release; available: "
                          f"{', '.join(REGISTRY.available('task'))}")
@@ -91,7 +93,8 @@ def _models(rest: list[str]) -> int:
         kv = parse_kv(rest[1:])
         unknown = set(kv) - {"model", "imgsz", "task"}
         if unknown:
-            raise UsageError(f"`visionkit models info` takes model=, imgsz= and task=; got {', '.join(sorted(unknown))}")
+            raise UsageError(f"`visionkit models info` takes model=, imgsz= and task=; got "
+                             f"{', '.join(sorted(unknown))}")
         if "model" not in kv:
             raise UsageError("visionkit models info model=NAME [imgsz=N]")
         Model(str(kv["model"]), task=kv.get("task")).info(imgsz=kv.get("imgsz"))

@@ -28,11 +28,30 @@ class Registry:
         self.plugins_loaded: list[str] = []
         self.plugins_failed: dict[str, str] = {}
         self._plugins_done = False
+        self._builtin_loaders: list[Callable[[], None]] = []
+        self._builtins_state = "pending"  # pending → loading → done
+
+    def add_builtin_loader(self, loader: Callable[[], None]) -> None:
+        """A function that imports the built-in components; run once, on first use of the registry, so that
+        importing the package (and quick commands such as ``visionkit cfg``) does not import torch."""
+        self._builtin_loaders.append(loader)
+        self._builtins_state = "pending"
+
+    def _ensure_builtins(self) -> None:
+        if self._builtins_state != "pending":
+            return
+        self._builtins_state = "loading"
+        try:
+            for loader in self._builtin_loaders:
+                loader()
+        finally:
+            self._builtins_state = "done"
 
     # -- registration -------------------------------------------------------------------------------
     def register(self, kind: str, name: str | None = None, *, override: bool = False) -> Callable:
         """Decorator: ``@register("backbone", "resnet18")`` registers the decorated builder."""
         self._check_kind(kind)
+        self._ensure_builtins()  # built-ins first, so a plugin's clash with one is caught either way
 
         def deco(fn: Callable) -> Callable:
             key = name or fn.__name__
@@ -51,6 +70,7 @@ class Registry:
     def get(self, kind: str, name: str) -> Callable[..., Any]:
         """The builder registered as ``name``; a miss lists close matches and the plugins loaded."""
         self._check_kind(kind)
+        self._ensure_builtins()
         if name not in self._items[kind]:
             self.load_plugins()
         if name not in self._items[kind]:
@@ -72,11 +92,13 @@ class Registry:
     def available(self, kind: str, pattern: str = "*") -> list[str]:
         """Sorted names of ``kind`` matching a glob pattern (plugins included)."""
         self._check_kind(kind)
+        self._ensure_builtins()
         self.load_plugins()
         return sorted(n for n in self._items[kind] if fnmatch.fnmatch(n, pattern))
 
     def contains(self, kind: str, name: str) -> bool:
         self._check_kind(kind)
+        self._ensure_builtins()
         if name not in self._items[kind]:
             self.load_plugins()
         return name in self._items[kind]

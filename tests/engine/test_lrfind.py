@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
+from tests.conftest import TINY
 from visionkit import Model
 from visionkit.engine.lrfinder import suggest
-from tests.conftest import TINY
 
 
 def test_suggestion_is_the_steepest_descent():

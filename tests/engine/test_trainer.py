@@ -4,9 +4,9 @@ import pytest
 import torch
 import yaml
 
+from tests.conftest import TINY
 from visionkit import Model
 from visionkit.errors import CheckpointError, UsageError
-from tests.conftest import TINY
 
 
 def _train(data, tmp_path, **kw):

@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import run_cli
 from visionkit import Model
 from visionkit.models.info import count_flops, layer_table, model_info
-from tests.conftest import run_cli
 
 
 def test_receptive_field_matches_hand_computation():
