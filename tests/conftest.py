@@ -9,8 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from visionkit.data.synthetic import generate_shapes
+
+# Under pytest-xdist each worker gets one core: several workers each spinning two OpenMP threads on a 2-core
+# machine run 10x slower than one thread each.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the CLI subprocesses
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
