@@ -12,7 +12,7 @@ def main() -> int:
 
     print("visionkit demo: a classifier on the embedded 'shapes' data (generated on first use, no network)\n")
     model = Model("cifar-dilated")
-    metrics = model.train(data="shapes", imgsz=64, epochs=8, batch=32, scheduler="onecycle", lr0=0.004)
+    metrics = model.train(data="shapes", imgsz=64, epochs=12, batch=32, lr0=0.002)
     best = model.ckpt_path
     print(f"\nvalidation top-1 {metrics['top1']:.3f}, top-5 {metrics['top5']:.3f}")
     val_images = sorted(Path("datasets/shapes/images/val").glob("*.jpg"))[:4]
