@@ -46,18 +46,24 @@ def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
+def safe_load(path: str | Path, what: str = "checkpoint") -> Any:
+    """``torch.load(weights_only=True)``: tensors and plain data only, never pickled code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} '{path}' does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(
+            f"refused to load {what} '{path}': it is not a plain-data file (it may contain Python objects that "
+            f"could run code, or be corrupt). Details: {str(e).splitlines()[0][:300]}"
+        ) from e
+
+
 def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]:
     """Load a visionkit checkpoint safely; ``task`` (if given) must match the one it was trained for."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint '{path}' does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(
-            f"refused to load '{path}': it is not a plain-data checkpoint (it may contain Python objects that "
-            f"could run code, or be corrupt). Details: {str(e).splitlines()[0][:300]}"
-        ) from e
+    ckpt = safe_load(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"'{path}' is not a visionkit checkpoint (no format='{FORMAT}' key); for plain "
                               f"backbone weights use weights=PATH instead")

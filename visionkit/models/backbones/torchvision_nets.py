@@ -15,6 +15,7 @@ from torch import nn
 
 from visionkit.errors import CheckpointError
 from visionkit.models.backbones.base import StagedBackbone
+from visionkit.models.checkpoint import safe_load
 from visionkit.registry import register
 
 _PROBE = 64
@@ -52,12 +53,7 @@ def _replace_first_conv(chain: list[nn.Module], in_channels: int) -> None:
 def load_local_weights(net: nn.Module, weights: str | Path) -> None:
     """Load a state_dict (or a dict holding one under 'state_dict'/'model') from a local file, safely."""
     path = Path(weights)
-    if not path.is_file():
-        raise CheckpointError(f"weights file '{path}' does not exist; pass the path of a local state_dict file")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"weights file '{path}' is not a plain tensor file (refused: {e})") from e
+    sd = safe_load(path, "weights file")
     for key in ("state_dict", "model"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
