@@ -205,9 +205,8 @@ class Model:
                                int(args["num_iter"]))
         save_dir = make_run_dir(args, self.task_name, "lrfind")
         result["plot"] = str(plot_lr_range(result, save_dir / "lrfind.png"))
-        if args.get("verbose", True):
-            print(f"suggested lr0={result['suggested_lr']:.3g} (steepest descent; lowest loss at "
-                  f"{result['min_loss_lr']:.3g}); plot: {result['plot']}")
+        print(f"suggested lr0={result['suggested_lr']:.3g} (steepest descent; lowest loss at "
+              f"{result['min_loss_lr']:.3g}); plot: {result['plot']}")
         self.save_dir = save_dir
         return result
 
