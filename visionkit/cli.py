@@ -16,6 +16,12 @@ TASK_NAMES = ("detect", "segment", "depth", "classify")
 USAGE = """usage:
   visionkit TASK MODE [key=value ...]     TASK: detect, segment, depth, classify
                                           MODE: train, val, predict, export, lrfind
+  visionkit data import labelstudio src=export.json images=DIR out=datasets/NAME [config=label_config.xml]
+  visionkit data import labelstudio src=http://host:8080 project=ID token=... out=datasets/NAME
+  visionkit data import coco src=instances.json images=DIR out=datasets/NAME
+  visionkit data export coco data=datasets/NAME/data.yaml out=DIR
+  visionkit data check data=datasets/NAME/data.yaml     (exit code 1 when there are errors)
+  visionkit data stats data=datasets/NAME/data.yaml     (counts, box sizes, a mosaic PNG)
   visionkit models [KIND] [PATTERN]       list registered components (KIND: backbone, neck, head, task, model)
   visionkit models info model=NAME [imgsz=N]   parameters, FLOPs, per-layer shapes and receptive fields
   visionkit cfg                           print every key with its default
@@ -43,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if head == "models":
         return _models(rest)
+    if head == "data":
+        return _data(rest)
     if head in MODES:  # `visionkit export model=best.pt`: the task comes from the checkpoint
         return _run(None, head, rest)
     if head not in TASK_NAMES:
@@ -116,6 +124,22 @@ def _models(rest: list[str]) -> int:
     if REGISTRY.plugins_loaded or REGISTRY.plugins_failed:
         print(f"plugins: {', '.join(REGISTRY.plugins_loaded) or 'none'}"
               + "".join(f"; {p} FAILED ({e})" for p, e in REGISTRY.plugins_failed.items()))
+    return 0
+
+
+def _data(rest: list[str]) -> int:
+    from visionkit.cfg import parse_kv
+    from visionkit.data.commands import COMMANDS
+
+    words = [w for w in rest if "=" not in w][:2]
+    name = " ".join(words[:2]) if words[:1] in (["import"], ["export"]) else " ".join(words[:1])
+    if name not in COMMANDS:
+        raise UsageError(f"unknown data command '{' '.join(words)}'; use one of: "
+                         f"{', '.join('visionkit data ' + c for c in COMMANDS)}")
+    overrides = parse_kv([w for w in rest if "=" in w or w not in words])
+    result = COMMANDS[name](**overrides)
+    if name == "check" and result["errors"]:
+        return 1
     return 0
 
 

@@ -55,3 +55,143 @@ def list_images(folder: Path) -> list[Path]:
 def class_folders(split_dir: Path) -> list[Path]:
     """Class sub-folders of a classification split (``root/train/<class>/``), sorted by name."""
     return sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+# --- labels: YOLO rows -----------------------------------------------------------------------------------------------
+LABEL_DIRS = {"labels": ".txt", "masks": ".png", "depth": ".png"}
+
+
+def sidecar_path(image: str | Path, kind: str = "labels") -> Path:
+    """The label/mask/depth file of an image: the last ``/images/`` becomes ``/{kind}/``, suffix .txt or .png
+    (depth may also be .npy: see :func:`depth_path`)."""
+    parts = list(Path(image).parts)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == "images":
+            parts[i] = kind
+            return Path(*parts).with_suffix(LABEL_DIRS[kind])
+    raise DataError(f"'{image}' is not under an images/ folder, so its {kind} file cannot be found; "
+                    f"lay the dataset out as images/<split>/ and {kind}/<split>/")
+
+
+def depth_path(image: str | Path) -> Path | None:
+    """The depth file of an image: uint16 PNG or float32 .npy, whichever exists."""
+    png = sidecar_path(image, "depth")
+    for p in (png, png.with_suffix(".npy")):
+        if p.is_file():
+            return p
+    return None
+
+
+def format_row(cls: int, coords) -> str:
+    """One YOLO row: ``cls cx cy w h`` or ``cls x1 y1 x2 y2 ...`` (normalised, 6 decimals: stable bytes)."""
+    return " ".join([str(int(cls))] + [f"{float(v):.6f}" for v in coords])
+
+
+def write_label_file(path: Path, rows: list[tuple[int, list[float]]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(format_row(c, xy) + "\n" for c, xy in rows))
+
+
+def read_label_file(path: Path, num_classes: int | None = None) -> list[tuple[int, list[float]]]:
+    """Parse YOLO rows; every problem names the file and line. A missing file means no objects."""
+    if not path.is_file():
+        return []
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            cls = int(parts[0])
+            coords = [float(v) for v in parts[1:]]
+        except ValueError as e:
+            raise DataError(f"{path}:{n}: not a YOLO row ('{line.strip()}'): {e}") from e
+        if len(coords) != 4 and (len(coords) < 6 or len(coords) % 2):
+            raise DataError(f"{path}:{n}: expected 'cls cx cy w h' or 'cls x1 y1 x2 y2 x3 y3 ...', got {len(coords)} "
+                            f"numbers")
+        if cls < 0 or (num_classes is not None and cls >= num_classes):
+            raise DataError(f"{path}:{n}: class id {cls} is outside 0..{(num_classes or 1) - 1} (the names in "
+                            f"data.yaml); fix the row or add the class to names")
+        rows.append((cls, coords))
+    return rows
+
+
+def row_to_box(coords: list[float]) -> tuple[float, float, float, float]:
+    """(cx, cy, w, h) normalised, from a box row or a polygon row's extent."""
+    if len(coords) == 4:
+        return tuple(coords)
+    xs, ys = coords[0::2], coords[1::2]
+    x1, x2, y1, y2 = min(xs), max(xs), min(ys), max(ys)
+    return ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1)
+
+
+# --- masks and depth -------------------------------------------------------------------------------------------------
+IGNORE_INDEX = 255
+
+
+def write_mask(path: Path, mask) -> None:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), mask.astype("uint8")):
+        raise DataError(f"could not write mask '{path}'")
+
+
+def read_mask(path: Path):
+    import cv2
+
+    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if mask is None:
+        raise DataError(f"cannot decode mask '{path}'")
+    if mask.ndim != 2 or mask.dtype.name != "uint8":
+        raise DataError(f"mask '{path}' must be a single-channel uint8 PNG of class ids, got shape {mask.shape} "
+                        f"{mask.dtype}")
+    return mask
+
+
+def read_depth(path: Path, depth_scale: float = 1000.0):
+    """Depth in metres (float32); 0 = invalid. PNG: uint16 value / depth_scale; .npy: float32 as stored."""
+    import cv2
+    import numpy as np
+
+    if path.suffix == ".npy":
+        depth = np.load(path, allow_pickle=False).astype(np.float32)
+    else:
+        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if raw is None or raw.dtype != np.uint16:
+            raise DataError(f"depth '{path}' must be a uint16 PNG (value / depth_scale = metres) or a .npy file")
+        depth = raw.astype(np.float32) / float(depth_scale)
+    depth[~np.isfinite(depth)] = 0
+    return depth
+
+
+# --- data.yaml and splits ---------------------------------------------------------------------------------------------
+def write_data_yaml(path: Path, data: dict[str, Any]) -> None:
+    """Write data.yaml with names as {id: name} (the Ultralytics form), keys in a stable order."""
+    out = dict(data)
+    for key in ("names", "mask_names"):
+        if isinstance(out.get(key), list):
+            out[key] = {i: n for i, n in enumerate(out[key])}
+    path.write_text(yaml.safe_dump(out, sort_keys=False, allow_unicode=True))
+
+
+def split_images(spec: dict[str, Any], split: str) -> list[Path]:
+    """Image files of a split: ``spec[split]`` is a folder, a .txt list of images, or a list of those."""
+    entry = spec.get(split)
+    if entry is None:
+        raise DataError(f"'{spec.get('yaml_file', 'data.yaml')}' has no '{split}' split; add '{split}: images/{split}'")
+    entries = entry if isinstance(entry, list) else [entry]
+    files: list[Path] = []
+    for e in entries:
+        p = Path(e)
+        p = p if p.is_absolute() else spec["root"] / p
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.is_file() and is_image(f))
+        elif p.suffix == ".txt" and p.is_file():
+            for line in p.read_text().splitlines():
+                if line.strip():
+                    f = Path(line.strip())
+                    files.append(f if f.is_absolute() else (p.parent / f).resolve())
+        else:
+            raise DataError(f"split '{split}' points to '{p}', which is neither a folder nor a .txt list of images")
+    return files

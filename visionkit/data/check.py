@@ -1,0 +1,134 @@
+"""``visionkit data check``: decode every image, parse every label, mask and depth file; list every problem."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from visionkit.data.format import (
+    depth_path,
+    load_data_yaml,
+    read_depth,
+    read_label_file,
+    read_mask,
+    row_to_box,
+    sidecar_path,
+    split_images,
+)
+from visionkit.errors import DataError
+
+TOL = 1e-6
+
+
+def check_dataset(data: str | Path, verbose: bool = True) -> dict:
+    """Returns {'problems': [{'file', 'problem', 'severity'}], 'counts': {...}, 'errors': n, 'warnings': n}."""
+    spec = load_data_yaml(data)
+    names = spec.get("names") or []
+    mask_names = spec.get("mask_names") or ["background", *names]
+    n_mask = len(mask_names) if isinstance(mask_names, list) else len(mask_names)
+    problems: list[dict] = []
+    counts: Counter = Counter()
+
+    def problem(file, text, severity="error"):
+        problems.append({"file": str(file), "problem": text, "severity": severity})
+
+    for split in ("train", "val", "test"):
+        if spec.get(split) is None:
+            if split != "test":
+                problem(spec["yaml_file"], f"no '{split}' split", "warning" if split == "val" else "error")
+            continue
+        try:
+            files = split_images(spec, split)
+        except DataError as e:
+            problem(spec["yaml_file"], str(e))
+            continue
+        if not files:
+            problem(spec.get(split), f"split '{split}' has no images")
+        for img in files:
+            counts[f"{split} images"] += 1
+            try:
+                with Image.open(img) as im:
+                    im.load()
+                    size = im.size
+            except Exception as e:
+                problem(img, f"image does not decode: {type(e).__name__}: {e}")
+                counts["corrupt images"] += 1
+                continue
+            _check_labels(img, names, counts, problem)
+            _check_mask(img, size, n_mask, counts, problem)
+            _check_depth(img, size, float(spec.get("depth_scale", 1000.0)), counts, problem)
+    errors = sum(p["severity"] == "error" for p in problems)
+    result = {"problems": problems, "counts": dict(counts), "errors": errors, "warnings": len(problems) - errors}
+    if verbose:
+        print(format_check(result, data))
+    return result
+
+
+def _check_labels(img: Path, names, counts, problem) -> None:
+    path = sidecar_path(img)
+    if not path.is_file():
+        return
+    try:
+        rows = read_label_file(path, len(names) or None)
+    except DataError as e:
+        problem(path, str(e))
+        return
+    counts["label files"] += 1
+    if not rows:
+        counts["background images (empty label file)"] += 1
+    for n, (_cls, coords) in enumerate(rows, 1):
+        counts["objects"] += 1
+        if min(coords) < -TOL or max(coords) > 1 + TOL:
+            problem(path, f"row {n}: coordinates outside 0..1 (normalised), e.g. {min(coords):.4f}..{max(coords):.4f}")
+        cx, cy, w, h = row_to_box(coords)
+        if w <= 0 or h <= 0:
+            problem(path, f"row {n}: zero-size box (w={w:.6f}, h={h:.6f})")
+
+
+def _check_mask(img: Path, size, n_classes: int, counts, problem) -> None:
+    path = sidecar_path(img, "masks")
+    if not path.is_file():
+        return
+    try:
+        mask = read_mask(path)
+    except DataError as e:
+        problem(path, str(e))
+        return
+    counts["masks"] += 1
+    if mask.shape[::-1] != tuple(size):
+        problem(path, f"mask is {mask.shape[1]}×{mask.shape[0]} but the image is {size[0]}×{size[1]}")
+    bad = sorted(set(np.unique(mask).tolist()) - set(range(n_classes)) - {255})
+    if bad:
+        problem(path, f"mask values {bad[:10]} are not class ids (0..{n_classes - 1}) or 255 (ignore)")
+
+
+def _check_depth(img: Path, size, depth_scale: float, counts, problem) -> None:
+    path = depth_path(img)
+    if path is None:
+        return
+    try:
+        depth = read_depth(path, depth_scale)
+    except (DataError, ValueError) as e:
+        problem(path, str(e))
+        return
+    counts["depth maps"] += 1
+    if depth.shape[::-1] != tuple(size):
+        problem(path, f"depth is {depth.shape[1]}×{depth.shape[0]} but the image is {size[0]}×{size[1]}")
+    valid = depth > 0
+    if not valid.any():
+        problem(path, "depth map has no valid pixels (all 0)")
+    elif valid.mean() < 0.1:
+        problem(path, f"only {valid.mean():.1%} of depth pixels are valid", "warning")
+
+
+def format_check(result: dict, data) -> str:
+    lines = [f"checked {data}:"]
+    lines += [f"  {k:<40} {v:>7}" for k, v in sorted(result["counts"].items())]
+    if result["problems"]:
+        lines.append(f"{'severity':<8}  {'file':<50}  problem")
+        lines += [f"{p['severity']:<8}  {p['file'][-50:]:<50}  {p['problem']}" for p in result["problems"]]
+    lines.append(f"{result['errors']} error(s), {result['warnings']} warning(s)")
+    return "\n".join(lines)

@@ -1,0 +1,240 @@
+"""COCO instances JSON ⇄ the visionkit dataset format, through pycocotools (polygons and RLE masks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from visionkit.data.format import (
+    load_data_yaml,
+    read_label_file,
+    row_to_box,
+    sidecar_path,
+    split_images,
+    write_data_yaml,
+    write_label_file,
+    write_mask,
+)
+from visionkit.data.labelstudio.images import check_relative, inside
+from visionkit.data.labelstudio.regions import fill_polygon
+from visionkit.errors import DataError, UsageError
+
+SPLIT_WORDS = ("train", "val", "test")
+
+
+def _load(path: Path):
+    from pycocotools.coco import COCO
+
+    if not path.is_file():
+        raise DataError(f"COCO file '{path}' does not exist")
+    try:
+        with open(os.devnull, "w") as devnull, _redirect(devnull):
+            return COCO(str(path))
+    except Exception as e:
+        raise DataError(f"'{path}' is not a COCO instances file: {type(e).__name__}: {e}") from e
+
+
+class _redirect:
+    """pycocotools prints to stdout while loading; keep the CLI's output ours."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __enter__(self):
+        import contextlib
+
+        self._cm = contextlib.redirect_stdout(self.target)
+        return self._cm.__enter__()
+
+    def __exit__(self, *exc):
+        return self._cm.__exit__(*exc)
+
+
+def import_coco(src: str | Path | list, images: str | Path, out: str | Path, *, val: float = 0.2, seed: int = 0,
+                exist_ok: bool = False, verbose: bool = True) -> dict:
+    """COCO instances file(s) → dataset. Several files are placed by the split word in their names
+    (instances_train.json → train); one file is split by image with ``val``. Returns the report."""
+    files = [Path(s) for s in (src if isinstance(src, (list, tuple)) else [src])]
+    images = Path(images)
+    out = Path(out)
+    if not images.is_dir():
+        raise DataError(f"images folder '{images}' does not exist")
+    if out.exists() and not exist_ok:
+        raise UsageError(f"'{out}' already exists; pass exist_ok=True to replace it, or choose another out=")
+    cocos = [(f, _load(f)) for f in files]
+    cats = sorted({c["id"]: c["name"] for _, coco in cocos for c in coco.loadCats(coco.getCatIds())}.items())
+    names = [n for _, n in cats]
+    cat_index = {cid: i for i, (cid, _) in enumerate(cats)}
+    report: dict[str, Any] = {"source": [str(f) for f in files], "names": names, "images_written": 0,
+                              "annotations": Counter(), "skipped": [], "splits": Counter()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        has_masks = any("segmentation" in a and a["segmentation"] for _, c in cocos for a in c.dataset["annotations"])
+        for f, coco in cocos:
+            ids = sorted(coco.getImgIds())
+            splits = _assign_splits(f, ids, len(files), val, seed)
+            for img_id in ids:
+                info = coco.loadImgs(img_id)[0]
+                _import_image(coco, info, splits[img_id], images, tmp, cat_index, has_masks, report)
+        data: dict[str, Any] = {"path": "."}
+        for split in SPLIT_WORDS:
+            if report["splits"].get(split):
+                data[split] = f"images/{split}"
+        data["names"] = names
+        if has_masks:
+            data["mask_names"] = ["background", *names]
+            data["ignore_index"] = 255
+        data["source"] = {"coco": [str(f) for f in files]}
+        write_data_yaml(tmp / "data.yaml", data)
+        report["annotations"] = dict(report["annotations"])
+        report["splits"] = dict(report["splits"])
+        (tmp / "import_report.json").write_text(json.dumps(report, indent=1) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if verbose:
+        print(f"imported {report['images_written']} image(s) into {out} (splits: {report['splits']}); "
+              f"{sum(report['annotations'].values())} annotation(s) written, {len(report['skipped'])} skipped")
+        for reason, n in Counter(s["reason"] for s in report["skipped"]).items():
+            print(f"  skipped {n}: {reason}")
+    return report
+
+
+def _assign_splits(path: Path, ids: list[int], n_files: int, val: float, seed: int) -> dict[int, str]:
+    if n_files > 1:
+        word = next((w for w in SPLIT_WORDS if w in path.stem.lower()), None)
+        if word is None:
+            raise UsageError(f"with several COCO files each name must contain train, val or test: '{path.name}'")
+        return {i: word for i in ids}
+    order = np.random.default_rng(seed).permutation(len(ids))
+    n_val = round(val * len(ids))
+    return {ids[j]: ("val" if rank < n_val else "train") for rank, j in enumerate(order)}
+
+
+def _import_image(coco, info: dict, split: str, images: Path, root: Path, cat_index: dict, has_masks: bool,
+                  report: dict) -> None:
+    from pycocotools import mask as mask_utils
+
+    file_name = info["file_name"]
+    check_relative(file_name, f"image {info['id']}")
+    src = inside(images, file_name)
+    if not src.is_file():
+        src = inside(images, Path(file_name).name)
+    if not src.is_file():
+        anns = coco.getAnnIds(imgIds=info["id"])
+        report["skipped"].append({"image": file_name, "reason": f"image file not found under {images}"})
+        report["skipped"] += [{"annotation": a, "reason": "its image is missing"} for a in anns]
+        return
+    w, h = int(info["width"]), int(info["height"])
+    name = Path(file_name).name
+    dst = root / "images" / split / name
+    if dst.exists():
+        name = f"{Path(name).stem}_{info['id']}{Path(name).suffix}"
+        dst = root / "images" / split / name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    rows: list = []
+    mask = np.zeros((h, w), np.uint8) if has_masks else None
+    for ann in coco.loadAnns(coco.getAnnIds(imgIds=info["id"])):
+        if ann.get("iscrowd"):
+            report["skipped"].append({"annotation": ann["id"], "reason": "crowd region (iscrowd=1)"})
+            continue
+        if ann["category_id"] not in cat_index:
+            report["skipped"].append({"annotation": ann["id"], "reason": f"unknown category {ann['category_id']}"})
+            continue
+        cls = cat_index[ann["category_id"]]
+        seg = ann.get("segmentation")
+        if isinstance(seg, list) and seg:
+            parts = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in seg if len(p) >= 6]
+            if not parts:
+                report["skipped"].append({"annotation": ann["id"], "reason": "polygon with fewer than 3 points"})
+                continue
+            largest = max(parts, key=lambda p: _polygon_area(p))  # a YOLO row holds one polygon
+            rows.append((cls, list(np.clip(largest / [w, h], 0, 1).reshape(-1))))
+            for p in parts:
+                fill_polygon(mask, p, cls + 1)
+            report["annotations"]["polygon"] += 1
+        else:
+            x, y, bw, bh = ann["bbox"]
+            x1, y1 = max(x, 0.0), max(y, 0.0)
+            x2, y2 = min(x + bw, w), min(y + bh, h)
+            if x2 <= x1 or y2 <= y1:
+                report["skipped"].append({"annotation": ann["id"], "reason": "empty box"})
+                continue
+            rows.append((cls, [(x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h]))
+            if isinstance(seg, dict) and mask is not None:  # RLE mask
+                rle = mask_utils.frPyObjects(seg, h, w) if isinstance(seg.get("counts"), list) else seg
+                mask[mask_utils.decode(rle).astype(bool)] = cls + 1
+                report["annotations"]["rle"] += 1
+            else:
+                report["annotations"]["box"] += 1
+    stem = Path(name).stem
+    write_label_file(root / "labels" / split / f"{stem}.txt", rows)
+    if mask is not None:
+        write_mask(root / "masks" / split / f"{stem}.png", mask)
+    report["images_written"] += 1
+    report["splits"][split] += 1
+
+
+def _polygon_area(p: np.ndarray) -> float:
+    x, y = p[:, 0], p[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+
+
+def export_coco(data: str | Path, out: str | Path, verbose: bool = True) -> list[Path]:
+    """Write ``instances_<split>.json`` for each split of a dataset (boxes; polygons as segmentation).
+
+    ``file_name`` is relative to the split's image folder; bbox is in pixels; category ids are class id + 1.
+    """
+    spec = load_data_yaml(data)
+    names = spec.get("names") or []
+    if not names:
+        raise DataError(f"'{data}' has no names; COCO export needs the object classes")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for split in SPLIT_WORDS:
+        if spec.get(split) is None:
+            continue
+        files = split_images(spec, split)
+        base = (spec["root"] / spec[split]) if isinstance(spec[split], str) else spec["root"]
+        coco: dict[str, Any] = {"info": {"description": f"exported by visionkit from {data}", "split": split},
+                                "images": [], "annotations": [],
+                                "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)]}
+        counts: dict[str, int] = defaultdict(int)
+        for img_id, f in enumerate(files, 1):
+            with Image.open(f) as im:
+                w, h = im.size
+            rel = os.path.relpath(f, base) if base.is_dir() else f.name
+            coco["images"].append({"id": img_id, "file_name": rel, "width": w, "height": h})
+            for cls, coords in read_label_file(sidecar_path(f), len(names)):
+                cx, cy, bw, bh = row_to_box(coords)
+                ann = {"id": len(coco["annotations"]) + 1, "image_id": img_id, "category_id": cls + 1,
+                       "bbox": [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h], "iscrowd": 0}
+                if len(coords) > 4:
+                    poly = (np.asarray(coords).reshape(-1, 2) * [w, h]).reshape(-1).tolist()
+                    ann["segmentation"] = [poly]
+                    ann["area"] = _polygon_area(np.asarray(poly).reshape(-1, 2))
+                else:
+                    ann["segmentation"] = []
+                    ann["area"] = bw * w * bh * h
+                coco["annotations"].append(ann)
+                counts[names[cls]] += 1
+        path = out / f"instances_{split}.json"
+        path.write_text(json.dumps(coco))
+        written.append(path)
+        if verbose:
+            print(f"{split}: {len(files)} image(s), {len(coco['annotations'])} annotation(s) → {path}")
+    return written

@@ -1,0 +1,478 @@
+"""Label Studio tasks → a visionkit dataset, with a report of every region written and every one skipped.
+
+Rules (also in docs/dataset-format.md):
+- annotations=ground_truth (default): the annotation marked ground truth, else the most recently updated one;
+  latest / first: by updated / created time; all: one sample per annotation; merge: every annotation's regions
+  in one sample. Cancelled annotations are always skipped.
+- predictions are used only with predictions=True, and only for tasks with no usable annotation.
+- Object classes (rectangles, polygons, brushes) come from names=, else the labeling config's <Label> order,
+  else the order of first appearance. Choices are a separate class list (classification), never mixed in.
+- Masks: 0 = background, 1 + class id for each object class (mask_names); regions are painted in result
+  order, so where regions overlap the one drawn later wins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from visionkit.data.format import write_data_yaml, write_label_file, write_mask
+from visionkit.data.labelstudio import images as img_refs
+from visionkit.data.labelstudio.config import Control, choice_classes, object_classes, parse_label_config
+from visionkit.data.labelstudio.regions import (
+    box_row,
+    fill_polygon,
+    polygon_pixels,
+    polygon_row,
+    rectangle_corners,
+)
+from visionkit.data.labelstudio.rle import decode_brush_mask
+from visionkit.errors import DataError, UsageError
+
+POLICIES = ("ground_truth", "latest", "first", "all", "merge")
+REGION_TYPES = ("rectanglelabels", "polygonlabels", "brushlabels", "choices", "keypointlabels")
+
+
+@dataclass
+class Sample:
+    """One image to write: where it comes from and what goes with it."""
+
+    task_id: Any
+    suffix: str
+    ref: img_refs.ImageRef
+    source: Path | None = None
+    data: bytes | None = None
+    rows: list = field(default_factory=list)
+    regions: list = field(default_factory=list)  # (type, class, payload) painted into the mask in order
+    choice: str | None = None
+    name: str = ""
+    split: str = "train"
+    size: tuple[int, int] = (0, 0)  # image width, height
+
+
+class Report:
+    def __init__(self):
+        self.regions_in_export = 0
+        self.written: dict[str, Counter] = defaultdict(Counter)
+        self.skipped_regions: list[dict] = []
+        self.skipped_tasks: list[dict] = []
+        self.notes: list[str] = []
+        self.rotated_boxes = 0
+        self.tasks_read = 0
+
+    def skip(self, task_id, origin: str, result: dict, reason: str) -> None:
+        self.skipped_regions.append({"task": task_id, "from": origin, "region": result.get("id"),
+                                     "type": result.get("type"), "reason": reason})
+
+    def regions_written(self) -> int:
+        return sum(sum(c.values()) for c in self.written.values())
+
+
+class LabelStudioImport:
+    def __init__(self, *, config_xml: str | None = None, names: list[str] | None = None,
+                 images_dir: str | Path | None = None, annotations: str = "ground_truth", predictions: bool = False,
+                 background: bool = False, unknown: str = "error", val: float = 0.2, test: float = 0.0,
+                 seed: int = 0, download: bool = False, headers: dict[str, str] | None = None,
+                 base_url: str | None = None):
+        if annotations not in POLICIES:
+            raise UsageError(f"bad value annotations={annotations!r}: choose one of {', '.join(POLICIES)}")
+        if unknown not in ("error", "add"):
+            raise UsageError(f"bad value unknown={unknown!r}: choose error or add")
+        if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
+            raise UsageError(f"val={val} and test={test} must be fractions in [0, 1) that add up to less than 1")
+        self.controls: dict[str, Control] = parse_label_config(config_xml) if config_xml else {}
+        self.images_dir = Path(images_dir) if images_dir else None
+        if self.images_dir is not None and not self.images_dir.is_dir():
+            raise DataError(f"images folder '{self.images_dir}' does not exist")
+        self.policy, self.use_predictions, self.background = annotations, predictions, background
+        self.unknown, self.val, self.test, self.seed = unknown, val, test, seed
+        self.download, self.headers, self.base_url = download, headers or {}, base_url
+        self.report = Report()
+        if names:
+            self.names, self.names_from = list(names), "names="
+        elif object_classes(self.controls):
+            self.names, self.names_from = object_classes(self.controls), "labeling config"
+        else:
+            self.names, self.names_from = [], "first appearance"
+        self.choice_names = choice_classes(self.controls)
+        self.fixed_names = self.names_from != "first appearance"
+
+    # -- classes --
+    def _class_id(self, label: str, task_id, choices: bool = False) -> int:
+        names = self.choice_names if choices else self.names
+        if label in names:
+            return names.index(label)
+        fixed = bool(self.controls) if choices else self.fixed_names
+        if fixed and self.unknown != "add":
+            kind = "choice" if choices else "label"
+            raise DataError(f"task {task_id}: {kind} '{label}' is not in the class list {names} (from "
+                            f"{'the labeling config' if choices else self.names_from}); fix the annotation, add it "
+                            f"to the config or names=, or pass unknown=add to append it")
+        names.append(label)
+        return len(names) - 1
+
+    # -- annotations --
+    def _select(self, task: dict) -> list[tuple[str, dict]]:
+        """The annotations (or prediction) to use; every other result is reported as skipped."""
+        tid = task.get("id")
+        live = []
+        for a in task.get("annotations") or []:
+            if a.get("was_cancelled"):
+                for r in a.get("result") or []:
+                    self.report.skip(tid, f"annotation {a.get('id')}", r, "cancelled annotation")
+            else:
+                live.append(a)
+        chosen: list[dict] = []
+        if live:
+            latest = max(live, key=lambda a: (a.get("updated_at") or a.get("created_at") or "", a.get("id") or 0))
+            if self.policy in ("all", "merge"):
+                chosen = live
+            elif self.policy == "first":
+                chosen = [min(live, key=lambda a: (a.get("created_at") or "", a.get("id") or 0))]
+            elif self.policy == "latest":
+                chosen = [latest]
+            else:
+                gt = [a for a in live if a.get("ground_truth")]
+                chosen = [max(gt, key=lambda a: (a.get("updated_at") or "", a.get("id") or 0))] if gt else [latest]
+            for a in live:
+                if not any(a is c for c in chosen):
+                    for r in a.get("result") or []:
+                        self.report.skip(tid, f"annotation {a.get('id')}", r,
+                                         f"annotation not selected (annotations={self.policy})")
+        preds = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
+        picked_pred = None
+        if preds and self.use_predictions and not chosen:
+            picked_pred = max(preds, key=lambda p: (p.get("score") or 0, p.get("id") or 0))
+        for p in preds:
+            if p is picked_pred:
+                continue
+            reason = ("predictions ignored (pass predictions=True to use them for tasks without annotations)"
+                      if not self.use_predictions else "task has an annotation" if chosen
+                      else "another prediction has a higher score")
+            for r in p.get("result") or []:
+                self.report.skip(tid, f"prediction {p.get('id')}", r, reason)
+        out = [(f"annotation {a.get('id')}", a) for a in chosen]
+        if picked_pred is not None:
+            out = [(f"prediction {picked_pred.get('id')}", picked_pred)]
+        return out
+
+    # -- images --
+    def _locate(self, task: dict, sample: Sample) -> str | None:
+        """Fill sample.source or sample.data; returns the reason when the image cannot be had."""
+        ref = sample.ref
+        local, tried = img_refs.find_local(ref, self.images_dir)
+        if local is not None:
+            sample.source = local
+            return None
+        if ref.kind in ("upload", "local") and self.base_url:
+            sample.data = img_refs.fetch(self.base_url.rstrip("/") + ref.url if ref.url.startswith("/") else ref.url,
+                                         self.headers)
+            return None
+        if ref.kind == "http":
+            if not self.download:
+                return f"image '{ref.url}' is a URL and download=False (pass download=True to fetch it)"
+            sample.data = img_refs.fetch(ref.url, self.headers)
+            return None
+        where = f" (looked for {', '.join(tried)})" if tried else " (pass images=DIR)"
+        return f"image '{ref.url}' not found{where}"
+
+    # -- regions --
+    def _regions(self, sample: Sample, origin: str, results: list[dict], size: tuple[int, int]) -> None:
+        w, h = size
+        tid = sample.task_id
+        for r in results:
+            rtype = r.get("type")
+            value = r.get("value") or {}
+            control = self.controls.get(r.get("from_name", ""))
+            if rtype not in REGION_TYPES:
+                self.report.skip(tid, origin, r, f"region type '{rtype}' is not used by any visionkit task")
+                continue
+            if rtype == "keypointlabels":
+                self.report.skip(tid, origin, r, "keypoints are skipped until a pose task exists")
+                continue
+            if r.get("image_rotation"):
+                self.report.skip(tid, origin, r, "image_rotation is not 0 (the image was rotated in the editor)")
+                continue
+            labels = value.get(rtype) or []
+            if len(labels) != 1:
+                self.report.skip(tid, origin, r, f"region has {len(labels)} labels; exactly one is needed")
+                continue
+            label = labels[0]
+            if rtype == "choices":
+                if control is not None and control.type != "choices":
+                    self.report.skip(tid, origin, r, f"from_name '{r.get('from_name')}' is not a Choices tag")
+                    continue
+                self._class_id(label, tid, choices=True)
+                if sample.choice is not None and sample.choice != label:
+                    self.report.skip(tid, origin, r, f"a second choice '{label}' (already '{sample.choice}'): "
+                                                     f"multi-label classification is not supported")
+                    continue
+                sample.choice = label
+                self.report.written["choices"][label] += 1
+                continue
+            cls = self._class_id(label, tid)
+            if rtype == "rectanglelabels":
+                corners = rectangle_corners(value, w, h)
+                row = box_row(corners, w, h)
+                if row is None:
+                    self.report.skip(tid, origin, r, "box lies outside the image or has zero size")
+                    continue
+                if float(value.get("rotation") or 0) % 360:
+                    self.report.rotated_boxes += 1
+                sample.rows.append((cls, row))
+            elif rtype == "polygonlabels":
+                pixels = polygon_pixels(value, w, h)
+                if len(pixels) < 3:
+                    self.report.skip(tid, origin, r, f"polygon has {len(pixels)} points; at least 3 are needed")
+                    continue
+                sample.rows.append((cls, polygon_row(pixels, w, h)))
+                sample.regions.append(("polygon", cls, pixels))
+            else:  # brushlabels
+                if value.get("format") != "rle":
+                    self.report.skip(tid, origin, r, f"brush format '{value.get('format')}' is not rle")
+                    continue
+                oh, ow = r.get("original_height") or h, r.get("original_width") or w
+                alpha = decode_brush_mask(value["rle"], oh, ow)
+                if (ow, oh) != (w, h):
+                    import cv2
+
+                    alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_NEAREST)
+                    self.report.notes.append(f"task {tid}: brush mask {ow}×{oh} resized to the image's {w}×{h}")
+                sample.regions.append(("brush", cls, alpha >= 128))
+            self.report.written[rtype][label] += 1
+
+    # -- the whole import --
+    def run(self, tasks: list[dict], out: str | Path, exist_ok: bool = False, verbose: bool = True,
+            source: str = "") -> dict:
+        out = Path(out)
+        if out.exists() and not exist_ok:
+            raise UsageError(f"'{out}' already exists; pass exist_ok=True to replace it, or choose another out=")
+        rep = self.report
+        tasks = sorted(tasks, key=lambda t: (str(type(t.get("id"))), t.get("id") or 0))
+        rep.tasks_read = len(tasks)
+        self._tasks = tasks
+        samples: list[Sample] = []
+        for task in tasks:
+            rep.regions_in_export += sum(len(a.get("result") or []) for a in task.get("annotations") or [])
+            rep.regions_in_export += sum(len(p.get("result") or []) for p in task.get("predictions") or []
+                                         if isinstance(p, dict))
+            samples += self._task_samples(task)
+        if not samples:
+            raise DataError(f"nothing to import from {source or 'the tasks'}: {len(tasks)} task(s) read, none with "
+                            f"a usable annotation and image (see the reasons above; background=True keeps "
+                            f"unannotated tasks)")
+        self._name_and_split(samples)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+        try:
+            report = self._write(samples, tmp, source)
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if verbose:
+            print(format_report(report, out))
+        return report
+
+    def _task_samples(self, task: dict) -> list[Sample]:
+        tid = task.get("id")
+        rep = self.report
+        chosen = self._select(task)
+        if not chosen and not self.background:
+            rep.skipped_tasks.append({"task": tid, "reason": "no annotation (pass background=True to keep it)"})
+            return []
+        data = task.get("data") or {}
+        url = self._image_url(data)
+        try:
+            ref = img_refs.parse_image_ref(url, tid)  # an unsafe path raises: it is never just skipped
+        except img_refs.UnsafePathError:
+            raise
+        except DataError as e:
+            self._skip_task(tid, chosen, str(e))
+            return []
+        proto = Sample(tid, "", ref)
+        reason = self._locate(task, proto)
+        if reason:
+            self._skip_task(tid, chosen, reason)
+            return []
+        size = self._image_size(proto, tid)
+        groups = [chosen] if self.policy == "merge" or len(chosen) <= 1 else [[c] for c in chosen]
+        samples = []
+        for group in groups or [[]]:
+            s = Sample(tid, f"_a{group[0][1].get('id')}" if len(groups) > 1 else "", ref, proto.source, proto.data)
+            for origin, ann in group:
+                self._regions(s, origin, ann.get("result") or [], size)
+            s.size = size
+            samples.append(s)
+        return samples
+
+    def _image_url(self, data: dict) -> str:
+        image_tags = {c.to_name for c in self.controls.values()}
+        for key in ("image", "img", "url"):
+            if key in data:
+                return data[key]
+        for key, v in data.items():  # the config's $variable may have any name
+            if isinstance(v, str) and (key in image_tags or v.startswith(("/data/", "http", "s3://", "gs://"))):
+                return v
+        return ""
+
+    def _skip_task(self, tid, chosen: list[tuple[str, dict]], reason: str) -> None:
+        self.report.skipped_tasks.append({"task": tid, "reason": reason})
+        for origin, ann in chosen:
+            for r in ann.get("result") or []:
+                self.report.skip(tid, origin, r, f"task skipped: {reason}")
+
+    @staticmethod
+    def _image_size(sample: Sample, tid) -> tuple[int, int]:
+        import io
+
+        try:
+            with Image.open(sample.source if sample.source else io.BytesIO(sample.data)) as im:
+                im.verify()
+            with Image.open(sample.source if sample.source else io.BytesIO(sample.data)) as im:
+                return im.size
+        except Exception as e:
+            raise DataError(f"task {tid}: image '{sample.source or sample.ref.url}' cannot be decoded: {e}") from e
+
+    def _name_and_split(self, samples: list[Sample]) -> None:
+        counts = Counter(s.ref.name for s in samples)
+        for s in samples:
+            stem, ext = os.path.splitext(s.ref.name)
+            # two different images with one base name must not overwrite each other
+            s.name = f"{stem}_t{s.task_id}{s.suffix}{ext}" if counts[s.ref.name] > 1 and not s.suffix else \
+                f"{stem}{s.suffix}{ext}"
+        names = Counter(s.name for s in samples)
+        dupes = [n for n, c in names.items() if c > 1]
+        if dupes:
+            raise DataError(f"output names collide even after adding task ids: {dupes[:5]}")
+        task_ids = sorted({str(s.task_id) for s in samples})
+        order = np.random.default_rng(self.seed).permutation(len(task_ids))
+        n_val, n_test = round(self.val * len(task_ids)), round(self.test * len(task_ids))
+        split_of = {}
+        for rank, i in enumerate(order):
+            split_of[task_ids[i]] = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+        for s in samples:
+            s.split = split_of[str(s.task_id)]
+
+    def _write(self, samples: list[Sample], root: Path, source: str) -> dict:
+        rep = self.report
+        has_objects = any(s.rows for s in samples) or any(
+            c.type in ("rectanglelabels", "polygonlabels") for c in self.controls.values())
+        has_masks = any(s.regions for s in samples) or any(
+            c.type in ("polygonlabels", "brushlabels") for c in self.controls.values())
+        has_choices = bool(self.choice_names) or any(s.choice for s in samples)
+        splits = Counter()
+        for s in samples:
+            img = root / "images" / s.split / s.name
+            img.parent.mkdir(parents=True, exist_ok=True)
+            if s.source is not None:
+                shutil.copyfile(s.source, img)
+            else:
+                img.write_bytes(s.data)
+            stem = Path(s.name).stem
+            if has_objects:
+                write_label_file(root / "labels" / s.split / f"{stem}.txt", s.rows)
+            if has_masks:
+                w, h = s.size
+                mask = np.zeros((h, w), np.uint8)
+                for kind, cls, payload in s.regions:  # later regions paint over earlier ones
+                    if kind == "polygon":
+                        fill_polygon(mask, payload, cls + 1)
+                    else:
+                        mask[payload] = cls + 1
+                write_mask(root / "masks" / s.split / f"{stem}.png", mask)
+            if has_choices and s.choice is not None:
+                dst = root / "classify" / s.split / s.choice / s.name
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(img, dst)
+                except OSError:
+                    shutil.copyfile(img, dst)
+            splits[s.split] += 1
+        if has_choices:
+            for split in splits:
+                for c in self.choice_names:
+                    (root / "classify" / split / c).mkdir(parents=True, exist_ok=True)
+        id_only = sum(1 for t in self._tasks if any(not isinstance(p, dict) for p in t.get("predictions") or []))
+        if id_only:
+            rep.notes.append(f"{id_only} task(s) list prediction ids only (this export does not include prediction "
+                             f"results); they hold no regions to import")
+        if self.names_from == "first appearance" and self.names:
+            rep.notes.append("no labeling config or names= given: classes are ordered by first appearance "
+                             f"({', '.join(self.names)}); pass config=label_config.xml to use the config's order")
+        if "val" not in splits:
+            rep.notes.append("the val split is empty (too few tasks for val=); training needs a validation split")
+        data: dict[str, Any] = {"path": "."}
+        for split in ("train", "val", "test"):
+            if split in splits:
+                data[split] = f"images/{split}"
+        if self.names:
+            data["names"] = list(self.names)
+        if has_masks:
+            data["mask_names"] = ["background", *self.names]
+            data["ignore_index"] = 255
+        if has_choices:
+            data["classify"] = "classify"
+            data["classify_names"] = list(self.choice_names)
+        data["source"] = {"labelstudio": source}
+        write_data_yaml(root / "data.yaml", data)
+        report = {
+            "source": source,
+            "options": {"annotations": self.policy, "predictions": self.use_predictions,
+                        "background": self.background, "unknown": self.unknown, "val": self.val, "test": self.test,
+                        "seed": self.seed},
+            "classes": {"names": list(self.names), "from": self.names_from, "choices": list(self.choice_names)},
+            "tasks": {"read": rep.tasks_read, "written": len({str(s.task_id) for s in samples}),
+                      "skipped": rep.skipped_tasks},
+            "images_written": len(samples), "splits": dict(sorted(splits.items())),
+            "regions": {"in_export": rep.regions_in_export, "written": rep.regions_written(),
+                        "skipped": len(rep.skipped_regions)},
+            "written_by_kind": {k: dict(sorted(v.items())) for k, v in sorted(rep.written.items())},
+            "rotated_boxes": rep.rotated_boxes,
+            "skipped_regions": rep.skipped_regions,
+            "notes": rep.notes,
+        }
+        if report["regions"]["written"] + report["regions"]["skipped"] != report["regions"]["in_export"]:
+            raise AssertionError(f"region accounting is off: {report['regions']}")  # a bug, never user error
+        (root / "import_report.json").write_text(json.dumps(report, indent=1, sort_keys=False, default=str) + "\n")
+        return report
+
+
+def format_report(report: dict, out: Path) -> str:
+    r = report["regions"]
+    lines = [f"imported {report['images_written']} image(s) from {report['tasks']['read']} task(s) into {out} "
+             f"(splits: {', '.join(f'{k} {v}' for k, v in report['splits'].items())})",
+             f"classes ({report['classes']['from']}): {', '.join(report['classes']['names']) or '-'}"
+             + (f"; choices: {', '.join(report['classes']['choices'])}" if report["classes"]["choices"] else ""),
+             f"{'kind':<16} {'class':<20} {'regions':>8}"]
+    for kind, per_class in report["written_by_kind"].items():
+        for name, n in per_class.items():
+            lines.append(f"{kind:<16} {name:<20} {n:>8}")
+    lines.append(f"regions: {r['in_export']} in export = {r['written']} written + {r['skipped']} skipped"
+                 + (f"; {report['rotated_boxes']} rotated box(es) written as their enclosing box"
+                    if report["rotated_boxes"] else ""))
+    reasons = Counter(s["reason"] for s in report["skipped_regions"])
+    for reason, n in reasons.most_common():
+        lines.append(f"  skipped {n:>4} region(s): {reason}")
+    for t in report["tasks"]["skipped"]:
+        lines.append(f"  skipped task {t['task']}: {t['reason']}")
+    lines += [f"note: {n}" for n in report["notes"]]
+    lines.append(f"report: {out / 'import_report.json'}")
+    return "\n".join(lines)
+
+
+def import_labelstudio(tasks: list[dict], out: str | Path, *, exist_ok: bool = False, verbose: bool = True,
+                       source: str = "", **options) -> dict:
+    """Import Label Studio tasks (full JSON export format) into a dataset folder; returns the report."""
+    return LabelStudioImport(**options).run(tasks, out, exist_ok=exist_ok, verbose=verbose, source=source)

@@ -1,0 +1,46 @@
+"""Geometry of Label Studio regions: percent coordinates → pixels → YOLO rows and mask pixels."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+
+def rectangle_corners(value: dict, width: int, height: int) -> np.ndarray:
+    """Corners (4, 2) in pixels. Label Studio rotates clockwise by ``rotation`` degrees about the top-left corner
+    (x, y), in pixel space: convert percent → pixels first, then rotate."""
+    x, y = value["x"] / 100 * width, value["y"] / 100 * height
+    w, h = value["width"] / 100 * width, value["height"] / 100 * height
+    a = math.radians(float(value.get("rotation") or 0.0))
+    c, s = math.cos(a), math.sin(a)
+    local = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64)
+    # image y points down, so this matrix turns clockwise on screen
+    return np.stack([x + local[:, 0] * c - local[:, 1] * s, y + local[:, 0] * s + local[:, 1] * c], axis=1)
+
+
+def box_row(corners: np.ndarray, width: int, height: int) -> list[float] | None:
+    """Axis-aligned enclosing box of ``corners``, clipped to the image, as normalised (cx, cy, w, h);
+    None when nothing of it is left inside the image."""
+    x1, y1 = np.clip(corners.min(0), 0, [width, height])
+    x2, y2 = np.clip(corners.max(0), 0, [width, height])
+    if x2 - x1 <= 0 or y2 - y1 <= 0:
+        return None
+    return [(x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height]
+
+
+def polygon_pixels(value: dict, width: int, height: int) -> np.ndarray:
+    pts = np.asarray(value["points"], dtype=np.float64).reshape(-1, 2)
+    return pts / 100 * np.array([width, height])
+
+
+def polygon_row(pixels: np.ndarray, width: int, height: int) -> list[float]:
+    return list(np.clip(pixels / np.array([width, height]), 0, 1).reshape(-1))
+
+
+def fill_polygon(mask: np.ndarray, pixels: np.ndarray, value: int) -> None:
+    """Paint ``value`` inside the polygon. Percent coordinates are continuous (pixel i spans [i, i+1)) while
+    cv2 puts integer coordinates at pixel centres, hence the half-pixel shift; 8 fractional bits keep it exact."""
+    pts = np.round((pixels - 0.5) * 256).astype(np.int32)
+    cv2.fillPoly(mask, [pts], int(value), lineType=cv2.LINE_8, shift=8)

@@ -1,0 +1,117 @@
+"""Where Label Studio tasks come from: an export file (JSON or JSON_MIN) or a live server (label-studio-sdk)."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+from visionkit.errors import DataError, UsageError
+
+MIN_META = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time"}
+
+
+def load_export(path: str | Path) -> tuple[list[dict], str]:
+    """Tasks in the full JSON layout, and which export format the file was ('JSON' or 'JSON_MIN')."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"export file '{path}' does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"'{path}' is not JSON ({e}); export the project as JSON from Label Studio") from e
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list) or not all(isinstance(t, dict) for t in data):
+        raise DataError(f"'{path}' is not a Label Studio export: expected a list of tasks")
+    if all("data" in t for t in data):
+        return data, "JSON"
+    warnings.warn(f"'{path}' is a JSON_MIN export: it keeps one annotation per task and lacks cancelled/ground-truth "
+                  f"flags, predictions, region ids and result types (inferred from the value keys); export as JSON "
+                  f"to import everything", stacklevel=2)
+    return [_from_min(t, path) for t in data], "JSON_MIN"
+
+
+def _from_min(t: dict, path: Path) -> dict:
+    """One JSON_MIN row → a task in the full layout (types inferred from the label keys)."""
+    data, results = {}, []
+    for key, value in t.items():
+        if key in MIN_META:
+            continue
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for v in value:
+                results.append(_min_region(key, v, path))
+        elif isinstance(value, str) or not isinstance(value, list):
+            data[key] = value
+        else:  # a list of plain values: a Choices tag in JSON_MIN is {"choices": [...]} or a bare list
+            results.append({"from_name": key, "to_name": "", "type": "choices", "value": {"choices": value}})
+    ann = {"id": t.get("annotation_id"), "completed_by": t.get("annotator"), "was_cancelled": False,
+           "ground_truth": False, "created_at": t.get("created_at"), "updated_at": t.get("updated_at"),
+           "result": results}
+    return {"id": t.get("id"), "data": data, "annotations": [ann] if results else [], "predictions": []}
+
+
+def _min_region(key: str, v: dict, path: Path) -> dict:
+    kind = next((k for k in ("rectanglelabels", "polygonlabels", "brushlabels", "keypointlabels", "choices", "labels")
+                 if k in v), None)
+    if kind is None:
+        if "rle" in v:
+            kind = "brushlabels"
+        elif "points" in v:
+            kind = "polygonlabels"
+        elif "width" in v and "height" in v:
+            kind = "rectanglelabels"
+        else:
+            kind = "unknown"
+    value = {k: x for k, x in v.items() if k not in ("original_width", "original_height")}
+    if kind == "brushlabels" and "brushlabels" not in value:
+        value["brushlabels"] = []
+    return {"from_name": key, "to_name": "", "type": kind, "value": value,
+            "original_width": v.get("original_width"), "original_height": v.get("original_height")}
+
+
+def fetch_project(url: str, project: int, token: str | None) -> tuple[list[dict], str, dict[str, str]]:
+    """Tasks (full JSON export), the labeling config and the auth headers for image downloads, from a server."""
+    try:
+        from label_studio_sdk import LabelStudio
+    except ImportError as e:
+        raise UsageError("importing from a Label Studio server needs label-studio-sdk: "
+                         "pip install 'visionkit[labelstudio]'") from e
+    token = token or os.environ.get("LABEL_STUDIO_API_KEY")
+    if not token:
+        raise UsageError("a Label Studio server needs an access token: pass token=... or set LABEL_STUDIO_API_KEY "
+                         "(legacy token or personal access token)")
+    try:
+        client = LabelStudio(base_url=url, api_key=token)
+        config = client.projects.get(id=project).label_config
+        tasks = _export_json(client, project)
+    except Exception as e:
+        raise DataError(f"Label Studio at {url}, project {project}: {type(e).__name__}: {e}") from e
+    # the SDK resolves personal access tokens to a short-lived bearer token; legacy tokens are sent as-is
+    headers = _auth_headers(client, token)
+    return tasks, config, headers
+
+
+def _export_json(client, project: int) -> list[dict]:
+    exported = client.projects.exports.as_json(project)
+    if isinstance(exported, (bytes, bytearray)):
+        exported = json.loads(exported)
+    if isinstance(exported, str):
+        exported = json.loads(exported)
+    if hasattr(exported, "__iter__") and not isinstance(exported, (list, dict)):
+        chunks = b"".join(c if isinstance(c, bytes) else str(c).encode() for c in exported)
+        exported = json.loads(chunks)
+    return list(exported)
+
+
+def _auth_headers(client, token: str) -> dict[str, str]:
+    wrapper = getattr(client, "_client_wrapper", None)
+    if wrapper is not None and hasattr(wrapper, "get_headers"):
+        try:
+            headers = {k: v for k, v in wrapper.get_headers().items() if k.lower() == "authorization"}
+            if headers:
+                return headers
+        except Exception:  # fall back to the legacy header below
+            pass
+    return {"Authorization": f"Token {token}"}
