@@ -1,0 +1,144 @@
+"""Integration test against a REAL Label Studio server on 127.0.0.1 (installed by `make test` in its own
+virtualenv, .venv-labelstudio). It skips, with the reason printed, only when the server is not installed."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import FIXTURES, run_cli
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "visionkit-test-token"
+LS = FIXTURES / "labelstudio"
+CONFIG = """<View>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="box" toName="image"><Label value="cat"/><Label value="dog"/></RectangleLabels>
+  <PolygonLabels name="poly" toName="image"><Label value="road"/></PolygonLabels>
+  <BrushLabels name="brush" toName="image"><Label value="sky"/></BrushLabels>
+</View>"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    exe = Path(os.environ.get("VISIONKIT_LABEL_STUDIO", REPO / ".venv-labelstudio/bin/label-studio"))
+    if not exe.is_file():
+        reason = f"Label Studio is not installed ({exe} missing; `make test` installs it into .venv-labelstudio)"
+        print(reason)
+        pytest.skip(reason)
+    data = tmp_path_factory.mktemp("labelstudio")
+    port = _free_port()
+    env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data), "LABEL_STUDIO_USERNAME": "test@example.com",
+           "LABEL_STUDIO_PASSWORD": "visionkit-pass", "LABEL_STUDIO_USER_TOKEN": TOKEN,
+           "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true", "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+           "LABEL_STUDIO_LATEST_VERSION_CHECK": "false", "OMP_NUM_THREADS": "1"}
+    log = open(data / "server.log", "w")
+    proc = subprocess.Popen([str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 300  # cold start runs the database migrations (about a minute here)
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"label-studio exited with {proc.returncode}:\n{(data / 'server.log').read_text()[-3000:]}")
+            try:
+                if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                pytest.fail(f"label-studio did not answer /health in 300 s:\n"
+                            f"{(data / 'server.log').read_text()[-3000:]}")
+            time.sleep(1)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def _upload(url: str, project: int, path: Path) -> None:
+    boundary = uuid.uuid4().hex
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+            f"Content-Type: image/png\r\n\r\n").encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(f"{url}/api/projects/{project}/import", data=body, method="POST",
+                                 headers={"Authorization": f"Token {TOKEN}",
+                                          "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert json.loads(urllib.request.urlopen(req, timeout=60).read())["task_count"] == 1
+
+
+def _region(rid, rtype, value, control):
+    return {"id": rid, "from_name": control, "to_name": "image", "type": rtype, "original_width": 320,
+            "original_height": 200, "image_rotation": 0, "value": value}
+
+
+def test_import_from_a_live_server(server, tmp_path):
+    from label_studio_sdk import LabelStudio
+
+    client = LabelStudio(base_url=server, api_key=TOKEN)
+    project = client.projects.create(title="visionkit import test", label_config=CONFIG).id
+    for name in ("img0.png", "img5.png"):
+        _upload(server, project, LS / "images" / name)
+    tasks = {Path(t.data["image"]).name.split("-", 1)[1]: t.id for t in client.tasks.list(project=project)}
+    brush = json.loads((LS / "task_brush.json").read_text())["annotations"][0]["result"][0]["value"]
+    client.annotations.create(id=tasks["img0.png"], was_cancelled=False, result=[
+        _region("c1", "rectanglelabels", {"x": 10, "y": 10, "width": 40, "height": 50, "rotation": 0,
+                                          "rectanglelabels": ["cat"]}, "box"),
+        _region("d1", "rectanglelabels", {"x": 50, "y": 25, "width": 20, "height": 10, "rotation": 30,
+                                          "rectanglelabels": ["dog"]}, "box"),
+        _region("p1", "polygonlabels", {"points": [[10, 10], [60, 12.5], [55, 70], [12, 65]], "closed": True,
+                                        "polygonlabels": ["road"]}, "poly"),
+    ])
+    client.annotations.create(id=tasks["img5.png"], was_cancelled=False, result=[
+        _region("s1", "brushlabels", {"format": "rle", "rle": brush["rle"], "brushlabels": ["sky"]}, "brush"),
+        _region("c2", "rectanglelabels", {"x": 5, "y": 50, "width": 30, "height": 20, "rotation": 0,
+                                          "rectanglelabels": ["cat"]}, "box"),
+    ])
+    client.annotations.create(id=tasks["img5.png"], was_cancelled=True, result=[
+        _region("x1", "rectanglelabels", {"x": 1, "y": 1, "width": 5, "height": 5, "rotation": 0,
+                                          "rectanglelabels": ["dog"]}, "box")])
+
+    out = tmp_path / "ds"
+    r = run_cli("data", "import", "labelstudio", f"src={server}", f"project={project}", f"token={TOKEN}",
+                f"out={out}", "val=0", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr + r.stdout
+    report = json.loads((out / "import_report.json").read_text())
+    assert report["regions"] == {"in_export": 6, "written": 5, "skipped": 1}
+    assert report["skipped_regions"][0]["reason"] == "cancelled annotation"
+    assert report["written_by_kind"] == {"brushlabels": {"sky": 1}, "polygonlabels": {"road": 1},
+                                         "rectanglelabels": {"cat": 2, "dog": 1}}
+    assert report["rotated_boxes"] == 1
+    assert report["classes"]["names"] == ["cat", "dog", "road", "sky"]  # the server's labeling config order
+    # images came over HTTP from the server, byte for byte, with the upload hash removed from their names
+    for name in ("img0.png", "img5.png"):
+        assert (out / "images/train" / name).read_bytes() == (LS / "images" / name).read_bytes()
+    import cv2
+
+    mask = cv2.imread(str(out / "masks/train/img5.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(mask == 4, np.load(LS / "brush_mask_sky.npy") >= 128)  # sky = class 3 → 4
+    assert (out / "labels/train/img0.txt").read_text().count("\n") == 3
+
+    # the token may also come from the environment
+    r = run_cli("data", "import", "labelstudio", f"src={server}", f"project={project}", f"out={out}", "val=0",
+                "exist_ok", cwd=tmp_path, env={"LABEL_STUDIO_API_KEY": TOKEN})
+    assert r.returncode == 0, r.stderr
+    r = run_cli("data", "import", "labelstudio", f"src={server}", f"project={project}", "token=wrong-token",
+                f"out={tmp_path / 'no'}", cwd=tmp_path)
+    assert r.returncode == 1 and not (tmp_path / "no").exists()
