@@ -113,9 +113,10 @@ class ClassifyTask(Task):
         path = Path(data)
         if path.suffix in (".yaml", ".yml"):
             spec = load_data_yaml(path)
-            folder = spec["root"] / spec["classify"] if spec.get("classify") else spec["root"]
-            return self._folder_info(folder, source=str(path), names=spec.get("names") if not spec.get("classify")
-                                     else None)
+            if spec.get("classify"):  # the classification view of a detection/segmentation dataset
+                return self._folder_info(spec["root"] / spec["classify"], source=str(path),
+                                         names=spec.get("classify_names"))
+            return self._folder_info(spec["root"], source=str(path), names=spec.get("names"))
         if path.is_dir():
             return self._folder_info(path, source=str(path))
         raise DataError(f"dataset '{data}' not found: give a folder with train/<class>/ and val/<class>/, a data.yaml, "
