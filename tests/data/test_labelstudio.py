@@ -232,3 +232,35 @@ def test_cli_import_prints_the_table_and_writes_the_report(tmp_path):
     assert report["regions"] == {"in_export": 2, "written": 2, "skipped": 0}
     r = run_cli("data", "import", "labelstudio", f"src={tmp_path / 'nope.json'}", f"out={tmp_path / 'x'}")
     assert r.returncode == 1 and "does not exist" in r.stderr
+
+
+def test_http_images_only_with_download(tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(IMAGES))
+    handler.log_message = lambda *a, **k: None
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/img3.png"
+        t = _task(1, url, [_rect(10, 10, 10, 10)])
+        with pytest.raises(DataError, match="nothing to import.*download=False"):
+            run([t], tmp_path / "no", images_dir=None, config_xml=CONFIGS["detect"])
+        rep = run([t], tmp_path / "yes", images_dir=None, config_xml=CONFIGS["detect"], download=True)
+        assert rep["images_written"] == 1
+        assert (tmp_path / "yes/images/train/img3.png").read_bytes() == (IMAGES / "img3.png").read_bytes()
+    finally:
+        srv.shutdown()
+
+
+def test_server_import_without_the_sdk_is_a_clear_error(monkeypatch, tmp_path):
+    import sys
+
+    from visionkit.data.commands import import_labelstudio as cmd
+    from visionkit.errors import UsageError
+
+    monkeypatch.setitem(sys.modules, "label_studio_sdk", None)  # as if not installed
+    with pytest.raises(UsageError, match=r"pip install 'visionkit\[labelstudio\]'"):
+        cmd(src="http://127.0.0.1:9", project=1, token="x", out=str(tmp_path / "o"))

@@ -267,8 +267,9 @@ class LabelStudioImport:
                                          if isinstance(p, dict))
             samples += self._task_samples(task)
         if not samples:
+            reasons = "; ".join(f"task {t['task']}: {t['reason']}" for t in rep.skipped_tasks[:3])
             raise DataError(f"nothing to import from {source or 'the tasks'}: {len(tasks)} task(s) read, none with "
-                            f"a usable annotation and image (see the reasons above; background=True keeps "
+                            f"a usable annotation and image ({reasons or 'no tasks'}; background=True keeps "
                             f"unannotated tasks)")
         self._name_and_split(samples)
         out.parent.mkdir(parents=True, exist_ok=True)
