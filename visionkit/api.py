@@ -22,7 +22,8 @@ from visionkit.models.build import build_model
 from visionkit.models.checkpoint import load_checkpoint, model_from_checkpoint
 from visionkit.registry import REGISTRY
 
-TASKS_HEAD = {"classify": "linear"}  # the head a bare backbone gets for each task
+TASKS_HEAD = {"classify": "linear", "detect": "yolo"}  # the head a bare backbone gets for each task
+TASKS_NECK = {"classify": "identity", "detect": "pan"}
 
 
 class Model:
@@ -69,7 +70,8 @@ class Model:
             return REGISTRY.build("model", name)
         if REGISTRY.contains("backbone", name):
             task = self.task_name or "classify"
-            return {"task": task, "num_classes": 10, "backbone": {"name": name}, "head": {"name": TASKS_HEAD[task]}}
+            return {"task": task, "num_classes": 10, "backbone": {"name": name}, "neck": {"name": TASKS_NECK[task]},
+                    "head": {"name": TASKS_HEAD[task]}}
         REGISTRY.get("model", name)  # raises with close matches
         raise AssertionError
 
@@ -156,6 +158,7 @@ class Model:
         imgsz = int(args.get("imgsz") or ckpt["imgsz"])
         ds = task.build_dataset(data, args.get("split", "val"), imgsz, False, args)
         loader = make_loader(ds, int(args["batch"]), int(args["workers"]), False, device, task.collate_fn())
+        task.bind(self.net)
         metrics, obj = validate(self.net.to(device), loader, task, data.names, device, args)
         save_dir = make_run_dir(args, self.task_name, "val")
         if args.get("verbose", True):
@@ -182,7 +185,9 @@ class Model:
         resolve_sources(source)  # fail on a bad source before making a run folder
         save_dir = make_run_dir(args, self.task_name, "predict")
         self.save_dir = save_dir
-        return predict(self.net.to(device), self.task, source, meta, args, device, save_dir)
+        task = self.task
+        task.bind(self.net)
+        return predict(self.net.to(device), task, source, meta, args, device, save_dir)
 
     def lrfind(self, **overrides) -> dict[str, Any]:
         """LR range test on the training data; saves lrfind.png and returns the suggested lr."""
@@ -201,6 +206,7 @@ class Model:
         device = select_device(args.get("device"))
         ds = task.build_dataset(data, "train", imgsz, True, args)
         loader = make_loader(ds, int(args["batch"]), int(args["workers"]), True, device, task.collate_fn())
+        task.bind(net)
         result = lr_range_test(net, loader, task, device, args, float(args["start_lr"]), float(args["end_lr"]),
                                int(args["num_iter"]))
         save_dir = make_run_dir(args, self.task_name, "lrfind")

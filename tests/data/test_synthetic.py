@@ -35,6 +35,17 @@ def test_every_task_view_is_consistent(shapes_root):
         assert len(list((shapes_root / "classify/train").glob(f"*/{stem}.jpg"))) == 1
 
 
+def test_shapes_never_overlap():
+    for i in range(30):
+        objs = render_scene(i, size=64)["objects"]
+        for a in range(len(objs)):
+            for b in range(a + 1, len(objs)):
+                ca, cb = objs[a]["poly"].mean(0), objs[b]["poly"].mean(0)
+                ra = np.linalg.norm(objs[a]["poly"] - ca, axis=1).max()
+                rb = np.linalg.norm(objs[b]["poly"] - cb, axis=1).max()
+                assert np.linalg.norm(ca - cb) > ra + rb - 1e-6
+
+
 def test_primary_shape_is_largest_and_nearest():
     for i in range(20):
         s = render_scene(i, size=64)

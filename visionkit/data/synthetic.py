@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 
 NAMES = ("circle", "square", "triangle", "star")
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
 def shape_polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> np.ndarray:
@@ -71,11 +71,19 @@ def render_scene(index: int, seed: int = 0, size: int = 320) -> dict:
 
     n = int(rng.integers(1, 5))
     objects = []
+    placed: list[tuple[float, float, float]] = []
     for i in range(n):
         primary = i == 0
         r = size * (rng.uniform(0.2, 0.3) if primary else rng.uniform(0.07, 0.13))
         cls = int(rng.integers(len(NAMES)))
-        cx, cy = rng.uniform(r, size - r, size=2)
+        # shapes never overlap, so every labelled shape is fully visible (labels = what the camera sees)
+        for _ in range(30):
+            cx, cy = rng.uniform(r, size - r, size=2)
+            if all((cx - px) ** 2 + (cy - py) ** 2 > (r + pr) ** 2 for px, py, pr in placed):
+                break
+        else:
+            continue
+        placed.append((cx, cy, r))
         z = rng.uniform(1.0, 1.5) if primary else rng.uniform(1.7, 2.6)
         colour = rng.uniform(0, 255, size=3)
         colour[rng.integers(3)] = rng.choice([0.0, 255.0])  # saturated, so shapes stand out from the texture
@@ -149,7 +157,10 @@ def generate_shapes(root: str | Path, n_train: int = 480, n_val: int = 120, size
 def ensure_shapes(root: str | Path, **kw) -> Path:
     """Generate the shapes dataset under ``root`` unless a complete one is already there."""
     root = Path(root)
-    if not (root / "data.yaml").is_file():
+    spec = root / "data.yaml"
+    current = spec.is_file() and (yaml.safe_load(spec.read_text()) or {}).get("generator", {}).get(
+        "version") == GENERATOR_VERSION
+    if not current:  # missing, or made by an older generator
         generate_shapes(root, **kw)
     return root
 

@@ -1,9 +1,11 @@
-"""Prediction for any task: resolve sources, batch them, run the network, let the task post-process."""
+"""Prediction for any task: resolve sources (images, folders, globs, videos, a webcam), batch them, run the
+network, let the task post-process, save JSON / annotated images or video / text rows."""
 
 from __future__ import annotations
 
 import glob
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,58 +13,130 @@ import cv2
 import torch
 from tqdm import tqdm
 
-from visionkit.data.format import is_image, list_images
+from visionkit.data.format import is_image
 from visionkit.errors import DataError
 from visionkit.tasks.base import Task
 
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
-def resolve_sources(source: str | Path | list) -> list[Path]:
-    """An image file, a folder of images, a glob pattern, or a list of those → image paths."""
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def resolve_sources(source) -> list[Path | int]:
+    """An image, a video, a folder, a glob, a webcam index (0, 1, ...) or a list of those → sources."""
     if source is None:
-        raise DataError("predict needs source= an image, a folder of images or a glob such as 'imgs/*.jpg'")
+        raise DataError("predict needs source= an image, video, folder, glob such as 'imgs/*.jpg', or a webcam index")
     if isinstance(source, (list, tuple)):
         return [p for s in source for p in resolve_sources(s)]
+    if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
+        return [int(source)]
     text = str(source)
     path = Path(text)
     if path.is_dir():
-        files = list_images(path)
+        files = [p for p in sorted(path.iterdir()) if p.is_file() and (is_image(p) or is_video(p))]
     elif path.is_file():
         files = [path]
     elif any(ch in text for ch in "*?["):
-        files = sorted(Path(p) for p in glob.glob(text, recursive=True) if is_image(Path(p)))
+        files = sorted(Path(p) for p in glob.glob(text, recursive=True) if is_image(Path(p)) or is_video(Path(p)))
     else:
-        raise DataError(f"source '{text}' does not exist; give an image, a folder of images or a glob")
+        raise DataError(f"source '{text}' does not exist; give an image, a video, a folder or a glob")
     if not files:
-        raise DataError(f"source '{text}' holds no images ({', '.join(('.jpg', '.png', '...'))})")
+        raise DataError(f"source '{text}' holds no images or videos")
     return files
+
+
+def _frames(source: Path | int) -> Iterator[tuple[str, Any, float]]:
+    """(name, item, fps): image paths pass through (read lazily); videos and webcams yield BGR frames."""
+    if isinstance(source, Path) and not is_video(source):
+        yield str(source), source, 0.0
+        return
+    cap = cv2.VideoCapture(source if isinstance(source, int) else str(source))
+    if not cap.isOpened():
+        raise DataError(f"cannot open video source '{source}'")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    i = 0
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            yield f"{source}#{i}", frame, fps
+            i += 1
+    finally:
+        cap.release()
+
+
+class _Outputs:
+    """Where one source's results go: annotated images or a video, and YOLO text rows."""
+
+    def __init__(self, task: Task, src, save_dir: Path | None, args: dict[str, Any], channels: int):
+        self.task, self.src, self.save_dir, self.args, self.channels = task, src, save_dir, args, channels
+        self.save = bool(args.get("save")) and save_dir is not None
+        self.writer = None
+
+    def write(self, name: str, item, result: dict, fps: float) -> None:
+        if self.save:
+            drawn = self.task.annotate(item, result, self.channels)
+            if isinstance(item, Path):
+                cv2.imwrite(str(self.save_dir / (item.stem + ".jpg")), drawn)
+            else:
+                if self.writer is None:
+                    stem = f"webcam{self.src}" if isinstance(self.src, int) else Path(str(self.src)).stem
+                    h, w = drawn.shape[:2]
+                    self.writer = cv2.VideoWriter(str(self.save_dir / f"{stem}.mp4"),
+                                                  cv2.VideoWriter_fourcc(*"mp4v"), fps or 30.0, (w, h))
+                self.writer.write(drawn)
+        if self.args.get("save_txt") and self.save_dir is not None:
+            labels = self.save_dir / "labels"
+            labels.mkdir(exist_ok=True)
+            stem = item.stem if isinstance(item, Path) else Path(name.replace("#", "_")).stem
+            (labels / f"{stem}.txt").write_text("".join(r + "\n" for r in self.task.yolo_rows(result)))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
 
 
 @torch.no_grad()
 def predict(net: torch.nn.Module, task: Task, source, meta: dict[str, Any], args: dict[str, Any],
             device: torch.device, save_dir: Path | None = None) -> list[dict]:
-    """Run ``net`` on every image of ``source``. ``meta`` holds names, imgsz, in_channels, mean, std."""
-    files = resolve_sources(source)
+    """Run ``net`` on every image or frame of ``source``. ``meta`` holds names, imgsz, in_channels, mean, std."""
     net.eval()
     results: list[dict] = []
     batch = max(1, int(args.get("batch", 16)))
     verbose = bool(args.get("verbose", True))
-    for i in tqdm(range(0, len(files), batch), desc="predict", disable=not verbose or len(files) <= batch,
-                  leave=False):
-        chunk = files[i:i + batch]
-        x, context = task.load_inputs(chunk, meta["imgsz"], meta["in_channels"], meta["mean"], meta["std"])
+
+    def run(pending: list[tuple[str, Any, float]], sink: _Outputs) -> None:
+        x, context = task.load_inputs([it for _, it, _ in pending], meta["imgsz"], meta["in_channels"],
+                                      meta["mean"], meta["std"])
         out = net(x.to(device))
-        for path, res in zip(chunk, task.postprocess(out, context, args, meta["names"])):
-            results.append({"image": str(path), **res})
+        for (name, item, fps), res in zip(pending, task.postprocess(out, context, args, meta["names"])):
+            res = {"image": name, **res}
+            results.append(res)
+            sink.write(name, item, res, fps)
+
+    for src in resolve_sources(source):
+        sink = _Outputs(task, src, save_dir, args, meta["in_channels"])
+        pending: list[tuple[str, Any, float]] = []
+        try:
+            for frame in tqdm(_frames(src), desc=f"predict {src}", disable=not verbose, leave=False):
+                pending.append(frame)
+                if len(pending) == batch:
+                    run(pending, sink)
+                    pending = []
+            if pending:
+                run(pending, sink)
+        finally:
+            sink.close()
     if verbose:
-        for r in results:
+        for r in results[:50]:
             print(f"{r['image']}: {task.describe(r)}")
+        if len(results) > 50:
+            print(f"... and {len(results) - 50} more")
     if save_dir is not None:
-        save_dir.mkdir(parents=True, exist_ok=True)
         (save_dir / "predictions.json").write_text(json.dumps(results, indent=1))
-        if args.get("save"):
-            for r in results:
-                img = task.annotate(Path(r["image"]), r, meta["in_channels"])
-                cv2.imwrite(str(save_dir / (Path(r["image"]).stem + ".jpg")), img)
         if verbose:
             print(f"{len(results)} prediction(s) saved to {save_dir / 'predictions.json'}")
     return results

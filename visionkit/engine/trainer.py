@@ -89,6 +89,7 @@ class Trainer:
         self.model = build_model(cfg).to(self.device, memory_format=self.memory_format)
         if self.init_state is not None:
             self._load_matching(self.init_state)
+        self.task.bind(self.model)
         self.imgsz = resolve_imgsz(a, cfg, self.data.native_imgsz, self.model.stride)
         a["imgsz"] = self.imgsz
         if self.resume_ckpt is None:
@@ -158,6 +159,7 @@ class Trainer:
         t_start = time.time()
         for epoch in range(self.start_epoch, epochs):
             self.epoch = epoch
+            self.task.epoch_start(self)
             self.callbacks.run("on_epoch_start", self)
             t0 = time.time()
             self.loss = self._train_one_epoch(epoch, epochs)
@@ -207,7 +209,9 @@ class Trainer:
                    dynamic_ncols=True, leave=False)
         running, n = 0.0, 0
         clip = float(a.get("clip_grad", 0) or 0)
-        for raw in bar:
+        for i, raw in enumerate(bar):
+            if i == 0 and epoch == self.start_epoch and a.get("plots", True):
+                self.task.plot_batch(raw, self.save_dir / "train_batch0.jpg", self.data.names)
             batch = self.task.preprocess_batch(raw, self.device)
             with autocast_context(self.device, self.amp_dtype):
                 out = self.model(batch["img"].contiguous(memory_format=self.memory_format))
@@ -231,9 +235,10 @@ class Trainer:
             self.scheduler.step()
             if self.ema is not None:
                 self.ema.update(self.model)
-            running += float(loss.detach())
+            # tasks may report a per-image loss for display (a detector scales its total by the batch size)
+            self.batch_loss = float(items.get("loss", float(loss.detach())))
+            running += self.batch_loss
             n += 1
-            self.batch_loss = float(loss.detach())
             bar.set_postfix(loss=f"{running / n:.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
             self.callbacks.run("on_batch_end", self)
         return running / max(n, 1)
@@ -275,6 +280,7 @@ class Trainer:
         ckpt = load_checkpoint(best)
         net = build_model(ckpt["model_config"]).to(self.device, memory_format=self.memory_format)
         net.load_state_dict(ckpt["state_dict"])
+        self.task.bind(net)
         metrics, obj = validate(net, self.val_loader, self.task, self.data.names, self.device, self.args,
                                 self.amp_dtype, desc="best.pt", memory_format=self.memory_format)
         if self.verbose:

@@ -31,8 +31,8 @@ def validate(net: torch.nn.Module, loader, task: Task, names: list[str], device:
         batch = task.preprocess_batch(raw, device)
         with autocast_context(device, amp_dtype):
             out = net(batch["img"].contiguous(memory_format=memory_format))
-        loss, _ = task.loss(out, batch, args)
-        total_loss += float(loss)
+        loss, items = task.loss(out, batch, args)
+        total_loss += float(items.get("loss", float(loss)))
         batches += 1
         images += batch["img"].shape[0]
         metrics.update(out, batch)

@@ -50,3 +50,53 @@ def num_params(module: nn.Module, trainable: bool = False) -> int:
 def is_norm_or_bias(name: str, param: torch.Tensor) -> bool:
     """Parameters that should not get weight decay: biases and 1-D norm scales."""
     return param.ndim <= 1 or name.endswith(".bias")
+
+
+class Bottleneck(nn.Module):
+    """Two 3×3 ConvBNAct with an optional residual (when shapes allow)."""
+
+    def __init__(self, c_in: int, c_out: int, shortcut: bool = True, expansion: float = 0.5):
+        super().__init__()
+        hidden = int(c_out * expansion)
+        self.cv1 = ConvBNAct(c_in, hidden, 3)
+        self.cv2 = ConvBNAct(hidden, c_out, 3)
+        self.add = shortcut and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.cv2(self.cv1(x))
+        return x + y if self.add else y
+
+
+class C2f(nn.Module):
+    """CSP block with two convolutions: split the channels, run ``n`` bottlenecks on one half, and concatenate
+    every intermediate output (a cross-stage-partial design with richer gradient paths)."""
+
+    def __init__(self, c_in: int, c_out: int, n: int = 1, shortcut: bool = False):
+        super().__init__()
+        self.hidden = c_out // 2
+        self.cv1 = ConvBNAct(c_in, 2 * self.hidden, 1)
+        self.cv2 = ConvBNAct((2 + n) * self.hidden, c_out, 1)
+        self.blocks = nn.ModuleList(Bottleneck(self.hidden, self.hidden, shortcut, 1.0) for _ in range(n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = list(self.cv1(x).chunk(2, 1))
+        for block in self.blocks:
+            y.append(block(y[-1]))
+        return self.cv2(torch.cat(y, 1))
+
+
+class SPPF(nn.Module):
+    """Spatial pyramid pooling, fast: three chained 5×5 max-pools (receptive fields 5, 9, 13) concatenated."""
+
+    def __init__(self, c_in: int, c_out: int, k: int = 5):
+        super().__init__()
+        hidden = c_in // 2
+        self.cv1 = ConvBNAct(c_in, hidden, 1)
+        self.cv2 = ConvBNAct(hidden * 4, c_out, 1)
+        self.pool = nn.MaxPool2d(k, 1, k // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = [self.cv1(x)]
+        for _ in range(3):
+            y.append(self.pool(y[-1]))
+        return self.cv2(torch.cat(y, 1))

@@ -38,3 +38,25 @@ def _torchvision_classifier(backbone: str, imgsz: int = 224) -> None:
 for _bb in ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0",
             "convnext_tiny"):
     _torchvision_classifier(_bb)
+
+
+def _yolo(scale: str) -> None:
+    def preset() -> dict:
+        return {"task": "detect", "imgsz": 640, "in_channels": 3, "num_classes": 80,
+                "backbone": {"name": "csp_darknet", "scale": scale, "out_strides": [8, 16, 32]},
+                "neck": {"name": "pan", "depth": {"n": 1, "s": 1, "m": 2}[scale]}, "head": {"name": "yolo"}}
+
+    preset.__doc__ = f"YOLO detector, scale {scale}: CSPDarknet-{scale} + PAN + anchor-free DFL head."
+    register("model", f"yolo-{scale}")(preset)
+
+
+for _scale in ("n", "s", "m"):
+    _yolo(_scale)
+
+
+@register("model", "yolo-mobile")
+def yolo_mobile() -> dict:
+    """Mobile detector: MobileNetV3-small backbone + PAN (64 channels) + YOLO head."""
+    return {"task": "detect", "imgsz": 320, "in_channels": 3, "num_classes": 80,
+            "backbone": {"name": "mobilenet_v3_small", "out_strides": [8, 16, 32]},
+            "neck": {"name": "pan", "channels": [64, 64, 64]}, "head": {"name": "yolo"}}

@@ -53,6 +53,16 @@ class Task:
     def resolve_data(self, args: dict[str, Any]) -> DataInfo:
         raise NotImplementedError
 
+    def bind(self, model) -> None:
+        """Called with the network before training/validation (a detection loss needs the head's layout)."""
+
+    def epoch_start(self, trainer) -> None:
+        """Called at the start of every training epoch (e.g. to switch mosaic off for the last epochs)."""
+
+    def plot_batch(self, batch: Any, path: Path, names: list[str]) -> Path | None:
+        """Draw a raw training batch with its labels, so a person can check the augmentation."""
+        return None
+
     def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: dict[str, Any]) -> Dataset:
         raise NotImplementedError
 
@@ -68,8 +78,9 @@ class Task:
     def new_metrics(self, names: list[str]) -> Metrics:
         raise NotImplementedError
 
-    def load_inputs(self, paths: list[Path], imgsz: int, channels: int, mean, std) -> tuple[torch.Tensor, list]:
-        """Images → a normalised batch tensor plus per-image context needed to post-process."""
+    def load_inputs(self, items: list, imgsz: int, channels: int, mean, std) -> tuple[torch.Tensor, list]:
+        """Images (paths, or BGR arrays such as video frames) → a normalised batch tensor plus per-image context
+        needed to post-process."""
         raise NotImplementedError
 
     def postprocess(self, outputs: Any, context: list, args: dict[str, Any], names: list[str]) -> list[dict]:
@@ -80,6 +91,10 @@ class Task:
         """One line per image for the console."""
         return str(result)
 
-    def annotate(self, path: Path, result: dict, channels: int):
-        """The image with its result drawn on it (BGR uint8), for ``save=True``."""
+    def annotate(self, item, result: dict, channels: int):
+        """The image (path or BGR array) with its result drawn on it (BGR uint8), for ``save=True``."""
         raise NotImplementedError
+
+    def yolo_rows(self, result: dict) -> list[str]:
+        """Rows for ``save_txt=True`` (tasks without a text form return none)."""
+        return []

@@ -160,14 +160,14 @@ class ClassifyTask(Task):
         return ClassifyMetrics(names)
 
     # -- prediction ----------------------------------------------------------------------------------------------
-    def load_inputs(self, paths: list[Path], imgsz: int, channels: int, mean, std):
+    def load_inputs(self, items: list, imgsz: int, channels: int, mean, std):
         batch = []
-        for p in paths:
-            img = read_image(p, channels)
+        for item in items:
+            img = _rgb(item, channels)
             img = cv2.resize(img, (imgsz, imgsz), interpolation=cv2.INTER_AREA).reshape(imgsz, imgsz, channels)
             x = torch.from_numpy(img).permute(2, 0, 1).float() / 255.0
             batch.append((x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None])
-        return torch.stack(batch), [None] * len(paths)
+        return torch.stack(batch), [None] * len(items)
 
     def postprocess(self, outputs: torch.Tensor, context: list, args: dict[str, Any], names: list[str]) -> list[dict]:
         probs = outputs.float().softmax(1).cpu()
@@ -179,10 +179,10 @@ class ClassifyTask(Task):
     def describe(self, result: dict) -> str:
         return ", ".join(f"{t['name']} {t['score']:.3f}" for t in result["top"])
 
-    def annotate(self, path: Path, result: dict, channels: int):
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    def annotate(self, item, result: dict, channels: int):
+        img = item.copy() if isinstance(item, np.ndarray) else cv2.imread(str(item), cv2.IMREAD_COLOR)
         if img is None:
-            raise DataError(f"cannot decode image '{path}'")
+            raise DataError(f"cannot decode image '{item}'")
         scale = max(img.shape[:2]) / 400
         if scale < 1:  # tiny images (MNIST) are enlarged so the text stays readable
             img = cv2.resize(img, None, fx=1 / scale, fy=1 / scale, interpolation=cv2.INTER_NEAREST)
@@ -192,3 +192,12 @@ class ClassifyTask(Task):
             cv2.putText(img, f"{t['name']} {t['score']:.2f}", (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1)
             y += 22
         return img
+
+
+def _rgb(item, channels: int) -> np.ndarray:
+    """A path or a BGR frame → RGB (H, W, 3) or grey (H, W, 1) uint8."""
+    if not isinstance(item, np.ndarray):
+        return read_image(item, channels)
+    if channels == 1:
+        return cv2.cvtColor(item, cv2.COLOR_BGR2GRAY)[..., None]
+    return cv2.cvtColor(item, cv2.COLOR_BGR2RGB)

@@ -1,3 +1,3 @@
 """Built-in necks; importing this package registers them."""
 
-from visionkit.models.necks import identity  # noqa: F401
+from visionkit.models.necks import identity, pan  # noqa: F401

@@ -1,0 +1,220 @@
+"""Object detection: YOLO-layout data, task-aligned loss, COCO-exact validation, NMS post-processing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torchvision.ops import batched_nms
+
+from visionkit.data.format import load_data_yaml, sidecar_path, split_images
+from visionkit.data.synthetic import ensure_shapes
+from visionkit.errors import DataError
+from visionkit.registry import register
+from visionkit.tasks.base import DataInfo, Task
+from visionkit.tasks.detect.dataset import DetectionDataset, collate, letterbox
+from visionkit.tasks.detect.loss import DetectionLoss
+from visionkit.tasks.detect.metrics import DetectMetrics
+
+COLOURS = [(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72),
+           (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0), (168, 153, 44), (255, 194, 0)]
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, conf: float, iou: float, max_det: int,
+        classes: list[int] | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per image: best class per box, confidence filter, class-aware NMS, at most ``max_det`` boxes.
+    Returns [(boxes (K, 4), scores (K,), classes (K,))]."""
+    out = []
+    for b, s in zip(boxes, scores):
+        best, cls = s.max(1)
+        keep = best > conf
+        if classes is not None:
+            keep &= torch.isin(cls, torch.as_tensor(classes, device=cls.device))
+        b, best, cls = b[keep], best[keep], cls[keep]
+        if len(best) > 30 * max_det:  # NMS cost grows fast; the lowest scores never survive anyway
+            top = best.topk(30 * max_det).indices
+            b, best, cls = b[top], best[top], cls[top]
+        kept = batched_nms(b.float(), best.float(), cls, iou)[:max_det]
+        out.append((b[kept], best[kept], cls[kept]))
+    return out
+
+
+@register("task", "detect")
+class DetectTask(Task):
+    """Object detection: YOLO datasets (boxes or polygons), mosaic/affine/HSV augmentation, TAL + CIoU + DFL
+    loss, pycocotools mAP."""
+
+    name = "detect"
+    default_model = "yolo-n"
+    default_data = "shapes"
+
+    def __init__(self):
+        self.head = None
+        self.loss_fn = None
+
+    # -- data -----------------------------------------------------------------------------------------------------
+    def resolve_data(self, args: dict[str, Any]) -> DataInfo:
+        data = args.get("data") or self.default_data
+        if str(data).lower() == "shapes":
+            root = ensure_shapes(Path(args.get("datasets_dir") or "datasets") / "shapes",
+                                 verbose=args.get("verbose", True))
+            data = root / "data.yaml"
+        path = Path(data)
+        if path.is_dir() and (path / "data.yaml").is_file():
+            path = path / "data.yaml"
+        if path.suffix not in (".yaml", ".yml"):
+            raise DataError(f"detection data must be a data.yaml (or a folder holding one), got '{data}'")
+        spec = load_data_yaml(path)
+        if not spec.get("names"):
+            raise DataError(f"'{path}' has no names: list the classes, e.g. names: {{0: cat, 1: dog}}")
+        split = args.get("split", "val")
+        if spec.get(split) is None and split != "train":
+            raise DataError(f"'{path}' has no '{split}' split; add '{split}: images/{split}' (e.g. re-import with "
+                            f"val=0.2) — visionkit does not silently validate on training images")
+        return DataInfo(spec["names"], 3, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), source=str(path), extra={"spec": spec})
+
+    def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: dict[str, Any]):
+        spec = data.extra["spec"]
+        files = split_images(spec, split)
+        if not files:
+            raise DataError(f"split '{split}' of '{data.source}' has no images")
+        fraction = float(args.get("fraction", 1.0)) if train else 1.0
+        if fraction < 1:
+            files = files[: max(1, int(len(files) * fraction))]
+        cache_dir = sidecar_path(files[0]).parent
+        cache_dir = cache_dir if cache_dir.is_dir() else None
+        aug = {**args, "degrees": args.get("degrees") or 0.0,
+               "fliplr": 0.5 if args.get("fliplr") is None else args["fliplr"],
+               "flipud": args.get("flipud") or 0.0}
+        return DetectionDataset(files, data.names, imgsz, train, aug, cache_dir, args.get("verbose", True))
+
+    def collate_fn(self):
+        return collate
+
+    def preprocess_batch(self, batch, device: torch.device) -> dict[str, Any]:
+        imgs, targets, metas = batch
+        nb = device.type == "cuda"
+        return {"img": imgs.to(device, non_blocking=nb).float() / 255, "targets": targets.to(device), "meta": metas}
+
+    def epoch_start(self, trainer) -> None:
+        close = int(trainer.args.get("close_mosaic", 0) or 0)
+        if close and trainer.epoch >= int(trainer.args["epochs"]) - close and trainer.train_set.mosaic:
+            trainer.train_set.close_mosaic()
+            if trainer.verbose:
+                print(f"mosaic off for the last {close} epoch(s)")
+
+    # -- model-bound pieces -----------------------------------------------------------------------------------------
+    def bind(self, model) -> None:
+        self.head = model.head
+        self.loss_fn = None
+
+    def loss(self, outputs, batch: dict[str, Any], args: dict[str, Any]):
+        if self.loss_fn is None:
+            self.loss_fn = DetectionLoss(self.head, float(args.get("box", 7.5)), float(args.get("cls", 0.5)),
+                                         float(args.get("dfl", 1.5)))
+        total, parts = self.loss_fn(outputs, batch["targets"], tuple(batch["img"].shape[-2:]))
+        return total, {"loss": float(total.detach()) / batch["img"].shape[0], **parts}
+
+    def new_metrics(self, names: list[str]) -> DetectMetrics:
+        return DetectMetrics(names, self._val_postprocess)
+
+    def _val_postprocess(self, outputs, metas: list[dict]) -> list[dict]:
+        boxes, scores = self.head.decode(outputs)
+        return [self._to_original(b, s, c, m) for (b, s, c), m in
+                zip(nms(boxes, scores, 0.001, 0.7, 300), metas)]
+
+    @staticmethod
+    def _to_original(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, meta: dict) -> dict:
+        """Letterboxed input pixels → original image pixels, clipped."""
+        h0, w0 = meta["shape"]
+        left, top = meta["pad"]
+        b = boxes.float().cpu().numpy().copy()
+        b[:, [0, 2]] = ((b[:, [0, 2]] - left) / meta["scale"]).clip(0, w0)
+        b[:, [1, 3]] = ((b[:, [1, 3]] - top) / meta["scale"]).clip(0, h0)
+        return {"boxes": b, "scores": scores.float().cpu().numpy(), "classes": classes.cpu().numpy()}
+
+    # -- prediction -----------------------------------------------------------------------------------------------
+    def load_inputs(self, items: list, imgsz: int, channels: int, mean, std):
+        batch, context = [], []
+        for item in items:
+            img = _bgr(item)
+            lb, r, pad = letterbox(img, imgsz)
+            batch.append(torch.from_numpy(np.ascontiguousarray(lb[..., ::-1].transpose(2, 0, 1))).float() / 255)
+            context.append({"shape": img.shape[:2], "scale": r, "pad": pad})
+        return torch.stack(batch), context
+
+    def postprocess(self, outputs, context: list, args: dict[str, Any], names: list[str]) -> list[dict]:
+        boxes, scores = self.head.decode(outputs)
+        conf = 0.25 if args.get("conf") is None else float(args["conf"])
+        dets = nms(boxes, scores, conf, float(args.get("iou", 0.7)), int(args.get("max_det", 300)),
+                   args.get("classes"))
+        results = []
+        for (b, s, c), ctx in zip(dets, context):
+            d = self._to_original(b, s, c, ctx)
+            h0, w0 = ctx["shape"]
+            results.append({"width": int(w0), "height": int(h0), "detections": [
+                {"class": int(k), "name": names[int(k)], "score": round(float(sc), 5),
+                 "box": [round(float(v), 2) for v in bx]} for bx, sc, k in zip(d["boxes"], d["scores"], d["classes"])]})
+        return results
+
+    def describe(self, result: dict) -> str:
+        from collections import Counter
+
+        counts = Counter(d["name"] for d in result["detections"])
+        return ", ".join(f"{n} {k}" for k, n in counts.items()) or "no detections"
+
+    def annotate(self, item, result: dict, channels: int):
+        img = _bgr(item).copy()
+        for d in result["detections"]:
+            colour = COLOURS[d["class"] % len(COLOURS)]
+            x1, y1, x2, y2 = (int(round(v)) for v in d["box"])
+            cv2.rectangle(img, (x1, y1), (x2, y2), colour, 2)
+            label = f"{d['name']} {d['score']:.2f}"
+            (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+            cv2.rectangle(img, (x1, max(0, y1 - th - 4)), (x1 + tw + 2, y1), colour, -1)
+            cv2.putText(img, label, (x1 + 1, max(th, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+        return img
+
+    def yolo_rows(self, result: dict) -> list[str]:
+        """save_txt: one ``cls cx cy w h score`` row per detection, normalised to the original image."""
+        w, h = result["width"], result["height"]
+        rows = []
+        for d in result["detections"]:
+            x1, y1, x2, y2 = d["box"]
+            rows.append(f"{d['class']} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} "
+                        f"{(y2 - y1) / h:.6f} {d['score']:.5f}")
+        return rows
+
+    def plot_batch(self, batch, path: Path, names: list[str]) -> Path:
+        """A grid of the first training batch with its boxes, to check the augmentation by eye."""
+        imgs, targets, _ = batch
+        n = min(len(imgs), 16)
+        s = imgs.shape[-1]
+        cols = int(np.ceil(np.sqrt(n)))
+        rows = int(np.ceil(n / cols))
+        grid = np.full((rows * s, cols * s, 3), 114, np.uint8)
+        for i in range(n):
+            img = np.ascontiguousarray(imgs[i].numpy().transpose(1, 2, 0)[..., ::-1])
+            for t in targets[targets[:, 0] == i].numpy():
+                cls, cx, cy, w, h = t[1:]
+                colour = COLOURS[int(cls) % len(COLOURS)]
+                p1 = (int((cx - w / 2) * s), int((cy - h / 2) * s))
+                cv2.rectangle(img, p1, (int((cx + w / 2) * s), int((cy + h / 2) * s)), colour, 1)
+                cv2.putText(img, names[int(cls)], (p1[0], max(10, p1[1] - 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                            colour, 1)
+            r, c = divmod(i, cols)
+            grid[r * s:(r + 1) * s, c * s:(c + 1) * s] = img
+        cv2.imwrite(str(path), grid)
+        return path
+
+
+def _bgr(item) -> np.ndarray:
+    if isinstance(item, np.ndarray):
+        return item
+    img = cv2.imread(str(item), cv2.IMREAD_COLOR)
+    if img is None:
+        raise DataError(f"cannot decode image '{item}'")
+    return img
