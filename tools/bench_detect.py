@@ -30,13 +30,17 @@ import json, sys, time
 from ultralytics import YOLO
 a = json.loads(sys.argv[1])
 model = YOLO("yolov8n.yaml")
-layers, params, grads, gflops = model.info(imgsz=a["imgsz"], verbose=False)
+from ultralytics.utils.torch_utils import get_flops
+params = sum(p.numel() for p in model.model.parameters())
+gflops = get_flops(model.model, a["imgsz"])
 t0 = time.perf_counter()
 model.train(data=a["data"], epochs=a["epochs"], imgsz=a["imgsz"], batch=a["batch"], workers=a["workers"],
             device="cpu", plots=False, seed=0, amp=False, pretrained=False, project=a["project"], name="train",
             exist_ok=True, verbose=False, val=True, close_mosaic=a["close_mosaic"])
 wall = time.perf_counter() - t0
 best = YOLO(a["project"] + "/train/weights/best.pt")
+params = sum(p.numel() for p in best.model.parameters())  # with the dataset's classes, like visionkit's
+gflops = get_flops(best.model, a["imgsz"])
 m = best.val(data=a["data"], imgsz=a["imgsz"], batch=a["batch"], device="cpu", save_json=True, plots=False,
              project=a["project"], name="val", exist_ok=True, conf=0.001, iou=0.7, verbose=False)
 print("BENCH_RESULT " + json.dumps({"params": params, "gflops": gflops, "wall": wall, "map": m.box.map,
