@@ -134,7 +134,8 @@ def main() -> None:
 
     stem_to_id = {key(Path(im["file_name"]).stem): im["id"] for im in gt["images"]}
     vk_dets = json.loads((vk["val_dir"] / "predictions_coco.json").read_text())
-    ul_dets = [{**d, "image_id": stem_to_id[key(d["image_id"])]}
+    # outside COCO itself, Ultralytics writes category_id = class index + 1
+    ul_dets = [{**d, "image_id": stem_to_id[key(d["image_id"])], "category_id": d["category_id"] - 1}
                for d in json.loads(Path(ul["predictions"]).read_text()) if key(d["image_id"]) in stem_to_id]
     vk_coco, ul_coco = coco_map(gt, vk_dets), coco_map(gt, ul_dets)
 

@@ -29,7 +29,9 @@ TASKS_NECK = {"classify": "identity", "detect": "pan"}
 class Model:
     """A model for one task: a preset name, a backbone name, a model YAML/dict, or a checkpoint path."""
 
-    def __init__(self, model: str | Path | dict | None = None, task: str | None = None):
+    def __init__(self, model: str | Path | dict | None = None, task: str | None = None,
+                 names: list[str] | None = None, imgsz: int | None = None):
+        """``names`` and ``imgsz`` are only for an ONNX file exported by another tool (no visionkit metadata)."""
         self.callbacks = Callbacks()
         self.ckpt: dict | None = None
         self.ckpt_path: Path | None = None
@@ -51,8 +53,13 @@ class Model:
                 raise UsageError(f"model config '{path}' does not exist")
             self.config = yaml.safe_load(path.read_text())
         elif str(model).endswith(".onnx"):
-            raise UsageError(f"'{model}': running ONNX files needs the ONNX backend, which is not part of this "
-                             f"release yet; use a .pt checkpoint")
+            from visionkit.runtime.onnx_backend import OnnxModel
+
+            self._net = OnnxModel(model, {"task": task, "names": names, "imgsz": imgsz})
+            meta = self._net.meta
+            self.ckpt_path = Path(model)
+            self.ckpt = {**meta, "model_config": meta["model_config"] or {}}
+            self.config = {"task": meta["task"], **(meta["model_config"] or {})}
         else:
             self.config = self._from_name(str(model))
         cfg_task = self.config.get("task")
@@ -163,7 +170,8 @@ class Model:
         save_dir = make_run_dir(args, self.task_name, "val")
         if args.get("verbose", True):
             print(obj.table())
-            print(f"{metrics['ms_per_image']:.2f} ms per image; plots in {save_dir}")
+            print(f"speed per image: {metrics['ms_preprocess']:.2f} ms pre-process, {metrics['ms_inference']:.2f} ms "
+                  f"inference, {metrics['ms_postprocess']:.2f} ms post-process; plots in {save_dir}")
         if args.get("plots", True):
             obj.plot(save_dir)
         self.save_dir = save_dir
@@ -226,8 +234,19 @@ class Model:
             print(format_info(info, str(self.ckpt_path or self.config["backbone"])))
         return info
 
-    def export(self, **overrides):
-        """Export is not part of this release yet (ONNX export is planned); raises a clear error."""
-        resolve(overrides)
-        raise UsageError("export is not available in this release yet (ONNX export is planned); "
-                         "use the .pt checkpoint with predict/val for now")
+    def export(self, **overrides) -> Path:
+        """Export the checkpoint (format=onnx) next to it, checked against PyTorch; returns the file's path.
+
+        Keys: imgsz, batch (default 1), dynamic, half, opset, simplify, nms (detect), export_tol."""
+        from visionkit.engine.exporter import check_format, export_onnx
+
+        ckpt = self._require_ckpt("export")
+        if getattr(self._net, "raw_outputs", True) is False:
+            raise UsageError(f"'{self.ckpt_path}' is already an exported file; export a .pt checkpoint")
+        args = self._args(overrides)
+        check_format(args.get("format", "onnx"))
+        args["batch_export"] = int(overrides.get("batch", 1))
+        out = self.ckpt_path.with_suffix(".onnx")
+        path = export_onnx(model_from_checkpoint(ckpt), self.task, ckpt, args, out)
+        self.save_dir = path.parent
+        return path

@@ -20,24 +20,34 @@ def autocast_context(device: torch.device, amp_dtype: torch.dtype | None):
 def validate(net: torch.nn.Module, loader, task: Task, names: list[str], device: torch.device, args: dict[str, Any],
              amp_dtype: torch.dtype | None = None, desc: str = "val",
              memory_format: torch.memory_format = torch.contiguous_format) -> tuple[dict[str, float], Metrics]:
-    """Evaluate ``net`` on ``loader``; returns ({'val_loss', metrics..., 'ms_per_image'}, the metrics object)."""
+    """Evaluate ``net`` on ``loader``; returns ({'val_loss', metrics..., 'ms_preprocess', 'ms_inference',
+    'ms_postprocess'} (per image; data loading not included), the metrics object)."""
     was_training = net.training
     net.eval()
     metrics = task.new_metrics(names)
     total_loss, batches, images = 0.0, 0, 0
-    t0 = time.perf_counter()
+    ms = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
     bar = tqdm(loader, desc=desc, leave=False, disable=not args.get("verbose", True), dynamic_ncols=True)
     for raw in bar:
+        t0 = time.perf_counter()
         batch = task.preprocess_batch(raw, device)
+        t1 = time.perf_counter()
         with autocast_context(device, amp_dtype):
             out = net(batch["img"].contiguous(memory_format=memory_format))
-        loss, items = task.loss(out, batch, args)
-        total_loss += float(items.get("loss", float(loss)))
+        t2 = time.perf_counter()
+        if getattr(net, "raw_outputs", True):  # an exported file gives decoded outputs: no loss to compute
+            loss, items = task.loss(out, batch, args)
+            total_loss += float(items.get("loss", float(loss)))
+        else:
+            total_loss = float("nan")
+        t3 = time.perf_counter()
+        metrics.update(out, batch)  # post-processing (decode, NMS) and bookkeeping
+        t4 = time.perf_counter()
         batches += 1
         images += batch["img"].shape[0]
-        metrics.update(out, batch)
-    elapsed = time.perf_counter() - t0
+        for key, dt in (("preprocess", t1 - t0), ("inference", t2 - t1), ("postprocess", t4 - t3)):
+            ms[key] += 1000 * dt
     net.train(was_training)
     result = {"val_loss": total_loss / max(batches, 1), **metrics.compute(),
-              "ms_per_image": 1000 * elapsed / max(images, 1)}
+              **{f"ms_{k}": v / max(images, 1) for k, v in ms.items()}}
     return result, metrics

@@ -95,6 +95,11 @@ class Task:
         """The image (path or BGR array) with its result drawn on it (BGR uint8), for ``save=True``."""
         raise NotImplementedError
 
+    def export_wrapper(self, net, args: dict[str, Any]):
+        """The module whose outputs an exported file has (with ``output_names``, ``layout`` and
+        ``dynamic_output_axes`` attributes)."""
+        raise NotImplementedError(f"task '{self.name}' cannot be exported yet")
+
     def yolo_rows(self, result: dict) -> list[str]:
         """Rows for ``save_txt=True`` (tasks without a text form return none)."""
         return []

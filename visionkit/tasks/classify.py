@@ -88,6 +88,21 @@ class ClassifyMetrics(Metrics):
         return [path]
 
 
+class ClassifyExport(torch.nn.Module):
+    """Exported classifiers output ``logits`` (B, num_classes); softmax gives probabilities."""
+
+    output_names = ("logits",)
+    dynamic_output_axes = {"logits": {0: "batch"}}
+    layout = "logits (B, num_classes); softmax gives class probabilities"
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 @register("task", "classify")
 class ClassifyTask(Task):
     """Image classification: ImageFolder, MNIST/Fashion-MNIST IDX or shapes; top-1/top-5, confusion matrix."""
@@ -175,6 +190,9 @@ class ClassifyTask(Task):
         top = probs.topk(k, dim=1)
         return [{"top": [{"class": int(c), "name": names[int(c)], "score": round(float(s), 6)}
                          for s, c in zip(ss, cc)]} for ss, cc in zip(top.values, top.indices)]
+
+    def export_wrapper(self, net, args: dict[str, Any]):
+        return ClassifyExport(net)
 
     def describe(self, result: dict) -> str:
         return ", ".join(f"{t['name']} {t['score']:.3f}" for t in result["top"])

@@ -48,15 +48,10 @@ class DetectMetrics(Metrics):
         n = len(names)
         self.confusion = np.zeros((n + 1, n + 1), np.int64)  # rows: true (last = background), cols: predicted
         self.conf_matrix, self.iou_matrix = conf_matrix, iou_matrix
-        self.post_ms = 0.0
         self.ev = None
 
     def update(self, outputs, batch: dict[str, Any]) -> None:
-        import time
-
-        t0 = time.perf_counter()
         results = self.postprocess(outputs, batch["meta"])
-        self.post_ms += (time.perf_counter() - t0) * 1000
         for meta, det in zip(batch["meta"], results):
             img_id = len(self.images) + 1
             h0, w0 = meta["shape"]
@@ -113,8 +108,7 @@ class DetectMetrics(Metrics):
             f1 = 2 * curve * recall_pts / (curve + recall_pts + 1e-9)
             best = int(np.argmax(f1))
             p, r = float(curve[best]), float(recall_pts[best])
-        return {"precision": p, "recall": r, "mAP50": float(self.ev.stats[1]), "mAP50-95": float(self.ev.stats[0]),
-                "ms_postprocess": self.post_ms / max(len(self.images), 1)}
+        return {"precision": p, "recall": r, "mAP50": float(self.ev.stats[1]), "mAP50-95": float(self.ev.stats[0])}
 
     def per_class_ap(self) -> dict[str, tuple[float, float, int]]:
         """{name: (AP50-95, AP50, instances)}."""

@@ -108,8 +108,36 @@ class DetectTask(Task):
 
     # -- model-bound pieces -----------------------------------------------------------------------------------------
     def bind(self, model) -> None:
-        self.head = model.head
+        self.head = getattr(model, "head", None)  # an exported file (runtime backend) has none
         self.loss_fn = None
+
+    def export_wrapper(self, net, args: dict[str, Any]):
+        from visionkit.tasks.detect.export import DetectExport, DetectExportNMS
+
+        if args.get("nms"):
+            conf = 0.25 if args.get("conf") is None else float(args["conf"])
+            return DetectExportNMS(net, conf, float(args.get("iou", 0.7)), int(args.get("max_det", 300)))
+        return DetectExport(net)
+
+    def detections(self, outputs, conf: float, iou: float, max_det: int, classes=None):
+        """Raw head outputs (PyTorch), decoded boxes + scores (exported file), or in-graph NMS results →
+        [(boxes, scores, classes)] per image."""
+        if isinstance(outputs, (list, tuple)) and len(outputs) == 2 and outputs[0].ndim == 3 \
+                and outputs[0].shape[-1] == 6:  # (detections, num_detections) from an nms=True export
+            out = []
+            for det, n in zip(*outputs):
+                det = det[: int(n)]
+                keep = det[:, 4] > conf
+                if classes is not None:
+                    keep &= torch.isin(det[:, 5].long(), torch.as_tensor(classes))
+                det = det[keep][:max_det]
+                out.append((det[:, :4], det[:, 4], det[:, 5].long()))
+            return out
+        if isinstance(outputs, tuple) and len(outputs) == 2:
+            boxes, scores = outputs
+        else:
+            boxes, scores = self.head.decode(outputs)
+        return nms(boxes, scores, conf, iou, max_det, classes)
 
     def loss(self, outputs, batch: dict[str, Any], args: dict[str, Any]):
         if self.loss_fn is None:
@@ -122,9 +150,8 @@ class DetectTask(Task):
         return DetectMetrics(names, self._val_postprocess)
 
     def _val_postprocess(self, outputs, metas: list[dict]) -> list[dict]:
-        boxes, scores = self.head.decode(outputs)
         return [self._to_original(b, s, c, m) for (b, s, c), m in
-                zip(nms(boxes, scores, 0.001, 0.7, 300), metas)]
+                zip(self.detections(outputs, 0.001, 0.7, 300), metas)]
 
     @staticmethod
     def _to_original(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, meta: dict) -> dict:
@@ -147,10 +174,9 @@ class DetectTask(Task):
         return torch.stack(batch), context
 
     def postprocess(self, outputs, context: list, args: dict[str, Any], names: list[str]) -> list[dict]:
-        boxes, scores = self.head.decode(outputs)
         conf = 0.25 if args.get("conf") is None else float(args["conf"])
-        dets = nms(boxes, scores, conf, float(args.get("iou", 0.7)), int(args.get("max_det", 300)),
-                   args.get("classes"))
+        dets = self.detections(outputs, conf, float(args.get("iou", 0.7)), int(args.get("max_det", 300)),
+                               args.get("classes"))
         results = []
         for (b, s, c), ctx in zip(dets, context):
             d = self._to_original(b, s, c, ctx)

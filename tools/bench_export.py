@@ -1,0 +1,109 @@
+#!/usr/bin/env python
+"""Benchmark: median latency per image (batch 1, this CPU) of PyTorch eager vs onnxruntime for visionkit's
+exported models, and Ultralytics' own ONNX export of yolov8n at the same size run by the same onnxruntime.
+
+    python tools/bench_export.py [--runs 50] [--sizes 320 640]
+
+Models are untrained (latency does not depend on the weights). Ultralytics (AGPL-3.0) runs in its own
+virtualenv (.venv-ultralytics, made by tools/bench_detect.py or here) and only produces the .onnx file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+UL_EXPORT = r"""
+import sys
+from ultralytics import YOLO
+print("ONNX_PATH " + YOLO("yolov8n.yaml").export(format="onnx", imgsz=int(sys.argv[1]), simplify=True, dynamic=False))
+"""
+
+
+def median_ms(fn, runs: int) -> float:
+    for _ in range(5):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def visionkit_pair(preset: str, imgsz: int, num_classes: int, work: Path, runs: int) -> tuple[float, float]:
+    """(PyTorch eager ms, onnxruntime ms) for a preset exported at imgsz."""
+    import onnxruntime as ort
+
+    from visionkit.api import Model
+    from visionkit.engine.exporter import export_onnx
+    from visionkit.models.checkpoint import library_versions
+
+    m = Model(preset)
+    m.config["num_classes"] = num_classes
+    net = m.net.eval()
+    ckpt = {"task": m.task_name, "names": [str(i) for i in range(num_classes)], "imgsz": imgsz, "in_channels": 3,
+            "mean": [0.0] * 3, "std": [1.0] * 3, "model_config": m.config, "versions": library_versions()}
+    path = export_onnx(net, m.task, ckpt, {"imgsz": imgsz, "verbose": False}, work / f"{preset}-{imgsz}.onnx")
+    x = torch.rand(1, 3, imgsz, imgsz)
+    wrapper = m.task.export_wrapper(net, {}).eval()
+    with torch.no_grad():
+        eager = median_ms(lambda: wrapper(x), runs)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    xn = x.numpy()
+    return eager, median_ms(lambda: sess.run(None, {"images": xn}), runs)
+
+
+def ultralytics_ms(imgsz: int, venv: Path, runs: int) -> float:
+    import onnxruntime as ort
+
+    py = venv / "bin" / "python"
+    if not py.is_file():
+        sys.path.insert(0, str(REPO / "tools"))
+        from bench_detect import ensure_ultralytics
+
+        py = ensure_ultralytics(venv)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "onnx", "onnxslim", "onnxruntime"], check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run([str(py), "-c", UL_EXPORT, str(imgsz)], capture_output=True, text=True, cwd=tmp,
+                             env={"YOLO_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("ONNX_PATH ")), None)
+        if line is None:
+            sys.exit(f"Ultralytics export failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+        path = Path(tmp) / line.split(" ", 1)[1].strip()
+        if not path.is_file():
+            path = Path(line.split(" ", 1)[1].strip())
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        x = np.random.rand(1, 3, imgsz, imgsz).astype(np.float32)
+        return median_ms(lambda: sess.run(None, {sess.get_inputs()[0].name: x}), runs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[320, 640])
+    ap.add_argument("--venv", default=str(REPO / ".venv-ultralytics"))
+    a = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="vk-bench-export-"))
+    print(f"median ms per image, batch 1, {torch.get_num_threads()} threads, {a.runs} runs")
+    print(f"{'model':<28} {'PyTorch':>9} {'onnxruntime':>12} {'UL yolov8n ORT':>15} {'vk ORT / UL':>12}")
+    for size in a.sizes:
+        eager, ort_ms = visionkit_pair("yolo-n", size, 80, work, a.runs)
+        ul = ultralytics_ms(size, Path(a.venv), a.runs)
+        print(f"{'yolo-n @' + str(size) + ' (80 classes)':<28} {eager:>9.2f} {ort_ms:>12.2f} {ul:>15.2f} "
+              f"{ort_ms / ul:>12.3f}")
+    eager, ort_ms = visionkit_pair("mobilenet-v3-small-cls", 224, 1000, work, a.runs)
+    print(f"{'mobilenet-v3-small-cls @224':<28} {eager:>9.2f} {ort_ms:>12.2f} {'-':>15} {'-':>12}")
+
+
+if __name__ == "__main__":
+    main()

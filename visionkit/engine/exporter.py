@@ -1,0 +1,140 @@
+"""Export a checkpoint to ONNX through the task's export wrapper, then check the file: onnx.checker, and
+onnxruntime against PyTorch on a sample input (max |difference| printed; above ``export_tol`` the file is moved
+aside and the export fails)."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from visionkit.errors import UsageError, VisionkitError
+
+FORMATS = ("onnx",)
+
+
+class ExportError(VisionkitError):
+    """The exported file does not match PyTorch."""
+
+
+def check_format(fmt: str) -> str:
+    fmt = str(fmt).lower().lstrip(".")
+    if fmt not in FORMATS:
+        close = difflib.get_close_matches(fmt, FORMATS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise UsageError(f"unsupported export format '{fmt}'.{hint} Formats: {', '.join(FORMATS)}")
+    return fmt
+
+
+def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: dict[str, Any], out: Path) -> Path:
+    """Write ``out`` (.onnx) and verify it; returns the path."""
+    import onnx
+
+    stride = max(getattr(net.backbone, "strides", (1,)))
+    imgsz = int(args.get("imgsz") or ckpt["imgsz"])
+    if imgsz % stride:
+        rounded = math.ceil(imgsz / stride) * stride
+        warnings.warn(f"imgsz={imgsz} is not a multiple of the model stride {stride}; exporting at {rounded}",
+                      stacklevel=2)
+        imgsz = rounded
+    batch = int(args.get("batch_export") or 1)
+    dynamic = bool(args.get("dynamic"))
+    device = torch.device("cpu")
+    if args.get("half"):
+        if not torch.cuda.is_available():
+            raise UsageError("half=True exports fp16 and needs CUDA; on CPU export fp32 (half=False)")
+        device = torch.device("cuda:0")
+    net = net.to(device).eval().float()
+    wrapper = task.export_wrapper(net, args).to(device).eval()
+    channels = int(ckpt["in_channels"])
+    sample = torch.rand(batch, channels, imgsz, imgsz, device=device)
+    if args.get("half"):
+        wrapper, sample = wrapper.half(), sample.half()
+    names_out = list(wrapper.output_names)
+    axes = {}
+    if dynamic:
+        axes = {"images": {0: "batch", 2: "height", 3: "width"}}
+        for name, dims in getattr(wrapper, "dynamic_output_axes", {}).items():
+            axes[name] = dims
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".onnx.tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        torch.onnx.export(wrapper, (sample,), str(tmp), dynamo=False, input_names=["images"],
+                          output_names=names_out, dynamic_axes=axes or None,
+                          opset_version=int(args.get("opset") or 17), do_constant_folding=True)
+    model = onnx.load(str(tmp))
+    if args.get("simplify"):
+        model = _simplify(model)
+    meta = {
+        "task": ckpt["task"], "names": json.dumps(ckpt["names"]), "imgsz": str(imgsz), "stride": str(stride),
+        "in_channels": str(channels), "mean": json.dumps(list(ckpt["mean"])), "std": json.dumps(list(ckpt["std"])),
+        "channel_order": "RGB" if channels == 3 else "GRAY", "input": "float (B, C, H, W), normalised: (x/255 - mean) "
+        "/ std", "outputs": json.dumps(names_out), "layout": wrapper.layout, "dynamic": str(dynamic),
+        "nms": str(bool(getattr(wrapper, "nms", False))), "batch": str(batch),
+        "visionkit_version": ckpt.get("versions", {}).get("visionkit", ""),
+        "model_config": json.dumps(ckpt["model_config"]),
+    }
+    del model.metadata_props[:]
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(tmp))
+    diff = _compare(wrapper, tmp, sample, args)
+    tol = float(args.get("export_tol", 1e-3))
+    if not diff <= tol:
+        failed = out.with_suffix(".failed.onnx")
+        tmp.replace(failed)
+        raise ExportError(f"onnxruntime differs from PyTorch by {diff:.3g} (> export_tol={tol}); the file is kept at "
+                          f"{failed} for inspection")
+    tmp.replace(out)
+    if args.get("verbose", True):
+        print(f"exported {out} ({out.stat().st_size / 1e6:.1f} MB): onnx.checker passed, onnxruntime vs PyTorch max "
+              f"|diff| {diff:.2e} (tolerance {tol:g})")
+    return out
+
+
+def _compare(wrapper, path: Path, sample: torch.Tensor, args) -> float:
+    """Max |difference| between PyTorch and onnxruntime on the sample (and on a second batch size when dynamic)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    samples = [sample]
+    if args.get("dynamic"):
+        samples.append(torch.rand(sample.shape[0] + 1, *sample.shape[1:], dtype=sample.dtype, device=sample.device))
+    worst = 0.0
+    for x in samples:
+        with torch.no_grad():
+            ref = wrapper(x)
+        ref = ref if isinstance(ref, (tuple, list)) else (ref,)
+        got = sess.run(None, {"images": x.cpu().numpy()})
+        for r, g in zip(ref, got):
+            r = r.float().cpu().numpy()
+            if r.shape != g.shape:
+                return float("inf")
+            worst = max(worst, float(np.abs(r - g.astype(np.float32)).max()) if r.size else 0.0)
+    return worst
+
+
+def _simplify(model):
+    try:
+        import onnxslim
+
+        return onnxslim.slim(model)
+    except ImportError:
+        pass
+    try:
+        from onnxsim import simplify
+
+        simplified, ok = simplify(model)
+        return simplified if ok else model
+    except ImportError:
+        warnings.warn("simplify=True needs onnxslim or onnxsim (pip install 'visionkit[export]'); exporting "
+                      "without simplification", stacklevel=3)
+        return model

@@ -1,0 +1,89 @@
+"""An exported ONNX file run by onnxruntime, callable like the PyTorch network it came from: same input tensor
+(pre-processing is shared), outputs as torch tensors for the task's post-processing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from visionkit.errors import CheckpointError, UsageError
+
+
+class OnnxModel:
+    """``OnnxModel("best.onnx")(x)`` → the export wrapper's outputs. ``meta`` holds what the file's
+    metadata says (task, names, imgsz, in_channels, mean, std, ...)."""
+
+    raw_outputs = False  # outputs are the export layout, not the head's raw tensors (no loss can be computed)
+    head = None
+
+    def __init__(self, path: str | Path, overrides: dict[str, Any] | None = None):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"ONNX file '{path}' does not exist")
+        try:
+            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise CheckpointError(f"onnxruntime cannot load '{path}': {e}") from e
+        self.path = path
+        raw = self.session.get_modelmeta().custom_metadata_map
+        self.meta = self._meta(raw, overrides or {}, path)
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    @staticmethod
+    def _meta(raw: dict[str, str], overrides: dict[str, Any], path: Path) -> dict[str, Any]:
+        if "task" not in raw:
+            missing = [k for k in ("task", "names", "imgsz") if overrides.get(k) is None]
+            if missing:
+                raise UsageError(f"'{path}' has no visionkit metadata (not exported by visionkit); pass "
+                                 f"{', '.join(k + '=' for k in missing)} to use it anyway")
+        names = overrides.get("names") or json.loads(raw.get("names", "[]"))
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        channels = int(raw.get("in_channels", 3))
+        meta = {
+            "task": overrides.get("task") or raw.get("task"),
+            "names": list(names),
+            "imgsz": int(overrides.get("imgsz") or raw.get("imgsz")),
+            "in_channels": channels,
+            "mean": json.loads(raw.get("mean", json.dumps([0.0] * channels))),
+            "std": json.loads(raw.get("std", json.dumps([1.0] * channels))),
+            "nms": raw.get("nms") == "True",
+            "model_config": json.loads(raw["model_config"]) if "model_config" in raw else None,
+            "data": None,
+        }
+        return meta
+
+    def __call__(self, x: torch.Tensor):
+        x = x.detach().cpu().float().numpy()
+        dim = self.session.get_inputs()[0].shape[0]
+        static = dim if isinstance(dim, int) else None  # a file exported without dynamic=True
+        if static is None or len(x) == static:
+            outs = self.session.run(None, {self.input_name: x})
+        else:  # feed the fixed batch size, padding the last chunk, and stitch the outputs back together
+            parts = []
+            for i in range(0, len(x), static):
+                chunk = x[i:i + static]
+                n = len(chunk)
+                if n < static:
+                    chunk = np.concatenate([chunk, np.zeros((static - n, *chunk.shape[1:]), chunk.dtype)])
+                parts.append([o[:n] for o in self.session.run(None, {self.input_name: chunk})])
+            outs = [np.concatenate(p) for p in zip(*parts)]
+        outs = tuple(torch.from_numpy(np.asarray(o)) for o in outs)
+        return outs[0] if len(outs) == 1 else outs
+
+    # the engine treats backends alike: these are no-ops for a file
+    def eval(self):
+        return self
+
+    def train(self, mode: bool = True):
+        return self
+
+    def to(self, *args, **kwargs):
+        return self
