@@ -45,6 +45,9 @@ def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: dict[str, Any], ou
         imgsz = rounded
     batch = int(args.get("batch_export") or 1)
     dynamic = bool(args.get("dynamic"))
+    if args.get("nms"):
+        raise UsageError("nms=True (NMS inside the exported graph) is not available yet: export without it and "
+                         "run NMS on the boxes/scores outputs (visionkit's onnxruntime backend does)")
     device = torch.device("cpu")
     if args.get("half"):
         if not torch.cuda.is_available():

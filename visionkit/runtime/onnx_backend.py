@@ -19,6 +19,7 @@ class OnnxModel:
 
     raw_outputs = False  # outputs are the export layout, not the head's raw tensors (no loss can be computed)
     head = None
+    training = False
 
     def __init__(self, path: str | Path, overrides: dict[str, Any] | None = None):
         import onnxruntime as ort

@@ -112,27 +112,13 @@ class DetectTask(Task):
         self.loss_fn = None
 
     def export_wrapper(self, net, args: dict[str, Any]):
-        from visionkit.tasks.detect.export import DetectExport, DetectExportNMS
+        from visionkit.tasks.detect.export import DetectExport
 
-        if args.get("nms"):
-            conf = 0.25 if args.get("conf") is None else float(args["conf"])
-            return DetectExportNMS(net, conf, float(args.get("iou", 0.7)), int(args.get("max_det", 300)))
         return DetectExport(net)
 
     def detections(self, outputs, conf: float, iou: float, max_det: int, classes=None):
-        """Raw head outputs (PyTorch), decoded boxes + scores (exported file), or in-graph NMS results →
+        """Raw head outputs (PyTorch) or decoded boxes + scores (an exported file) →
         [(boxes, scores, classes)] per image."""
-        if isinstance(outputs, (list, tuple)) and len(outputs) == 2 and outputs[0].ndim == 3 \
-                and outputs[0].shape[-1] == 6:  # (detections, num_detections) from an nms=True export
-            out = []
-            for det, n in zip(*outputs):
-                det = det[: int(n)]
-                keep = det[:, 4] > conf
-                if classes is not None:
-                    keep &= torch.isin(det[:, 5].long(), torch.as_tensor(classes))
-                det = det[keep][:max_det]
-                out.append((det[:, :4], det[:, 4], det[:, 5].long()))
-            return out
         if isinstance(outputs, tuple) and len(outputs) == 2:
             boxes, scores = outputs
         else:
