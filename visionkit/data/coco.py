@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from visionkit.data.format import (
+    atomic_dir,
     load_data_yaml,
     read_label_file,
     row_to_box,
@@ -75,9 +75,7 @@ def import_coco(src: str | Path | list, images: str | Path, out: str | Path, *, 
     cat_index = {cid: i for i, (cid, _) in enumerate(cats)}
     report: dict[str, Any] = {"source": [str(f) for f in files], "names": names, "images_written": 0,
                               "annotations": Counter(), "skipped": [], "splits": Counter()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         has_masks = any("segmentation" in a and a["segmentation"] for _, c in cocos for a in c.dataset["annotations"])
         for f, coco in cocos:
             ids = sorted(coco.getImgIds())
@@ -98,12 +96,6 @@ def import_coco(src: str | Path | list, images: str | Path, out: str | Path, *, 
         report["annotations"] = dict(report["annotations"])
         report["splits"] = dict(report["splits"])
         (tmp / "import_report.json").write_text(json.dumps(report, indent=1) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     if verbose:
         print(f"imported {report['images_written']} image(s) into {out} (splits: {report['splits']}); "
               f"{sum(report['annotations'].values())} annotation(s) written, {len(report['skipped'])} skipped")

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -195,3 +200,20 @@ def split_images(spec: dict[str, Any], split: str) -> list[Path]:
         else:
             raise DataError(f"split '{split}' points to '{p}', which is neither a folder nor a .txt list of images")
     return files
+
+
+@contextmanager
+def atomic_dir(out: Path) -> Iterator[Path]:
+    """A temporary folder beside ``out`` that replaces it when the block succeeds and is removed when it fails,
+    so an import or generation never leaves a half-written dataset."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

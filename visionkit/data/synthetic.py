@@ -16,12 +16,13 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import yaml
+
+from visionkit.data.format import atomic_dir
 
 NAMES = ("circle", "square", "triangle", "star")
 GENERATOR_VERSION = 2
@@ -113,9 +114,7 @@ def generate_shapes(root: str | Path, n_train: int = 480, n_val: int = 120, size
                     verbose: bool = True) -> Path:
     """Write the shapes dataset under ``root`` (atomically: a temporary folder renamed at the end)."""
     root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
+    with atomic_dir(root) as tmp:
         index = 0
         for split, count in (("train", n_train), ("val", n_val)):
             for sub in ("images", "labels", "masks", "depth"):
@@ -143,12 +142,6 @@ def generate_shapes(root: str | Path, n_train: int = 480, n_val: int = 120, size
                           "size": size, "seed": seed},
         }
         (tmp / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     if verbose:
         print(f"shapes: wrote {n_train} train + {n_val} val scenes ({size}×{size}) to {root}")
     return root

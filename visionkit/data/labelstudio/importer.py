@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from visionkit.data.format import write_data_yaml, write_label_file, write_mask
+from visionkit.data.format import atomic_dir, write_data_yaml, write_label_file, write_mask
 from visionkit.data.labelstudio import images as img_refs
 from visionkit.data.labelstudio.config import Control, choice_classes, object_classes, parse_label_config
 from visionkit.data.labelstudio.regions import (
@@ -272,16 +271,8 @@ class LabelStudioImport:
                             f"a usable annotation and image ({reasons or 'no tasks'}; background=True keeps "
                             f"unannotated tasks)")
         self._name_and_split(samples)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-        try:
+        with atomic_dir(out) as tmp:
             report = self._write(samples, tmp, source)
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         if verbose:
             print(format_report(report, out))
         return report
