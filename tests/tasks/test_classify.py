@@ -172,7 +172,7 @@ def test_augmentations_change_pixels_and_keep_shape():
     assert torch.equal(val_tf(img), val_tf(img))  # validation is not random
     holes = CoarseDropout(1.0, max_holes=3, size=0.25)(torch.ones(1, 20, 20))
     zeros = int((holes == 0).sum())
-    assert 25 <= zeros <= 3 * 25 and zeros % 1 == 0
+    assert 25 <= zeros <= 3 * 25  # one to three 5×5 holes (they may overlap)
 
 
 @pytest.mark.parametrize("preset, head", [("cifar-dilated", "bilinear"), ("vit-tiny", "linear")])
