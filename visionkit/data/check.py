@@ -28,7 +28,7 @@ def check_dataset(data: str | Path, verbose: bool = True) -> dict:
     spec = load_data_yaml(data)
     names = spec.get("names") or []
     mask_names = spec.get("mask_names") or ["background", *names]
-    n_mask = len(mask_names) if isinstance(mask_names, list) else len(mask_names)
+    n_mask = len(mask_names)
     problems: list[dict] = []
     counts: Counter = Counter()
 

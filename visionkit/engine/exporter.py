@@ -80,7 +80,7 @@ def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: dict[str, Any], ou
         "in_channels": str(channels), "mean": json.dumps(list(ckpt["mean"])), "std": json.dumps(list(ckpt["std"])),
         "channel_order": "RGB" if channels == 3 else "GRAY", "input": "float (B, C, H, W), normalised: (x/255 - mean) "
         "/ std", "outputs": json.dumps(names_out), "layout": wrapper.layout, "dynamic": str(dynamic),
-        "nms": str(bool(getattr(wrapper, "nms", False))), "batch": str(batch),
+        "batch": str(batch),
         "visionkit_version": ckpt.get("versions", {}).get("visionkit", ""),
         "model_config": json.dumps(ckpt["model_config"]),
     }

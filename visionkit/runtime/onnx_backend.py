@@ -55,7 +55,6 @@ class OnnxModel:
             "in_channels": channels,
             "mean": json.loads(raw.get("mean", json.dumps([0.0] * channels))),
             "std": json.loads(raw.get("std", json.dumps([1.0] * channels))),
-            "nms": raw.get("nms") == "True",
             "model_config": json.loads(raw["model_config"]) if "model_config" in raw else None,
             "data": None,
         }

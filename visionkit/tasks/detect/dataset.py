@@ -23,7 +23,7 @@ from visionkit.errors import DataError
 CACHE_VERSION = 1
 
 
-def load_labels(files: list[Path], num_classes: int, cache_dir: Path | None, verbose: bool = True) -> dict:
+def load_labels(files: list[Path], num_classes: int, cache_dir: Path | None) -> dict:
     """Parse every label file once; later runs read ``labels.cache.json`` unless a file changed (size or mtime).
 
     Returns {'labels': [array (n, 5) cls cx cy w h], 'shapes': [(w, h)], 'files': [...], 'skipped': [...],
@@ -107,7 +107,7 @@ class DetectionDataset(Dataset):
 
     def __init__(self, files: list[Path], names: list[str], imgsz: int, train: bool, args: dict[str, Any],
                  cache_dir: Path | None = None, verbose: bool = True):
-        info = load_labels(files, len(names), cache_dir, verbose)
+        info = load_labels(files, len(names), cache_dir)
         if info["skipped"]:
             listed = "; ".join(f"{f} ({r})" for f, r in info["skipped"][:5])
             warnings.warn(f"skipped {len(info['skipped'])} image(s) that do not decode: {listed}", stacklevel=2)
@@ -122,7 +122,6 @@ class DetectionDataset(Dataset):
         self.names, self.imgsz, self.train = names, imgsz, train
         self.a = args
         self.mosaic = float(args.get("mosaic", 1.0)) if train else 0.0
-        self.rng = np.random.default_rng()  # reseeded per worker (see worker_init_fn) and per epoch
         self._cache = [self._read(i) for i in range(len(self.files))] if args.get("cache") else None
 
     def __len__(self) -> int:

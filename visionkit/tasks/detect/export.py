@@ -15,7 +15,6 @@ class DetectExport(nn.Module):
     dynamic_output_axes = {"boxes": {0: "batch", 1: "anchors"}, "scores": {0: "batch", 1: "anchors"}}
     layout = ("boxes (B, N, 4) x1 y1 x2 y2 in input pixels; scores (B, N, num_classes) sigmoid; no NMS: keep "
               "boxes with score > conf, then class-aware NMS")
-    nms = False
 
     def __init__(self, net: nn.Module):
         super().__init__()
