@@ -2,14 +2,20 @@
 
 import json
 
+import cv2
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
+import torch
 
 from tests.conftest import TINY, run_cli
 from visionkit import Model
 from visionkit.engine.exporter import ExportError
 from visionkit.errors import CheckpointError, UsageError
+from visionkit.models.checkpoint import model_from_checkpoint
+from visionkit.tasks.detect.dataset import letterbox
+from visionkit.tasks.detect.task import nms
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +70,54 @@ def test_detector_export_matches_pytorch_on_both_backends(detector, shapes_root,
         assert np.allclose([d["box"] for d in dx], [d["box"] for d in dy], atol=0.05) if dx else not dy
 
 
-def test_bad_export_input(detector, tmp_path):
-    with pytest.raises(UsageError, match="nms=True .* is not available yet"):
-        detector.export(nms=True)
+def test_detector_with_nms_in_graph(detector, shapes_root, tmp_path):
+    """nms=True: (B, max_det, 6) + counts equal to PyTorch + torchvision NMS for batch 1 and 3 at two image
+    sizes of one dynamic file, and the onnxruntime backend reads the table."""
+    conf, iou, max_det = 0.001, 0.6, 20
+    path = detector.export(nms=True, dynamic=True, conf=conf, iou=iou, max_det=max_det, verbose=False)
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(meta["nms"]) == {"conf": conf, "iou": iou, "max_det": max_det}
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["detections", "num_detections"]
+    net = model_from_checkpoint(detector.ckpt).eval()
+    files = sorted((shapes_root / "images/val").glob("*.jpg"))
+    found = 0
+    for size in (64, 96):
+        images = torch.stack([torch.from_numpy(letterbox(cv2.imread(str(f)), size)[0][..., ::-1].copy())
+                              .permute(2, 0, 1).float() / 255 for f in files[:3]])
+        for batch in (1, 3):
+            x = images[:batch]
+            with torch.no_grad():
+                expected = nms(*net.head.decode(net(x)), conf, iou, max_det)
+            table, count = session.run(None, {"images": x.numpy()})
+            assert table.shape == (batch, max_det, 6) and count.shape == (batch,)
+            for i, (b, s, c) in enumerate(expected):
+                k = len(s)
+                assert count[i] == k
+                rows = torch.cat([b, s[:, None], c[:, None].float()], 1).numpy()
+                np.testing.assert_allclose(table[i, :k], rows, atol=2e-3)
+                assert not table[i, k:].any()
+                found += k
+    assert found > 0
+    ort_model = Model(str(path))
+    images = [str(f) for f in files[:4]]
+    kw = {"project": str(tmp_path), "verbose": False, "conf": conf, "iou": iou, "max_det": max_det}
+    predicted = list(zip(detector.predict(images, **kw), ort_model.predict(images, **kw)))
+    assert any(x["detections"] for x, _ in predicted)
+    for x, y in predicted:
+        assert [d["class"] for d in x["detections"]] == [d["class"] for d in y["detections"]]
+        assert np.allclose([d["box"] for d in x["detections"]], [d["box"] for d in y["detections"]], atol=0.05)
+    with pytest.warns(UserWarning, match="NMS in the graph"):
+        ort_model.predict(images[:1], project=str(tmp_path), verbose=False, conf=conf / 10)
+    with pytest.warns(UserWarning, match="validation"):  # mAP from the file's own (filtered) detections
+        metrics = ort_model.val(data=str(shapes_root / "data.yaml"), project=str(tmp_path), verbose=False,
+                                plots=False)
+    assert 0.0 <= metrics["mAP50-95"] <= 1.0
+
+
+def test_bad_export_input(detector, classifier, tmp_path):
+    with pytest.raises(UsageError, match="nms=True applies to detectors"):
+        classifier.export(nms=True)
     with pytest.raises(CheckpointError, match="does not exist"):
         Model(str(tmp_path / "missing.pt"))
     with pytest.raises(UsageError, match="unsupported export format 'onx'. Did you mean 'onnx'"):

@@ -45,9 +45,6 @@ def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: dict[str, Any], ou
         imgsz = rounded
     batch = int(args.get("batch_export") or 1)
     dynamic = bool(args.get("dynamic"))
-    if args.get("nms"):
-        raise UsageError("nms=True (NMS inside the exported graph) is not available yet: export without it and "
-                         "run NMS on the boxes/scores outputs (visionkit's onnxruntime backend does)")
     device = torch.device("cpu")
     if args.get("half"):
         if not torch.cuda.is_available():
@@ -81,6 +78,7 @@ def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: dict[str, Any], ou
         "channel_order": "RGB" if channels == 3 else "GRAY", "input": "float (B, C, H, W), normalised: (x/255 - mean) "
         "/ std", "outputs": json.dumps(names_out), "layout": wrapper.layout, "dynamic": str(dynamic),
         "batch": str(batch),
+        **getattr(wrapper, "metadata", {}),
         "visionkit_version": ckpt.get("versions", {}).get("visionkit", ""),
         "model_config": json.dumps(ckpt["model_config"]),
     }
@@ -89,7 +87,7 @@ def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: dict[str, Any], ou
         model.metadata_props.add(key=k, value=v)
     onnx.checker.check_model(model)
     onnx.save(model, str(tmp))
-    diff = _compare(wrapper, tmp, sample, args)
+    diff = _compare(wrapper, tmp, sample, stride, args)
     tol = float(args.get("export_tol", 1e-3))
     if not diff <= tol:
         failed = out.with_suffix(".failed.onnx")
@@ -103,22 +101,25 @@ def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: dict[str, Any], ou
     return out
 
 
-def _compare(wrapper, path: Path, sample: torch.Tensor, args) -> float:
-    """Max |difference| between PyTorch and onnxruntime on the sample (and on a second batch size when dynamic)."""
+def _compare(wrapper, path: Path, sample: torch.Tensor, stride: int, args) -> float:
+    """Max |difference| between PyTorch and onnxruntime on the sample (and, when dynamic, on another batch size
+    and a non-square image of another size)."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     samples = [sample]
     if args.get("dynamic"):
-        samples.append(torch.rand(sample.shape[0] + 1, *sample.shape[1:], dtype=sample.dtype, device=sample.device))
+        b, c, h, w = sample.shape
+        samples.append(torch.rand(b + 2, c, h + stride, w, dtype=sample.dtype, device=sample.device))
+    canonical = getattr(wrapper, "canonical", lambda outputs: outputs)  # e.g. NMS: order of tied rows
     worst = 0.0
     for x in samples:
         with torch.no_grad():
             ref = wrapper(x)
         ref = ref if isinstance(ref, (tuple, list)) else (ref,)
-        got = sess.run(None, {"images": x.cpu().numpy()})
+        ref = canonical([r.float().cpu().numpy() for r in ref])
+        got = canonical(sess.run(None, {"images": x.cpu().numpy()}))
         for r, g in zip(ref, got):
-            r = r.float().cpu().numpy()
             if r.shape != g.shape:
                 return float("inf")
             worst = max(worst, float(np.abs(r - g.astype(np.float32)).max()) if r.size else 0.0)

@@ -57,11 +57,14 @@ class OnnxModel:
             "std": json.loads(raw.get("std", json.dumps([1.0] * channels))),
             "model_config": json.loads(raw["model_config"]) if "model_config" in raw else None,
             "data": None,
+            # detectors exported with nms=True: the thresholds baked into the graph
+            "graph_nms": json.loads(raw["nms"]) if "nms" in raw else None,
         }
         return meta
 
     def __call__(self, x: torch.Tensor):
-        x = x.detach().cpu().float().numpy()
+        half = self.session.get_inputs()[0].type == "tensor(float16)"  # exported with half=True
+        x = x.detach().cpu().numpy().astype(np.float16 if half else np.float32)
         dim = self.session.get_inputs()[0].shape[0]
         static = dim if isinstance(dim, int) else None  # a file exported without dynamic=True
         if static is None or len(x) == static:
@@ -75,7 +78,8 @@ class OnnxModel:
                     chunk = np.concatenate([chunk, np.zeros((static - n, *chunk.shape[1:]), chunk.dtype)])
                 parts.append([o[:n] for o in self.session.run(None, {self.input_name: chunk})])
             outs = [np.concatenate(p) for p in zip(*parts)]
-        outs = tuple(torch.from_numpy(np.asarray(o)) for o in outs)
+        outs = tuple(torch.from_numpy(np.asarray(o).astype(np.float32) if np.asarray(o).dtype == np.float16
+                                      else np.asarray(o)) for o in outs)
         return outs[0] if len(outs) == 1 else outs
 
     # the engine treats backends alike: these are no-ops for a file

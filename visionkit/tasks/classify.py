@@ -15,7 +15,7 @@ from visionkit.data.augment import BatchAugment, classify_transforms, resolve_au
 from visionkit.data.datasets import ArrayDataset, ImageFolderDataset, read_image
 from visionkit.data.format import class_folders, load_data_yaml
 from visionkit.data.synthetic import ensure_shapes
-from visionkit.errors import DataError
+from visionkit.errors import DataError, UsageError
 from visionkit.registry import register
 from visionkit.tasks.base import DataInfo, Metrics, Task
 
@@ -192,6 +192,8 @@ class ClassifyTask(Task):
                          for s, c in zip(ss, cc)]} for ss, cc in zip(top.values, top.indices)]
 
     def export_wrapper(self, net, args: dict[str, Any]):
+        if args.get("nms"):
+            raise UsageError("nms=True applies to detectors; a classifier exports its logits (drop nms=True)")
         return ClassifyExport(net)
 
     def describe(self, result: dict) -> str:

@@ -3,8 +3,13 @@ model accepts (nothing is specialised to the traced shape)."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import torch
 from torch import nn
+
+from visionkit.tasks.detect.graph_nms import detection_table
 
 
 class DetectExport(nn.Module):
@@ -22,3 +27,36 @@ class DetectExport(nn.Module):
 
     def forward(self, x: torch.Tensor):
         return self.net.head.decode(self.net(x))
+
+
+class DetectNMSExport(nn.Module):
+    """NMS in the graph (ONNX NonMaxSuppression): outputs ``detections`` (B, max_det, 6: x1, y1, x2, y2 in input
+    pixels, score, class) best first with zero rows after the valid ones, and ``num_detections`` (B,) int64."""
+
+    output_names = ("detections", "num_detections")
+    dynamic_output_axes = {"detections": {0: "batch"}, "num_detections": {0: "batch"}}
+
+    def __init__(self, net: nn.Module, conf: float, iou: float, max_det: int):
+        super().__init__()
+        self.net, self.conf, self.iou, self.max_det = net, float(conf), float(iou), int(max_det)
+        self.layout = (f"detections (B, {self.max_det}, 6) x1 y1 x2 y2 (input pixels) score class, best first, "
+                       f"rows after num_detections are zero; num_detections (B,) int64; NMS in the graph: one "
+                       f"class per box, score > {self.conf:g}, per-class IoU > {self.iou:g} suppressed")
+        self.metadata = {"nms": json.dumps({"conf": self.conf, "iou": self.iou, "max_det": self.max_det})}
+
+    def forward(self, x: torch.Tensor):
+        boxes, scores = self.net.head.decode(self.net(x))
+        # ONNX NonMaxSuppression takes float32 only, so an fp16 export runs NMS in fp32
+        return detection_table(boxes.float(), scores.float(), self.conf, self.iou, self.max_det)
+
+    @staticmethod
+    def canonical(outputs: list[np.ndarray]) -> list[np.ndarray]:
+        """Rows of equal score may come in either order from two NMS implementations: sort them within each
+        image by score, then coordinates, before comparing."""
+        table, count = outputs
+        table = np.array(table, dtype=np.float32, copy=True)
+        for i in range(len(table)):
+            rows = table[i]
+            order = np.lexsort((rows[:, 3], rows[:, 2], rows[:, 1], rows[:, 0], -np.round(rows[:, 4], 4)))
+            table[i] = rows[order]
+        return [table, np.asarray(count)]

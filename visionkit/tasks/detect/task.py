@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,21 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, conf: float, iou: float, max_
     return out
 
 
+def table_detections(table: torch.Tensor, count: torch.Tensor, conf: float, max_det: int,
+                     classes: list[int] | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """An in-graph NMS table (B, M, 6) + valid counts (B,) → [(boxes, scores, classes)] per image, with the
+    caller's confidence, class and max_det filters applied on top of the file's."""
+    out = []
+    for rows, n in zip(table, count):
+        rows = rows[: int(n)]
+        keep = rows[:, 4] > conf
+        if classes is not None:
+            keep &= torch.isin(rows[:, 5].long(), torch.as_tensor(classes))
+        rows = rows[keep][:max_det]
+        out.append((rows[:, :4], rows[:, 4], rows[:, 5].long()))
+    return out
+
+
 @register("task", "detect")
 class DetectTask(Task):
     """Object detection: YOLO datasets (boxes or polygons), mosaic/affine/HSV augmentation, TAL + CIoU + DFL
@@ -53,6 +69,7 @@ class DetectTask(Task):
 
     def __init__(self):
         self.head = None
+        self.graph_nms = None
         self.loss_fn = None
 
     # -- data -----------------------------------------------------------------------------------------------------
@@ -109,21 +126,38 @@ class DetectTask(Task):
     # -- model-bound pieces -----------------------------------------------------------------------------------------
     def bind(self, model) -> None:
         self.head = getattr(model, "head", None)  # an exported file (runtime backend) has none
+        self.graph_nms = (getattr(model, "meta", None) or {}).get("graph_nms")  # a file exported with nms=True
         self.loss_fn = None
 
     def export_wrapper(self, net, args: dict[str, Any]):
-        from visionkit.tasks.detect.export import DetectExport
+        from visionkit.tasks.detect.export import DetectExport, DetectNMSExport
 
+        if args.get("nms"):
+            conf = 0.25 if args.get("conf") is None else float(args["conf"])
+            return DetectNMSExport(net, conf, float(args.get("iou", 0.7)), int(args.get("max_det", 300)))
         return DetectExport(net)
 
     def detections(self, outputs, conf: float, iou: float, max_det: int, classes=None):
-        """Raw head outputs (PyTorch) or decoded boxes + scores (an exported file) →
-        [(boxes, scores, classes)] per image."""
+        """Raw head outputs (PyTorch), decoded boxes + scores (an exported file) or an NMS table (a file exported
+        with nms=True) → [(boxes, scores, classes)] per image."""
+        if self.graph_nms is not None:
+            return table_detections(*outputs, conf, max_det, classes)
         if isinstance(outputs, tuple) and len(outputs) == 2:
             boxes, scores = outputs
         else:
             boxes, scores = self.head.decode(outputs)
         return nms(boxes, scores, conf, iou, max_det, classes)
+
+    def check_graph_nms(self, conf: float, iou: float, purpose: str) -> None:
+        """NMS baked into a file cannot be re-run: say so when the asked thresholds differ from the file's."""
+        baked = self.graph_nms
+        if baked is None:
+            return
+        if conf < baked["conf"] or iou != baked["iou"]:
+            warnings.warn(f"this ONNX file has NMS in the graph (conf > {baked['conf']:g}, iou {baked['iou']:g}, "
+                          f"max_det {baked['max_det']}); {purpose} asks for conf {conf:g}, iou {iou:g} and gets the "
+                          f"file's detections filtered to conf > {max(conf, baked['conf']):g}. Export with nms=False "
+                          f"(or matching conf=/iou=) for other thresholds", stacklevel=3)
 
     def loss(self, outputs, batch: dict[str, Any], args: dict[str, Any]):
         if self.loss_fn is None:
@@ -133,6 +167,7 @@ class DetectTask(Task):
         return total, {"loss": float(total.detach()) / batch["img"].shape[0], **parts}
 
     def new_metrics(self, names: list[str]) -> DetectMetrics:
+        self.check_graph_nms(0.001, 0.7, "validation (mAP over all confidences)")
         return DetectMetrics(names, self._val_postprocess)
 
     def _val_postprocess(self, outputs, metas: list[dict]) -> list[dict]:
@@ -161,6 +196,7 @@ class DetectTask(Task):
 
     def postprocess(self, outputs, context: list, args: dict[str, Any], names: list[str]) -> list[dict]:
         conf = 0.25 if args.get("conf") is None else float(args["conf"])
+        self.check_graph_nms(conf, float(args.get("iou", 0.7)), "predict")
         dets = self.detections(outputs, conf, float(args.get("iou", 0.7)), int(args.get("max_det", 300)),
                                args.get("classes"))
         results = []
