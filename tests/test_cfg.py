@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from tests.conftest import run_cli
 from visionkit.cfg import load_defaults, parse_kv, parse_value, resolve
@@ -32,7 +33,9 @@ def test_unknown_key_suggests():
         resolve({"epoch": 3})
 
 
-@pytest.mark.parametrize("kv, msg", [({"epochs": 2.5}, "expected an integer"), ({"amp": 3}, "true or false"),
+@pytest.mark.parametrize("kv, msg", [({"epochs": 2.5}, "expected an integer"),
+                                     ({"amp": 3}, "true, false or one of bf16, fp16"),
+                                     ({"amp": "fp32"}, "amp='fp32'"), ({"plots": 3}, "true or false"),
                                      ({"optimizer": "adamm"}, "Did you mean 'adam'"), ({"lrf": "x"}, "a number")])
 def test_bad_values(kv, msg):
     with pytest.raises(UsageError, match=msg):
@@ -66,3 +69,11 @@ def test_cli_cfg_and_version():
     assert r.returncode == 0 and "epochs:" in r.stdout
     r = run_cli("version")
     assert r.returncode == 0 and r.stdout.startswith("visionkit ")
+
+
+def test_amp_accepts_bool_or_dtype():
+    from visionkit.engine.trainer import amp_dtype
+
+    assert resolve({"amp": "fp16"})["amp"] == "fp16" and resolve({"amp": False})["amp"] is False
+    cpu = torch.device("cpu")
+    assert amp_dtype("fp16", cpu) is None and amp_dtype(True, cpu) is None  # autocast only on CUDA

@@ -20,6 +20,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 # keys that accept a bool or a string (resume=True or resume=path/last.pt)
 BOOL_OR_STR = {"resume", "cache"}
+# keys that accept a bool or one of a fixed set of strings (amp=true picks the dtype, amp=fp16 forces it)
+BOOL_OR_CHOICE: dict[str, tuple[str, ...]] = {"amp": ("bf16", "fp16")}
 
 
 def load_defaults() -> dict[str, Any]:
@@ -75,6 +77,10 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
     bad = f"bad value {key}={value!r}: "
     if value is None or default is None:
         return value
+    if key in BOOL_OR_CHOICE:
+        if isinstance(value, bool) or value in BOOL_OR_CHOICE[key]:
+            return value
+        raise UsageError(bad + f"expected true, false or one of {', '.join(BOOL_OR_CHOICE[key])}")
     if key in BOOL_OR_STR:
         if isinstance(value, (bool, str)):
             return value

@@ -27,6 +27,18 @@ from visionkit.tasks.base import Task
 RESUME_OVERRIDABLE = ("device", "workers", "verbose", "plots")
 
 
+def amp_dtype(amp, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` (true: bf16 where the GPU has it, else fp16; or 'bf16' / 'fp16'); None off
+    CUDA or when amp is false."""
+    if not amp or device.type != "cuda":
+        return None
+    if amp == "fp16":
+        return torch.float16
+    if amp == "bf16" and not torch.cuda.is_bf16_supported():
+        raise UsageError(f"amp=bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use amp=fp16 or amp=true")
+    return torch.bfloat16 if amp == "bf16" or torch.cuda.is_bf16_supported() else torch.float16
+
+
 class Trainer:
     """Train ``model_config`` for ``task`` with ``args`` (resolved config). Attributes are readable by callbacks:
     ``epoch``, ``loss``, ``metrics``, ``save_dir``, ``model``, ``ema``, ``optimizer``; set ``stop = True`` to end
@@ -110,11 +122,9 @@ class Trainer:
         self.optimizer, self.optimizer_desc = build_optimizer(self.model, a)
         self.scheduler = build_scheduler(self.optimizer, a, len(self.train_loader))
         self.ema = ModelEMA(self.model, float(a.get("ema_decay", 0.9999))) if a.get("ema", True) else None
-        self.amp_dtype, self.scaler = None, None
-        if a.get("amp", True) and self.device.type == "cuda":
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            if self.amp_dtype == torch.float16:
-                self.scaler = torch.amp.GradScaler("cuda")
+        self.amp_dtype = amp_dtype(a.get("amp", True), self.device)
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and needs none
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.results = ResultsLog(self.save_dir / "results.csv")
         self.start_epoch = 0
         if self.resume_ckpt is not None:
