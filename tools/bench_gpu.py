@@ -95,19 +95,20 @@ def end_to_end(epochs: int, imgsz: int, batch: int, project: Path, data: Path, d
     best = None
     for amp in ("bf16", "fp16"):
         m = Model("yolo-n")
-        times: list[float] = []
-        m.add_callback("on_batch_end", lambda t, times=times: (sync(device), times.append(time.perf_counter())))
+        times: list[tuple[int, float]] = []  # (epoch, time) at every batch end
+        m.add_callback("on_batch_end", lambda t, log=times: (sync(device), log.append((t.epoch, time.perf_counter()))))
         t0 = time.perf_counter()
         metrics = m.train(data=str(data), imgsz=imgsz, epochs=epochs, batch=batch, workers=8, amp=amp,
                           device="0" if device.type == "cuda" else "cpu", project=str(project), name=f"amp_{amp}",
                           verbose=False, plots=False, close_mosaic=min(2, epochs - 1))
         wall = time.perf_counter() - t0
         per_epoch = len(times) // epochs
-        # images/s over the training batches, first epoch's first 5 batches left out (cudnn autotune, workers)
-        timed = times[5:] if len(times) > 6 else times
-        seen = (len(timed) - 1) * batch
+        # images/s within epochs (from each epoch's first batch to its last: worker start-up and validation left
+        # out), the first epoch skipped (cudnn autotuning)
+        spans = [[t for e, t in times if e == epoch] for epoch in range(1, epochs)]
+        seen = sum(len(s) - 1 for s in spans) * batch
         report(figure="train_end_to_end", model="yolo-n", imgsz=imgsz, batch=batch, epochs=epochs, amp=amp,
-               batches_per_epoch=per_epoch, train_images_per_s=round(seen / (timed[-1] - timed[0]), 1),
+               batches_per_epoch=per_epoch, train_images_per_s=round(seen / sum(s[-1] - s[0] for s in spans), 1),
                wall_s=round(wall, 1), mAP50_95=round(metrics.get("mAP50-95", float("nan")), 4))
         best = m.ckpt_path
     return best
@@ -136,6 +137,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--project", default="runs/bench_gpu")
     ap.add_argument("--out", default="bench_gpu.json")
+    ap.add_argument("--parts", default="steps,train,export", help="which of steps, train, export to run")
     ap.add_argument("--smoke", action="store_true", help="tiny CPU run of the script's code paths (no CUDA figures)")
     a = ap.parse_args()
     if a.smoke:
@@ -149,11 +151,13 @@ def main() -> None:
                bf16=torch.cuda.is_bf16_supported())
     project = Path(a.project)
     try:
-        step_throughput(a.imgsz, a.batch, a.steps, device)
+        parts = set(a.parts.split(","))
+        if "steps" in parts:
+            step_throughput(a.imgsz, a.batch, a.steps, device)
         data = ensure_shapes(Path("datasets/shapes"), verbose=False) / "data.yaml"
         best = end_to_end(a.epochs, 320 if device.type == "cuda" else 64, 32 if device.type == "cuda" else 8,
                           project, data, device)
-        if device.type == "cuda":  # fp16 export needs CUDA
+        if device.type == "cuda" and "export" in parts:  # fp16 export needs CUDA
             half_export(best, data, project)
     finally:
         Path(a.out).write_text(json.dumps(RESULTS, indent=1))

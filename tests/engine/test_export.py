@@ -147,3 +147,29 @@ def test_onnx_without_metadata(classifier, shapes_root, tmp_path):
     got = m.predict(img, project=str(tmp_path), verbose=False)[0]
     ref = classifier.predict(img, project=str(tmp_path), verbose=False)[0]
     assert got["top"][0]["class"] == ref["top"][0]["class"]
+
+
+@pytest.mark.parametrize("nms", [False, True])
+def test_fp16_detector_graph_is_valid_onnx(nms, tmp_path):
+    """half=True exports need CUDA, so trace the fp16 wrapper directly: every op must exist for float16 in ONNX
+    (torch.arange in fp16 once became an invalid Range node), and NMS must run in fp32."""
+    import warnings
+
+    from visionkit.models.build import build_model
+    from visionkit.registry import REGISTRY
+    from visionkit.tasks.detect.export import DetectExport, DetectNMSExport
+
+    cfg = {**REGISTRY.build("model", "yolo-n"), "num_classes": 3}
+    net = build_model(cfg).eval()
+    wrapper = (DetectNMSExport(net, 0.001, 0.7, 10) if nms else DetectExport(net)).half().eval()
+    path = tmp_path / "fp16.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, (torch.rand(1, 3, 64, 64).half(),), str(path), dynamo=False,
+                          input_names=["images"], output_names=list(wrapper.output_names),
+                          dynamic_axes={"images": {0: "b", 2: "h", 3: "w"}}, opset_version=17)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    outs = session.run(None, {"images": np.random.rand(2, 3, 96, 64).astype(np.float16)})
+    expected = [(2, 10, 6), (2,)] if nms else [(2, 126, 4), (2, 126, 3)]
+    assert [o.shape for o in outs] == expected
+    assert outs[0].dtype == (np.float32 if nms else np.float16)

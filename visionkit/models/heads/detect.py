@@ -57,8 +57,9 @@ def anchor_points(outputs: list[torch.Tensor], strides) -> tuple[torch.Tensor, t
     points, stride_list = [], []
     for o, s in zip(outputs, strides):
         h, w = o.shape[-2:]
-        ys = (torch.arange(h, device=o.device, dtype=o.dtype) + 0.5) * s
-        xs = (torch.arange(w, device=o.device, dtype=o.dtype) + 0.5) * s
+        # arange in fp32, then cast: ONNX Range has no float16, so an fp16 export would be invalid
+        ys = ((torch.arange(h, device=o.device, dtype=torch.float32) + 0.5) * s).to(o.dtype)
+        xs = ((torch.arange(w, device=o.device, dtype=torch.float32) + 0.5) * s).to(o.dtype)
         yy, xx = torch.meshgrid(ys, xs, indexing="ij")
         points.append(torch.stack([xx, yy], -1).reshape(-1, 2))
         stride_list.append(torch.full((h * w, 1), float(s), device=o.device, dtype=o.dtype))
