@@ -59,18 +59,9 @@ def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: dict[str, Any], ou
     if args.get("half"):
         wrapper, sample = wrapper.half(), sample.half()
     names_out = list(wrapper.output_names)
-    axes = {}
-    if dynamic:
-        axes = {"images": {0: "batch", 2: "height", 3: "width"}}
-        for name, dims in getattr(wrapper, "dynamic_output_axes", {}).items():
-            axes[name] = dims
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".onnx.tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-        torch.onnx.export(wrapper, (sample,), str(tmp), dynamo=False, input_names=["images"],
-                          output_names=names_out, dynamic_axes=axes or None,
-                          opset_version=int(args.get("opset") or 17), do_constant_folding=True)
+    _trace(wrapper, sample, tmp, args)
     model = onnx.load(str(tmp))
     if args.get("simplify"):
         model = _simplify(model)
@@ -89,7 +80,11 @@ def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: dict[str, Any], ou
         model.metadata_props.add(key=k, value=v)
     onnx.checker.check_model(model)
     onnx.save(model, str(tmp))
-    diff = _compare(wrapper, tmp, sample, stride, args)
+    try:
+        diff = _check(wrapper, tmp, sample, stride, args)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     if not diff <= tol:
         failed = out.with_suffix(".failed.onnx")
         tmp.replace(failed)
@@ -111,30 +106,80 @@ def _tolerance(args) -> float:
     return float(tol)
 
 
-def _compare(wrapper, path: Path, sample: torch.Tensor, stride: int, args) -> float:
-    """Largest scaled difference between PyTorch and onnxruntime on the sample (and, when dynamic, on another batch size
-    and a non-square image of another size)."""
+def _trace(wrapper, sample: torch.Tensor, path: Path, args) -> None:
+    # torch.onnx.export restores the wrapper's training flag afterwards, recursively: a wrapper left in train
+    # mode would switch the shared network's BatchNorm to batch statistics
+    wrapper.eval()
+    axes = None
+    if args.get("dynamic"):
+        axes = {"images": {0: "batch", 2: "height", 3: "width"}, **getattr(wrapper, "dynamic_output_axes", {})}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        torch.onnx.export(wrapper, (sample,), str(path), dynamo=False, input_names=["images"],
+                          output_names=list(wrapper.output_names), dynamic_axes=axes,
+                          opset_version=int(args.get("opset") or 17), do_constant_folding=True)
+
+
+def _session(path: Path):
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _check(wrapper, path: Path, sample: torch.Tensor, stride: int, args) -> float:
+    """Largest scaled difference between PyTorch and onnxruntime on the sample (and, when dynamic, on another batch
+    size and a non-square image of another size).
+
+    A wrapper with a discrete last stage (NMS) offers ``check_split() -> (network, stage)``: near-equal scores
+    may legitimately flip a selection between two runtimes (always so in fp16), so the network is compared
+    numerically through its own export, and the file's stage must equal ``stage`` applied to onnxruntime's own
+    network outputs."""
     samples = [sample]
     if args.get("dynamic"):
         b, c, h, w = sample.shape
         samples.append(torch.rand(b + 2, c, h + stride, w, dtype=sample.dtype, device=sample.device))
     canonical = getattr(wrapper, "canonical", lambda outputs: outputs)  # e.g. NMS: order of tied rows
+    session = _session(path)
+    split = getattr(wrapper, "check_split", None)
+    if split is None:
+        return max(_difference(canonical(_torch_run(wrapper, x)), canonical(_ort_run(session, x))) for x in samples)
+    network, stage = split()
+    network_path = path.with_suffix(".network.tmp")
+    try:
+        _trace(network, sample, network_path, args)
+        network_session = _session(network_path)
+        worst = 0.0
+        for x in samples:
+            ort_network = _ort_run(network_session, x)
+            worst = max(worst, _difference(_torch_run(network, x), ort_network))
+            with torch.no_grad():
+                staged = stage(*(torch.from_numpy(o) for o in ort_network))
+            worst = max(worst, _difference(canonical([t.float().numpy() for t in staged]),
+                                           canonical(_ort_run(session, x))))
+        return worst
+    finally:
+        network_path.unlink(missing_ok=True)
+
+
+def _torch_run(module, x: torch.Tensor) -> list[np.ndarray]:
+    with torch.no_grad():
+        out = module(x)
+    return [o.float().cpu().numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
+
+
+def _ort_run(session, x: torch.Tensor) -> list[np.ndarray]:
+    return session.run(None, {"images": x.cpu().numpy()})
+
+
+def _difference(ref: list[np.ndarray], got: list[np.ndarray]) -> float:
+    """max |got - ref| / max(1, max |ref|) over the outputs; inf when shapes differ."""
     worst = 0.0
-    for x in samples:
-        with torch.no_grad():
-            ref = wrapper(x)
-        ref = ref if isinstance(ref, (tuple, list)) else (ref,)
-        ref = canonical([r.float().cpu().numpy() for r in ref])
-        got = canonical(sess.run(None, {"images": x.cpu().numpy()}))
-        for r, g in zip(ref, got):
-            if r.shape != g.shape:
-                return float("inf")
-            if r.size:
-                scale = max(1.0, float(np.abs(r).max()))
-                worst = max(worst, float(np.abs(r - g.astype(np.float32)).max()) / scale)
+    for r, g in zip(ref, got):
+        r, g = np.asarray(r, np.float32), np.asarray(g).astype(np.float32)
+        if r.shape != g.shape:
+            return float("inf")
+        if r.size:
+            worst = max(worst, float(np.abs(r - g).max()) / max(1.0, float(np.abs(r).max())))
     return worst
 
 

@@ -49,6 +49,13 @@ class DetectNMSExport(nn.Module):
         # ONNX NonMaxSuppression takes float32 only, so an fp16 export runs NMS in fp32
         return detection_table(boxes.float(), scores.float(), self.conf, self.iou, self.max_det)
 
+    def check_split(self):
+        """For the exporter's check: the network (boxes, scores) and the NMS stage applied to its outputs."""
+        def stage(boxes: torch.Tensor, scores: torch.Tensor):
+            return detection_table(boxes.float(), scores.float(), self.conf, self.iou, self.max_det)
+
+        return DetectExport(self.net).eval(), stage
+
     @staticmethod
     def canonical(outputs: list[np.ndarray]) -> list[np.ndarray]:
         """Rows of equal score may come in either order from two NMS implementations: sort them within each
