@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from visionkit.tasks.detect.graph_nms import detection_table
+from visionkit.tasks.detect.graph_nms import detection_table, table_problems
 from visionkit.tasks.detect.task import nms
 
 
@@ -65,3 +65,45 @@ def test_detection_table_matches_torchvision_nms_in_pytorch_and_onnxruntime(tmp_
             assert not table[i, k:].any() and not got_table[i, k:].any()  # padding rows are zero
     if conf < 0.99:
         assert sum(len(r) for r in expected) > 0  # the case exercised real detections
+
+
+def test_table_problems_accepts_nms_results_and_names_each_defect():
+    conf, iou, max_det = 0.8, 0.5, 150
+    boxes, scores = random_candidates(2, 200, 3, seed=7)
+    table, count = detection_table(boxes, scores, conf, iou, max_det)
+    assert table_problems(table, count, boxes, scores, conf, iou, max_det) == []
+    k = int(count[0])
+    assert 3 < k < max_det
+
+    def broken(edit):
+        t, c = table.clone(), count.clone()
+        edit(t, c)
+        return " ".join(table_problems(t, c, boxes, scores, conf, iou, max_det))
+
+    def drop_best(t, c):
+        t[0, : k - 1] = table[0, 1:k].clone()
+        t[0, k - 1] = 0
+        c[0] = k - 1
+
+    def wrong_class(t, c):
+        t[0, 0, 5] = (t[0, 0, 5] + 1) % 3
+
+    def swap(t, c):
+        t[0, [0, k - 1]] = t[0, [k - 1, 0]]
+
+    def shifted(t, c):
+        t[0, 0, :4] += 40
+
+    def stale_row(t, c):
+        c[1] -= 1
+
+    assert "neither kept nor suppressed" in broken(drop_best)
+    assert "match no candidate" in broken(wrong_class)
+    assert "not ordered best first" in broken(swap)
+    assert "match no candidate" in broken(shifted)
+    assert "non-zero rows after it" in broken(stale_row)
+    # a tie broken the other way is fine: duplicate the best box with an equal score, keep either
+    tied_boxes = torch.cat([boxes, boxes[:, :1]], 1)
+    tied_scores = torch.cat([scores, scores[:, :1]], 1)
+    t, c = detection_table(tied_boxes, tied_scores, conf, iou, max_det)
+    assert table_problems(t, c, tied_boxes, tied_scores, conf, iou, max_det) == []

@@ -81,10 +81,15 @@ def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: dict[str, Any], ou
     onnx.checker.check_model(model)
     onnx.save(model, str(tmp))
     try:
-        diff = _check(wrapper, tmp, sample, stride, args)
+        diff, problems = _check(wrapper, tmp, sample, stride, args)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if problems:
+        failed = out.with_suffix(".failed.onnx")
+        tmp.replace(failed)
+        raise ExportError(f"the exported file's outputs are wrong: {'; '.join(problems[:3])}; the file is kept at "
+                          f"{failed} for inspection")
     if not diff <= tol:
         failed = out.with_suffix(".failed.onnx")
         tmp.replace(failed)
@@ -126,37 +131,33 @@ def _session(path: Path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def _check(wrapper, path: Path, sample: torch.Tensor, stride: int, args) -> float:
+def _check(wrapper, path: Path, sample: torch.Tensor, stride: int, args) -> tuple[float, list[str]]:
     """Largest scaled difference between PyTorch and onnxruntime on the sample (and, when dynamic, on another batch
-    size and a non-square image of another size).
+    size and a non-square image of another size), and any problems found.
 
-    A wrapper with a discrete last stage (NMS) offers ``check_split() -> (network, stage)``: near-equal scores
-    may legitimately flip a selection between two runtimes (always so in fp16), so the network is compared
-    numerically through its own export, and the file's stage must equal ``stage`` applied to onnxruntime's own
-    network outputs."""
+    A wrapper with a discrete last stage (NMS) offers ``check_split() -> (network, verify)``: near-equal scores
+    may legitimately flip a selection between two runtimes (often in fp16), so the network is compared
+    numerically through its own export, and ``verify(network outputs, file outputs)`` lists what makes the file's
+    outputs wrong for onnxruntime's own network outputs."""
     samples = [sample]
     if args.get("dynamic"):
         b, c, h, w = sample.shape
         samples.append(torch.rand(b + 2, c, h + stride, w, dtype=sample.dtype, device=sample.device))
-    canonical = getattr(wrapper, "canonical", lambda outputs: outputs)  # e.g. NMS: order of tied rows
     session = _session(path)
     split = getattr(wrapper, "check_split", None)
     if split is None:
-        return max(_difference(canonical(_torch_run(wrapper, x)), canonical(_ort_run(session, x))) for x in samples)
-    network, stage = split()
+        return max(_difference(_torch_run(wrapper, x), _ort_run(session, x)) for x in samples), []
+    network, verify = split()
     network_path = path.with_suffix(".network.tmp")
     try:
         _trace(network, sample, network_path, args)
         network_session = _session(network_path)
-        worst = 0.0
+        worst, problems = 0.0, []
         for x in samples:
             ort_network = _ort_run(network_session, x)
             worst = max(worst, _difference(_torch_run(network, x), ort_network))
-            with torch.no_grad():
-                staged = stage(*(torch.from_numpy(o) for o in ort_network))
-            worst = max(worst, _difference(canonical([t.float().numpy() for t in staged]),
-                                           canonical(_ort_run(session, x))))
-        return worst
+            problems += [f"input {tuple(x.shape)}: {p}" for p in verify(ort_network, _ort_run(session, x))]
+        return worst, problems
     finally:
         network_path.unlink(missing_ok=True)
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from visionkit.tasks.detect.graph_nms import detection_table
+from visionkit.tasks.detect.graph_nms import detection_table, table_problems
 
 
 class DetectExport(nn.Module):
@@ -50,20 +50,11 @@ class DetectNMSExport(nn.Module):
         return detection_table(boxes.float(), scores.float(), self.conf, self.iou, self.max_det)
 
     def check_split(self):
-        """For the exporter's check: the network (boxes, scores) and the NMS stage applied to its outputs."""
-        def stage(boxes: torch.Tensor, scores: torch.Tensor):
-            return detection_table(boxes.float(), scores.float(), self.conf, self.iou, self.max_det)
+        """For the exporter's check: the network part (boxes, scores) to compare numerically, and a check that the
+        file's table is a valid NMS result of onnxruntime's own network outputs (any tie-break)."""
+        def verify(network_outputs: list[np.ndarray], file_outputs: list[np.ndarray]) -> list[str]:
+            boxes, scores = (torch.from_numpy(np.asarray(o, np.float32)) for o in network_outputs)
+            table, count = (torch.from_numpy(np.asarray(o)) for o in file_outputs)
+            return table_problems(table, count, boxes, scores, self.conf, self.iou, self.max_det)
 
-        return DetectExport(self.net).eval(), stage
-
-    @staticmethod
-    def canonical(outputs: list[np.ndarray]) -> list[np.ndarray]:
-        """Rows of equal score may come in either order from two NMS implementations: sort them within each
-        image by score, then coordinates, before comparing."""
-        table, count = outputs
-        table = np.array(table, dtype=np.float32, copy=True)
-        for i in range(len(table)):
-            rows = table[i]
-            order = np.lexsort((rows[:, 3], rows[:, 2], rows[:, 1], rows[:, 0], -np.round(rows[:, 4], 4)))
-            table[i] = rows[order]
-        return [table, np.asarray(count)]
+        return DetectExport(self.net).eval(), verify

@@ -47,8 +47,8 @@ def detection_table(boxes: torch.Tensor, scores: torch.Tensor, conf: float, iou:
     class) best first, zero rows after the last valid one, and the number of valid rows (B,).
 
     Each box competes under its best class only (as visionkit's PyTorch post-processing does), NMS is per class."""
-    best = scores.max(-1, keepdim=True).values
-    single = scores * (scores == best).to(scores.dtype)  # other classes zeroed: one label per box
+    best, label = scores.max(-1, keepdim=True)
+    single = torch.zeros_like(scores).scatter(-1, label, best)  # other classes zeroed: one label per box, even on ties
     sel = OnnxNMS.apply(boxes, single.transpose(1, 2).contiguous(), max_det, iou, conf)
     img, cls, box = sel[:, 0], sel[:, 1], sel[:, 2]
     score = single[img, box, cls]
@@ -62,3 +62,60 @@ def detection_table(boxes: torch.Tensor, scores: torch.Tensor, conf: float, iou:
     table = torch.cat([rows, rows.new_zeros(max_det, 6)], 0)[pos]  # (B, max_det, 6)
     valid = top >= 0
     return table * valid[..., None].to(table.dtype), valid.sum(1)
+
+
+def table_problems(table: torch.Tensor, count: torch.Tensor, boxes: torch.Tensor, scores: torch.Tensor, conf: float,
+                   iou: float, max_det: int, atol: float = 1e-3) -> list[str]:
+    """What makes (table, count) not a greedy NMS result of the candidates (boxes, scores); empty when it is one.
+
+    Checks the defining properties rather than equality with one implementation, so any tie-break is accepted
+    (fp16 scores tie often, and two runtimes order ties differently) and values may differ by ``atol`` (scores;
+    boxes relative to their magnitude): every row is a candidate with its best class, rows are best first, no two
+    rows of one class overlap by IoU > iou, and every candidate left out either is covered by a row of its class
+    (IoU > iou, score at least its own) or ranks below a full table. Without ties these fix the result uniquely."""
+    problems = []
+    for i in range(len(table)):
+        problems += [f"image {i}: {p}" for p in _image_problems(table[i].float(), int(count[i]), boxes[i].float(),
+                                                                 scores[i].float(), conf, iou, max_det, atol)]
+    return problems
+
+
+def _image_problems(table, k, boxes, scores, conf, iou, max_det, atol) -> list[str]:
+    from torchvision.ops import box_iou
+
+    if not 0 <= k <= max_det or table[k:].any():
+        return [f"count {k} out of 0..{max_det} or non-zero rows after it"]
+    best = scores.max(-1).values
+    left = best > conf + atol  # candidates clearly above the threshold
+    problems = []
+    rows = table[:k]
+    if k:
+        box_tol = atol * max(1.0, float(boxes.abs().max()))
+        dist = torch.cdist(rows[:, :4], boxes, p=float("inf"))
+        nearest = dist.argmin(1)
+        # the row's class must be the box's best, or tie with it within atol (argmax of near-equal fp16 scores)
+        class_score = scores[nearest, rows[:, 5].long().clamp(0, scores.shape[1] - 1)]
+        unmatched = (dist.gather(1, nearest[:, None])[:, 0] > box_tol) | (class_score < best[nearest] - atol) \
+            | ((class_score - rows[:, 4]).abs() > atol) | (rows[:, 4] <= conf - atol) \
+            | (rows[:, 5] < 0) | (rows[:, 5] >= scores.shape[1])
+        if bool(unmatched.any()):
+            problems.append(f"{int(unmatched.sum())} row(s) match no candidate box/class/score")
+        if bool((rows[1:, 4] > rows[:-1, 4] + atol).any()):
+            problems.append("rows are not ordered best first")
+        same = rows[:, 5][:, None] == rows[:, 5][None, :]
+        if bool(((box_iou(rows[:, :4], rows[:, :4]) > iou + atol) & same & ~torch.eye(k, dtype=torch.bool)).any()):
+            problems.append(f"two rows of one class overlap by IoU > {iou:g}")
+        left[nearest] = False
+    if bool(left.any()):  # each candidate left out is suppressed by a kept row, or ranks below a full table
+        out_scores = best[left]
+        covered = torch.zeros(len(out_scores), dtype=torch.bool)
+        if k:  # a row covers a candidate of its class (the candidate's best, or tied with it) that it overlaps
+            same_class = scores[left][:, rows[:, 5].long().clamp(0, scores.shape[1] - 1)] >= out_scores[:, None] - atol
+            covered = ((box_iou(boxes[left], rows[:, :4]) > iou - atol) & same_class
+                       & (rows[:, 4][None, :] >= out_scores[:, None] - atol)).any(1)
+            if k == max_det:
+                covered |= out_scores <= rows[-1, 4] + atol
+        if not bool(covered.all()):
+            problems.append(f"{int((~covered).sum())} candidate(s) above conf neither kept nor suppressed by a kept "
+                            f"box (best left out: score {float(out_scores[~covered].max()):.4f})")
+    return problems
