@@ -98,7 +98,8 @@ def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: dict[str, Any], ou
     tmp.replace(out)
     if args.get("verbose", True):
         print(f"exported {out} ({out.stat().st_size / 1e6:.1f} MB): onnx.checker passed, onnxruntime vs PyTorch "
-              f"difference {diff:.2e} (max |diff| / max(1, max |output|); tolerance {tol:g})")
+              f"difference {diff:.2e} (max |diff| / max(1, max |output|); tolerance {tol:g})"
+              + (f"; {wrapper.summary}" if getattr(wrapper, "summary", None) else ""))
     return out
 
 

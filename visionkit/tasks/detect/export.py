@@ -42,6 +42,7 @@ class DetectNMSExport(nn.Module):
         self.layout = (f"detections (B, {self.max_det}, 6) x1 y1 x2 y2 (input pixels) score class, best first, "
                        f"rows after num_detections are zero; num_detections (B,) int64; NMS in the graph: one "
                        f"class per box, score > {self.conf:g}, per-class IoU > {self.iou:g} suppressed")
+        self.summary = f"NMS in the graph (conf > {self.conf:g}, iou {self.iou:g}, max_det {self.max_det})"
         self.metadata = {"nms": json.dumps({"conf": self.conf, "iou": self.iou, "max_det": self.max_det})}
 
     def forward(self, x: torch.Tensor):
