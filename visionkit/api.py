@@ -37,6 +37,7 @@ class Model:
         self.ckpt_path: Path | None = None
         self.task_name = task
         self._net = None
+        self.label = str(model) if isinstance(model, (str, Path)) else None  # what the user named, for messages
         if isinstance(model, dict):
             self.config = dict(model)
         elif model is None:
@@ -231,7 +232,9 @@ class Model:
         size = int(imgsz or (self.ckpt or {}).get("imgsz") or self.config.get("imgsz") or 224)
         info = model_info(self.net, size, int(self.config.get("in_channels", 3)))
         if verbose:
-            print(format_info(info, str(self.ckpt_path or self.config["backbone"])))
+            parts = [self.config[k]["name"] if isinstance(self.config.get(k), dict) else self.config.get(k)
+                     for k in ("backbone", "neck", "head")]
+            print(format_info(info, str(self.ckpt_path or self.label or " + ".join(str(p) for p in parts if p))))
         return info
 
     def export(self, **overrides) -> Path:

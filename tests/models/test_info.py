@@ -56,3 +56,35 @@ def test_presets_forward(preset):
     m = Model(preset)
     out = m.net(torch.zeros(2, m.config["in_channels"], 32, 32))
     assert out.shape == (2, 10)
+
+
+class Branchy(nn.Module):
+    """conv3 → (conv3 | identity) add → (conv5 | conv1) cat → stride-2 conv3 → upsample ×2 → conv3."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.branch = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1)
+        self.wide, self.narrow = nn.Conv2d(2, 2, 5, padding=2), nn.Conv2d(2, 2, 1)
+        self.down, self.last = nn.Conv2d(4, 4, 3, stride=2, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.branch(x)  # residual: the union of a 3 and a 5 window → 5
+        x = torch.cat([self.wide(x), self.narrow(x)], 1)  # 5 + 4 = 9 and 5 → 9
+        x = self.down(x)  # 9 + 2 = 11, jump 2
+        x = nn.functional.interpolate(x, scale_factor=2.0)  # jump back to 1
+        return self.last(x)  # 11 + 2 = 13
+
+
+def test_receptive_field_follows_branches_concats_and_upsampling():
+    rows = {r.name: r for r in layer_table(Branchy(), torch.zeros(1, 1, 16, 16))}
+    assert rows["branch"].rf == 5 and rows["wide"].rf == 9 and rows["narrow"].rf == 5
+    assert (rows["down"].rf, rows["down"].jump) == (11, 2)
+    assert (rows["last"].rf, rows["last"].jump) == (13, 1)
+
+
+def test_resnet18_receptive_field_is_the_published_435():
+    torchvision = pytest.importorskip("torchvision")
+    info = model_info(torchvision.models.resnet18(), 224, 3)
+    assert info["max_rf"] == 435  # the value in the receptive-field literature for ResNet-18
+    assert info["layers"][-1].rf == float("inf")  # the classifier after global pooling sees everything
