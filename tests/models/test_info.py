@@ -88,3 +88,20 @@ def test_resnet18_receptive_field_is_the_published_435():
     info = model_info(torchvision.models.resnet18(), 224, 3)
     assert info["max_rf"] == 435  # the value in the receptive-field literature for ResNet-18
     assert info["layers"][-1].rf == float("inf")  # the classifier after global pooling sees everything
+
+
+def test_squeeze_excitation_gate_rescales_without_widening():
+    class Gated(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 1)
+            self.pool = nn.AdaptiveAvgPool2d(1)
+
+        def forward(self, x):
+            x = self.conv(x)
+            return x * torch.sigmoid(self.fc(self.pool(x)))
+
+    rows = {r.name: r for r in layer_table(Gated(), torch.zeros(1, 1, 8, 8))}
+    assert rows["pool"].rf == float("inf") and rows["conv"].rf == 3
+    info = model_info(nn.Sequential(Gated(), nn.Conv2d(4, 4, 3, padding=1)), 8, 1)
+    assert info["layers"][-1].rf == 5 and info["max_rf"] == 5

@@ -5,8 +5,9 @@ k' = d·(k − 1) + 1, from the input's (RF r, jump j, start):
     r_out = r + (k' − 1)·j,   j_out = j·s,   start_out = start + ((k' − 1)/2 − p)·j.
 The image has r = 1, j = 1, start = 0.5 (centre of the first pixel). Every tensor carries its own (r, j, start)
 through the forward pass, functional operations included: a residual add or a concat takes the largest RF of
-its inputs (the union of the windows), an upsampling by f divides the jump by f, and global pooling, linear
-layers on pooled features and attention see the whole image ("global").
+its inputs (the union of the windows), an upsampling by f divides the jump by f, a squeeze-excitation gate
+rescales but does not widen, and global pooling, linear layers on pooled features and attention see the whole
+image ("global").
 """
 
 from __future__ import annotations
@@ -103,7 +104,10 @@ def _op_rf(name: str, args, kwargs, inputs, out):
     if resized and name in ("interpolate", "upsample", "upsample_nearest2d", "upsample_bilinear2d"):
         f = out.shape[-1] / x.shape[-1]
         return rf, jump / f, start - (jump - jump / f) / 2
-    widest = max(inputs, key=lambda t: t._vk_rf[0])  # add, cat, activations, norms, reshapes: union of windows
+    # add, cat, activations, norms, reshapes: the union of the inputs' windows. A per-channel gate (B, C, 1, 1)
+    # multiplying a feature map (squeeze-excitation) is left out: it rescales the window, it does not widen it
+    spatial = [t for t in inputs if t.dim() == 4 and t.shape[-2] * t.shape[-1] > 1]
+    widest = max(spatial or inputs, key=lambda t: t._vk_rf[0])
     return widest._vk_rf
 
 
