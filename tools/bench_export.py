@@ -4,7 +4,8 @@ exported models, and Ultralytics' own ONNX export of yolov8n at the same size ru
 
     python tools/bench_export.py [--runs 50] [--sizes 320 640]
 
-Models are untrained (latency does not depend on the weights). Ultralytics (AGPL-3.0) runs in its own
+Models are untrained (latency does not depend on the weights). visionkit's and Ultralytics' files are timed in
+alternation, call by call, so that drift in clock or load hits both alike. Ultralytics (AGPL-3.0) runs in its own
 virtualenv (.venv-ultralytics, made by tools/bench_detect.py or here) and only produces the .onnx file.
 """
 
@@ -30,20 +31,37 @@ print("ONNX_PATH " + YOLO("yolov8n.yaml").export(format="onnx", imgsz=int(sys.ar
 
 
 def median_ms(fn, runs: int) -> float:
-    for _ in range(5):
-        fn()
-    times = []
+    return interleaved_ms([fn], runs)[0]
+
+
+def interleaved_ms(fns, runs: int) -> list[float]:
+    """Median ms of each function, calls alternated so that clock or load drift hits all of them alike."""
+    for fn in fns:
+        for _ in range(5):
+            fn()
+    times = [[] for _ in fns]
     for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append((time.perf_counter() - t0) * 1000)
+    return [statistics.median(ts) for ts in times]
 
 
-def visionkit_pair(preset: str, imgsz: int, num_classes: int, work: Path, runs: int) -> tuple[float, float]:
-    """(PyTorch eager ms, onnxruntime ms) for a preset exported at imgsz."""
+def session_runner(path: Path, imgsz: int):
     import onnxruntime as ort
 
+    opts = ort.SessionOptions()
+    # two sessions timed in alternation: a session's idle threads must not spin while the other one runs
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    x = np.random.rand(1, 3, imgsz, imgsz).astype(np.float32)
+    name = sess.get_inputs()[0].name
+    return lambda: sess.run(None, {name: x})
+
+
+def visionkit_export(preset: str, imgsz: int, num_classes: int, work: Path, simplify: bool):
+    """(exported file, PyTorch eager callable) for a preset at imgsz (untrained: latency ignores the weights)."""
     from visionkit.api import Model
     from visionkit.engine.exporter import export_onnx
     from visionkit.models.checkpoint import library_versions
@@ -53,19 +71,19 @@ def visionkit_pair(preset: str, imgsz: int, num_classes: int, work: Path, runs: 
     net = m.net.eval()
     ckpt = {"task": m.task_name, "names": [str(i) for i in range(num_classes)], "imgsz": imgsz, "in_channels": 3,
             "mean": [0.0] * 3, "std": [1.0] * 3, "model_config": m.config, "versions": library_versions()}
-    path = export_onnx(net, m.task, ckpt, {"imgsz": imgsz, "verbose": False}, work / f"{preset}-{imgsz}.onnx")
+    path = export_onnx(net, m.task, ckpt, {"imgsz": imgsz, "verbose": False, "simplify": simplify},
+                       work / f"{preset}-{imgsz}.onnx")
     x = torch.rand(1, 3, imgsz, imgsz)
     wrapper = m.task.export_wrapper(net, {}).eval()
-    with torch.no_grad():
-        eager = median_ms(lambda: wrapper(x), runs)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    xn = x.numpy()
-    return eager, median_ms(lambda: sess.run(None, {"images": xn}), runs)
+
+    def eager():
+        with torch.no_grad():
+            wrapper(x)
+
+    return path, eager
 
 
-def ultralytics_ms(imgsz: int, venv: Path, runs: int) -> float:
-    import onnxruntime as ort
-
+def ultralytics_export(imgsz: int, venv: Path, work: Path) -> Path:
     py = venv / "bin" / "python"
     if not py.is_file():
         sys.path.insert(0, str(REPO / "tools"))
@@ -73,18 +91,16 @@ def ultralytics_ms(imgsz: int, venv: Path, runs: int) -> float:
 
         py = ensure_ultralytics(venv)
     subprocess.run([str(py), "-m", "pip", "install", "-q", "onnx", "onnxslim", "onnxruntime"], check=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run([str(py), "-c", UL_EXPORT, str(imgsz)], capture_output=True, text=True, cwd=tmp,
-                             env={"YOLO_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
-        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("ONNX_PATH ")), None)
-        if line is None:
-            sys.exit(f"Ultralytics export failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
-        path = Path(tmp) / line.split(" ", 1)[1].strip()
-        if not path.is_file():
-            path = Path(line.split(" ", 1)[1].strip())
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        x = np.random.rand(1, 3, imgsz, imgsz).astype(np.float32)
-        return median_ms(lambda: sess.run(None, {sess.get_inputs()[0].name: x}), runs)
+    out = subprocess.run([str(py), "-c", UL_EXPORT, str(imgsz)], capture_output=True, text=True, cwd=work,
+                         env={"YOLO_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("ONNX_PATH ")), None)
+    if line is None:
+        sys.exit(f"Ultralytics export failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    path = Path(line.split(" ", 1)[1].strip())
+    path = path if path.is_absolute() else work / path
+    target = work / f"ultralytics-yolov8n-{imgsz}.onnx"
+    path.replace(target)
+    return target
 
 
 def main() -> None:
@@ -92,16 +108,21 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--sizes", type=int, nargs="+", default=[320, 640])
     ap.add_argument("--venv", default=str(REPO / ".venv-ultralytics"))
+    ap.add_argument("--simplify", action="store_true", help="export with simplify=True (onnxslim), as Ultralytics does")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vk-bench-export-"))
-    print(f"median ms per image, batch 1, {torch.get_num_threads()} threads, {a.runs} runs")
+    print(f"median ms per image, batch 1, {torch.get_num_threads()} threads, {a.runs} runs, visionkit simplify="
+          f"{a.simplify} (Ultralytics: simplify=True)")
     print(f"{'model':<28} {'PyTorch':>9} {'onnxruntime':>12} {'UL yolov8n ORT':>15} {'vk ORT / UL':>12}")
     for size in a.sizes:
-        eager, ort_ms = visionkit_pair("yolo-n", size, 80, work, a.runs)
-        ul = ultralytics_ms(size, Path(a.venv), a.runs)
-        print(f"{'yolo-n @' + str(size) + ' (80 classes)':<28} {eager:>9.2f} {ort_ms:>12.2f} {ul:>15.2f} "
+        path, eager = visionkit_export("yolo-n", size, 80, work, a.simplify)
+        ul_path = ultralytics_export(size, Path(a.venv), work)
+        eager_ms = median_ms(eager, a.runs)
+        ort_ms, ul = interleaved_ms([session_runner(path, size), session_runner(ul_path, size)], a.runs)
+        print(f"{'yolo-n @' + str(size) + ' (80 classes)':<28} {eager_ms:>9.2f} {ort_ms:>12.2f} {ul:>15.2f} "
               f"{ort_ms / ul:>12.3f}")
-    eager, ort_ms = visionkit_pair("mobilenet-v3-small-cls", 224, 1000, work, a.runs)
+    path, eager = visionkit_export("mobilenet-v3-small-cls", 224, 1000, work, a.simplify)
+    eager, ort_ms = median_ms(eager, a.runs), median_ms(session_runner(path, 224), a.runs)
     print(f"{'mobilenet-v3-small-cls @224':<28} {eager:>9.2f} {ort_ms:>12.2f} {'-':>15} {'-':>12}")
 
 
