@@ -115,6 +115,17 @@ def test_detector_with_nms_in_graph(detector, shapes_root, tmp_path):
     assert 0.0 <= metrics["mAP50-95"] <= 1.0
 
 
+def test_simplified_export_keeps_outputs(detector):
+    pytest.importorskip("onnxslim")
+    plain = onnx.load(str(detector.export(nms=True, dynamic=True, verbose=False)))
+    path = detector.export(nms=True, dynamic=True, simplify=True, verbose=False)  # passes the export check
+    slim = onnx.load(str(path))
+    assert len(slim.graph.node) < len(plain.graph.node)
+    assert [o.name for o in slim.graph.output] == ["detections", "num_detections"]
+    assert any(n.op_type == "NonMaxSuppression" for n in slim.graph.node)
+    assert {p.key for p in slim.metadata_props} >= {"task", "names", "nms", "model_config"}
+
+
 def test_bad_export_input(detector, classifier, tmp_path):
     with pytest.raises(UsageError, match="nms=True applies to detectors"):
         classifier.export(nms=True)
