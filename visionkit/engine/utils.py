@@ -49,6 +49,8 @@ def init_seeds(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    else:  # training batches have one fixed size: let cuDNN time its convolution algorithms once and keep the best
+        torch.backends.cudnn.benchmark = True
 
 
 def rng_state() -> dict:
