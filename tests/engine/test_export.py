@@ -115,6 +115,26 @@ def test_detector_with_nms_in_graph(detector, shapes_root, tmp_path):
     assert 0.0 <= metrics["mAP50-95"] <= 1.0
 
 
+def test_standalone_example_matches_visionkit(detector, shapes_root, tmp_path):
+    """examples/onnxruntime_detect.py (no visionkit import) gives visionkit's own predictions on an NMS file."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = detector.export(nms=True, dynamic=True, conf=0.001, verbose=False)
+    images = [str(p) for p in sorted((shapes_root / "images/val").glob("*.jpg"))[:3]]
+    script = Path(__file__).parents[2] / "examples" / "onnxruntime_detect.py"
+    r = subprocess.run([sys.executable, str(script), str(path), *images], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got = [json.loads(line) for line in r.stdout.splitlines()]
+    ref = detector.predict(images, project=str(tmp_path), verbose=False, conf=0.001)
+    assert [g["image"] for g in got] == images
+    assert sum(len(g["detections"]) for g in got) > 0
+    for g, x in zip(got, ref):
+        assert [d["class"] for d in g["detections"]] == [d["class"] for d in x["detections"]]
+        assert np.allclose([d["box"] for d in g["detections"]], [d["box"] for d in x["detections"]], atol=0.05)
+
+
 def test_simplified_export_keeps_outputs(detector):
     pytest.importorskip("onnxslim")
     plain = onnx.load(str(detector.export(nms=True, dynamic=True, verbose=False)))
