@@ -10,6 +10,7 @@ from PIL import Image
 
 from visionkit.data.format import (
     depth_path,
+    image_size,
     load_data_yaml,
     read_depth,
     read_label_file,
@@ -51,8 +52,8 @@ def check_dataset(data: str | Path, verbose: bool = True) -> dict:
             counts[f"{split} images"] += 1
             try:
                 with Image.open(img) as im:
-                    im.load()
-                    size = im.size
+                    im.load()  # a truncated file fails here, not at training time
+                size = image_size(img)
             except Exception as e:
                 problem(img, f"image does not decode: {type(e).__name__}: {e}")
                 counts["corrupt images"] += 1

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from visionkit.data.format import (
     atomic_dir,
+    image_size,
     load_data_yaml,
     read_label_file,
     row_to_box,
@@ -207,8 +207,7 @@ def export_coco(data: str | Path, out: str | Path, verbose: bool = True) -> list
                                 "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)]}
         counts: dict[str, int] = defaultdict(int)
         for img_id, f in enumerate(files, 1):
-            with Image.open(f) as im:
-                w, h = im.size
+            w, h = image_size(f)
             rel = os.path.relpath(f, base) if base.is_dir() else f.name
             coco["images"].append({"id": img_id, "file_name": rel, "width": w, "height": h})
             for cls, coords in read_label_file(sidecar_path(f), len(names)):

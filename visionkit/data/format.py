@@ -21,6 +21,28 @@ def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
+EXIF_ORIENTATION = 0x0112
+
+
+def image_size(source) -> tuple[int, int]:
+    """(width, height) of an image file (path or binary file object) as it is displayed: EXIF orientations 5-8
+    (quarter turns) swap the stored sides. cv2.imread, browsers and so Label Studio all apply the orientation,
+    so labels and masks refer to the displayed image. Verifies the file first; raises what PIL raises."""
+    from PIL import Image
+
+    with Image.open(source) as im:
+        im.verify()
+    if hasattr(source, "seek"):
+        source.seek(0)
+    with Image.open(source) as im:
+        w, h = im.size
+        try:
+            orientation = int(im.getexif().get(EXIF_ORIENTATION, 1))
+        except Exception:  # unreadable EXIF: the stored orientation
+            orientation = 1
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
 def load_data_yaml(path: str | Path) -> dict[str, Any]:
     """Read a data.yaml; ``path`` in it is made absolute (relative to the YAML's folder) as ``root``."""
     path = Path(path)

@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from visionkit.data.format import atomic_dir, write_data_yaml, write_label_file, write_mask
+from visionkit.data.format import atomic_dir, image_size, write_data_yaml, write_label_file, write_mask
 from visionkit.data.labelstudio import images as img_refs
 from visionkit.data.labelstudio.config import Control, choice_classes, object_classes, parse_label_config
 from visionkit.data.labelstudio.regions import (
@@ -329,11 +328,8 @@ class LabelStudioImport:
     def _image_size(sample: Sample, tid) -> tuple[int, int]:
         import io
 
-        try:
-            with Image.open(sample.source if sample.source else io.BytesIO(sample.data)) as im:
-                im.verify()
-            with Image.open(sample.source if sample.source else io.BytesIO(sample.data)) as im:
-                return im.size
+        try:  # as displayed (EXIF orientation applied), which is what Label Studio's percentages refer to
+            return image_size(sample.source if sample.source else io.BytesIO(sample.data))
         except Exception as e:
             raise DataError(f"task {tid}: image '{sample.source or sample.ref.url}' cannot be decoded: {e}") from e
 

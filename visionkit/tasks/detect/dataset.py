@@ -14,13 +14,12 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
-from visionkit.data.format import read_label_file, row_to_box, sidecar_path
+from visionkit.data.format import image_size, read_label_file, row_to_box, sidecar_path
 from visionkit.errors import DataError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: image sizes with the EXIF orientation applied
 
 
 def load_labels(files: list[Path], num_classes: int, cache_dir: Path | None) -> dict:
@@ -53,10 +52,7 @@ def load_labels(files: list[Path], num_classes: int, cache_dir: Path | None) -> 
     fixed = dropped = 0
     for f in files:
         try:
-            with Image.open(f) as im:
-                im.verify()
-            with Image.open(f) as im:
-                size = im.size
+            size = image_size(f)  # as displayed (EXIF orientation), like cv2.imread decodes it
         except Exception as e:
             skipped.append([str(f), f"{type(e).__name__}: {e}"])
             continue
