@@ -164,6 +164,8 @@ class Model:
         data.mean, data.std = tuple(ckpt["mean"]), tuple(ckpt["std"])
         device = select_device(args.get("device"))
         imgsz = int(args.get("imgsz") or ckpt["imgsz"])
+        if getattr(self.net, "fixed_size", False):
+            args["rect"] = False  # a static ONNX file takes its square size only
         ds = task.build_dataset(data, args.get("split", "val"), imgsz, False, args)
         loader = make_loader(ds, int(args["batch"]), int(args["workers"]), False, device, task.collate_fn())
         task.bind(self.net)

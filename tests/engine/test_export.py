@@ -204,3 +204,22 @@ def test_fp16_detector_graph_is_valid_onnx(nms, tmp_path):
     expected = [(2, 10, 6), (2,)] if nms else [(2, 126, 4), (2, 126, 3)]
     assert [o.shape for o in outs] == expected
     assert outs[0].dtype == (np.float32 if nms else np.float16)
+
+
+def test_rect_validation_on_both_backends(detector, tmp_path):
+    """Non-square images: PyTorch and a dynamic ONNX file validate in rectangular batches alike; a static
+    file falls back to square batches by itself."""
+    from tests.tasks.test_detect import _mixed_aspect_dataset
+    from visionkit.data.format import write_data_yaml
+
+    root = tmp_path / "mixed"
+    _mixed_aspect_dataset(root)
+    write_data_yaml(root / "data.yaml", {"path": ".", "train": "images/val", "val": "images/val",
+                                         "names": dict(enumerate(detector.ckpt["names"]))})
+    kw = {"data": str(root / "data.yaml"), "project": str(tmp_path), "verbose": False, "plots": False, "batch": 2}
+    rect = detector.val(**kw)
+    dynamic = Model(str(detector.export(dynamic=True, verbose=False))).val(**kw)
+    assert abs(rect["mAP50-95"] - dynamic["mAP50-95"]) <= 0.001
+    static = Model(str(detector.export(verbose=False))).val(**kw)
+    square = detector.val(**kw, rect=False)
+    assert abs(static["mAP50-95"] - square["mAP50-95"]) <= 0.001

@@ -229,3 +229,44 @@ def test_loss_falls_when_overfitting_one_batch(shapes_root, tmp_path):
 def test_polygon_labels_become_boxes(shapes_root):
     rows = read_label_file(next((shapes_root / "labels/train").glob("*.txt")))
     assert all(len(c) > 4 for _, c in rows)  # shapes stores polygons; the detector reads their extents
+
+
+def _mixed_aspect_dataset(root):
+    """Six images: landscape 64×32 and 64×48, portrait 32×64, each with one white box (label in YOLO form)."""
+    (root / "images/val").mkdir(parents=True)
+    (root / "labels/val").mkdir(parents=True)
+    sizes = [(64, 32), (32, 64), (64, 48), (64, 32), (32, 64), (64, 48)]
+    for k, (w, h) in enumerate(sizes):
+        img = np.zeros((h, w, 3), np.uint8)
+        x1, y1, x2, y2 = w // 4, h // 4, w // 2, h // 2
+        img[y1:y2, x1:x2] = 255
+        cv2.imwrite(str(root / f"images/val/{k}.png"), img)
+        (root / f"labels/val/{k}.txt").write_text(
+            f"0 {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}\n")
+    return sorted((root / "images/val").glob("*.png"))
+
+
+def test_rect_validation_batches_are_snug_and_map_back_exactly(tmp_path):
+    from visionkit.engine.setup import make_loader
+
+    files = _mixed_aspect_dataset(tmp_path)
+    ds = DetectionDataset(files, ["box"], 64, False, {"rect": True}, verbose=False)
+    loader = make_loader(ds, 2, 0, False, torch.device("cpu"), collate)
+    shapes = [tuple(imgs.shape[-2:]) for imgs, _, _ in loader]
+    assert shapes == [(32, 64), (64, 64), (64, 32)]  # landscape 2:1 pair, the 4:3 pair, the portrait pair
+    for imgs, targets, metas in loader:
+        h, w = imgs.shape[-2:]
+        for i, meta in enumerate(metas):
+            t = targets[targets[:, 0] == i][0]
+            xyxy = torch.tensor([[(t[2] - t[4] / 2) * w, (t[3] - t[5] / 2) * h,
+                                  (t[2] + t[4] / 2) * w, (t[3] + t[5] / 2) * h]])
+            inside = imgs[i, :, int(xyxy[0, 1]) + 1:int(xyxy[0, 3]) - 1, int(xyxy[0, 0]) + 1:int(xyxy[0, 2]) - 1]
+            assert inside.float().mean() > 200  # the target lies on the white box
+            back = DetectTask._to_original(xyxy, torch.ones(1), torch.zeros(1), meta)["boxes"][0]
+            h0, w0 = meta["shape"]
+            g = meta["gt"][0]
+            expected = [(g[1] - g[3] / 2) * w0, (g[2] - g[4] / 2) * h0, (g[1] + g[3] / 2) * w0, (g[2] + g[4] / 2) * h0]
+            assert np.allclose(back, expected, atol=1e-3)
+    square = DetectionDataset(files, ["box"], 64, False, {"rect": False}, verbose=False)
+    square_loader = make_loader(square, 2, 0, False, torch.device("cpu"), collate)
+    assert {tuple(imgs.shape[-2:]) for imgs, _, _ in square_loader} == {(64, 64)}

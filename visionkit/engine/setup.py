@@ -41,6 +41,8 @@ def make_loader(dataset: Dataset, batch: int, workers: int, shuffle: bool, devic
     """A DataLoader; a dataset's own ``collate_fn`` (batched augmentation) wins over the task's."""
     workers = max(0, min(int(workers), os.cpu_count() or 1))
     collate_fn = getattr(dataset, "collate_fn", None) or collate_fn
+    if not shuffle and hasattr(dataset, "prepare_batches"):  # datasets that shape whole batches (rect val)
+        dataset.prepare_batches(batch)
     return DataLoader(dataset, batch_size=batch, shuffle=shuffle, num_workers=workers,
                       pin_memory=device.type == "cuda", collate_fn=collate_fn, generator=generator,
                       worker_init_fn=_seed_worker if workers else None, drop_last=False)

@@ -82,6 +82,11 @@ class OnnxModel:
                                       else np.asarray(o)) for o in outs)
         return outs[0] if len(outs) == 1 else outs
 
+    @property
+    def fixed_size(self) -> bool:
+        """True for a file exported without dynamic=True: it takes only its own height and width."""
+        return all(isinstance(d, int) for d in self.session.get_inputs()[0].shape[2:])
+
     # the engine treats backends alike: these are no-ops for a file
     def eval(self):
         return self

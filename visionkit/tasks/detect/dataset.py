@@ -84,18 +84,33 @@ def load_labels(files: list[Path], num_classes: int, cache_dir: Path | None) -> 
     return result
 
 
-def letterbox(img: np.ndarray, size: int, pad_value: int = 114) -> tuple[np.ndarray, float, tuple[int, int]]:
-    """Resize keeping the aspect ratio so the long side is ``size``, pad to size×size (centred).
+def letterbox(img: np.ndarray, size: int | tuple[int, int], pad_value: int = 114
+              ) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Resize keeping the aspect ratio to fit ``size`` (a side, or (height, width)), pad to it (centred).
     Returns the image, the scale and the (left, top) padding."""
+    out_h, out_w = (size, size) if isinstance(size, int) else size
     h, w = img.shape[:2]
-    r = size / max(h, w)
+    r = min(out_h / h, out_w / w)
     nh, nw = max(1, round(h * r)), max(1, round(w * r))
     if (nh, nw) != (h, w):
         img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR if r > 1 else cv2.INTER_AREA)
-    top, left = (size - nh) // 2, (size - nw) // 2
-    out = np.full((size, size, 3), pad_value, np.uint8)
+    top, left = (out_h - nh) // 2, (out_w - nw) // 2
+    out = np.full((out_h, out_w, 3), pad_value, np.uint8)
     out[top:top + nh, left:left + nw] = img
     return out, r, (left, top)
+
+
+def rect_shapes(sizes: list[tuple[int, int]], imgsz: int, batch: int, stride: int = 32) -> list[tuple[int, int]]:
+    """(height, width) per image for batches of ``batch`` consecutive images (sorted by aspect ratio): the
+    smallest stride multiple that holds every image of the batch with its long side at ``imgsz``."""
+    shapes = []
+    for start in range(0, len(sizes), batch):
+        ratios = [h / w for w, h in sizes[start:start + batch]]
+        lo, hi = min(ratios), max(ratios)
+        rel_h, rel_w = (hi, 1.0) if hi < 1 else (1.0, 1 / lo) if lo > 1 else (1.0, 1.0)
+        shape = (math.ceil(rel_h * imgsz / stride) * stride, math.ceil(rel_w * imgsz / stride) * stride)
+        shapes += [shape] * len(ratios)
+    return shapes
 
 
 class DetectionDataset(Dataset):
@@ -118,7 +133,18 @@ class DetectionDataset(Dataset):
         self.names, self.imgsz, self.train = names, imgsz, train
         self.a = args
         self.mosaic = float(args.get("mosaic", 1.0)) if train else 0.0
+        self.rect = not train and bool(args.get("rect", True))
+        self.batch_shapes: list[tuple[int, int]] | None = None  # per image, set by prepare_batches (rect)
+        if self.rect:  # similar aspect ratios side by side, so that each batch shares one snug shape
+            order = sorted(range(len(self.files)), key=lambda i: self.shapes[i][1] / self.shapes[i][0])
+            self.files, self.labels, self.shapes = ([seq[i] for i in order] for seq in
+                                                    (self.files, self.labels, self.shapes))
         self._cache = [self._read(i) for i in range(len(self.files))] if args.get("cache") else None
+
+    def prepare_batches(self, batch: int) -> None:
+        """Called with the loader's batch size (unshuffled): rectangular batches when ``rect``."""
+        if self.rect:
+            self.batch_shapes = rect_shapes(self.shapes, self.imgsz, batch)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -155,14 +181,14 @@ class DetectionDataset(Dataset):
                 img, boxes = self._affine(img, boxes, rng, border=0)
         if self.train:
             img, boxes = self._colour_flip_cutout(img, boxes, rng)
-        s = self.imgsz
+        h, w = img.shape[:2]
         targets = np.zeros((len(boxes), 5), np.float32)
         if len(boxes):
             targets[:, 0] = boxes[:, 0]
-            targets[:, 1] = (boxes[:, 1] + boxes[:, 3]) / 2 / s
-            targets[:, 2] = (boxes[:, 2] + boxes[:, 4]) / 2 / s
-            targets[:, 3] = (boxes[:, 3] - boxes[:, 1]) / s
-            targets[:, 4] = (boxes[:, 4] - boxes[:, 2]) / s
+            targets[:, 1] = (boxes[:, 1] + boxes[:, 3]) / 2 / w
+            targets[:, 2] = (boxes[:, 2] + boxes[:, 4]) / 2 / h
+            targets[:, 3] = (boxes[:, 3] - boxes[:, 1]) / w
+            targets[:, 4] = (boxes[:, 4] - boxes[:, 2]) / h
         meta = {"index": i} if self.train else meta
         rgb = np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1))
         return torch.from_numpy(rgb), torch.from_numpy(targets), meta
@@ -182,7 +208,8 @@ class DetectionDataset(Dataset):
     def _letterboxed(self, i: int):
         img = self._load(i)
         w0, h0 = self.shapes[i]
-        out, r, (left, top) = letterbox(img, self.imgsz)
+        size = self.batch_shapes[i] if self.batch_shapes is not None else self.imgsz
+        out, r, (left, top) = letterbox(img, size)
         h1, w1 = img.shape[:2]
         scale = r * (h1 / h0 if h0 else 1)  # from original pixels to letterboxed pixels
         boxes = self._pixel_boxes(i, w0, h0, scale, scale, left, top)
