@@ -20,21 +20,25 @@ import numpy as np
 import onnxruntime as ort
 
 
-def letterbox(img: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[int, int]]:
-    """Long side to ``size`` keeping the aspect ratio, centred on a size×size grey (114) canvas."""
+def letterbox(img: np.ndarray, size: int, stride: int, snug: bool) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Long side to ``size`` keeping the aspect ratio, centred on a grey (114) canvas: size×size, or with
+    ``snug`` (a dynamic file) the short side only rounded up to the stride — less padding, less work."""
     h, w = img.shape[:2]
     r = size / max(h, w)
     nh, nw = max(1, round(h * r)), max(1, round(w * r))
+    out_h, out_w = (-(-nh // stride) * stride, -(-nw // stride) * stride) if snug else (size, size)
     if (nh, nw) != (h, w):
         img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR if r > 1 else cv2.INTER_AREA)
-    top, left = (size - nh) // 2, (size - nw) // 2
-    canvas = np.full((size, size, 3), 114, np.uint8)
+    top, left = (out_h - nh) // 2, (out_w - nw) // 2
+    canvas = np.full((out_h, out_w, 3), 114, np.uint8)
     canvas[top:top + nh, left:left + nw] = img
     return canvas, r, (left, top)
 
 
-def detect(session: ort.InferenceSession, bgr: np.ndarray, imgsz: int, names: list[str]) -> list[dict]:
-    canvas, scale, (left, top) = letterbox(bgr, imgsz)
+def detect(session: ort.InferenceSession, bgr: np.ndarray, imgsz: int, stride: int, names: list[str]
+           ) -> list[dict]:
+    dynamic = not all(isinstance(d, int) for d in session.get_inputs()[0].shape[2:])
+    canvas, scale, (left, top) = letterbox(bgr, imgsz, stride, snug=dynamic)
     x = canvas[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255  # BGR→RGB, HWC→CHW, 0..1
     if session.get_inputs()[0].type == "tensor(float16)":  # exported with half=True
         x = x.astype(np.float16)
@@ -56,12 +60,12 @@ def main(argv: list[str]) -> None:
     meta = session.get_modelmeta().custom_metadata_map
     if "nms" not in meta:
         sys.exit(f"{argv[0]} has no NMS in its graph: export it with `visionkit export model=... nms`")
-    names, imgsz = json.loads(meta["names"]), int(meta["imgsz"])
+    names, imgsz, stride = json.loads(meta["names"]), int(meta["imgsz"]), int(meta["stride"])
     for path in argv[1:]:
         img = cv2.imread(path, cv2.IMREAD_COLOR)
         if img is None:
             sys.exit(f"cannot read image '{path}'")
-        print(json.dumps({"image": path, "detections": detect(session, img, imgsz, names)}))
+        print(json.dumps({"image": path, "detections": detect(session, img, imgsz, stride, names)}))
 
 
 if __name__ == "__main__":

@@ -190,7 +190,9 @@ class Model:
         source = source if source is not None else args.get("source")
         device = select_device(args.get("device"))
         meta = {"names": ckpt["names"], "imgsz": int(args.get("imgsz") or ckpt["imgsz"]),
-                "in_channels": ckpt["in_channels"], "mean": ckpt["mean"], "std": ckpt["std"]}
+                "in_channels": ckpt["in_channels"], "mean": ckpt["mean"], "std": ckpt["std"],
+                # a static ONNX file takes its square size only
+                "rect": bool(args.get("rect", True)) and not getattr(self.net, "fixed_size", False)}
         from visionkit.engine.predictor import resolve_sources
 
         resolve_sources(source)  # fail on a bad source before making a run folder

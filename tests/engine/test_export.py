@@ -223,3 +223,22 @@ def test_rect_validation_on_both_backends(detector, tmp_path):
     static = Model(str(detector.export(verbose=False))).val(**kw)
     square = detector.val(**kw, rect=False)
     assert abs(static["mAP50-95"] - square["mAP50-95"]) <= 0.001
+    # prediction in snug shapes: PyTorch, the dynamic NMS file and the standalone example agree
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    images = [str(p) for p in sorted((root / "images/val").glob("*.png"))[:3]]
+    nms_path = detector.export(nms=True, dynamic=True, conf=0.001, verbose=False)
+    kw = {"project": str(tmp_path), "verbose": False, "conf": 0.001, "batch": 1}  # one snug shape per image
+    ref, got = detector.predict(images, **kw), Model(str(nms_path)).predict(images, **kw)
+    script = Path(__file__).parents[2] / "examples" / "onnxruntime_detect.py"
+    out = subprocess.run([sys.executable, str(script), str(nms_path), *images], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    standalone = [json.loads(line) for line in out.stdout.splitlines()]
+    assert sum(len(r["detections"]) for r in ref) > 0
+    for x, y, z in zip(ref, got, standalone):
+        for other in (y, z):
+            assert [d["class"] for d in x["detections"]] == [d["class"] for d in other["detections"]]
+            assert np.allclose([d["box"] for d in x["detections"]], [d["box"] for d in other["detections"]],
+                               atol=0.05)

@@ -270,3 +270,12 @@ def test_rect_validation_batches_are_snug_and_map_back_exactly(tmp_path):
     square = DetectionDataset(files, ["box"], 64, False, {"rect": False}, verbose=False)
     square_loader = make_loader(square, 2, 0, False, torch.device("cpu"), collate)
     assert {tuple(imgs.shape[-2:]) for imgs, _, _ in square_loader} == {(64, 64)}
+
+
+def test_rect_prediction_inputs_are_snug():
+    wide, tall = np.zeros((48, 128, 3), np.uint8), np.zeros((64, 30, 3), np.uint8)
+    task = DetectTask()
+    assert task.load_inputs([wide], 64, 3, None, None, rect=True)[0].shape == (1, 3, 32, 64)  # 128×48 → 64×24
+    assert task.load_inputs([tall], 64, 3, None, None, rect=True)[0].shape == (1, 3, 64, 32)
+    assert task.load_inputs([wide, tall], 64, 3, None, None, rect=True)[0].shape == (2, 3, 64, 64)  # mixed: square
+    assert task.load_inputs([wide], 64, 3, None, None)[0].shape == (1, 3, 64, 64)

@@ -110,7 +110,7 @@ def predict(net: torch.nn.Module, task: Task, source, meta: dict[str, Any], args
 
     def run(pending: list[tuple[str, Any, float]], sink: _Outputs) -> None:
         x, context = task.load_inputs([it for _, it, _ in pending], meta["imgsz"], meta["in_channels"],
-                                      meta["mean"], meta["std"])
+                                      meta["mean"], meta["std"], rect=bool(meta.get("rect")))
         out = net(x.to(device))
         for (name, item, fps), res in zip(pending, task.postprocess(out, context, args, meta["names"])):
             res = {"image": name, **res}

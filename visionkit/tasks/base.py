@@ -78,9 +78,11 @@ class Task:
     def new_metrics(self, names: list[str]) -> Metrics:
         raise NotImplementedError
 
-    def load_inputs(self, items: list, imgsz: int, channels: int, mean, std) -> tuple[torch.Tensor, list]:
+    def load_inputs(self, items: list, imgsz: int, channels: int, mean, std, rect: bool = False
+                    ) -> tuple[torch.Tensor, list]:
         """Images (paths, or BGR arrays such as video frames) → a normalised batch tensor plus per-image context
-        needed to post-process."""
+        needed to post-process. ``rect``: the network takes any stride-multiple shape, so a task may use a snug
+        non-square one."""
         raise NotImplementedError
 
     def postprocess(self, outputs: Any, context: list, args: dict[str, Any], names: list[str]) -> list[dict]:

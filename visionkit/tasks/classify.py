@@ -175,8 +175,8 @@ class ClassifyTask(Task):
         return ClassifyMetrics(names)
 
     # -- prediction ----------------------------------------------------------------------------------------------
-    def load_inputs(self, items: list, imgsz: int, channels: int, mean, std):
-        batch = []
+    def load_inputs(self, items: list, imgsz: int, channels: int, mean, std, rect: bool = False):
+        batch = []  # a classifier is trained on imgsz×imgsz: always square
         for item in items:
             img = _rgb(item, channels)
             img = cv2.resize(img, (imgsz, imgsz), interpolation=cv2.INTER_AREA).reshape(imgsz, imgsz, channels)

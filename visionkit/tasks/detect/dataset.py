@@ -101,15 +101,15 @@ def letterbox(img: np.ndarray, size: int | tuple[int, int], pad_value: int = 114
 
 
 def rect_shapes(sizes: list[tuple[int, int]], imgsz: int, batch: int, stride: int = 32) -> list[tuple[int, int]]:
-    """(height, width) per image for batches of ``batch`` consecutive images (sorted by aspect ratio): the
-    smallest stride multiple that holds every image of the batch with its long side at ``imgsz``."""
+    """(height, width) per image for batches of ``batch`` consecutive images (width, height) — sorted by aspect
+    ratio for best effect: the smallest stride multiple that holds each image of the batch with its long side
+    resized to ``imgsz``, as ``letterbox`` resizes it."""
     shapes = []
     for start in range(0, len(sizes), batch):
-        ratios = [h / w for w, h in sizes[start:start + batch]]
-        lo, hi = min(ratios), max(ratios)
-        rel_h, rel_w = (hi, 1.0) if hi < 1 else (1.0, 1 / lo) if lo > 1 else (1.0, 1.0)
-        shape = (math.ceil(rel_h * imgsz / stride) * stride, math.ceil(rel_w * imgsz / stride) * stride)
-        shapes += [shape] * len(ratios)
+        group = sizes[start:start + batch]
+        fitted = [(max(1, round(h * imgsz / max(w, h))), max(1, round(w * imgsz / max(w, h)))) for w, h in group]
+        shape = tuple(math.ceil(max(side) / stride) * stride for side in zip(*fitted))
+        shapes += [shape] * len(group)
     return shapes
 
 

@@ -16,7 +16,7 @@ from visionkit.data.synthetic import ensure_shapes
 from visionkit.errors import DataError
 from visionkit.registry import register
 from visionkit.tasks.base import DataInfo, Task
-from visionkit.tasks.detect.dataset import DetectionDataset, collate, letterbox
+from visionkit.tasks.detect.dataset import DetectionDataset, collate, letterbox, rect_shapes
 from visionkit.tasks.detect.loss import DetectionLoss
 from visionkit.tasks.detect.metrics import DetectMetrics
 
@@ -185,11 +185,13 @@ class DetectTask(Task):
         return {"boxes": b, "scores": scores.float().cpu().numpy(), "classes": classes.cpu().numpy()}
 
     # -- prediction -----------------------------------------------------------------------------------------------
-    def load_inputs(self, items: list, imgsz: int, channels: int, mean, std):
+    def load_inputs(self, items: list, imgsz: int, channels: int, mean, std, rect: bool = False):
+        images = [_bgr(item) for item in items]
+        # rect: one snug stride-multiple shape for the batch (a 16:9 video frame at 640 → 384×640, not 640×640)
+        size = rect_shapes([im.shape[1::-1] for im in images], imgsz, len(images))[0] if rect else imgsz
         batch, context = [], []
-        for item in items:
-            img = _bgr(item)
-            lb, r, pad = letterbox(img, imgsz)
+        for img in images:
+            lb, r, pad = letterbox(img, size)
             batch.append(torch.from_numpy(np.ascontiguousarray(lb[..., ::-1].transpose(2, 0, 1))).float() / 255)
             context.append({"shape": img.shape[:2], "scale": r, "pad": pad})
         return torch.stack(batch), context
