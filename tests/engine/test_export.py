@@ -156,6 +156,9 @@ def test_bad_export_input(detector, classifier, tmp_path):
     with pytest.warns(UserWarning, match="not a multiple of the model stride 32; exporting at 96"):
         path = detector.export(imgsz=70, verbose=False)
     assert {p.key: p.value for p in onnx.load(str(path)).metadata_props}["imgsz"] == "96"
+    with pytest.raises(ExportError, match="failed at opset 7"):
+        detector.export(opset=7, verbose=False)
+    assert not list(detector.ckpt_path.parent.glob("*.tmp"))  # nothing half-written left behind
     with pytest.raises(ExportError, match="export_tol"):
         detector.export(export_tol=-1.0, verbose=False)
     assert detector.ckpt_path.with_suffix(".failed.onnx").is_file()

@@ -61,26 +61,26 @@ def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: dict[str, Any], ou
     names_out = list(wrapper.output_names)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".onnx.tmp")
-    _trace(wrapper, sample, tmp, args)
-    model = onnx.load(str(tmp))
-    if args.get("simplify"):
-        model = _simplify(model)
-    meta = {
-        "task": ckpt["task"], "names": json.dumps(ckpt["names"]), "imgsz": str(imgsz), "stride": str(stride),
-        "in_channels": str(channels), "mean": json.dumps(list(ckpt["mean"])), "std": json.dumps(list(ckpt["std"])),
-        "channel_order": "RGB" if channels == 3 else "GRAY", "input": "float (B, C, H, W), normalised: (x/255 - mean) "
-        "/ std", "outputs": json.dumps(names_out), "layout": wrapper.layout, "dynamic": str(dynamic),
-        "batch": str(batch),
-        **getattr(wrapper, "metadata", {}),
-        "visionkit_version": ckpt.get("versions", {}).get("visionkit", ""),
-        "model_config": json.dumps(ckpt["model_config"]),
-    }
-    del model.metadata_props[:]
-    for k, v in meta.items():
-        model.metadata_props.add(key=k, value=v)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(tmp))
-    try:
+    try:  # a failed export leaves no half-written file behind
+        _trace(wrapper, sample, tmp, args)
+        model = onnx.load(str(tmp))
+        if args.get("simplify"):
+            model = _simplify(model)
+        meta = {
+            "task": ckpt["task"], "names": json.dumps(ckpt["names"]), "imgsz": str(imgsz), "stride": str(stride),
+            "in_channels": str(channels), "mean": json.dumps(list(ckpt["mean"])),
+            "std": json.dumps(list(ckpt["std"])), "channel_order": "RGB" if channels == 3 else "GRAY",
+            "input": "float (B, C, H, W), normalised: (x/255 - mean) / std", "outputs": json.dumps(names_out),
+            "layout": wrapper.layout, "dynamic": str(dynamic), "batch": str(batch),
+            **getattr(wrapper, "metadata", {}),
+            "visionkit_version": ckpt.get("versions", {}).get("visionkit", ""),
+            "model_config": json.dumps(ckpt["model_config"]),
+        }
+        del model.metadata_props[:]
+        for k, v in meta.items():
+            model.metadata_props.add(key=k, value=v)
+        onnx.checker.check_model(model)
+        onnx.save(model, str(tmp))
         diff, problems = _check(wrapper, tmp, sample, stride, args)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -119,11 +119,16 @@ def _trace(wrapper, sample: torch.Tensor, path: Path, args) -> None:
     axes = None
     if args.get("dynamic"):
         axes = {"images": {0: "batch", 2: "height", 3: "width"}, **getattr(wrapper, "dynamic_output_axes", {})}
+    opset = int(args.get("opset") or 17)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-        torch.onnx.export(wrapper, (sample,), str(path), dynamo=False, input_names=["images"],
-                          output_names=list(wrapper.output_names), dynamic_axes=axes,
-                          opset_version=int(args.get("opset") or 17), do_constant_folding=True)
+        try:
+            torch.onnx.export(wrapper, (sample,), str(path), dynamo=False, input_names=["images"],
+                              output_names=list(wrapper.output_names), dynamic_axes=axes, opset_version=opset,
+                              do_constant_folding=True)
+        except Exception as e:
+            raise ExportError(f"torch.onnx.export failed at opset {opset}: {str(e).splitlines()[0]} (the default "
+                              f"opset=17 supports every visionkit model)") from e
 
 
 def _session(path: Path):
