@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -44,3 +46,18 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "visionkit", *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=600)
+
+
+def mixed_aspect_dataset(root: Path) -> list[Path]:
+    """Six images: landscape 64×32 and 64×48, portrait 32×64, each with one white box (label in YOLO form)."""
+    (root / "images/val").mkdir(parents=True)
+    (root / "labels/val").mkdir(parents=True)
+    sizes = [(64, 32), (32, 64), (64, 48), (64, 32), (32, 64), (64, 48)]
+    for k, (w, h) in enumerate(sizes):
+        img = np.zeros((h, w, 3), np.uint8)
+        x1, y1, x2, y2 = w // 4, h // 4, w // 2, h // 2
+        img[y1:y2, x1:x2] = 255
+        cv2.imwrite(str(root / f"images/val/{k}.png"), img)
+        (root / f"labels/val/{k}.txt").write_text(
+            f"0 {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}\n")
+    return sorted((root / "images/val").glob("*.png"))

@@ -1,6 +1,10 @@
 """ONNX export checked against PyTorch with onnxruntime, and onnxruntime as a second inference backend."""
 
 import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -9,13 +13,19 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, mixed_aspect_dataset, run_cli
 from visionkit import Model
+from visionkit.data.format import write_data_yaml
 from visionkit.engine.exporter import ExportError
 from visionkit.errors import CheckpointError, UsageError
+from visionkit.models.build import build_model
 from visionkit.models.checkpoint import model_from_checkpoint
+from visionkit.registry import REGISTRY
 from visionkit.tasks.detect.dataset import letterbox
+from visionkit.tasks.detect.export import DetectExport, DetectNMSExport
 from visionkit.tasks.detect.task import nms
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "onnxruntime_detect.py"
 
 
 @pytest.fixture(scope="module")
@@ -117,14 +127,9 @@ def test_detector_with_nms_in_graph(detector, shapes_root, tmp_path):
 
 def test_standalone_example_matches_visionkit(detector, shapes_root, tmp_path):
     """examples/onnxruntime_detect.py (no visionkit import) gives visionkit's own predictions on an NMS file."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     path = detector.export(nms=True, dynamic=True, conf=0.001, verbose=False)
     images = [str(p) for p in sorted((shapes_root / "images/val").glob("*.jpg"))[:3]]
-    script = Path(__file__).parents[2] / "examples" / "onnxruntime_detect.py"
-    r = subprocess.run([sys.executable, str(script), str(path), *images], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, str(EXAMPLE), str(path), *images], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     got = [json.loads(line) for line in r.stdout.splitlines()]
     ref = detector.predict(images, project=str(tmp_path), verbose=False, conf=0.001)
@@ -187,12 +192,6 @@ def test_onnx_without_metadata(classifier, shapes_root, tmp_path):
 def test_fp16_detector_graph_is_valid_onnx(nms, tmp_path):
     """half=True exports need CUDA, so trace the fp16 wrapper directly: every op must exist for float16 in ONNX
     (torch.arange in fp16 once became an invalid Range node), and NMS must run in fp32."""
-    import warnings
-
-    from visionkit.models.build import build_model
-    from visionkit.registry import REGISTRY
-    from visionkit.tasks.detect.export import DetectExport, DetectNMSExport
-
     cfg = {**REGISTRY.build("model", "yolo-n"), "num_classes": 3}
     net = build_model(cfg).eval()
     wrapper = (DetectNMSExport(net, 0.001, 0.7, 10) if nms else DetectExport(net)).half().eval()
@@ -212,11 +211,8 @@ def test_fp16_detector_graph_is_valid_onnx(nms, tmp_path):
 def test_rect_validation_on_both_backends(detector, tmp_path):
     """Non-square images: PyTorch and a dynamic ONNX file validate in rectangular batches alike; a static
     file falls back to square batches by itself."""
-    from tests.tasks.test_detect import _mixed_aspect_dataset
-    from visionkit.data.format import write_data_yaml
-
     root = tmp_path / "mixed"
-    _mixed_aspect_dataset(root)
+    mixed_aspect_dataset(root)
     write_data_yaml(root / "data.yaml", {"path": ".", "train": "images/val", "val": "images/val",
                                          "names": dict(enumerate(detector.ckpt["names"]))})
     kw = {"data": str(root / "data.yaml"), "project": str(tmp_path), "verbose": False, "plots": False, "batch": 2}
@@ -227,16 +223,11 @@ def test_rect_validation_on_both_backends(detector, tmp_path):
     square = detector.val(**kw, rect=False)
     assert abs(static["mAP50-95"] - square["mAP50-95"]) <= 0.001
     # prediction in snug shapes: PyTorch, the dynamic NMS file and the standalone example agree
-    import subprocess
-    import sys
-    from pathlib import Path
-
     images = [str(p) for p in sorted((root / "images/val").glob("*.png"))[:3]]
     nms_path = detector.export(nms=True, dynamic=True, conf=0.001, verbose=False)
     kw = {"project": str(tmp_path), "verbose": False, "conf": 0.001, "batch": 1}  # one snug shape per image
     ref, got = detector.predict(images, **kw), Model(str(nms_path)).predict(images, **kw)
-    script = Path(__file__).parents[2] / "examples" / "onnxruntime_detect.py"
-    out = subprocess.run([sys.executable, str(script), str(nms_path), *images], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, str(EXAMPLE), str(nms_path), *images], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     standalone = [json.loads(line) for line in out.stdout.splitlines()]
     assert sum(len(r["detections"]) for r in ref) > 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, mixed_aspect_dataset, run_cli
 from visionkit import Model
 from visionkit.data.format import read_label_file
 from visionkit.errors import DataError
@@ -231,25 +231,10 @@ def test_polygon_labels_become_boxes(shapes_root):
     assert all(len(c) > 4 for _, c in rows)  # shapes stores polygons; the detector reads their extents
 
 
-def _mixed_aspect_dataset(root):
-    """Six images: landscape 64×32 and 64×48, portrait 32×64, each with one white box (label in YOLO form)."""
-    (root / "images/val").mkdir(parents=True)
-    (root / "labels/val").mkdir(parents=True)
-    sizes = [(64, 32), (32, 64), (64, 48), (64, 32), (32, 64), (64, 48)]
-    for k, (w, h) in enumerate(sizes):
-        img = np.zeros((h, w, 3), np.uint8)
-        x1, y1, x2, y2 = w // 4, h // 4, w // 2, h // 2
-        img[y1:y2, x1:x2] = 255
-        cv2.imwrite(str(root / f"images/val/{k}.png"), img)
-        (root / f"labels/val/{k}.txt").write_text(
-            f"0 {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}\n")
-    return sorted((root / "images/val").glob("*.png"))
-
-
 def test_rect_validation_batches_are_snug_and_map_back_exactly(tmp_path):
     from visionkit.engine.setup import make_loader
 
-    files = _mixed_aspect_dataset(tmp_path)
+    files = mixed_aspect_dataset(tmp_path)
     ds = DetectionDataset(files, ["box"], 64, False, {"rect": True}, verbose=False)
     loader = make_loader(ds, 2, 0, False, torch.device("cpu"), collate)
     shapes = [tuple(imgs.shape[-2:]) for imgs, _, _ in loader]
