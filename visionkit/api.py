@@ -116,6 +116,8 @@ class Model:
             if not isinstance(cfg["backbone"], dict):
                 cfg["backbone"] = {"name": cfg["backbone"]}
             cfg["backbone"]["weights"] = args["weights"]
+        if getattr(self._net, "fixed_size", False):
+            args["rect"] = False  # a static ONNX file takes its square size only
         return args
 
     # -- modes ----------------------------------------------------------------------------------------------------
@@ -164,8 +166,6 @@ class Model:
         data.mean, data.std = tuple(ckpt["mean"]), tuple(ckpt["std"])
         device = select_device(args.get("device"))
         imgsz = int(args.get("imgsz") or ckpt["imgsz"])
-        if getattr(self.net, "fixed_size", False):
-            args["rect"] = False  # a static ONNX file takes its square size only
         ds = task.build_dataset(data, args.get("split", "val"), imgsz, False, args)
         loader = make_loader(ds, int(args["batch"]), int(args["workers"]), False, device, task.collate_fn())
         task.bind(self.net)
@@ -191,8 +191,7 @@ class Model:
         device = select_device(args.get("device"))
         meta = {"names": ckpt["names"], "imgsz": int(args.get("imgsz") or ckpt["imgsz"]),
                 "in_channels": ckpt["in_channels"], "mean": ckpt["mean"], "std": ckpt["std"],
-                # a static ONNX file takes its square size only
-                "rect": bool(args.get("rect", True)) and not getattr(self.net, "fixed_size", False)}
+                "rect": bool(args.get("rect", True))}
         from visionkit.engine.predictor import resolve_sources
 
         resolve_sources(source)  # fail on a bad source before making a run folder

@@ -23,7 +23,8 @@ from torch.utils.flop_counter import FlopCounterMode
 IMAGE_RF = (1.0, 1.0, 0.5)
 GLOBAL = float("inf")
 _GLOBAL_OPS = {"adaptive_avg_pool2d", "adaptive_max_pool2d", "_adaptive_max_pool2d", "adaptive_max_pool2d_with_indices",
-               "scaled_dot_product_attention", "multi_head_attention_forward", "mean", "amax", "amin"}
+               "scaled_dot_product_attention", "multi_head_attention_forward"}
+_REDUCTIONS = {"mean", "amax", "amin", "sum"}  # global only when they reduce the spatial dimensions
 
 
 @dataclass
@@ -99,6 +100,9 @@ def _op_rf(name: str, args, kwargs, inputs, out):
         k, s = arg(1, "weight", None).shape[-1], _pair(arg(3, "stride", 1))
         return rf + (k - 1) * jump / s, jump / s, start
     if name in _GLOBAL_OPS or (name == "linear" and x.dim() == 2):
+        return GLOBAL, jump, start
+    if name in _REDUCTIONS and x.dim() == 4 and isinstance(out, torch.Tensor) \
+            and (out.dim() < 4 or out.shape[-2:].numel() < x.shape[-2:].numel()):
         return GLOBAL, jump, start
     resized = isinstance(out, torch.Tensor) and out.dim() == 4 and x.dim() == 4
     if resized and name in ("interpolate", "upsample", "upsample_nearest2d", "upsample_bilinear2d"):

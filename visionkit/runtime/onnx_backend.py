@@ -78,8 +78,8 @@ class OnnxModel:
                     chunk = np.concatenate([chunk, np.zeros((static - n, *chunk.shape[1:]), chunk.dtype)])
                 parts.append([o[:n] for o in self.session.run(None, {self.input_name: chunk})])
             outs = [np.concatenate(p) for p in zip(*parts)]
-        outs = tuple(torch.from_numpy(np.asarray(o).astype(np.float32) if np.asarray(o).dtype == np.float16
-                                      else np.asarray(o)) for o in outs)
+        outs = [np.asarray(o) for o in outs]
+        outs = tuple(torch.from_numpy(o.astype(np.float32) if o.dtype == np.float16 else o) for o in outs)
         return outs[0] if len(outs) == 1 else outs
 
     @property

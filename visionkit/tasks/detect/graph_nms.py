@@ -7,7 +7,7 @@ traced graph is right for every batch size and image size of a dynamic export.""
 from __future__ import annotations
 
 import torch
-from torchvision.ops import batched_nms
+from torchvision.ops import batched_nms, box_iou
 
 
 class OnnxNMS(torch.autograd.Function):
@@ -81,8 +81,6 @@ def table_problems(table: torch.Tensor, count: torch.Tensor, boxes: torch.Tensor
 
 
 def _image_problems(table, k, boxes, scores, conf, iou, max_det, atol) -> list[str]:
-    from torchvision.ops import box_iou
-
     if not 0 <= k <= max_det or table[k:].any():
         return [f"count {k} out of 0..{max_det} or non-zero rows after it"]
     best = scores.max(-1).values
