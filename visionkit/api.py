@@ -99,7 +99,7 @@ class Model:
     def net(self):
         """The torch module (weights from the checkpoint when there is one)."""
         if self._net is None:
-            self._net = model_from_checkpoint(self.ckpt) if self.ckpt else build_model(self.config)
+            self._net = model_from_checkpoint(self.ckpt, self.ckpt_path) if self.ckpt else build_model(self.config)
         return self._net
 
     def add_callback(self, event: str, fn) -> None:
@@ -253,6 +253,6 @@ class Model:
         check_format(args.get("format", "onnx"))
         args["batch_export"] = int(overrides.get("batch", 1))
         out = self.ckpt_path.with_suffix(".onnx")
-        path = export_onnx(model_from_checkpoint(ckpt), self.task, ckpt, args, out)
+        path = export_onnx(model_from_checkpoint(ckpt, self.ckpt_path), self.task, ckpt, args, out)
         self.save_dir = path.parent
         return path

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from visionkit.errors import UsageError
+from visionkit.limits import MAX_IMGSZ
 
 DEFAULT_CFG_PATH = Path(__file__).with_name("default.yaml")
 
@@ -22,6 +23,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
 BOOL_OR_STR = {"resume", "cache"}
 # keys that accept a bool or one of a fixed set of strings (amp=true picks the dtype, amp=fp16 forces it)
 BOOL_OR_CHOICE: dict[str, tuple[str, ...]] = {"amp": ("bf16", "fp16")}
+# integer keys with a range (null still means "decided by the model or data")
+INT_RANGES: dict[str, tuple[int, int]] = {"imgsz": (1, MAX_IMGSZ)}
 
 
 def load_defaults() -> dict[str, Any]:
@@ -75,6 +78,11 @@ def check_overrides(overrides: dict[str, Any], defaults: dict[str, Any], source:
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
     bad = f"bad value {key}={value!r}: "
+    if value is not None and key in INT_RANGES:
+        low, high = INT_RANGES[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise UsageError(bad + f"expected an integer in {low}..{high}")
+        return value
     if value is None or default is None:
         return value
     if key in BOOL_OR_CHOICE:

@@ -36,6 +36,13 @@ def check_dataset(data: str | Path, verbose: bool = True) -> dict:
     def problem(file, text, severity="error"):
         problems.append({"file": str(file), "problem": text, "severity": severity})
 
+    root = Path(spec["root"]).resolve()
+
+    def escapes(path: Path) -> bool:
+        """True for a path under the dataset folder that resolves outside it (through a symlink)."""
+        path = Path(path).absolute()
+        return path.is_relative_to(root) and not path.resolve().is_relative_to(root)
+
     for split in ("train", "val", "test"):
         if spec.get(split) is None:
             if split != "test":
@@ -50,6 +57,11 @@ def check_dataset(data: str | Path, verbose: bool = True) -> dict:
             problem(spec.get(split), f"split '{split}' has no images")
         for img in files:
             counts[f"{split} images"] += 1
+            for kind, path in (("image", img), ("label file", sidecar_path(img)), ("mask", sidecar_path(img, "masks")),
+                               ("depth map", depth_path(img))):
+                if path is not None and (path.exists() or path.is_symlink()) and escapes(path):
+                    problem(path, f"{kind} leaves the dataset folder through a symlink (to {path.resolve()})",
+                            "warning")
             try:
                 with Image.open(img) as im:
                     im.load()  # a truncated file fails here, not at training time

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 
 from visionkit.data.format import (
-    atomic_dir,
     image_size,
     load_data_yaml,
     read_label_file,
@@ -25,6 +24,7 @@ from visionkit.data.format import (
 )
 from visionkit.data.labelstudio.images import check_relative, inside
 from visionkit.data.labelstudio.regions import fill_polygon
+from visionkit.data.output import atomic_dir, prepare_output, safe_component
 from visionkit.errors import DataError, UsageError
 
 SPLIT_WORDS = ("train", "val", "test")
@@ -67,15 +67,15 @@ def import_coco(src: str | Path | list, images: str | Path, out: str | Path, *, 
     out = Path(out)
     if not images.is_dir():
         raise DataError(f"images folder '{images}' does not exist")
-    if out.exists() and not exist_ok:
-        raise UsageError(f"'{out}' already exists; pass exist_ok=True to replace it, or choose another out=")
+    prepare_output(out, exist_ok, {"images": images, **{f"src[{i}]" if len(files) > 1 else "src": f
+                                                         for i, f in enumerate(files)}})
     cocos = [(f, _load(f)) for f in files]
     cats = sorted({c["id"]: c["name"] for _, coco in cocos for c in coco.loadCats(coco.getCatIds())}.items())
     names = [n for _, n in cats]
     cat_index = {cid: i for i, (cid, _) in enumerate(cats)}
     report: dict[str, Any] = {"source": [str(f) for f in files], "names": names, "images_written": 0,
                               "annotations": Counter(), "skipped": [], "splits": Counter()}
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, exist_ok, written_by="visionkit data import coco") as tmp:
         has_masks = any("segmentation" in a and a["segmentation"] for _, c in cocos for a in c.dataset["annotations"])
         for f, coco in cocos:
             ids = sorted(coco.getImgIds())
@@ -130,7 +130,7 @@ def _import_image(coco, info: dict, split: str, images: Path, root: Path, cat_in
         report["skipped"] += [{"annotation": a, "reason": "its image is missing"} for a in anns]
         return
     w, h = int(info["width"]), int(info["height"])
-    name = Path(file_name).name
+    name = safe_component(Path(file_name).name, f"image file_name (image {info['id']})")
     dst = root / "images" / split / name
     if dst.exists():
         name = f"{Path(name).stem}_{info['id']}{Path(name).suffix}"
@@ -185,21 +185,25 @@ def _polygon_area(p: np.ndarray) -> float:
     return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
 
 
-def export_coco(data: str | Path, out: str | Path, verbose: bool = True) -> list[Path]:
+def export_coco(data: str | Path, out: str | Path, exist_ok: bool = False, verbose: bool = True) -> list[Path]:
     """Write ``instances_<split>.json`` for each split of a dataset (boxes; polygons as segmentation).
 
     ``file_name`` is relative to the split's image folder; bbox is in pixels; category ids are class id + 1.
+    An existing file is overwritten only with ``exist_ok`` (it may be the COCO file the dataset came from).
     """
     spec = load_data_yaml(data)
     names = spec.get("names") or []
     if not names:
         raise DataError(f"'{data}' has no names; COCO export needs the object classes")
     out = Path(out)
+    splits = [s for s in SPLIT_WORDS if spec.get(s) is not None]
+    existing = [out / f"instances_{s}.json" for s in splits if (out / f"instances_{s}.json").exists()]
+    if existing and not exist_ok:
+        raise UsageError(f"{', '.join(map(str, existing))} already exist(s); pass exist_ok=True to overwrite, or "
+                         f"choose another out=")
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for split in SPLIT_WORDS:
-        if spec.get(split) is None:
-            continue
+    for split in splits:
         files = split_images(spec, split)
         base = (spec["root"] / spec[split]) if isinstance(spec[split], str) else spec["root"]
         coco: dict[str, Any] = {"info": {"description": f"exported by visionkit from {data}", "split": split},
@@ -224,7 +228,9 @@ def export_coco(data: str | Path, out: str | Path, verbose: bool = True) -> list
                 coco["annotations"].append(ann)
                 counts[names[cls]] += 1
         path = out / f"instances_{split}.json"
-        path.write_text(json.dumps(coco))
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(coco))
+        os.replace(tmp, path)  # never a half-written file
         written.append(path)
         if verbose:
             print(f"{split}: {len(files)} image(s), {len(coco['annotations'])} annotation(s) → {path}")

@@ -29,7 +29,7 @@ KEYS: dict[str, dict[str, tuple[Any, str]]] = {
         "background": (False, "keep tasks without annotations as background images"),
         "unknown": ("error", "a label missing from the config: error, or add it"),
         "download": (False, "fetch http(s) image URLs"),
-        "exist_ok": (False, "replace out if it exists"),
+        "exist_ok": (False, "replace out if a previous import wrote it (refused when it holds other files)"),
     },
     "import coco": {
         "src": (None, "COCO instances JSON (a list: one per split, named *train*/*val*/*test*)"),
@@ -37,11 +37,12 @@ KEYS: dict[str, dict[str, tuple[Any, str]]] = {
         "out": (None, "output dataset folder"),
         "val": (0.2, "fraction of images in val when src is a single file"),
         "seed": (0, "seed of the split"),
-        "exist_ok": (False, "replace out if it exists"),
+        "exist_ok": (False, "replace out if a previous import wrote it (refused when it holds other files)"),
     },
     "export coco": {
         "data": (None, "dataset data.yaml"),
         "out": (None, "folder for instances_<split>.json"),
+        "exist_ok": (False, "overwrite instances_<split>.json files that exist in out"),
     },
     "check": {"data": (None, "dataset data.yaml")},
     "stats": {
@@ -86,13 +87,14 @@ def import_labelstudio(**overrides) -> dict:
     a = command_args(cmd, overrides)
     _require(a, "src", "out", command=cmd)
     src = str(a["src"])
-    config_xml, headers, base_url = None, {}, None
+    config_xml, headers, base_url, source_paths = None, {}, None, {"config": a["config"]}
     if src.startswith(("http://", "https://")):
         if a["project"] is None:
             raise UsageError("a server import needs project=ID")
         tasks, config_xml, headers = fetch_project(src, int(a["project"]), a["token"])
         base_url, source = src, f"{src} project {a['project']}"
     else:
+        source_paths["src"] = src
         tasks, fmt = load_export(src)
         source = f"{src} ({fmt})"
     if a["config"]:
@@ -101,7 +103,8 @@ def import_labelstudio(**overrides) -> dict:
             raise UsageError(f"config file '{path}' does not exist")
         config_xml = path.read_text()
     return run_import(tasks, a["out"], exist_ok=a["exist_ok"], verbose=a["verbose"], source=source,
-                      config_xml=config_xml, names=_names(a["names"]), images_dir=a["images"],
+                      source_paths=source_paths, config_xml=config_xml, names=_names(a["names"]),
+                      images_dir=a["images"],
                       annotations=a["annotations"], predictions=a["predictions"], background=a["background"],
                       unknown=a["unknown"], val=a["val"], test=a["test"], seed=a["seed"], download=a["download"],
                       headers=headers, base_url=base_url)
@@ -121,7 +124,7 @@ def export_coco(**overrides) -> list[Path]:
 
     a = command_args("export coco", overrides)
     _require(a, "data", "out", command="export coco")
-    return run_export(a["data"], a["out"], verbose=a["verbose"])
+    return run_export(a["data"], a["out"], exist_ok=a["exist_ok"], verbose=a["verbose"])
 
 
 def check(**overrides) -> dict:

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +126,9 @@ def read_label_file(path: Path, num_classes: int | None = None) -> list[tuple[in
         try:
             cls = int(parts[0])
             coords = [float(v) for v in parts[1:]]
-        except ValueError as e:
-            raise DataError(f"{path}:{n}: not a YOLO row ('{line.strip()}'): {e}") from e
+        except ValueError:
+            raise DataError(f"{path}:{n}: not a YOLO row (starts {short_prefix(line)}); expected numbers "
+                            f"'cls cx cy w h' or 'cls x1 y1 x2 y2 ...'") from None
         if len(coords) != 4 and (len(coords) < 6 or len(coords) % 2):
             raise DataError(f"{path}:{n}: expected 'cls cx cy w h' or 'cls x1 y1 x2 y2 x3 y3 ...', got {len(coords)} "
                             f"numbers")
@@ -141,6 +137,12 @@ def read_label_file(path: Path, num_classes: int | None = None) -> list[tuple[in
                             f"data.yaml); fix the row or add the class to names")
         rows.append((cls, coords))
     return rows
+
+
+def short_prefix(text: str, limit: int = 24) -> str:
+    """The first characters of a line, escaped: enough to find it, never a whole line of a file that may not be
+    a label file at all (a symlink to a system file)."""
+    return repr(text.strip()[:limit]) + ("..." if len(text.strip()) > limit else "")
 
 
 def row_to_box(coords: list[float]) -> tuple[float, float, float, float]:
@@ -222,20 +224,3 @@ def split_images(spec: dict[str, Any], split: str) -> list[Path]:
         else:
             raise DataError(f"split '{split}' points to '{p}', which is neither a folder nor a .txt list of images")
     return files
-
-
-@contextmanager
-def atomic_dir(out: Path) -> Iterator[Path]:
-    """A temporary folder beside ``out`` that replaces it when the block succeeds and is removed when it fails,
-    so an import or generation never leaves a half-written dataset."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import yaml
 
-from visionkit.data.format import atomic_dir
+from visionkit.data.output import atomic_dir
 
 NAMES = ("circle", "square", "triangle", "star")
 GENERATOR_VERSION = 2
@@ -114,7 +114,7 @@ def generate_shapes(root: str | Path, n_train: int = 480, n_val: int = 120, size
                     verbose: bool = True) -> Path:
     """Write the shapes dataset under ``root`` (atomically: a temporary folder renamed at the end)."""
     root = Path(root)
-    with atomic_dir(root) as tmp:
+    with atomic_dir(root, exist_ok=True, written_by="visionkit shapes generator") as tmp:
         index = 0
         for split, count in (("train", n_train), ("val", n_val)):
             for sub in ("images", "labels", "masks", "depth"):

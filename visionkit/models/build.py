@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from visionkit.errors import UsageError
+from visionkit.limits import MAX_CLASSES, MAX_IN_CHANNELS
 from visionkit.registry import REGISTRY
 
 
@@ -63,8 +64,11 @@ def normalize_config(config: dict) -> dict:
     cfg["backbone"] = _spec(cfg["backbone"], "backbone")
     cfg["neck"] = _spec(cfg.get("neck") or "identity", "neck")
     cfg["head"] = _spec(cfg["head"], "head")
-    cfg["num_classes"] = int(cfg["num_classes"])
-    cfg["in_channels"] = int(cfg.get("in_channels", 3))
+    for key, default, high in (("num_classes", None, MAX_CLASSES), ("in_channels", 3, MAX_IN_CHANNELS)):
+        value = cfg.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+            raise UsageError(f"model config {key}={value!r}: expected an integer in 1..{high}")
+        cfg[key] = value
     return cfg
 
 

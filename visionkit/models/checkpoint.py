@@ -16,7 +16,8 @@ from typing import Any
 import torch
 import torchvision
 
-from visionkit.errors import CheckpointError
+from visionkit.errors import CheckpointError, VisionkitError
+from visionkit.limits import MAX_CLASSES, MAX_IMGSZ, MAX_IN_CHANNELS
 from visionkit.models.build import VisionModel, build_model
 
 FORMAT = "visionkit-checkpoint"
@@ -67,14 +68,65 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"'{path}' is not a visionkit checkpoint (no format='{FORMAT}' key); for plain "
                               f"backbone weights use weights=PATH instead")
+    check_declared_sizes(ckpt, path)
     if task is not None and ckpt.get("task") != task:
         raise CheckpointError(f"checkpoint '{path}' was trained for task '{ckpt.get('task')}', not '{task}'; "
                               f"run `visionkit {ckpt.get('task')} ...` with it, or pick a {task} checkpoint")
     return ckpt
 
 
-def model_from_checkpoint(ckpt: dict[str, Any]) -> VisionModel:
-    """Rebuild the network from the checkpoint's config through the registry and load its weights."""
+def _bounded_int(value, key: str, low: int, high: int, path) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise CheckpointError(f"checkpoint '{path}' declares {key}={value!r}; expected an integer in {low}..{high} "
+                              f"(the file is corrupt or was not written by visionkit)")
+
+
+def check_declared_sizes(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> None:
+    """Sizes the file declares (classes, channels, image size), checked against sane limits before any of them is
+    used to allocate memory."""
+    config = ckpt.get("model_config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"checkpoint '{path}' has no model_config mapping; it cannot be rebuilt")
+    if not isinstance(ckpt.get("state_dict"), dict):
+        raise CheckpointError(f"checkpoint '{path}' has no state_dict of tensors")
+    _bounded_int(config.get("num_classes"), "model_config.num_classes", 1, MAX_CLASSES, path)
+    _bounded_int(config.get("in_channels", 3), "model_config.in_channels", 1, MAX_IN_CHANNELS, path)
+    if ckpt.get("imgsz") is not None:
+        _bounded_int(ckpt["imgsz"], "imgsz", 1, MAX_IMGSZ, path)
+    if ckpt.get("in_channels") is not None:
+        _bounded_int(ckpt["in_channels"], "in_channels", 1, MAX_IN_CHANNELS, path)
+    names = ckpt.get("names")
+    if names is not None and (not isinstance(names, list) or len(names) > MAX_CLASSES):
+        raise CheckpointError(f"checkpoint '{path}' has a names entry that is not a list of at most {MAX_CLASSES} "
+                              f"class names")
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> VisionModel:
+    """Rebuild the network from the checkpoint's config through the registry and load its weights.
+
+    The network is first built on the meta device (no memory) and its tensor shapes compared with the file's, so
+    a config that describes a far larger network than the tensors it carries fails before anything is allocated."""
+    check_declared_sizes(ckpt, path)
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(ckpt["model_config"])
+    except VisionkitError:
+        raise
+    except Exception as e:
+        raise CheckpointError(f"checkpoint '{path}': its model_config cannot be built: {type(e).__name__}: "
+                              f"{str(e)[:300]}") from e
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if isinstance(v, torch.Tensor)}
+    if expected != stored:
+        missing = sorted(set(expected) - set(stored))
+        extra = sorted(set(stored) - set(expected))
+        shaped = [k for k in sorted(set(expected) & set(stored)) if expected[k] != stored[k]]
+        detail = "; ".join(part for part in (
+            f"missing {missing[:3]}" if missing else "", f"unexpected {extra[:3]}" if extra else "",
+            (f"{shaped[0]} is {list(stored[shaped[0]])} in the file but {list(expected[shaped[0]])} in the config"
+             + (f" (and {len(shaped) - 1} more)" if len(shaped) > 1 else "")) if shaped else "") if part)
+        raise CheckpointError(f"checkpoint '{path}': its tensors do not fit its model_config ({detail}); the file "
+                              f"is corrupt or was edited")
     net = build_model(ckpt["model_config"])
     net.load_state_dict(ckpt["state_dict"])
     return net.eval()

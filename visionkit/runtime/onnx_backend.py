@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from visionkit.errors import CheckpointError, UsageError
+from visionkit.limits import MAX_CLASSES, MAX_IMGSZ, MAX_IN_CHANNELS
 
 
 class OnnxModel:
@@ -33,7 +34,11 @@ class OnnxModel:
             raise CheckpointError(f"onnxruntime cannot load '{path}': {e}") from e
         self.path = path
         raw = self.session.get_modelmeta().custom_metadata_map
-        self.meta = self._meta(raw, overrides or {}, path)
+        try:
+            self.meta = self._meta(raw, overrides or {}, path)
+        except (ValueError, TypeError, KeyError) as e:  # metadata values that are not what visionkit writes
+            raise CheckpointError(f"'{path}' has malformed visionkit metadata: {type(e).__name__}: {e}") from e
+        self._check_sizes(path)
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
 
@@ -61,6 +66,27 @@ class OnnxModel:
             "graph_nms": json.loads(raw["nms"]) if "nms" in raw else None,
         }
         return meta
+
+    def _check_sizes(self, path: Path) -> None:
+        """Sizes from the metadata are used to allocate input batches: bound them, and match them with the graph."""
+        meta = self.meta
+        for key, value, high in (("imgsz", meta["imgsz"], MAX_IMGSZ), ("in_channels", meta["in_channels"],
+                                                                         MAX_IN_CHANNELS)):
+            if not 1 <= value <= high:
+                raise CheckpointError(f"'{path}' declares {key}={value} in its metadata; expected 1..{high} (the "
+                                      f"file is corrupt or was edited)")
+        if len(meta["names"]) > MAX_CLASSES:
+            raise CheckpointError(f"'{path}' lists {len(meta['names'])} class names; at most {MAX_CLASSES} are read")
+        shape = self.session.get_inputs()[0].shape
+        if len(shape) != 4:
+            raise CheckpointError(f"'{path}' takes an input of shape {shape}; visionkit feeds (batch, C, H, W)")
+        fixed = [d for d in shape[1:] if isinstance(d, int)]
+        if isinstance(shape[1], int) and shape[1] != meta["in_channels"]:
+            raise CheckpointError(f"'{path}': its metadata says in_channels={meta['in_channels']} but the graph "
+                                  f"takes {shape[1]} channels")
+        if len(fixed) == 3 and meta["imgsz"] not in shape[2:]:
+            raise CheckpointError(f"'{path}': its metadata says imgsz={meta['imgsz']} but the graph takes "
+                                  f"{shape[2]}×{shape[3]} images")
 
     def __call__(self, x: torch.Tensor):
         half = self.session.get_inputs()[0].type == "tensor(float16)"  # exported with half=True

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from visionkit.data.format import atomic_dir, image_size, write_data_yaml, write_label_file, write_mask
+from visionkit.data.format import image_size, write_data_yaml, write_label_file, write_mask
 from visionkit.data.labelstudio import images as img_refs
 from visionkit.data.labelstudio.config import Control, choice_classes, object_classes, parse_label_config
 from visionkit.data.labelstudio.regions import (
@@ -34,7 +34,9 @@ from visionkit.data.labelstudio.regions import (
     rectangle_corners,
 )
 from visionkit.data.labelstudio.rle import decode_brush_mask
+from visionkit.data.output import UnsafeNameError, atomic_dir, prepare_output, safe_component
 from visionkit.errors import DataError, UsageError
+from visionkit.limits import MAX_IMAGE_PIXELS
 
 POLICIES = ("ground_truth", "latest", "first", "all", "merge")
 REGION_TYPES = ("rectanglelabels", "polygonlabels", "brushlabels", "choices", "keypointlabels")
@@ -102,6 +104,8 @@ class LabelStudioImport:
         else:
             self.names, self.names_from = [], "first appearance"
         self.choice_names = choice_classes(self.controls)
+        for c in self.choice_names:  # each becomes a folder of the classification view
+            safe_component(c, "choice in the labeling config")
         self.fixed_names = self.names_from != "first appearance"
 
     # -- classes --
@@ -209,6 +213,11 @@ class LabelStudioImport:
                 if control is not None and control.type != "choices":
                     self.report.skip(tid, origin, r, f"from_name '{r.get('from_name')}' is not a Choices tag")
                     continue
+                try:  # a choice becomes a folder of the classification view
+                    safe_component(label, "choice")
+                except UnsafeNameError as e:
+                    self.report.skip(tid, origin, r, str(e))
+                    continue
                 self._class_id(label, tid, choices=True)
                 if sample.choice is not None and sample.choice != label:
                     self.report.skip(tid, origin, r, f"a second choice '{label}' (already '{sample.choice}'): "
@@ -239,7 +248,11 @@ class LabelStudioImport:
                     self.report.skip(tid, origin, r, f"brush format '{value.get('format')}' is not rle")
                     continue
                 oh, ow = r.get("original_height") or h, r.get("original_width") or w
-                alpha = decode_brush_mask(value["rle"], oh, ow)
+                try:
+                    alpha = self._brush_alpha(value.get("rle"), oh, ow, (w, h))
+                except DataError as e:
+                    self.report.skip(tid, origin, r, str(e))
+                    continue
                 if (ow, oh) != (w, h):
                     import cv2
 
@@ -248,12 +261,24 @@ class LabelStudioImport:
                 sample.regions.append(("brush", cls, alpha >= 128))
             self.report.written[rtype][label] += 1
 
+    @staticmethod
+    def _brush_alpha(rle, oh, ow, image_size: tuple[int, int]) -> np.ndarray:
+        """The brush's alpha channel at its declared size, checked against the image before decoding."""
+        if not (isinstance(oh, int) and isinstance(ow, int)) or oh <= 0 or ow <= 0:
+            raise DataError(f"brush region declares original size {ow!r}×{oh!r}; expected positive integers")
+        if (ow, oh) != image_size and ow * oh > MAX_IMAGE_PIXELS:
+            raise DataError(f"brush region declares an original size of {ow}×{oh} for a {image_size[0]}×"
+                            f"{image_size[1]} image, larger than any image visionkit reads")
+        if rle is None:
+            raise DataError("brush region has no 'rle' value")
+        return decode_brush_mask(rle, oh, ow)
+
     # -- the whole import --
     def run(self, tasks: list[dict], out: str | Path, exist_ok: bool = False, verbose: bool = True,
-            source: str = "") -> dict:
-        out = Path(out)
-        if out.exists() and not exist_ok:
-            raise UsageError(f"'{out}' already exists; pass exist_ok=True to replace it, or choose another out=")
+            source: str = "", source_paths: dict[str, str | Path | None] | None = None) -> dict:
+        """``source_paths``: files and folders the import reads besides ``images=`` (the export file, the
+        config), which ``out`` must stay clear of."""
+        out = prepare_output(out, exist_ok, {"images": self.images_dir, **(source_paths or {})})
         rep = self.report
         tasks = sorted(tasks, key=lambda t: (str(type(t.get("id"))), t.get("id") or 0))
         rep.tasks_read = len(tasks)
@@ -270,7 +295,7 @@ class LabelStudioImport:
                             f"a usable annotation and image ({reasons or 'no tasks'}; background=True keeps "
                             f"unannotated tasks)")
         self._name_and_split(samples)
-        with atomic_dir(out) as tmp:
+        with atomic_dir(out, exist_ok, written_by="visionkit data import labelstudio") as tmp:
             report = self._write(samples, tmp, source)
         if verbose:
             print(format_report(report, out))
@@ -340,6 +365,7 @@ class LabelStudioImport:
             # two different images with one base name must not overwrite each other
             s.name = f"{stem}_t{s.task_id}{s.suffix}{ext}" if counts[s.ref.name] > 1 and not s.suffix else \
                 f"{stem}{s.suffix}{ext}"
+            safe_component(s.name, f"image name (task {s.task_id})")  # task and annotation ids come from the file
         names = Counter(s.name for s in samples)
         dupes = [n for n, c in names.items() if c > 1]
         if dupes:
@@ -461,6 +487,8 @@ def format_report(report: dict, out: Path) -> str:
 
 
 def import_labelstudio(tasks: list[dict], out: str | Path, *, exist_ok: bool = False, verbose: bool = True,
-                       source: str = "", **options) -> dict:
+                       source: str = "", source_paths: dict[str, str | Path | None] | None = None,
+                       **options) -> dict:
     """Import Label Studio tasks (full JSON export format) into a dataset folder; returns the report."""
-    return LabelStudioImport(**options).run(tasks, out, exist_ok=exist_ok, verbose=verbose, source=source)
+    return LabelStudioImport(**options).run(tasks, out, exist_ok=exist_ok, verbose=verbose, source=source,
+                                            source_paths=source_paths)

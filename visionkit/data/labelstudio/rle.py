@@ -30,8 +30,14 @@ class _Bits:
         return value
 
 
-def decode_rle(rle: list[int] | bytes) -> np.ndarray:
-    """The flat uint8 values packed in ``rle``."""
+HEADER_BITS = 32 + 5 + 4 * 4
+
+
+def decode_rle(rle: list[int] | bytes, expected: int | None = None) -> np.ndarray:
+    """The flat values packed in ``rle``. The count the header declares is checked before anything is allocated:
+    it must equal ``expected`` (when given) and fit in what the stream's length can encode."""
+    if isinstance(rle, str) or not isinstance(rle, (list, tuple, bytes, bytearray)):
+        raise DataError(f"brush RLE must be a list of byte values 0-255, got {type(rle).__name__}")
     try:
         stream = _Bits(bytes(rle))
     except (ValueError, TypeError) as e:
@@ -39,6 +45,14 @@ def decode_rle(rle: list[int] | bytes) -> np.ndarray:
     count = stream.read(32)
     word = stream.read(5) + 1
     widths = [stream.read(4) + 1 for _ in range(4)]
+    if expected is not None and count != expected:
+        raise DataError(f"brush RLE declares {count} values, but the region's size needs {expected} "
+                        f"(original_height × original_width × RGBA)")
+    # a chunk of at least 3 + min(widths) + word bits yields at most 2**max(widths) values
+    chunks = (len(stream.bits) - HEADER_BITS) // (3 + min(widths) + word)
+    if count > chunks * 2 ** max(widths):
+        raise DataError(f"brush RLE declares {count} values, more than its {len(stream.bits) // 8} bytes can "
+                        f"encode (corrupt or not an RLE mask)")
     out = np.zeros(count, dtype=np.uint8 if word <= 8 else np.uint32)
     x = 0
     while x < count:
@@ -57,8 +71,5 @@ def decode_rle(rle: list[int] | bytes) -> np.ndarray:
 
 def decode_brush_mask(rle: list[int] | bytes, height: int, width: int) -> np.ndarray:
     """The alpha channel (H, W) uint8 of a brush region."""
-    flat = decode_rle(rle)
-    if flat.size != height * width * 4:
-        raise DataError(f"brush RLE holds {flat.size} values, expected {height}×{width}×4 = {height * width * 4} "
-                        f"(original_height × original_width × RGBA)")
+    flat = decode_rle(rle, expected=height * width * 4)
     return flat.reshape(height, width, 4)[..., 3].astype(np.uint8)
