@@ -22,9 +22,6 @@ from visionkit.models.build import build_model
 from visionkit.models.checkpoint import load_checkpoint, model_from_checkpoint
 from visionkit.registry import REGISTRY
 
-TASKS_HEAD = {"classify": "linear", "detect": "yolo"}  # the head a bare backbone gets for each task
-TASKS_NECK = {"classify": "identity", "detect": "pan"}
-
 
 class Model:
     """A model for one task: a preset name, a backbone name, a model YAML/dict, or a checkpoint path."""
@@ -65,7 +62,8 @@ class Model:
             self.config = self._from_name(str(model))
         cfg_task = self.config.get("task")
         if task is not None and cfg_task is not None and cfg_task != task:
-            raise UsageError(f"model '{model}' is a {cfg_task} model, not {task}; pick a {task} model "
+            named = model if model is not None else f"{self._task(task).default_model}' (the task's default_model"
+            raise UsageError(f"model '{named}' is a {cfg_task} model, not {task}; pick a {task} model "
                              f"(`visionkit models model`)")
         self.task_name = task or cfg_task
         if self.task_name is None:
@@ -76,10 +74,8 @@ class Model:
     def _from_name(self, name: str) -> dict:
         if REGISTRY.contains("model", name):
             return REGISTRY.build("model", name)
-        if REGISTRY.contains("backbone", name):
-            task = self.task_name or "classify"
-            return {"task": task, "num_classes": 10, "backbone": {"name": name}, "neck": {"name": TASKS_NECK[task]},
-                    "head": {"name": TASKS_HEAD[task]}}
+        if REGISTRY.contains("backbone", name):  # a bare backbone gets the task's default neck and head
+            return self._task(self.task_name or "classify").bare_model_config(name)  # alone, it classifies
         REGISTRY.get("model", name)  # raises with close matches
         raise AssertionError
 
@@ -107,7 +103,7 @@ class Model:
         self.callbacks.add(event, fn)
 
     def _args(self, overrides: dict[str, Any]) -> dict[str, Any]:
-        args = resolve(overrides)
+        args = resolve(overrides, self.task.keys)
         cfg = self.config
         for part in ("backbone", "neck", "head"):
             if args.get(part):
@@ -212,7 +208,7 @@ class Model:
         task = self.task
         data = task.resolve_data(args)
         if self.ckpt is None:
-            self.config["num_classes"], self.config["in_channels"] = len(data.names), data.channels
+            self.config["num_classes"], self.config["in_channels"] = task.num_outputs(data), data.channels
         net = self.net
         imgsz = resolve_imgsz(args, self.config, data.native_imgsz, net.stride)
         device = select_device(args.get("device"))

@@ -6,15 +6,15 @@ The CLI only parses and calls the Python API (visionkit.api.Model).
 from __future__ import annotations
 
 import difflib
+import json
 import sys
 
 from visionkit.errors import UsageError, VisionkitError
 
 MODES = ("train", "val", "predict", "export", "lrfind")
-TASK_NAMES = ("detect", "segment", "depth", "classify")
 
 USAGE = """usage:
-  visionkit TASK MODE [key=value ...]     TASK: detect, segment, depth, classify
+  visionkit TASK MODE [key=value ...]     TASK: a registered task (`visionkit models task` lists them)
                                           MODE: train, val, predict, export, lrfind
   visionkit data import labelstudio src=export.json images=DIR out=datasets/NAME [config=label_config.xml]
   visionkit data import labelstudio src=http://host:8080 project=ID token=... out=datasets/NAME
@@ -43,18 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     if head == "version":
         return _version()
     if head == "cfg":
-        from visionkit.cfg import DEFAULT_CFG_PATH
-
-        print(DEFAULT_CFG_PATH.read_text())
-        return 0
+        return _cfg()
     if head == "models":
         return _models(rest)
     if head == "data":
         return _data(rest)
     if head in MODES:  # `visionkit export model=best.pt`: the task comes from the checkpoint
         return _run(None, head, rest)
-    if head not in TASK_NAMES:
-        close = difflib.get_close_matches(head, TASK_NAMES + MODES + ("models", "cfg", "version"), n=1)
+    from visionkit.registry import REGISTRY
+
+    tasks = tuple(REGISTRY.available("task"))  # built-ins and plugins alike
+    if head not in tasks:
+        close = difflib.get_close_matches(head, tasks + MODES + ("models", "cfg", "version", "data"), n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise UsageError(f"unknown command '{head}'.{hint} Run `visionkit help`.")
     if not rest or "=" in rest[0]:
@@ -68,17 +68,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(task: str | None, mode: str, rest: list[str]) -> int:
-    from visionkit.cfg import parse_kv, resolve
+    from visionkit.cfg import check_shared, parse_kv, resolve
 
     overrides = parse_kv(rest)
-    resolve(overrides)  # every key and value checked before torch is even imported
+    check_shared(overrides)  # shared keys' values checked before torch is even imported
+    if task is not None:  # the task's own keys too, and an unknown key gets its did-you-mean
+        from visionkit.registry import REGISTRY
+
+        resolve(overrides, REGISTRY.get("task", task).keys)
 
     from visionkit.api import Model
-    from visionkit.registry import REGISTRY
 
-    if task is not None and not REGISTRY.contains("task", task):
-        raise UsageError(f"task '{task}' is not available in this release; available: "
-                         f"{', '.join(REGISTRY.available('task'))}")
     model_spec = overrides.pop("model", None)
     if task is None and not model_spec:
         raise UsageError(f"`visionkit {mode}` needs model=PATH (a checkpoint that names its task)")
@@ -143,6 +143,21 @@ def _data(rest: list[str]) -> int:
     result = COMMANDS[name](**overrides)
     if name == "check" and result["errors"]:
         return 1
+    return 0
+
+
+def _cfg() -> int:
+    """Every shared key (cfg/default.yaml), then each task's own keys."""
+    from visionkit.cfg import DEFAULT_CFG_PATH
+    from visionkit.registry import REGISTRY
+
+    print(DEFAULT_CFG_PATH.read_text().rstrip())
+    for name in REGISTRY.available("task"):
+        keys = REGISTRY.get("task", name).keys
+        if keys:
+            print(f"\n# --- {name}: keys of this task only " + "-" * max(0, 80 - len(name)))
+            for key, (default, comment) in keys.items():
+                print(f"{f'{key}: {json.dumps(default)}':<23} # {comment}")  # JSON values are valid YAML
     return 0
 
 

@@ -8,6 +8,7 @@ import torch
 
 from tests.conftest import TINY, mixed_aspect_dataset, run_cli
 from visionkit import Model
+from visionkit.cfg import resolve
 from visionkit.data.format import read_label_file
 from visionkit.errors import DataError
 from visionkit.tasks.detect.dataset import DetectionDataset, collate, load_labels
@@ -97,7 +98,8 @@ def _dataset(shapes_root, tmp_path, train=True, **kw):
     if not root.exists():
         shutil.copytree(shapes_root, root, ignore=shutil.ignore_patterns("classify", "*.cache.json"))
     files = sorted((root / "images/train").glob("*.jpg"))
-    args = {"mosaic": 1.0, "degrees": 5.0, "translate": 0.1, "scale": 0.5, "fliplr": 0.5, **kw}
+    args = {**resolve({}), "mosaic": 1.0, "degrees": 5.0, "translate": 0.1, "scale": 0.5, "fliplr": 0.5, "flipud": 0.0,
+            **kw}
     return root, DetectionDataset(files, ["circle", "square", "triangle", "star"], 64, train, args,
                                   cache_dir=root / "labels/train", verbose=False)
 
@@ -218,7 +220,7 @@ def test_loss_falls_when_overfitting_one_batch(shapes_root, tmp_path):
     b = task.preprocess_batch(batch, torch.device("cpu"))
     losses = []
     for _ in range(15):
-        loss, _ = task.loss(net(b["img"]), b, {})
+        loss, _ = task.loss(net(b["img"]), b, resolve({}, task.keys))
         opt.zero_grad()
         loss.backward()
         opt.step()

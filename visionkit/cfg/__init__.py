@@ -126,9 +126,23 @@ def load_cfg_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def resolve(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Defaults, then ``cfg=FILE`` values, then ``overrides``; every value checked."""
+def task_defaults(task_keys: dict[str, tuple[Any, str]] | None) -> dict[str, Any]:
+    """The shared defaults plus a task's own keys (a task may also change a shared key's default)."""
+    return {**load_defaults(), **{k: default for k, (default, _) in (task_keys or {}).items()}}
+
+
+def check_shared(overrides: dict[str, Any]) -> None:
+    """Check the values of the shared keys in ``overrides`` (the rest may be a task's own keys, checked once the
+    task is known): lets the CLI refuse a bad value before it imports torch."""
     defaults = load_defaults()
+    check_overrides({k: v for k, v in overrides.items() if k in defaults}, defaults)
+
+
+def resolve(overrides: dict[str, Any] | None = None,
+            task_keys: dict[str, tuple[Any, str]] | None = None) -> dict[str, Any]:
+    """Defaults (shared and ``task_keys``), then ``cfg=FILE`` values, then ``overrides``; every key and value
+    checked, an unknown key with a did-you-mean."""
+    defaults = task_defaults(task_keys)
     overrides = dict(overrides or {})
     merged = dict(defaults)
     cfg_file = overrides.get("cfg")

@@ -37,7 +37,7 @@ def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: dict[str, Any], ou
     """Write ``out`` (.onnx) and verify it; returns the path."""
     import onnx
 
-    stride = max(getattr(net.backbone, "strides", (1,)))
+    stride = net.stride
     imgsz = int(args.get("imgsz") or ckpt["imgsz"])
     if imgsz % stride:
         rounded = math.ceil(imgsz / stride) * stride

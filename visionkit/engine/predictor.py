@@ -88,11 +88,14 @@ class _Outputs:
                     self.writer = cv2.VideoWriter(str(self.save_dir / f"{stem}.mp4"),
                                                   cv2.VideoWriter_fourcc(*"mp4v"), fps or 30.0, (w, h))
                 self.writer.write(drawn)
-        if self.args.get("save_txt") and self.save_dir is not None:
+        if self.save_dir is None:
+            return
+        stem = item.stem if isinstance(item, Path) else Path(name.replace("#", "_")).stem
+        if self.args.get("save_txt"):
             labels = self.save_dir / "labels"
             labels.mkdir(exist_ok=True)
-            stem = item.stem if isinstance(item, Path) else Path(name.replace("#", "_")).stem
             (labels / f"{stem}.txt").write_text("".join(r + "\n" for r in self.task.yolo_rows(result)))
+        self.task.save_result(item, result, self.save_dir, stem, self.args)
 
     def close(self) -> None:
         if self.writer is not None:

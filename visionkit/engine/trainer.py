@@ -94,7 +94,7 @@ class Trainer:
         self.data = self.task.resolve_data(a)
         cfg = self.model_config
         if self.resume_ckpt is None:
-            cfg["num_classes"] = len(self.data.names)
+            cfg["num_classes"] = self.task.num_outputs(self.data)
             cfg["in_channels"] = self.data.channels
             cfg["task"] = self.task.name
         self.memory_format = torch.channels_last if a.get("channels_last", True) else torch.contiguous_format
@@ -182,10 +182,11 @@ class Trainer:
                 row.update(self.metrics)
                 self.callbacks.run("on_val_end", self)
                 fitness = self.metrics[self.last_metrics_obj.fitness_key]
-            else:
+                improved = self.last_metrics_obj.improved(fitness, self.best_fitness)
+            else:  # no validation: the lowest training loss is best (stored negated, as before)
                 fitness = -self.loss
+                improved = self.best_fitness is None or fitness > self.best_fitness
             row.update({"lr": self.optimizer.param_groups[0]["lr"], "epoch_s": time.time() - t0})
-            improved = self.best_fitness is None or fitness > self.best_fitness
             if improved:
                 self.best_fitness, stale = fitness, 0
             else:

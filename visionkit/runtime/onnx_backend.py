@@ -1,5 +1,6 @@
 """An exported ONNX file run by onnxruntime, callable like the PyTorch network it came from: same input tensor
-(pre-processing is shared), outputs as torch tensors for the task's post-processing."""
+(pre-processing is shared), outputs as torch tensors for the task's post-processing. It knows no task: the
+metadata a task wrote (through its export wrapper's ``metadata``) is passed on as ``meta["metadata"]``."""
 
 from __future__ import annotations
 
@@ -49,6 +50,9 @@ class OnnxModel:
             if missing:
                 raise UsageError(f"'{path}' has no visionkit metadata (not exported by visionkit); pass "
                                  f"{', '.join(k + '=' for k in missing)} to use it anyway")
+        if raw.get("task") and overrides.get("task") and overrides["task"] != raw["task"]:
+            raise UsageError(f"'{path}' is a {raw['task']} model, not {overrides['task']}; run `visionkit "
+                             f"{raw['task']} ...` with it")
         names = overrides.get("names") or json.loads(raw.get("names", "[]"))
         if isinstance(names, str):
             names = [n.strip() for n in names.split(",")]
@@ -62,8 +66,7 @@ class OnnxModel:
             "std": json.loads(raw.get("std", json.dumps([1.0] * channels))),
             "model_config": json.loads(raw["model_config"]) if "model_config" in raw else None,
             "data": None,
-            # detectors exported with nms=True: the thresholds baked into the graph
-            "graph_nms": json.loads(raw["nms"]) if "nms" in raw else None,
+            "metadata": dict(raw),  # everything the file says; a task reads its own keys (e.g. detect's "nms")
         }
         return meta
 

@@ -25,9 +25,17 @@ class DataInfo:
 
 
 class Metrics:
-    """Accumulates predictions over a validation pass."""
+    """Accumulates predictions over a validation pass. ``fitness_key`` names the metric that picks best.pt;
+    ``higher_is_better`` says which way it improves (an error such as depth's AbsRel improves downwards)."""
 
     fitness_key = "fitness"
+    higher_is_better = True
+
+    def improved(self, value: float, best: float | None) -> bool:
+        """True when ``value`` of the fitness metric beats ``best`` (None: nothing to beat yet)."""
+        if best is None:
+            return True
+        return value > best if self.higher_is_better else value < best
 
     def update(self, outputs: Any, batch: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -44,11 +52,33 @@ class Metrics:
 
 
 class Task:
-    """Base class; subclasses are registered with ``@register("task", NAME)``."""
+    """Base class; subclasses are registered with ``@register("task", NAME)``.
+
+    A task declares everything shared code would otherwise have to know about it: its default model and data, the
+    neck and head a bare backbone gets and the backbone strides that head needs, its own settings keys, and how
+    many outputs its head has for a dataset. A new task is added by adding files; nothing shared changes."""
 
     name: str = ""
     default_model: str = ""
     default_data: str = ""
+    default_neck: str = "identity"  # neck and head a bare backbone (model=resnet18) gets for this task
+    default_head: str = ""
+    backbone_strides: tuple[int, ...] | None = None  # strides the default head reads (None: the backbone's default)
+    # task-specific settings: key → (default, one-line comment); merged with cfg/default.yaml, checked the same way
+    keys: dict[str, tuple[Any, str]] = {}
+
+    def bare_model_config(self, backbone: str) -> dict[str, Any]:
+        """The model config of a registered backbone with this task's default neck and head. ``num_classes`` is a
+        placeholder until training sets it from the data (:meth:`num_outputs`)."""
+        spec: dict[str, Any] = {"name": backbone}
+        if self.backbone_strides is not None:
+            spec["out_strides"] = list(self.backbone_strides)
+        return {"task": self.name, "num_classes": 1, "backbone": spec, "neck": {"name": self.default_neck},
+                "head": {"name": self.default_head}}
+
+    def num_outputs(self, data: DataInfo) -> int:
+        """What the head's ``num_classes`` must be for ``data`` (the number of classes; 1 for a depth map)."""
+        return len(data.names)
 
     def resolve_data(self, args: dict[str, Any]) -> DataInfo:
         raise NotImplementedError
@@ -105,3 +135,7 @@ class Task:
     def yolo_rows(self, result: dict) -> list[str]:
         """Rows for ``save_txt=True`` (tasks without a text form return none)."""
         return []
+
+    def save_result(self, item, result: dict, save_dir: Path, stem: str, args: dict[str, Any]) -> None:
+        """Write this task's per-image files for ``predict`` (class-id masks, depth maps, ...) under ``save_dir``,
+        named after ``stem``; called for every image or video frame. The default writes nothing."""

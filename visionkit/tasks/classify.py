@@ -110,6 +110,7 @@ class ClassifyTask(Task):
     name = "classify"
     default_model = "mnist-tiny"
     default_data = "shapes"
+    default_head = "linear"
 
     # -- data ---------------------------------------------------------------------------------------------------
     def resolve_data(self, args: dict[str, Any]) -> DataInfo:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,11 @@ from torchvision.ops import batched_nms
 
 from visionkit.data.format import load_data_yaml, sidecar_path, split_images
 from visionkit.data.synthetic import ensure_shapes
+from visionkit.data.transforms import letterbox, rect_shapes
 from visionkit.errors import DataError
 from visionkit.registry import register
 from visionkit.tasks.base import DataInfo, Task
-from visionkit.tasks.detect.dataset import DetectionDataset, collate, letterbox, rect_shapes
+from visionkit.tasks.detect.dataset import DetectionDataset, collate
 from visionkit.tasks.detect.loss import DetectionLoss
 from visionkit.tasks.detect.metrics import DetectMetrics
 
@@ -66,6 +68,13 @@ class DetectTask(Task):
     name = "detect"
     default_model = "yolo-n"
     default_data = "shapes"
+    default_neck = "pan"
+    default_head = "yolo"
+    keys = {
+        "box": (7.5, "CIoU box loss gain"),
+        "cls": (0.5, "classification (BCE) loss gain"),
+        "dfl": (1.5, "distribution focal loss gain"),
+    }
 
     def __init__(self):
         self.head = None
@@ -126,7 +135,9 @@ class DetectTask(Task):
     # -- model-bound pieces -----------------------------------------------------------------------------------------
     def bind(self, model) -> None:
         self.head = getattr(model, "head", None)  # an exported file (runtime backend) has none
-        self.graph_nms = (getattr(model, "meta", None) or {}).get("graph_nms")  # a file exported with nms=True
+        # a file exported with nms=True carries the thresholds baked into its graph
+        baked = ((getattr(model, "meta", None) or {}).get("metadata") or {}).get("nms")
+        self.graph_nms = json.loads(baked) if baked else None
         self.loss_fn = None
 
     def export_wrapper(self, net, args: dict[str, Any]):
@@ -161,8 +172,7 @@ class DetectTask(Task):
 
     def loss(self, outputs, batch: dict[str, Any], args: dict[str, Any]):
         if self.loss_fn is None:
-            self.loss_fn = DetectionLoss(self.head, float(args.get("box", 7.5)), float(args.get("cls", 0.5)),
-                                         float(args.get("dfl", 1.5)))
+            self.loss_fn = DetectionLoss(self.head, float(args["box"]), float(args["cls"]), float(args["dfl"]))
         total, parts = self.loss_fn(outputs, batch["targets"], tuple(batch["img"].shape[-2:]))
         return total, {"loss": float(total.detach()) / batch["img"].shape[0], **parts}
 
@@ -176,12 +186,14 @@ class DetectTask(Task):
 
     @staticmethod
     def _to_original(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, meta: dict) -> dict:
-        """Letterboxed input pixels → original image pixels, clipped."""
+        """Letterboxed input pixels → original image pixels, clipped. ``meta["scale"]`` is (x, y): an image
+        resized before the letterbox has a rounded short side, so its two axes scale slightly differently."""
         h0, w0 = meta["shape"]
         left, top = meta["pad"]
         b = boxes.float().cpu().numpy().copy()
-        b[:, [0, 2]] = ((b[:, [0, 2]] - left) / meta["scale"]).clip(0, w0)
-        b[:, [1, 3]] = ((b[:, [1, 3]] - top) / meta["scale"]).clip(0, h0)
+        sx, sy = meta["scale"]
+        b[:, [0, 2]] = ((b[:, [0, 2]] - left) / sx).clip(0, w0)
+        b[:, [1, 3]] = ((b[:, [1, 3]] - top) / sy).clip(0, h0)
         return {"boxes": b, "scores": scores.float().cpu().numpy(), "classes": classes.cpu().numpy()}
 
     # -- prediction -----------------------------------------------------------------------------------------------
@@ -193,7 +205,7 @@ class DetectTask(Task):
         for img in images:
             lb, r, pad = letterbox(img, size)
             batch.append(torch.from_numpy(np.ascontiguousarray(lb[..., ::-1].transpose(2, 0, 1))).float() / 255)
-            context.append({"shape": img.shape[:2], "scale": r, "pad": pad})
+            context.append({"shape": img.shape[:2], "scale": (r, r), "pad": pad})
         return torch.stack(batch), context
 
     def postprocess(self, outputs, context: list, args: dict[str, Any], names: list[str]) -> list[dict]:
