@@ -12,6 +12,7 @@ from visionkit.data.format import (
     depth_path,
     image_size,
     load_data_yaml,
+    mask_names,
     read_depth,
     read_label_file,
     read_mask,
@@ -28,8 +29,7 @@ def check_dataset(data: str | Path, verbose: bool = True) -> dict:
     """Returns {'problems': [{'file', 'problem', 'severity'}], 'counts': {...}, 'errors': n, 'warnings': n}."""
     spec = load_data_yaml(data)
     names = spec.get("names") or []
-    mask_names = spec.get("mask_names") or ["background", *names]
-    n_mask = len(mask_names)
+    n_mask = len(mask_names(spec))
     problems: list[dict] = []
     counts: Counter = Counter()
 

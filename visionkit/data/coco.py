@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from visionkit.data.format import (
+    fill_polygon,
     image_size,
     load_data_yaml,
     read_label_file,
@@ -23,7 +24,6 @@ from visionkit.data.format import (
     write_mask,
 )
 from visionkit.data.labelstudio.images import check_relative, inside
-from visionkit.data.labelstudio.regions import fill_polygon
 from visionkit.data.output import atomic_dir, prepare_output, safe_component
 from visionkit.errors import DataError, UsageError
 

@@ -158,6 +158,34 @@ def row_to_box(coords: list[float]) -> tuple[float, float, float, float]:
 IGNORE_INDEX = 255
 
 
+BACKGROUND_NAMES = ("background", "bg", "_background_", "__background__")
+
+
+def mask_names(spec: dict[str, Any]) -> list[str]:
+    """What the values of a dataset's masks mean (the one rule every reader and writer follows): data.yaml's
+    ``mask_names`` when given; else ``[background, *names]``, so 0 = background and 1 + class id = that class (what
+    importers write, what polygon rows rasterise to); unless ``names`` already starts with a background class
+    (``background``, ``bg``, ``_background_``), then ``names`` themselves (value = class id, the layout of
+    mask-only semantic datasets)."""
+    if spec.get("mask_names"):
+        return names_list(spec["mask_names"], spec.get("yaml_file", "data.yaml"))
+    names = list(spec.get("names") or [])
+    if names and str(names[0]).lower() in BACKGROUND_NAMES:
+        return names
+    return ["background", *names]
+
+
+def fill_polygon(mask, pixels, value: int) -> None:
+    """Paint ``value`` inside a polygon given in pixel coordinates. Coordinates are continuous (pixel i spans
+    [i, i+1)) while cv2 puts integer coordinates at pixel centres, hence the half-pixel shift; 8 fractional bits
+    keep it exact."""
+    import cv2
+    import numpy as np
+
+    pts = np.round((np.asarray(pixels, np.float64) - 0.5) * 256).astype(np.int32)
+    cv2.fillPoly(mask, [pts], int(value), lineType=cv2.LINE_8, shift=8)
+
+
 def write_mask(path: Path, mask) -> None:
     import cv2
 
@@ -166,16 +194,34 @@ def write_mask(path: Path, mask) -> None:
         raise DataError(f"could not write mask '{path}'")
 
 
-def read_mask(path: Path):
-    import cv2
+MASK_MODES = ("L", "P")  # 8-bit grey, or a palette PNG whose indices are the class ids (Pascal VOC's layout)
 
-    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if mask is None:
-        raise DataError(f"cannot decode mask '{path}'")
-    if mask.ndim != 2 or mask.dtype.name != "uint8":
-        raise DataError(f"mask '{path}' must be a single-channel uint8 PNG of class ids, got shape {mask.shape} "
-                        f"{mask.dtype}")
-    return mask
+
+def mask_header(path: Path) -> tuple[int, int]:
+    """(width, height) of a mask file, read from its header only; an unusable mask is a DataError that says why."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            mode, size = im.mode, im.size
+    except Exception as e:
+        raise DataError(f"cannot decode mask '{path}': {type(e).__name__}: {e}") from e
+    if mode not in MASK_MODES:
+        kind = {"RGB": "an RGB image", "RGBA": "an RGBA image", "I;16": "a 16-bit image", "I": "a 32-bit image",
+                "1": "a 1-bit image"}.get(mode, f"mode {mode}")
+        raise DataError(f"mask '{path}' is {kind}; a mask must be a single-channel 8-bit PNG of class ids (grey or "
+                        f"palette), 255 = ignore")
+    return size
+
+
+def read_mask(path: Path):
+    """A mask as an H×W uint8 array of class ids (grey or palette PNG; a palette's indices are the ids)."""
+    import numpy as np
+    from PIL import Image
+
+    mask_header(path)
+    with Image.open(path) as im:
+        return np.array(im, dtype=np.uint8)
 
 
 def read_depth(path: Path, depth_scale: float = 1000.0):

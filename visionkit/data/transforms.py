@@ -99,17 +99,12 @@ def letterbox_sample(sample: Sample, size: int | tuple[int, int]) -> tuple[Sampl
     return sample, r, (left, top)
 
 
-def unletterbox(dense: np.ndarray, shape: tuple[int, int], scale: float, pad: tuple[int, int],
-                interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
-    """Undo :func:`letterbox` on a dense network output (H×W or H×W×C): crop the padding, resize to the original
-    ``shape`` (height, width). Scores use linear interpolation; class maps use nearest."""
-    h0, w0 = shape
-    left, top = pad
-    nh, nw = max(1, round(h0 * scale)), max(1, round(w0 * scale))
-    crop = dense[top:top + nh, left:left + nw]
-    if crop.shape[:2] == (h0, w0):
-        return np.ascontiguousarray(crop)
-    return cv2.resize(crop, (w0, h0), interpolation=interpolation)
+def content_box(shape: tuple[int, int], scale: tuple[float, float], pad: tuple[int, int]) -> tuple[slice, slice]:
+    """The rows and columns of a letterboxed input that hold the image of original ``shape`` (height, width), for
+    per-axis ``scale`` (original → letterboxed pixels) and ``pad`` (left, top)."""
+    (h0, w0), (sx, sy), (left, top) = shape, scale, pad
+    nh, nw = max(1, round(h0 * sy)), max(1, round(w0 * sx))
+    return slice(top, top + nh), slice(left, left + nw)
 
 
 def rect_shapes(sizes: list[tuple[int, int]], imgsz: int, batch: int, stride: int = 32) -> list[tuple[int, int]]:
@@ -252,6 +247,7 @@ def cutout(sample: Sample, rng: np.random.Generator, p: float) -> Sample:
         return sample
     h, w = sample.hw
     sample.image = sample.image.copy()
+    _dense(sample, lambda d, _: d.copy())  # never write into arrays a cache may still hold
     for _ in range(int(rng.integers(1, 5))):
         ch, cw = int(rng.uniform(0.05, 0.25) * h), int(rng.uniform(0.05, 0.25) * w)
         y0, x0 = int(rng.integers(0, h - ch)), int(rng.integers(0, w - cw))

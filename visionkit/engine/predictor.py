@@ -139,7 +139,8 @@ def predict(net: torch.nn.Module, task: Task, source, meta: dict[str, Any], args
         if len(results) > 50:
             print(f"... and {len(results) - 50} more")
     if save_dir is not None:
-        (save_dir / "predictions.json").write_text(json.dumps(results, indent=1))
+        public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]  # "_" keys: arrays
+        (save_dir / "predictions.json").write_text(json.dumps(public, indent=1))
         if verbose:
             print(f"{len(results)} prediction(s) saved to {save_dir / 'predictions.json'}")
     return results

@@ -60,3 +60,30 @@ def yolo_mobile() -> dict:
     return {"task": "detect", "imgsz": 320, "in_channels": 3, "num_classes": 80,
             "backbone": {"name": "mobilenet_v3_small", "out_strides": [8, 16, 32]},
             "neck": {"name": "pan", "channels": [64, 64, 64]}, "head": {"name": "yolo"}}
+
+
+UNET_STRIDES = [2, 4, 8, 16, 32]
+
+
+@register("model", "unet-n")
+def unet_n() -> dict:
+    """U-Net segmenter: CSPDarknet-n encoder (strides 2-32) + U-Net decoder."""
+    return {"task": "segment", "imgsz": 320, "in_channels": 3, "num_classes": 2,
+            "backbone": {"name": "csp_darknet", "scale": "n", "out_strides": UNET_STRIDES},
+            "neck": {"name": "identity"}, "head": {"name": "unet"}}
+
+
+@register("model", "unet-r18")
+def unet_r18() -> dict:
+    """U-Net segmenter: torchvision ResNet-18 encoder (weights=PATH for local ImageNet weights) + U-Net decoder."""
+    return {"task": "segment", "imgsz": 320, "in_channels": 3, "num_classes": 2,
+            "backbone": {"name": "resnet18", "out_strides": UNET_STRIDES},
+            "neck": {"name": "identity"}, "head": {"name": "unet"}}
+
+
+@register("model", "unet-mobile")
+def unet_mobile() -> dict:
+    """U-Net segmenter for phones: MobileNetV3-small encoder + U-Net decoder."""
+    return {"task": "segment", "imgsz": 320, "in_channels": 3, "num_classes": 2,
+            "backbone": {"name": "mobilenet_v3_small", "out_strides": UNET_STRIDES},
+            "neck": {"name": "identity"}, "head": {"name": "unet"}}

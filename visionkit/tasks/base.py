@@ -71,10 +71,27 @@ class Task:
         """The model config of a registered backbone with this task's default neck and head. ``num_classes`` is a
         placeholder until training sets it from the data (:meth:`num_outputs`)."""
         spec: dict[str, Any] = {"name": backbone}
-        if self.backbone_strides is not None:
-            spec["out_strides"] = list(self.backbone_strides)
+        strides = self._strides_for(backbone)
+        if strides is not None:
+            spec["out_strides"] = strides
         return {"task": self.name, "num_classes": 1, "backbone": spec, "neck": {"name": self.default_neck},
                 "head": {"name": self.default_head}}
+
+    def _strides_for(self, backbone: str) -> list[int] | None:
+        """``backbone_strides``, or the deepest run of them the backbone can give (built on the meta device, which
+        allocates nothing); None: the backbone's own default."""
+        from visionkit.errors import UsageError
+        from visionkit.registry import REGISTRY
+
+        wanted = self.backbone_strides
+        for start in range(len(wanted or ())):
+            try:
+                with torch.device("meta"):
+                    REGISTRY.build("backbone", backbone, out_strides=wanted[start:])
+                return list(wanted[start:])
+            except UsageError:
+                continue
+        return None
 
     def num_outputs(self, data: DataInfo) -> int:
         """What the head's ``num_classes`` must be for ``data`` (the number of classes; 1 for a depth map)."""
@@ -116,7 +133,8 @@ class Task:
         raise NotImplementedError
 
     def postprocess(self, outputs: Any, context: list, args: dict[str, Any], names: list[str]) -> list[dict]:
-        """Raw network outputs → one JSON-ready result dict per image."""
+        """Raw network outputs → one result dict per image: JSON-ready values, plus arrays (a mask, a depth map)
+        under keys starting with ``_``, which the API returns and predictions.json leaves out."""
         raise NotImplementedError
 
     def describe(self, result: dict) -> str:

@@ -18,6 +18,7 @@ from visionkit.data.synthetic import ensure_shapes
 from visionkit.errors import DataError, UsageError
 from visionkit.registry import register
 from visionkit.tasks.base import DataInfo, Metrics, Task
+from visionkit.tasks.shared import plot_confusion
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -62,30 +63,8 @@ class ClassifyMetrics(Metrics):
         return "\n".join(lines)
 
     def plot(self, save_dir: Path) -> list[Path]:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        n = len(self.names)
-        cm = self.confusion / np.maximum(self.confusion.sum(1, keepdims=True), 1)
-        fig, ax = plt.subplots(figsize=(min(4 + 0.4 * n, 16), min(3.5 + 0.4 * n, 15)))
-        im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
-        ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (row-normalised)")
-        if n <= 30:
-            ax.set_xticks(range(n), self.names, rotation=90)
-            ax.set_yticks(range(n), self.names)
-            for i in range(n):
-                for j in range(n):
-                    if self.confusion[i, j]:
-                        ax.text(j, i, str(self.confusion[i, j]), ha="center", va="center", fontsize=7,
-                                color="white" if cm[i, j] > 0.5 else "black")
-        fig.colorbar(im)
-        fig.tight_layout()
-        path = save_dir / "confusion_matrix.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return [path]
+        return [plot_confusion(self.confusion, self.names, save_dir / "confusion_matrix.png",
+                               "confusion matrix (row-normalised)")]
 
 
 class ClassifyExport(torch.nn.Module):
@@ -193,8 +172,9 @@ class ClassifyTask(Task):
                          for s, c in zip(ss, cc)]} for ss, cc in zip(top.values, top.indices)]
 
     def export_wrapper(self, net, args: dict[str, Any]):
-        if args.get("nms"):
-            raise UsageError("nms=True applies to detectors; a classifier exports its logits (drop nms=True)")
+        if args.get("nms") or args.get("argmax"):
+            raise UsageError(f"{'nms' if args.get('nms') else 'argmax'}=True applies to "
+                             f"{'detectors' if args.get('nms') else 'segmenters'}; a classifier exports its logits")
         return ClassifyExport(net)
 
     def describe(self, result: dict) -> str:

@@ -23,12 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from visionkit.data.format import image_size, write_data_yaml, write_label_file, write_mask
+from visionkit.data.format import fill_polygon, image_size, write_data_yaml, write_label_file, write_mask
 from visionkit.data.labelstudio import images as img_refs
 from visionkit.data.labelstudio.config import Control, choice_classes, object_classes, parse_label_config
 from visionkit.data.labelstudio.regions import (
     box_row,
-    fill_polygon,
     polygon_pixels,
     polygon_row,
     rectangle_corners,

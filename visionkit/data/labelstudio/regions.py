@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 
 
@@ -37,10 +36,3 @@ def polygon_pixels(value: dict, width: int, height: int) -> np.ndarray:
 
 def polygon_row(pixels: np.ndarray, width: int, height: int) -> list[float]:
     return list(np.clip(pixels / np.array([width, height]), 0, 1).reshape(-1))
-
-
-def fill_polygon(mask: np.ndarray, pixels: np.ndarray, value: int) -> None:
-    """Paint ``value`` inside the polygon. Percent coordinates are continuous (pixel i spans [i, i+1)) while
-    cv2 puts integer coordinates at pixel centres, hence the half-pixel shift; 8 fractional bits keep it exact."""
-    pts = np.round((pixels - 0.5) * 256).astype(np.int32)
-    cv2.fillPoly(mask, [pts], int(value), lineType=cv2.LINE_8, shift=8)

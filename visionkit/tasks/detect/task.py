@@ -12,15 +12,14 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
-from visionkit.data.format import load_data_yaml, sidecar_path, split_images
-from visionkit.data.synthetic import ensure_shapes
-from visionkit.data.transforms import letterbox, rect_shapes
-from visionkit.errors import DataError
+from visionkit.data.format import sidecar_path, split_images
+from visionkit.errors import DataError, UsageError
 from visionkit.registry import register
 from visionkit.tasks.base import DataInfo, Task
 from visionkit.tasks.detect.dataset import DetectionDataset, collate
 from visionkit.tasks.detect.loss import DetectionLoss
 from visionkit.tasks.detect.metrics import DetectMetrics
+from visionkit.tasks.shared import close_mosaic_epoch, joint_augment_args, letterbox_batch, read_bgr, resolve_yaml_data
 
 COLOURS = [(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72),
            (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0), (168, 153, 44), (255, 194, 0)]
@@ -83,23 +82,9 @@ class DetectTask(Task):
 
     # -- data -----------------------------------------------------------------------------------------------------
     def resolve_data(self, args: dict[str, Any]) -> DataInfo:
-        data = args.get("data") or self.default_data
-        if str(data).lower() == "shapes":
-            root = ensure_shapes(Path(args.get("datasets_dir") or "datasets") / "shapes",
-                                 verbose=args.get("verbose", True))
-            data = root / "data.yaml"
-        path = Path(data)
-        if path.is_dir() and (path / "data.yaml").is_file():
-            path = path / "data.yaml"
-        if path.suffix not in (".yaml", ".yml"):
-            raise DataError(f"detection data must be a data.yaml (or a folder holding one), got '{data}'")
-        spec = load_data_yaml(path)
+        path, spec = resolve_yaml_data(args, self.default_data, self.name)
         if not spec.get("names"):
             raise DataError(f"'{path}' has no names: list the classes, e.g. names: {{0: cat, 1: dog}}")
-        split = args.get("split", "val")
-        if spec.get(split) is None and split != "train":
-            raise DataError(f"'{path}' has no '{split}' split; add '{split}: images/{split}' (e.g. re-import with "
-                            f"val=0.2) — visionkit does not silently validate on training images")
         return DataInfo(spec["names"], 3, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), source=str(path), extra={"spec": spec})
 
     def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: dict[str, Any]):
@@ -112,10 +97,8 @@ class DetectTask(Task):
             files = files[: max(1, int(len(files) * fraction))]
         cache_dir = sidecar_path(files[0]).parent
         cache_dir = cache_dir if cache_dir.is_dir() else None
-        aug = {**args, "degrees": args.get("degrees") or 0.0,
-               "fliplr": 0.5 if args.get("fliplr") is None else args["fliplr"],
-               "flipud": args.get("flipud") or 0.0}
-        return DetectionDataset(files, data.names, imgsz, train, aug, cache_dir, args.get("verbose", True))
+        return DetectionDataset(files, data.names, imgsz, train, joint_augment_args(args), cache_dir,
+                                args.get("verbose", True))
 
     def collate_fn(self):
         return collate
@@ -126,11 +109,7 @@ class DetectTask(Task):
         return {"img": imgs.to(device, non_blocking=nb).float() / 255, "targets": targets.to(device), "meta": metas}
 
     def epoch_start(self, trainer) -> None:
-        close = int(trainer.args.get("close_mosaic", 0) or 0)
-        if close and trainer.epoch >= int(trainer.args["epochs"]) - close and trainer.train_set.mosaic:
-            trainer.train_set.close_mosaic()
-            if trainer.verbose:
-                print(f"mosaic off for the last {close} epoch(s)")
+        close_mosaic_epoch(trainer)
 
     # -- model-bound pieces -----------------------------------------------------------------------------------------
     def bind(self, model) -> None:
@@ -143,6 +122,9 @@ class DetectTask(Task):
     def export_wrapper(self, net, args: dict[str, Any]):
         from visionkit.tasks.detect.export import DetectExport, DetectNMSExport
 
+        if args.get("argmax"):
+            raise UsageError("argmax=True applies to segmenters; a detector exports boxes and scores (add nms=True "
+                             "for a table of detections)")
         if args.get("nms"):
             conf = 0.25 if args.get("conf") is None else float(args["conf"])
             return DetectNMSExport(net, conf, float(args.get("iou", 0.7)), int(args.get("max_det", 300)))
@@ -198,15 +180,7 @@ class DetectTask(Task):
 
     # -- prediction -----------------------------------------------------------------------------------------------
     def load_inputs(self, items: list, imgsz: int, channels: int, mean, std, rect: bool = False):
-        images = [_bgr(item) for item in items]
-        # rect: one snug stride-multiple shape for the batch (a 16:9 video frame at 640 → 384×640, not 640×640)
-        size = rect_shapes([im.shape[1::-1] for im in images], imgsz, len(images))[0] if rect else imgsz
-        batch, context = [], []
-        for img in images:
-            lb, r, pad = letterbox(img, size)
-            batch.append(torch.from_numpy(np.ascontiguousarray(lb[..., ::-1].transpose(2, 0, 1))).float() / 255)
-            context.append({"shape": img.shape[:2], "scale": (r, r), "pad": pad})
-        return torch.stack(batch), context
+        return letterbox_batch(items, imgsz, rect)
 
     def postprocess(self, outputs, context: list, args: dict[str, Any], names: list[str]) -> list[dict]:
         conf = 0.25 if args.get("conf") is None else float(args["conf"])
@@ -229,7 +203,7 @@ class DetectTask(Task):
         return ", ".join(f"{n} {k}" for k, n in counts.items()) or "no detections"
 
     def annotate(self, item, result: dict, channels: int):
-        img = _bgr(item).copy()
+        img = read_bgr(item).copy()
         for d in result["detections"]:
             colour = COLOURS[d["class"] % len(COLOURS)]
             x1, y1, x2, y2 = (int(round(v)) for v in d["box"])
@@ -272,11 +246,3 @@ class DetectTask(Task):
         cv2.imwrite(str(path), grid)
         return path
 
-
-def _bgr(item) -> np.ndarray:
-    if isinstance(item, np.ndarray):
-        return item
-    img = cv2.imread(str(item), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DataError(f"cannot decode image '{item}'")
-    return img

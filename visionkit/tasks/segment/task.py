@@ -1,0 +1,151 @@
+"""Semantic segmentation: masks/ PNGs or polygon rows, U-Net on any backbone, cross-entropy (+ Dice), mIoU at each
+image's original resolution, colour overlays and class-id PNGs, ONNX export of logits or the class map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from visionkit.data.format import mask_names, split_images, write_mask
+from visionkit.data.transforms import content_box
+from visionkit.errors import DataError, UsageError
+from visionkit.registry import register
+from visionkit.tasks.base import DataInfo, Task
+from visionkit.tasks.segment.dataset import SegmentationDataset, collate
+from visionkit.tasks.segment.loss import segmentation_loss
+from visionkit.tasks.segment.metrics import SegmentMetrics
+from visionkit.tasks.shared import close_mosaic_epoch, joint_augment_args, letterbox_batch, read_bgr, resolve_yaml_data
+
+PALETTE = np.array([(0, 0, 0), (56, 56, 255), (49, 210, 207), (10, 249, 72), (255, 194, 0), (187, 212, 0),
+                    (168, 153, 44), (134, 219, 61), (31, 112, 255), (255, 56, 132), (147, 69, 52), (255, 112, 31)],
+                   np.uint8)  # BGR; class 0 (background) is drawn transparent
+
+
+@register("task", "segment")
+class SegmentTask(Task):
+    """Semantic segmentation: masks/ PNGs (or polygon rows), U-Net decoder, CE + Dice, mIoU at original resolution."""
+
+    name = "segment"
+    default_model = "unet-n"
+    default_data = "shapes"
+    default_neck = "identity"
+    default_head = "unet"
+    backbone_strides = (2, 4, 8, 16, 32)  # or the deepest run of these the backbone has
+    keys = {
+        "dice": (0.5, "weight of the soft Dice loss added to cross-entropy (0 = cross-entropy only)"),
+        "class_weights": (None, "cross-entropy weight per mask class, e.g. [0.5, 1, 2] (null = equal)"),
+        "save_masks": (False, "predict: also save raw class-id PNGs (masks/<image>.png, original size)"),
+    }
+
+    # -- data -----------------------------------------------------------------------------------------------------
+    def resolve_data(self, args: dict[str, Any]) -> DataInfo:
+        path, spec = resolve_yaml_data(args, self.default_data, self.name)
+        names = mask_names(spec)
+        if len(names) < 2:
+            raise DataError(f"'{path}' defines {len(names)} mask class(es); segmentation needs at least 2 (names or "
+                            f"mask_names in data.yaml)")
+        return DataInfo(names, 3, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), source=str(path), extra={"spec": spec})
+
+    def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: dict[str, Any]):
+        files = split_images(data.extra["spec"], split)
+        if not files:
+            raise DataError(f"split '{split}' of '{data.source}' has no images")
+        fraction = float(args.get("fraction", 1.0)) if train else 1.0
+        if fraction < 1:
+            files = files[: max(1, int(len(files) * fraction))]
+        return SegmentationDataset(files, len(data.names), imgsz, train, joint_augment_args(args),
+                                   args.get("verbose", True))
+
+    def collate_fn(self):
+        return collate
+
+    def preprocess_batch(self, batch, device: torch.device) -> dict[str, Any]:
+        imgs, masks, metas = batch
+        nb = device.type == "cuda"
+        return {"img": imgs.to(device, non_blocking=nb).float() / 255, "mask": masks.to(device, non_blocking=nb),
+                "meta": metas}
+
+    def epoch_start(self, trainer) -> None:
+        close_mosaic_epoch(trainer)
+
+    # -- training and validation ---------------------------------------------------------------------------------
+    def loss(self, outputs, batch: dict[str, Any], args: dict[str, Any]):
+        weights = args["class_weights"]
+        if weights is not None and len(weights) != outputs.shape[1]:
+            raise UsageError(f"class_weights has {len(weights)} values but the model has {outputs.shape[1]} mask "
+                             f"classes")
+        return segmentation_loss(outputs, batch["mask"], float(args["dice"]), weights)
+
+    def new_metrics(self, names: list[str]) -> SegmentMetrics:
+        return SegmentMetrics(names, self.class_maps)
+
+    @staticmethod
+    def class_maps(outputs: torch.Tensor, metas: list[dict]) -> list[np.ndarray]:
+        """Network outputs (logits (B, C, H, W), or a class map (B, H, W) from a file exported with argmax=True) →
+        one uint8 class map per image at its original size: the padding cropped, logits resized bilinearly
+        before the argmax (a class map: nearest)."""
+        maps = []
+        for out, meta in zip(outputs, metas):
+            rows, cols = content_box(meta["shape"], meta["scale"], meta["pad"])
+            size = tuple(int(v) for v in meta["shape"])
+            if out.ndim == 2:  # already class ids
+                crop = out[rows, cols][None, None].float()
+                maps.append(F.interpolate(crop, size=size, mode="nearest")[0, 0].to(torch.uint8).cpu().numpy())
+            else:
+                crop = out[:, rows, cols][None].float()
+                logits = F.interpolate(crop, size=size, mode="bilinear", align_corners=False)[0]
+                maps.append(logits.argmax(0).to(torch.uint8).cpu().numpy())
+        return maps
+
+    # -- prediction ----------------------------------------------------------------------------------------------
+    def load_inputs(self, items: list, imgsz: int, channels: int, mean, std, rect: bool = False):
+        return letterbox_batch(items, imgsz, rect)
+
+    def postprocess(self, outputs, context: list, args: dict[str, Any], names: list[str]) -> list[dict]:
+        results = []
+        for mask in self.class_maps(outputs, context):
+            h, w = mask.shape
+            counts = np.bincount(mask.ravel(), minlength=len(names))
+            areas = [{"class": int(c), "name": names[c], "pixels": int(n), "fraction": round(float(n) / (h * w), 6)}
+                     for c, n in enumerate(counts[:len(names)]) if n]
+            results.append({"width": int(w), "height": int(h), "classes": areas, "_mask": mask})
+        return results
+
+    def describe(self, result: dict) -> str:
+        shown = [a for a in result["classes"] if a["class"] != 0] or result["classes"]
+        return ", ".join(f"{a['name']} {a['fraction']:.1%}" for a in shown)
+
+    def annotate(self, item, result: dict, channels: int):
+        img = read_bgr(item).copy()
+        mask = result["_mask"]
+        colours = PALETTE[np.arange(int(mask.max()) + 1) % len(PALETTE)]
+        overlay = colours[mask]
+        drawn = mask > 0
+        img[drawn] = (0.5 * img[drawn] + 0.5 * overlay[drawn]).astype(np.uint8)
+        y = 18
+        for a in result["classes"]:
+            if a["class"] == 0:
+                continue
+            colour = tuple(int(v) for v in PALETTE[a["class"] % len(PALETTE)])
+            cv2.rectangle(img, (6, y - 11), (18, y + 1), colour, -1)
+            cv2.putText(img, f"{a['name']} {a['fraction']:.1%}", (22, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                        (255, 255, 255), 1)
+            y += 16
+        return img
+
+    def save_result(self, item, result: dict, save_dir: Path, stem: str, args: dict[str, Any]) -> None:
+        if args.get("save_masks"):
+            write_mask(save_dir / "masks" / f"{stem}.png", result["_mask"])
+
+    def export_wrapper(self, net, args: dict[str, Any]):
+        from visionkit.tasks.segment.export import SegmentArgmaxExport, SegmentExport
+
+        if args.get("nms"):
+            raise UsageError("nms=True applies to detectors; a segmenter exports logits or, with argmax=True, the "
+                             "class map (drop nms=True)")
+        return SegmentArgmaxExport(net) if args.get("argmax") else SegmentExport(net)

@@ -1,0 +1,105 @@
+"""Pieces several tasks use: finding a data.yaml dataset, closing mosaic, letterboxed prediction batches, reading
+frames, default geometry for the joint transforms, and the confusion-matrix plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from visionkit.data.format import load_data_yaml
+from visionkit.data.synthetic import ensure_shapes
+from visionkit.data.transforms import letterbox, rect_shapes
+from visionkit.errors import DataError
+
+
+def resolve_yaml_data(args: dict[str, Any], default: str, task: str) -> tuple[Path, dict[str, Any]]:
+    """The data.yaml a box or dense task trains on (``data=`` a data.yaml, a folder holding one, or ``shapes``) and
+    its parsed spec; a missing validation split is an error rather than a silent fallback to training images."""
+    data = args.get("data") or default
+    if str(data).lower() == "shapes":
+        root = ensure_shapes(Path(args.get("datasets_dir") or "datasets") / "shapes",
+                             verbose=args.get("verbose", True))
+        data = root / "data.yaml"
+    path = Path(data)
+    if path.is_dir() and (path / "data.yaml").is_file():
+        path = path / "data.yaml"
+    if path.suffix not in (".yaml", ".yml"):
+        raise DataError(f"{task} data must be a data.yaml (or a folder holding one), got '{data}'")
+    spec = load_data_yaml(path)
+    split = args.get("split", "val")
+    if spec.get(split) is None and split != "train" and args.get("val", True):
+        raise DataError(f"'{path}' has no '{split}' split; add '{split}: images/{split}' (e.g. re-import with "
+                        f"val=0.2) — visionkit does not silently validate on training images")
+    return path, spec
+
+
+def joint_augment_args(args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` with the geometry keys left at null filled for photos with boxes or masks: no rotation, horizontal
+    flips half the time, no vertical flips."""
+    return {**args, "degrees": args.get("degrees") or 0.0,
+            "fliplr": 0.5 if args.get("fliplr") is None else args["fliplr"], "flipud": args.get("flipud") or 0.0}
+
+
+def close_mosaic_epoch(trainer) -> None:
+    """Switch the training set's mosaic off for the last ``close_mosaic`` epochs (images then look like the
+    validation images the model will be scored on)."""
+    close = int(trainer.args.get("close_mosaic", 0) or 0)
+    if close and trainer.epoch >= int(trainer.args["epochs"]) - close and trainer.train_set.mosaic:
+        trainer.train_set.close_mosaic()
+        if trainer.verbose:
+            print(f"mosaic off for the last {close} epoch(s)")
+
+
+def read_bgr(item) -> np.ndarray:
+    """A path or an already decoded BGR frame → BGR uint8."""
+    if isinstance(item, np.ndarray):
+        return item
+    img = cv2.imread(str(item), cv2.IMREAD_COLOR)
+    if img is None:
+        raise DataError(f"cannot decode image '{item}'")
+    return img
+
+
+def letterbox_batch(items: list, imgsz: int, rect: bool) -> tuple[torch.Tensor, list[dict]]:
+    """Images → a float RGB batch in 0..1 letterboxed to ``imgsz`` (``rect``: one snug stride-multiple shape for
+    the batch, so a 16:9 frame at 640 becomes 384×640, not 640×640), and per image its original shape, per-axis
+    scale and padding."""
+    images = [read_bgr(item) for item in items]
+    size = rect_shapes([im.shape[1::-1] for im in images], imgsz, len(images))[0] if rect else imgsz
+    batch, context = [], []
+    for img in images:
+        lb, r, pad = letterbox(img, size)
+        batch.append(torch.from_numpy(np.ascontiguousarray(lb[..., ::-1].transpose(2, 0, 1))).float() / 255)
+        context.append({"shape": img.shape[:2], "scale": (r, r), "pad": pad})
+    return torch.stack(batch), context
+
+
+def plot_confusion(confusion: np.ndarray, names: list[str], path: Path, title: str) -> Path:
+    """A row-normalised confusion matrix (rows: true, columns: predicted) with counts, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(names)
+    cm = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(min(4 + 0.4 * n, 16), min(3.5 + 0.4 * n, 15)))
+    im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    if n <= 30:
+        ax.set_xticks(range(n), names, rotation=90)
+        ax.set_yticks(range(n), names)
+        for i in range(n):
+            for j in range(n):
+                if confusion[i, j]:
+                    ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if cm[i, j] > 0.5 else "black")
+    fig.colorbar(im)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
