@@ -198,6 +198,21 @@ def test_predict_saves_masks_overlays_and_areas(trained, tmp_path):
     assert "_mask" not in written[0] and written[0]["classes"] == results[0]["classes"]
 
 
+def test_video_frames_get_one_mask_each(trained, tmp_path):
+    m, data, root = trained
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (64, 48))
+    for k in range(3):
+        frame = np.full((48, 64, 3), 40, np.uint8)
+        frame[10:30, 8 + 10 * k: 28 + 10 * k] = (0, 0, 255)
+        writer.write(frame)
+    writer.release()
+    results = m.predict(str(video), save=True, save_masks=True, project=str(tmp_path / "p"), **SEG)
+    assert [r["image"] for r in results] == [f"{video}#{k}" for k in range(3)]
+    assert sorted(p.name for p in (m.save_dir / "masks").glob("*.png")) == ["clip_0.png", "clip_1.png", "clip_2.png"]
+    assert (m.save_dir / "clip.mp4").is_file()
+
+
 def test_argmax_export_gives_the_same_miou(trained):
     m, data, root = trained
     common = {**SEG, "data": str(data)}

@@ -68,6 +68,13 @@ def _frames(source: Path | int) -> Iterator[tuple[str, Any, float]]:
         cap.release()
 
 
+def frame_stem(name: str) -> str:
+    """``clip.mp4#12`` → ``clip_12``: one file per video frame (a webcam index gives ``webcam0_12``)."""
+    source, _, index = name.rpartition("#")
+    base = f"webcam{source}" if source.isdigit() else Path(source).stem
+    return f"{base}_{index}"
+
+
 class _Outputs:
     """Where one source's results go: annotated images or a video, and YOLO text rows."""
 
@@ -90,7 +97,7 @@ class _Outputs:
                 self.writer.write(drawn)
         if self.save_dir is None:
             return
-        stem = item.stem if isinstance(item, Path) else Path(name.replace("#", "_")).stem
+        stem = item.stem if isinstance(item, Path) else frame_stem(name)
         if self.args.get("save_txt"):
             labels = self.save_dir / "labels"
             labels.mkdir(exist_ok=True)
