@@ -48,9 +48,11 @@ print("BENCH_RESULT " + json.dumps({"params": params, "gflops": gflops, "wall": 
 """
 
 
-def ensure_ultralytics(venv: Path) -> Path:
+def ensure_ultralytics(venv: Path, extra: tuple[str, ...] = ()) -> Path:
+    """The python of a virtualenv holding Ultralytics (and ``extra`` packages), installed on first use."""
     py = venv / "bin" / "python"
-    if py.is_file() and subprocess.run([str(py), "-c", "import ultralytics"], capture_output=True).returncode == 0:
+    modules = ", ".join(["ultralytics", *(p.replace("-", "_") for p in extra)])
+    if py.is_file() and subprocess.run([str(py), "-c", f"import {modules}"], capture_output=True).returncode == 0:
         return py
     print(f"installing Ultralytics into {venv} (its own virtualenv; never a visionkit dependency) ...")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -58,7 +60,7 @@ def ensure_ultralytics(venv: Path) -> Path:
     import torchvision
 
     subprocess.run([str(py), "-m", "pip", "install", "-q", f"torch=={torch.__version__.split('+')[0]}",
-                    f"torchvision=={torchvision.__version__.split('+')[0]}", "ultralytics"], check=True)
+                    f"torchvision=={torchvision.__version__.split('+')[0]}", "ultralytics", *extra], check=True)
     return py
 
 

@@ -208,7 +208,7 @@ class Model:
         task = self.task
         data = task.resolve_data(args)
         if self.ckpt is None:
-            self.config["num_classes"], self.config["in_channels"] = task.num_outputs(data), data.channels
+            task.configure_model(self.config, data, args)
         net = self.net
         imgsz = resolve_imgsz(args, self.config, data.native_imgsz, net.stride)
         device = select_device(args.get("device"))
@@ -235,6 +235,16 @@ class Model:
                      for k in ("backbone", "neck", "head")]
             print(format_info(info, str(self.ckpt_path or self.label or " + ".join(str(p) for p in parts if p))))
         return info
+
+    def __getattr__(self, name: str):
+        """A mode the task declares beyond the common ones (``Model("depth.pt").calibrate(data=...)``)."""
+        if name.startswith("_") or "task_name" not in self.__dict__:
+            raise AttributeError(name)
+        task = self.task
+        if name in task.modes:
+            return lambda **overrides: getattr(task, name)(self, self._args(overrides))
+        raise AttributeError(f"'Model' has no attribute '{name}' (task '{self.task_name}' modes: "
+                             f"{', '.join(task.modes) or 'none beyond the common ones'})")
 
     def export(self, **overrides) -> Path:
         """Export the checkpoint (format=onnx) next to it, checked against PyTorch; returns the file's path.

@@ -57,13 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         close = difflib.get_close_matches(head, tasks + MODES + ("models", "cfg", "version", "data"), n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise UsageError(f"unknown command '{head}'.{hint} Run `visionkit help`.")
+    modes = MODES + tuple(REGISTRY.get("task", head).modes)  # the common modes and the task's own
     if not rest or "=" in rest[0]:
-        raise UsageError(f"missing MODE: visionkit {head} MODE key=value ... (MODE: {', '.join(MODES)})")
+        raise UsageError(f"missing MODE: visionkit {head} MODE key=value ... (MODE: {', '.join(modes)})")
     mode = rest[0]
-    if mode not in MODES:
-        close = difflib.get_close_matches(mode, MODES, n=1)
+    if mode not in modes:
+        close = difflib.get_close_matches(mode, modes, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise UsageError(f"unknown mode '{mode}'.{hint} Modes: {', '.join(MODES)}")
+        raise UsageError(f"unknown mode '{mode}'.{hint} Modes of {head}: {', '.join(modes)}")
     return _run(head, mode, rest[1:])
 
 

@@ -72,7 +72,7 @@ def check_dataset(data: str | Path, verbose: bool = True) -> dict:
                 continue
             _check_labels(img, names, counts, problem)
             _check_mask(img, size, n_mask, counts, problem)
-            _check_depth(img, size, float(spec.get("depth_scale", 1000.0)), counts, problem)
+            _check_depth(img, size, spec.get("depth_scale"), counts, problem)
     errors = sum(p["severity"] == "error" for p in problems)
     result = {"problems": problems, "counts": dict(counts), "errors": errors, "warnings": len(problems) - errors}
     if verbose:
@@ -118,16 +118,20 @@ def _check_mask(img: Path, size, n_classes: int, counts, problem) -> None:
         problem(path, f"mask values {bad[:10]} are not class ids (0..{n_classes - 1}) or 255 (ignore)")
 
 
-def _check_depth(img: Path, size, depth_scale: float, counts, problem) -> None:
+def _check_depth(img: Path, size, depth_scale: float | None, counts, problem) -> None:
     path = depth_path(img)
     if path is None:
         return
+    invalid: dict = {}
     try:
-        depth = read_depth(path, depth_scale)
+        depth = read_depth(path, depth_scale, invalid)
     except (DataError, ValueError) as e:
         problem(path, str(e))
         return
     counts["depth maps"] += 1
+    if invalid.get("invalid values"):
+        problem(path, f"{invalid['invalid values']} negative or non-finite depth value(s), read as invalid",
+                "warning")
     if depth.shape[::-1] != tuple(size):
         problem(path, f"depth is {depth.shape[1]}×{depth.shape[0]} but the image is {size[0]}×{size[1]}")
     valid = depth > 0

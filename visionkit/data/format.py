@@ -224,19 +224,37 @@ def read_mask(path: Path):
         return np.array(im, dtype=np.uint8)
 
 
-def read_depth(path: Path, depth_scale: float = 1000.0):
-    """Depth in metres (float32); 0 = invalid. PNG: uint16 value / depth_scale; .npy: float32 as stored."""
+def read_depth(path: Path, depth_scale: float | None = None, counts: dict | None = None):
+    """Depth in metres (float32 H×W); 0 = invalid. PNG: uint16 value / ``depth_scale`` (data.yaml's key, required
+    for PNGs); .npy: float32 metres as stored. Negative and non-finite values become 0 (invalid); ``counts``, when
+    given, gets how many pixels that was under ``"invalid values"``."""
     import cv2
     import numpy as np
 
     if path.suffix == ".npy":
-        depth = np.load(path, allow_pickle=False).astype(np.float32)
+        try:
+            depth = np.load(path, allow_pickle=False)
+        except Exception as e:
+            raise DataError(f"depth '{path}' is not a readable .npy array: {type(e).__name__}: {e}") from e
+        if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.number):
+            raise DataError(f"depth '{path}' must be a 2-D numeric array (metres), got {depth.dtype} {depth.shape}")
+        depth = depth.astype(np.float32)
     else:
         raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if raw is None or raw.dtype != np.uint16:
-            raise DataError(f"depth '{path}' must be a uint16 PNG (value / depth_scale = metres) or a .npy file")
+        if raw is None:
+            raise DataError(f"cannot decode depth '{path}'")
+        if raw.ndim != 2 or raw.dtype != np.uint16:
+            kind = "an RGB image" if raw.ndim == 3 else f"{raw.dtype.itemsize * 8}-bit"
+            raise DataError(f"depth '{path}' is {kind}; depth PNGs must be single-channel 16-bit (value / "
+                            f"depth_scale = metres), or store float32 metres in a .npy file")
+        if depth_scale is None:
+            raise DataError(f"depth '{path}' is a 16-bit PNG but data.yaml has no 'depth_scale' (PNG values per "
+                            f"metre, e.g. depth_scale: 1000 for millimetres); add it")
         depth = raw.astype(np.float32) / float(depth_scale)
-    depth[~np.isfinite(depth)] = 0
+    bad = ~np.isfinite(depth) | (depth < 0)
+    if counts is not None:
+        counts["invalid values"] = counts.get("invalid values", 0) + int(bad.sum())
+    depth[bad] = 0
     return depth
 
 

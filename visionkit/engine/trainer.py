@@ -94,8 +94,7 @@ class Trainer:
         self.data = self.task.resolve_data(a)
         cfg = self.model_config
         if self.resume_ckpt is None:
-            cfg["num_classes"] = self.task.num_outputs(self.data)
-            cfg["in_channels"] = self.data.channels
+            self.task.configure_model(cfg, self.data, a)
             cfg["task"] = self.task.name
         self.memory_format = torch.channels_last if a.get("channels_last", True) else torch.contiguous_format
         self.model = build_model(cfg).to(self.device, memory_format=self.memory_format)

@@ -87,3 +87,30 @@ def unet_mobile() -> dict:
     return {"task": "segment", "imgsz": 320, "in_channels": 3, "num_classes": 2,
             "backbone": {"name": "mobilenet_v3_small", "out_strides": UNET_STRIDES},
             "neck": {"name": "identity"}, "head": {"name": "unet"}}
+
+
+DEPTH_STRIDES = [4, 8, 16, 32]
+
+
+@register("model", "depth-n")
+def depth_n() -> dict:
+    """Monocular depth: CSPDarknet-n encoder (strides 4-32) + DPT fusion head."""
+    return {"task": "depth", "imgsz": 256, "in_channels": 3, "num_classes": 1,
+            "backbone": {"name": "csp_darknet", "scale": "n", "out_strides": DEPTH_STRIDES},
+            "neck": {"name": "identity"}, "head": {"name": "dpt", "features": 64}}
+
+
+@register("model", "midas-small")
+def midas_small() -> dict:
+    """Monocular depth after MiDaS v2.1 small: a mobile encoder (EfficientNet-B0) + fusion head."""
+    return {"task": "depth", "imgsz": 256, "in_channels": 3, "num_classes": 1,
+            "backbone": {"name": "efficientnet_b0", "out_strides": DEPTH_STRIDES},
+            "neck": {"name": "identity"}, "head": {"name": "dpt", "features": 64}}
+
+
+@register("model", "dpt-vit-tiny")
+def dpt_vit_tiny() -> dict:
+    """DPT on a tiny ViT: tokens reassembled into strides 4-32, fusion head."""
+    return {"task": "depth", "imgsz": 128, "in_channels": 3, "num_classes": 1,
+            "backbone": {"name": "vit_tiny", "imgsz": 128, "out_strides": DEPTH_STRIDES},
+            "neck": {"name": "identity"}, "head": {"name": "dpt", "features": 64}}

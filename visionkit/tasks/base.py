@@ -66,6 +66,9 @@ class Task:
     backbone_strides: tuple[int, ...] | None = None  # strides the default head reads (None: the backbone's default)
     # task-specific settings: key → (default, one-line comment); merged with cfg/default.yaml, checked the same way
     keys: dict[str, tuple[Any, str]] = {}
+    # modes beyond train/val/predict/export/lrfind: each is a method ``mode(model, args)`` of the task, reached as
+    # ``visionkit TASK MODE ...`` and ``Model(...).MODE(**overrides)``
+    modes: tuple[str, ...] = ()
 
     def bare_model_config(self, backbone: str) -> dict[str, Any]:
         """The model config of a registered backbone with this task's default neck and head. ``num_classes`` is a
@@ -96,6 +99,12 @@ class Task:
     def num_outputs(self, data: DataInfo) -> int:
         """What the head's ``num_classes`` must be for ``data`` (the number of classes; 1 for a depth map)."""
         return len(data.names)
+
+    def configure_model(self, config: dict[str, Any], data: DataInfo, args: dict[str, Any]) -> None:
+        """Fit a new model's config to the data and settings before it is built for training: the head's outputs
+        (:meth:`num_outputs`), input channels, and anything the network must remember (what its output means)."""
+        config["num_classes"] = self.num_outputs(data)
+        config["in_channels"] = data.channels
 
     def resolve_data(self, args: dict[str, Any]) -> DataInfo:
         raise NotImplementedError
