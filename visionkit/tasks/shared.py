@@ -11,18 +11,23 @@ import numpy as np
 import torch
 
 from visionkit.data.format import load_data_yaml
+from visionkit.data.rooms import ensure_rooms
 from visionkit.data.synthetic import ensure_shapes
 from visionkit.data.transforms import letterbox, rect_shapes
 from visionkit.errors import DataError
 
+GENERATED = {"shapes": ensure_shapes, "rooms": ensure_rooms}  # named datasets made locally, never downloaded
+
 
 def resolve_yaml_data(args: dict[str, Any], default: str, task: str) -> tuple[Path, dict[str, Any]]:
-    """The data.yaml a box or dense task trains on (``data=`` a data.yaml, a folder holding one, or ``shapes``) and
+    """The data.yaml a box or dense task trains on (``data=`` a data.yaml, a folder holding one, or a generated
+    dataset's name: ``shapes``, ``rooms`` (depth)) and
     its parsed spec; a missing validation split is an error rather than a silent fallback to training images."""
     data = args.get("data") or default
-    if str(data).lower() == "shapes":
-        root = ensure_shapes(Path(args.get("datasets_dir") or "datasets") / "shapes",
-                             verbose=args.get("verbose", True))
+    generator = GENERATED.get(str(data).lower())
+    if generator is not None:  # a named dataset, generated on first use
+        root = generator(Path(args.get("datasets_dir") or "datasets") / str(data).lower(),
+                         verbose=args.get("verbose", True))
         data = root / "data.yaml"
     path = Path(data)
     if path.is_dir() and (path / "data.yaml").is_file():
