@@ -154,6 +154,10 @@ def test_simplified_export_keeps_outputs(detector):
 def test_bad_export_input(detector, classifier, tmp_path):
     with pytest.raises(UsageError, match="nms=True applies to detectors"):
         classifier.export(nms=True)
+    with pytest.raises(UsageError, match="argmax=True applies to segmenters"):
+        detector.export(argmax=True)
+    with pytest.raises(UsageError, match="argmax=True applies to segmenters"):
+        classifier.export(argmax=True)
     with pytest.raises(CheckpointError, match="does not exist"):
         Model(str(tmp_path / "missing.pt"))
     with pytest.raises(UsageError, match="unsupported export format 'onx'. Did you mean 'onnx'"):
