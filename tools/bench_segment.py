@@ -69,7 +69,8 @@ import segmentation_models_pytorch as smp
 from visionkit.cfg import resolve
 from visionkit.data.format import load_data_yaml, mask_names, split_images
 from visionkit.engine.setup import make_loader
-from visionkit.tasks.segment.dataset import SegmentationDataset, collate
+from visionkit.data.dense import collate
+from visionkit.tasks.segment.dataset import SegmentationDataset
 from visionkit.tasks.segment.loss import segmentation_loss
 from visionkit.tasks.segment.task import SegmentTask
 from visionkit.tasks.shared import joint_augment_args

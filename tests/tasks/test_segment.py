@@ -17,9 +17,10 @@ from PIL import Image
 from tests.conftest import FIXTURES, TINY, run_cli
 from visionkit import Model
 from visionkit.cfg import resolve
+from visionkit.data.dense import collate
 from visionkit.data.format import mask_names, write_data_yaml
 from visionkit.errors import DataError
-from visionkit.tasks.segment.dataset import SegmentationDataset, collate
+from visionkit.tasks.segment.dataset import SegmentationDataset
 from visionkit.tasks.segment.loss import segmentation_loss
 from visionkit.tasks.segment.metrics import SegmentMetrics, confusion_matrix, scores
 from visionkit.tasks.segment.task import SegmentTask
@@ -114,8 +115,8 @@ def test_polygons_are_rasterised_and_images_without_labels_are_skipped(tmp_path)
     message = str(caught[0].message)
     assert "1 no mask and no label file" in message and "1 box rows only" in message
     assert [f.stem for f in ds.files] == ["empty", "poly"]
-    assert ds.original_mask(0).max() == 0  # an empty label file is a background image
-    poly = ds.original_mask(1)
+    assert ds.original(0).max() == 0  # an empty label file is a background image
+    poly = ds.original(1)
     assert set(np.unique(poly)) == {0, 2} and poly[10:30, 10:30].min() == 2 and poly[:10].max() == 0
 
 

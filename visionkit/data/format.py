@@ -216,10 +216,14 @@ def mask_header(path: Path) -> tuple[int, int]:
 
 def read_mask(path: Path):
     """A mask as an H×W uint8 array of class ids (grey or palette PNG; a palette's indices are the ids)."""
+    import cv2
     import numpy as np
     from PIL import Image
 
-    mask_header(path)
+    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # the common grey PNG, decoded fast
+    if mask is not None and mask.ndim == 2 and mask.dtype == np.uint8:
+        return mask
+    mask_header(path)  # palette (cv2 expands it to colours), or an error saying what is wrong
     with Image.open(path) as im:
         return np.array(im, dtype=np.uint8)
 

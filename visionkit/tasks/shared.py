@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import torch
 
-from visionkit.data.format import load_data_yaml
+from visionkit.data.format import load_data_yaml, split_images
 from visionkit.data.rooms import ensure_rooms
 from visionkit.data.synthetic import ensure_shapes
 from visionkit.data.transforms import letterbox, rect_shapes
@@ -40,6 +40,16 @@ def resolve_yaml_data(args: dict[str, Any], default: str, task: str) -> tuple[Pa
         raise DataError(f"'{path}' has no '{split}' split; add '{split}: images/{split}' (e.g. re-import with "
                         f"val=0.2) — visionkit does not silently validate on training images")
     return path, spec
+
+
+def split_files(data, split: str, train: bool, args: dict[str, Any]) -> list[Path]:
+    """The image files of ``split`` of a data.yaml dataset (``data.extra["spec"]``); training keeps the first
+    ``fraction`` of them. An empty split is an error naming it."""
+    files = split_images(data.extra["spec"], split)
+    if not files:
+        raise DataError(f"split '{split}' of '{data.source}' has no images")
+    fraction = float(args.get("fraction", 1.0)) if train else 1.0
+    return files[: max(1, int(len(files) * fraction))] if fraction < 1 else files
 
 
 def joint_augment_args(args: dict[str, Any]) -> dict[str, Any]:

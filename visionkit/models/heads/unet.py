@@ -17,7 +17,7 @@ from visionkit.errors import UsageError
 from visionkit.models.layers import ConvBNAct
 from visionkit.registry import register
 
-UPSAMPLE_MODES = ("bilinear", "transpose")
+UPSAMPLE_MODES = ("nearest", "bilinear", "transpose")
 
 
 class UNetHead(nn.Module):
@@ -54,7 +54,8 @@ class UNetHead(nn.Module):
         for up, block, skip in zip(self.ups, self.blocks, reversed(features[:-1])):
             x = up(x)
             if x.shape[-2:] != skip.shape[-2:]:
-                x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+                x = F.interpolate(x, size=skip.shape[-2:], mode="nearest") if self.upsample == "nearest" else \
+                    F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], 1))
         logits = self.classifier(self.fuse(x))
         if self.out_stride != 1:

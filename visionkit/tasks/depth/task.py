@@ -13,16 +13,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from visionkit.data.format import split_images
+from visionkit.data.dense import collate
 from visionkit.data.transforms import content_box
-from visionkit.errors import CheckpointError, DataError, UsageError
+from visionkit.errors import CheckpointError, UsageError
 from visionkit.registry import register
 from visionkit.tasks.base import DataInfo, Task
-from visionkit.tasks.depth.dataset import DepthDataset, collate
+from visionkit.tasks.depth.dataset import DepthDataset
 from visionkit.tasks.depth.export import DepthExport, DepthOutput
 from visionkit.tasks.depth.loss import metric_loss, relative_loss
 from visionkit.tasks.depth.metrics import DepthMetrics, score_image
-from visionkit.tasks.shared import close_mosaic_epoch, joint_augment_args, letterbox_batch, read_bgr, resolve_yaml_data
+from visionkit.tasks.shared import (
+    close_mosaic_epoch,
+    joint_augment_args,
+    letterbox_batch,
+    read_bgr,
+    resolve_yaml_data,
+    split_files,
+)
 
 DEPTH_MODES = ("relative", "metric")
 
@@ -75,12 +82,7 @@ class DepthTask(Task):
         config["head"] = {**head, "output": "log_depth" if args["depth_mode"] == "metric" else "inverse_depth"}
 
     def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: dict[str, Any]):
-        files = split_images(data.extra["spec"], split)
-        if not files:
-            raise DataError(f"split '{split}' of '{data.source}' has no images")
-        fraction = float(args.get("fraction", 1.0)) if train else 1.0
-        if fraction < 1:
-            files = files[: max(1, int(len(files) * fraction))]
+        files = split_files(data, split, train, args)
         aug = joint_augment_args(args)
         if args["depth_mode"] == "metric":
             aug["scale"] = 0.0  # zooming makes things look nearer without changing their depth

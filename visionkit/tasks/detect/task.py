@@ -12,14 +12,21 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
-from visionkit.data.format import sidecar_path, split_images
+from visionkit.data.format import sidecar_path
 from visionkit.errors import DataError, UsageError
 from visionkit.registry import register
 from visionkit.tasks.base import DataInfo, Task
 from visionkit.tasks.detect.dataset import DetectionDataset, collate
 from visionkit.tasks.detect.loss import DetectionLoss
 from visionkit.tasks.detect.metrics import DetectMetrics
-from visionkit.tasks.shared import close_mosaic_epoch, joint_augment_args, letterbox_batch, read_bgr, resolve_yaml_data
+from visionkit.tasks.shared import (
+    close_mosaic_epoch,
+    joint_augment_args,
+    letterbox_batch,
+    read_bgr,
+    resolve_yaml_data,
+    split_files,
+)
 
 COLOURS = [(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72),
            (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0), (168, 153, 44), (255, 194, 0)]
@@ -88,13 +95,7 @@ class DetectTask(Task):
         return DataInfo(spec["names"], 3, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), source=str(path), extra={"spec": spec})
 
     def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: dict[str, Any]):
-        spec = data.extra["spec"]
-        files = split_images(spec, split)
-        if not files:
-            raise DataError(f"split '{split}' of '{data.source}' has no images")
-        fraction = float(args.get("fraction", 1.0)) if train else 1.0
-        if fraction < 1:
-            files = files[: max(1, int(len(files) * fraction))]
+        files = split_files(data, split, train, args)
         cache_dir = sidecar_path(files[0]).parent
         cache_dir = cache_dir if cache_dir.is_dir() else None
         return DetectionDataset(files, data.names, imgsz, train, joint_augment_args(args), cache_dir,

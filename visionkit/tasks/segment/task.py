@@ -11,15 +11,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from visionkit.data.format import mask_names, split_images, write_mask
+from visionkit.data.dense import collate
+from visionkit.data.format import mask_names, write_mask
 from visionkit.data.transforms import content_box
 from visionkit.errors import DataError, UsageError
 from visionkit.registry import register
 from visionkit.tasks.base import DataInfo, Task
-from visionkit.tasks.segment.dataset import SegmentationDataset, collate
+from visionkit.tasks.segment.dataset import SegmentationDataset
 from visionkit.tasks.segment.loss import segmentation_loss
 from visionkit.tasks.segment.metrics import SegmentMetrics
-from visionkit.tasks.shared import close_mosaic_epoch, joint_augment_args, letterbox_batch, read_bgr, resolve_yaml_data
+from visionkit.tasks.shared import (
+    close_mosaic_epoch,
+    joint_augment_args,
+    letterbox_batch,
+    read_bgr,
+    resolve_yaml_data,
+    split_files,
+)
 
 PALETTE = np.array([(0, 0, 0), (56, 56, 255), (49, 210, 207), (10, 249, 72), (255, 194, 0), (187, 212, 0),
                     (168, 153, 44), (134, 219, 61), (31, 112, 255), (255, 56, 132), (147, 69, 52), (255, 112, 31)],
@@ -52,12 +60,7 @@ class SegmentTask(Task):
         return DataInfo(names, 3, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), source=str(path), extra={"spec": spec})
 
     def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: dict[str, Any]):
-        files = split_images(data.extra["spec"], split)
-        if not files:
-            raise DataError(f"split '{split}' of '{data.source}' has no images")
-        fraction = float(args.get("fraction", 1.0)) if train else 1.0
-        if fraction < 1:
-            files = files[: max(1, int(len(files) * fraction))]
+        files = split_files(data, split, train, args)
         return SegmentationDataset(files, len(data.names), imgsz, train, joint_augment_args(args),
                                    args.get("verbose", True))
 
