@@ -55,6 +55,10 @@ def test_every_task_trains_validates_predicts_and_exports(task, env, shapes_root
     onnx_file = best.with_suffix(".onnx")
     assert onnx_file.is_file()
     cli(task, "val", f"model={onnx_file}", data, *kv)
+    cli(task, "predict", f"model={onnx_file}", f"source={images[0]}", "name=predict_onnx", *kv)
+    assert (tmp_path / "runs" / task / "predict_onnx" / "predictions.json").is_file()
+    cli(task, "lrfind", data, "num_iter=4", *kv)
+    assert (tmp_path / "runs" / task / "lrfind" / "lrfind.png").is_file()
     if env is None:  # the same metrics from the exported file (in-process: the plugin is not importable here)
         common = {**settings, "data": str(shapes_root / "data.yaml")}
         pt, ort = Model(str(best)).val(**common), Model(str(onnx_file)).val(**common)

@@ -29,6 +29,7 @@ from visionkit.tasks.shared import (
     split_files,
 )
 
+CV_MAX_CHANNELS = 512  # cv2.resize's channel limit
 PALETTE = np.array([(0, 0, 0), (56, 56, 255), (49, 210, 207), (10, 249, 72), (255, 194, 0), (187, 212, 0),
                     (168, 153, 44), (134, 219, 61), (31, 112, 255), (255, 56, 132), (147, 69, 52), (255, 112, 31)],
                    np.uint8)  # BGR; class 0 (background) is drawn transparent
@@ -99,6 +100,10 @@ class SegmentTask(Task):
             if out.ndim == 2:  # already class ids
                 crop = out[rows, cols][None, None].float()
                 maps.append(F.interpolate(crop, size=size, mode="nearest")[0, 0].to(torch.uint8).cpu().numpy())
+            elif out.shape[0] <= CV_MAX_CHANNELS:  # OpenCV resize (channels last) + numpy argmax: the fastest on CPU
+                hwc = np.ascontiguousarray(out[:, rows, cols].float().cpu().numpy().transpose(1, 2, 0))
+                logits = cv2.resize(hwc, size[::-1], interpolation=cv2.INTER_LINEAR).reshape(*size, -1)
+                maps.append(logits.argmax(-1).astype(np.uint8))
             else:
                 crop = out[:, rows, cols][None].float()
                 logits = F.interpolate(crop, size=size, mode="bilinear", align_corners=False)[0]
