@@ -10,11 +10,13 @@ import cv2
 import numpy as np
 import torch
 
+from visionkit.data.dense import collate
 from visionkit.data.format import load_data_yaml, split_images
 from visionkit.data.rooms import ensure_rooms
 from visionkit.data.synthetic import ensure_shapes
 from visionkit.data.transforms import letterbox, rect_shapes
 from visionkit.errors import DataError
+from visionkit.tasks.base import Task
 
 GENERATED = {"shapes": ensure_shapes, "rooms": ensure_rooms}  # named datasets made locally, never downloaded
 
@@ -118,3 +120,25 @@ def plot_confusion(confusion: np.ndarray, names: list[str], path: Path, title: s
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+class DenseTask(Task):
+    """What tasks with one dense map per image (segmentation masks, depth maps) share: the collated batch, its
+    move to the device (the map under ``dense_key``), closing mosaic, and letterboxed prediction inputs."""
+
+    dense_key = "mask"
+
+    def collate_fn(self):
+        return collate
+
+    def preprocess_batch(self, batch, device: torch.device) -> dict[str, Any]:
+        imgs, maps, metas = batch
+        nb = device.type == "cuda"
+        return {"img": imgs.to(device, non_blocking=nb).float() / 255,
+                self.dense_key: maps.to(device, non_blocking=nb), "meta": metas}
+
+    def epoch_start(self, trainer) -> None:
+        close_mosaic_epoch(trainer)
+
+    def load_inputs(self, items: list, imgsz: int, channels: int, mean, std, rect: bool = False):
+        return letterbox_batch(items, imgsz, rect)

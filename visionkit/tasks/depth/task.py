@@ -13,34 +13,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from visionkit.data.dense import collate
 from visionkit.data.transforms import content_box
 from visionkit.errors import CheckpointError, UsageError
 from visionkit.registry import register
-from visionkit.tasks.base import DataInfo, Task
+from visionkit.tasks.base import DataInfo
 from visionkit.tasks.depth.dataset import DepthDataset
 from visionkit.tasks.depth.export import DepthExport, DepthOutput
 from visionkit.tasks.depth.loss import metric_loss, relative_loss
 from visionkit.tasks.depth.metrics import DepthMetrics, score_image
-from visionkit.tasks.shared import (
-    close_mosaic_epoch,
-    joint_augment_args,
-    letterbox_batch,
-    read_bgr,
-    resolve_yaml_data,
-    split_files,
-)
+from visionkit.tasks.shared import DenseTask, joint_augment_args, read_bgr, resolve_yaml_data, split_files
 
 DEPTH_MODES = ("relative", "metric")
 
 
 @register("task", "depth")
-class DepthTask(Task):
+class DepthTask(DenseTask):
     """Monocular depth: DPT fusion head, relative (MiDaS SSI) or metric (SILog) depth, δ1/AbsRel/RMSE, calibrate."""
 
     name = "depth"
     default_model = "depth-n"
     default_data = "shapes"
+    dense_key = "depth"
     default_neck = "identity"
     default_head = "dpt"
     backbone_strides = (4, 8, 16, 32)
@@ -88,17 +81,6 @@ class DepthTask(Task):
             aug["scale"] = 0.0  # zooming makes things look nearer without changing their depth
         return DepthDataset(files, imgsz, train, aug, data.extra["depth_scale"], args.get("verbose", True))
 
-    def collate_fn(self):
-        return collate
-
-    def preprocess_batch(self, batch, device: torch.device) -> dict[str, Any]:
-        imgs, depth, metas = batch
-        nb = device.type == "cuda"
-        return {"img": imgs.to(device, non_blocking=nb).float() / 255, "depth": depth.to(device, non_blocking=nb),
-                "meta": metas}
-
-    def epoch_start(self, trainer) -> None:
-        close_mosaic_epoch(trainer)
 
     # -- model-bound pieces -----------------------------------------------------------------------------------------
     def bind(self, model) -> None:
@@ -190,9 +172,6 @@ class DepthTask(Task):
         return {"scale": float(scale), "shift": float(shift), "metrics": summary}
 
     # -- prediction ----------------------------------------------------------------------------------------------
-    def load_inputs(self, items: list, imgsz: int, channels: int, mean, std, rect: bool = False):
-        return letterbox_batch(items, imgsz, rect)
-
     def postprocess(self, outputs, context: list, args: dict[str, Any], names: list[str]) -> list[dict]:
         unit = "metres" if self.kind == "metres" else "relative inverse depth"
         results = []

@@ -11,23 +11,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from visionkit.data.dense import collate
 from visionkit.data.format import mask_names, write_mask
 from visionkit.data.transforms import content_box
 from visionkit.errors import DataError, UsageError
 from visionkit.registry import register
-from visionkit.tasks.base import DataInfo, Task
+from visionkit.tasks.base import DataInfo
 from visionkit.tasks.segment.dataset import SegmentationDataset
 from visionkit.tasks.segment.loss import segmentation_loss
 from visionkit.tasks.segment.metrics import SegmentMetrics
-from visionkit.tasks.shared import (
-    close_mosaic_epoch,
-    joint_augment_args,
-    letterbox_batch,
-    read_bgr,
-    resolve_yaml_data,
-    split_files,
-)
+from visionkit.tasks.shared import DenseTask, joint_augment_args, read_bgr, resolve_yaml_data, split_files
 
 CV_MAX_CHANNELS = 512  # cv2.resize's channel limit
 PALETTE = np.array([(0, 0, 0), (56, 56, 255), (49, 210, 207), (10, 249, 72), (255, 194, 0), (187, 212, 0),
@@ -36,12 +28,13 @@ PALETTE = np.array([(0, 0, 0), (56, 56, 255), (49, 210, 207), (10, 249, 72), (25
 
 
 @register("task", "segment")
-class SegmentTask(Task):
+class SegmentTask(DenseTask):
     """Semantic segmentation: masks/ PNGs (or polygon rows), U-Net decoder, CE + Dice, mIoU at original resolution."""
 
     name = "segment"
     default_model = "unet-n"
     default_data = "shapes"
+    dense_key = "mask"
     default_neck = "identity"
     default_head = "unet"
     backbone_strides = (2, 4, 8, 16, 32)  # or the deepest run of these the backbone has
@@ -65,17 +58,6 @@ class SegmentTask(Task):
         return SegmentationDataset(files, len(data.names), imgsz, train, joint_augment_args(args),
                                    args.get("verbose", True))
 
-    def collate_fn(self):
-        return collate
-
-    def preprocess_batch(self, batch, device: torch.device) -> dict[str, Any]:
-        imgs, masks, metas = batch
-        nb = device.type == "cuda"
-        return {"img": imgs.to(device, non_blocking=nb).float() / 255, "mask": masks.to(device, non_blocking=nb),
-                "meta": metas}
-
-    def epoch_start(self, trainer) -> None:
-        close_mosaic_epoch(trainer)
 
     # -- training and validation ---------------------------------------------------------------------------------
     def loss(self, outputs, batch: dict[str, Any], args: dict[str, Any]):
@@ -111,9 +93,6 @@ class SegmentTask(Task):
         return maps
 
     # -- prediction ----------------------------------------------------------------------------------------------
-    def load_inputs(self, items: list, imgsz: int, channels: int, mean, std, rect: bool = False):
-        return letterbox_batch(items, imgsz, rect)
-
     def postprocess(self, outputs, context: list, args: dict[str, Any], names: list[str]) -> list[dict]:
         results = []
         for mask in self.class_maps(outputs, context):
