@@ -77,3 +77,22 @@ def test_amp_accepts_bool_or_dtype():
     assert resolve({"amp": "fp16"})["amp"] == "fp16" and resolve({"amp": False})["amp"] is False
     cpu = torch.device("cpu")
     assert amp_dtype("fp16", cpu) is None and amp_dtype(True, cpu) is None  # autocast only on CUDA
+
+
+@pytest.mark.parametrize("role, code", [("cfg", 2), ("model", 2), ("data", 1)])
+def test_yaml_with_python_tags_is_a_one_line_error(tmp_path, role, code):
+    evil = tmp_path / "evil.yaml"
+    marker = tmp_path / "ran"
+    evil.write_text(f'x: !!python/object/apply:os.system ["touch {marker}"]\n')
+    args = {"cfg": [f"cfg={evil}"], "model": [f"model={evil}"], "data": [f"data={evil}", "model=mnist-tiny"]}[role]
+    r = run_cli("classify", "val" if role != "data" else "train", *args, "epochs=1", cwd=tmp_path)
+    assert r.returncode == code, r.stderr
+    assert "tag plain YAML does not allow (line 1)" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not marker.exists()
+
+
+def test_broken_yaml_says_where(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: 3\n  lr0: [1,\n")
+    r = run_cli("classify", "train", f"cfg={bad}", cwd=tmp_path)
+    assert r.returncode == 2 and "is not valid YAML at line 2" in r.stderr and "Traceback" not in r.stderr

@@ -13,14 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from visionkit.cfg import resolve
 from visionkit.engine.callbacks import Callbacks
 from visionkit.errors import UsageError
 from visionkit.models.build import build_model
 from visionkit.models.checkpoint import load_checkpoint, model_from_checkpoint
 from visionkit.registry import REGISTRY
+from visionkit.yamlfile import read_yaml
 
 
 class Model:
@@ -49,7 +48,9 @@ class Model:
             path = Path(model)
             if not path.is_file():
                 raise UsageError(f"model config '{path}' does not exist")
-            self.config = yaml.safe_load(path.read_text())
+            self.config = read_yaml(path, "model config", UsageError)
+            if not isinstance(self.config, dict):
+                raise UsageError(f"model config '{path}' must hold a mapping (task, backbone, neck, head, ...)")
         elif str(model).endswith(".onnx"):
             from visionkit.runtime.onnx_backend import OnnxModel
 

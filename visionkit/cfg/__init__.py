@@ -10,6 +10,7 @@ import yaml
 
 from visionkit.errors import UsageError
 from visionkit.limits import MAX_IMGSZ
+from visionkit.yamlfile import read_yaml
 
 DEFAULT_CFG_PATH = Path(__file__).with_name("default.yaml")
 
@@ -119,8 +120,7 @@ def load_cfg_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"cfg file '{path}' does not exist")
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
+    data = read_yaml(path, "cfg file", UsageError) or {}
     if not isinstance(data, dict):
         raise UsageError(f"cfg file '{path}' must hold a mapping of key: value")
     return data

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from visionkit.errors import DataError
+from visionkit.yamlfile import read_yaml
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -43,10 +44,7 @@ def load_data_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"dataset file '{path}' does not exist; pass data= a data.yaml, a dataset folder or a name")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise DataError(f"'{path}' is not valid YAML: {e}") from e
+    data = read_yaml(path, "dataset file", DataError) or {}
     if not isinstance(data, dict):
         raise DataError(f"'{path}' must hold a mapping (path, train, val, names, ...)")
     base = Path(data.get("path") or ".")
