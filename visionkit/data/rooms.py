@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 
 from visionkit.data.output import atomic_dir
+from visionkit.data.synthetic import is_current
 
 ROOMS_VERSION = 1
 
@@ -149,9 +150,6 @@ def generate_rooms(root: str | Path, n_train: int = 400, n_val: int = 100, heigh
 def ensure_rooms(root: str | Path, **kw) -> Path:
     """Generate the rooms dataset under ``root`` unless a current one is already there."""
     root = Path(root)
-    spec = root / "data.yaml"
-    current = spec.is_file() and (yaml.safe_load(spec.read_text()) or {}).get("generator", {}).get(
-        "version") == ROOMS_VERSION
-    if not current:
+    if not is_current(root, "rooms", ROOMS_VERSION):
         generate_rooms(root, **kw)
     return root

@@ -147,13 +147,17 @@ def generate_shapes(root: str | Path, n_train: int = 480, n_val: int = 120, size
     return root
 
 
+def is_current(root: Path, name: str, version: int) -> bool:
+    """True when ``root`` holds a complete dataset written by generator ``name`` at ``version``."""
+    spec = Path(root) / "data.yaml"
+    generator = (yaml.safe_load(spec.read_text()) or {}).get("generator", {}) if spec.is_file() else {}
+    return generator.get("name") == name and generator.get("version") == version
+
+
 def ensure_shapes(root: str | Path, **kw) -> Path:
     """Generate the shapes dataset under ``root`` unless a complete one is already there."""
     root = Path(root)
-    spec = root / "data.yaml"
-    current = spec.is_file() and (yaml.safe_load(spec.read_text()) or {}).get("generator", {}).get(
-        "version") == GENERATOR_VERSION
-    if not current:  # missing, or made by an older generator
+    if not is_current(root, "shapes", GENERATOR_VERSION):  # missing, or made by an older generator
         generate_shapes(root, **kw)
     return root
 
