@@ -8,7 +8,14 @@ TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1
 LS_VENV ?= .venv-labelstudio
 LS_PKG ?= label-studio==1.23.*
 
-.PHONY: venv install dev demo test lint bench-classify labelstudio clean
+# MediaPipe export (litert-torch, mediapipe) in a virtualenv of its own: litert-torch's xdsl pins
+# typing-extensions<4.13, which label-studio-sdk's dependencies (in .venv) refuse; and mediapipe's
+# opencv-contrib-python replaces opencv-python-headless's cv2, so the headless build is put back (MediaPipe Tasks
+# do not use cv2). A failed install is not fatal: the MediaPipe tests then skip and say why.
+EDGE_VENV ?= .venv-edge
+EDGE_PY := $(EDGE_VENV)/bin/python
+
+.PHONY: venv install dev demo test lint bench-classify bench-edge labelstudio edge clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -26,11 +33,22 @@ $(LS_VENV)/.installed:
 
 labelstudio: $(LS_VENV)/.installed
 
+$(EDGE_VENV)/.installed: pyproject.toml
+	-(test -x $(EDGE_PY) || $(PYTHON) -m venv $(EDGE_VENV)) && \
+		$(EDGE_PY) -m pip install -q $(TORCH_PKGS) && \
+		$(EDGE_PY) -m pip install -q -e '.[mediapipe,test]' && \
+		$(EDGE_PY) -m pip uninstall -y -q opencv-contrib-python && \
+		$(EDGE_PY) -m pip install -q --force-reinstall --no-deps 'opencv-python-headless>=4.8,<5' && touch $@
+
+edge: $(EDGE_VENV)/.installed
+
 demo: $(VENV)/.installed
 	$(VPY) -m visionkit.demo
 
-test: $(VENV)/.installed $(LS_VENV)/.installed
+test: $(VENV)/.installed $(LS_VENV)/.installed $(EDGE_VENV)/.installed
 	VISIONKIT_LABEL_STUDIO=$(abspath $(LS_VENV))/bin/label-studio $(VPY) -m pytest -n 2 -q
+	@if test -f $(EDGE_VENV)/.installed; then $(EDGE_PY) -m pytest -n 2 -q tests/edge; \
+		else echo "MediaPipe tests skipped: $(EDGE_VENV) did not install (run make edge to see why)"; fi
 
 lint: $(VENV)/.installed
 	$(VPY) -m ruff check visionkit tests tools
@@ -38,5 +56,8 @@ lint: $(VENV)/.installed
 bench-classify: $(VENV)/.installed
 	$(VPY) tools/bench_classify.py --data ../shared/data/mnist
 
+bench-edge: $(EDGE_VENV)/.installed
+	$(EDGE_PY) tools/bench_edge.py
+
 clean:
-	rm -rf $(VENV) $(LS_VENV) runs build *.egg-info
+	rm -rf $(VENV) $(LS_VENV) $(EDGE_VENV) runs build *.egg-info

@@ -27,7 +27,8 @@ class Model:
 
     def __init__(self, model: str | Path | dict | None = None, task: str | None = None,
                  names: list[str] | None = None, imgsz: int | None = None):
-        """``names`` and ``imgsz`` are only for an ONNX file exported by another tool (no visionkit metadata)."""
+        """``names`` and ``imgsz`` are only for an ONNX or .tflite file exported by another tool (no visionkit
+        metadata)."""
         self.callbacks = Callbacks()
         self.ckpt: dict | None = None
         self.ckpt_path: Path | None = None
@@ -51,10 +52,13 @@ class Model:
             self.config = read_yaml(path, "model config", UsageError)
             if not isinstance(self.config, dict):
                 raise UsageError(f"model config '{path}' must hold a mapping (task, backbone, neck, head, ...)")
-        elif str(model).endswith(".onnx"):
-            from visionkit.runtime.onnx_backend import OnnxModel
+        elif str(model).endswith((".onnx", ".tflite")):
+            if str(model).endswith(".onnx"):
+                from visionkit.runtime.onnx_backend import OnnxModel as Backend
+            else:
+                from visionkit.runtime.mediapipe_backend import MediaPipeModel as Backend
 
-            self._net = OnnxModel(model, {"task": task, "names": names, "imgsz": imgsz})
+            self._net = Backend(model, {"task": task, "names": names, "imgsz": imgsz})
             meta = self._net.meta
             self.ckpt_path = Path(model)
             self.ckpt = {**meta, "model_config": meta["model_config"] or {}}
@@ -105,6 +109,10 @@ class Model:
 
     def _args(self, overrides: dict[str, Any]) -> dict[str, Any]:
         args = resolve(overrides, self.task.keys)
+        if isinstance(args.get("imgsz"), list):
+            raise UsageError(f"imgsz={','.join(map(str, args['imgsz']))}: height,width applies to `export "
+                             f"format=mediapipe` (a fixed deployment input); train, val and predict take one size "
+                             f"(rect=True keeps the aspect ratio)")
         cfg = self.config
         for part in ("backbone", "neck", "head"):
             if args.get(part):
@@ -175,6 +183,7 @@ class Model:
         if args.get("plots", True):
             obj.plot(save_dir)
         self.save_dir = save_dir
+        self.val_metrics = obj  # the metrics object (its table, plots and fitness_key)
         return metrics
 
     def predict(self, source=None, **overrides) -> list[dict]:
@@ -248,16 +257,27 @@ class Model:
                              f"{', '.join(task.modes) or 'none beyond the common ones'})")
 
     def export(self, **overrides) -> Path:
-        """Export the checkpoint (format=onnx) next to it, checked against PyTorch; returns the file's path.
+        """Export the checkpoint next to it, checked against PyTorch; returns the file's path.
 
-        Keys: imgsz, batch (default 1), dynamic, half, opset, simplify, nms (detect), export_tol."""
+        format=onnx (onnxruntime): imgsz, batch (default 1), dynamic, half, opset, simplify, nms (detect),
+        export_tol. format=mediapipe (alias tflite; MediaPipe Tasks): imgsz (one size or h,w), half (fp16
+        weights), int8 (calibrated on data=), nms (detect), source= or data= images for the check."""
         from visionkit.engine.exporter import check_format, export_onnx
 
         ckpt = self._require_ckpt("export")
         if getattr(self._net, "raw_outputs", True) is False:
             raise UsageError(f"'{self.ckpt_path}' is already an exported file; export a .pt checkpoint")
+        fmt = check_format(overrides.get("format", "onnx"))
+        if fmt == "mediapipe":
+            from visionkit.edge.export import export_mediapipe
+
+            args = self._args({k: v for k, v in overrides.items() if k != "imgsz"})
+            args["imgsz"] = overrides.get("imgsz")  # one size or h,w: read by the MediaPipe exporter
+            path = export_mediapipe(model_from_checkpoint(ckpt, self.ckpt_path), self.task, ckpt, args,
+                                    self.ckpt_path.with_suffix(".tflite"))
+            self.save_dir = path.parent
+            return path
         args = self._args(overrides)
-        check_format(args.get("format", "onnx"))
         args["batch_export"] = int(overrides.get("batch", 1))
         out = self.ckpt_path.with_suffix(".onnx")
         path = export_onnx(model_from_checkpoint(ckpt, self.ckpt_path), self.task, ckpt, args, out)

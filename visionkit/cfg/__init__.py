@@ -79,6 +79,8 @@ def check_overrides(overrides: dict[str, Any], defaults: dict[str, Any], source:
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
     bad = f"bad value {key}={value!r}: "
+    if key == "imgsz" and isinstance(value, (str, list, tuple)):
+        return _size_pair(value, bad)
     if value is not None and key in INT_RANGES:
         low, high = INT_RANGES[key]
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -114,6 +116,20 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
             raise UsageError(bad + f"choose one of {', '.join(CHOICES[key])}.{hint}")
         return value
     return value
+
+
+def _size_pair(value, bad: str) -> list[int]:
+    """``imgsz=240,320`` (or [240, 320]): height, width, each in range. Only exports to a fixed input take a pair
+    (Model checks where it is used)."""
+    parts = value.replace("x", ",").split(",") if isinstance(value, str) else list(value)
+    low, high = INT_RANGES["imgsz"]
+    try:
+        pair = [int(str(p).strip()) for p in parts]
+    except ValueError:
+        pair = []
+    if len(pair) != 2 or not all(low <= v <= high for v in pair):
+        raise UsageError(bad + f"expected an integer in {low}..{high}, or height,width such as 240,320")
+    return pair
 
 
 def load_cfg_file(path: str | Path) -> dict[str, Any]:

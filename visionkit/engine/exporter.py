@@ -17,7 +17,8 @@ import torch
 
 from visionkit.errors import UsageError, VisionkitError
 
-FORMATS = ("onnx",)
+FORMATS = ("onnx", "mediapipe")
+ALIASES = {"tflite": "mediapipe"}  # a .tflite for MediaPipe Tasks is the only TFLite file visionkit writes
 
 
 class ExportError(VisionkitError):
@@ -26,10 +27,12 @@ class ExportError(VisionkitError):
 
 def check_format(fmt: str) -> str:
     fmt = str(fmt).lower().lstrip(".")
+    fmt = ALIASES.get(fmt, fmt)
     if fmt not in FORMATS:
         close = difflib.get_close_matches(fmt, FORMATS, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise UsageError(f"unsupported export format '{fmt}'.{hint} Formats: {', '.join(FORMATS)}")
+        raise UsageError(f"unsupported export format '{fmt}'.{hint} Formats: {', '.join(FORMATS)} (tflite = "
+                         f"mediapipe)")
     return fmt
 
 

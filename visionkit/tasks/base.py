@@ -159,6 +159,13 @@ class Task:
         ``dynamic_output_axes`` attributes)."""
         raise NotImplementedError(f"task '{self.name}' cannot be exported yet")
 
+    def edge_graph(self, net, inputs, size: tuple[int, int], args: dict[str, Any]):
+        """The module a MediaPipe export (.tflite) converts: ``inputs`` (visionkit.edge.graphs.EdgeInput) turns the
+        (1, H, W, 3) RGB input in 0..1 into the network's input; the module's ``kind`` names the MediaPipe Task
+        that reads it (classifier, segmenter, value_map, detector, detector_nms) and its ``metadata`` holds what
+        this task's post-processing needs to read the file's outputs back."""
+        raise NotImplementedError(f"task '{self.name}' cannot be exported for MediaPipe yet")
+
     def yolo_rows(self, result: dict) -> list[str]:
         """Rows for ``save_txt=True`` (tasks without a text form return none)."""
         return []

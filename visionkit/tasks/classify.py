@@ -177,6 +177,12 @@ class ClassifyTask(Task):
                              f"{'detectors' if args.get('nms') else 'segmenters'}; a classifier exports its logits")
         return ClassifyExport(net)
 
+    def edge_graph(self, net, inputs, size, args: dict[str, Any]):
+        from visionkit.edge.graphs import ClassifierGraph
+
+        self.export_wrapper(net, args)  # the same refusals (nms=, argmax=)
+        return ClassifierGraph(net, inputs)
+
     def describe(self, result: dict) -> str:
         return ", ".join(f"{t['name']} {t['score']:.3f}" for t in result["top"])
 

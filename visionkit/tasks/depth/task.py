@@ -230,6 +230,14 @@ class DepthTask(DenseTask):
             raise CheckpointError("only a PyTorch depth checkpoint can be exported")
         return DepthExport(net)
 
+    def edge_graph(self, net, inputs, size, args: dict[str, Any]):
+        from visionkit.edge.graphs import ValueMapGraph
+
+        values = self.export_wrapper(net, args).values
+        graph = ValueMapGraph(net, inputs, values)
+        graph.metadata = {"depth_output": values.kind}
+        return graph
+
 
 def write_ply(path: Path, depth: np.ndarray, bgr: np.ndarray, fov_degrees: float, step: int = 1) -> Path:
     """A coloured point cloud (ASCII PLY) from a depth map in metres and a pinhole camera with the given horizontal

@@ -131,6 +131,19 @@ class DetectTask(Task):
             return DetectNMSExport(net, conf, float(args.get("iou", 0.7)), int(args.get("max_det", 300)))
         return DetectExport(net)
 
+    def edge_graph(self, net, inputs, size, args: dict[str, Any]):
+        from visionkit.edge.graphs import DetectorGraph, DetectorNMSGraph
+
+        self.export_wrapper(net, args)  # the same refusals (argmax=)
+        h, w = size
+        if args.get("nms"):
+            conf = 0.25 if args.get("conf") is None else float(args["conf"])
+            graph = DetectorNMSGraph(net, inputs, h, w, conf, float(args.get("iou", 0.7)),
+                                     int(args.get("max_det", 300)))
+            graph.metadata = {"nms": json.dumps({"conf": graph.conf, "iou": graph.iou, "max_det": graph.max_det})}
+            return graph
+        return DetectorGraph(net, inputs, h, w)
+
     def detections(self, outputs, conf: float, iou: float, max_det: int, classes=None):
         """Raw head outputs (PyTorch), decoded boxes + scores (an exported file) or an NMS table (a file exported
         with nms=True) → [(boxes, scores, classes)] per image."""

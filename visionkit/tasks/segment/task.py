@@ -136,3 +136,9 @@ class SegmentTask(DenseTask):
             raise UsageError("nms=True applies to detectors; a segmenter exports logits or, with argmax=True, the "
                              "class map (drop nms=True)")
         return SegmentArgmaxExport(net) if args.get("argmax") else SegmentExport(net)
+
+    def edge_graph(self, net, inputs, size, args: dict[str, Any]):
+        from visionkit.edge.graphs import SegmenterGraph
+
+        self.export_wrapper(net, {**args, "argmax": False})  # MediaPipe takes the argmax itself (category mask)
+        return SegmenterGraph(net, inputs)

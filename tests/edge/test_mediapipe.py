@@ -1,0 +1,255 @@
+"""MediaPipe deployment: .tflite files for every task that MediaPipe Tasks load, checked against PyTorch at export
+and usable as a predict/val backend with the same metrics as the .pt."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import TINY, run_cli
+from visionkit import Model
+from visionkit.errors import CheckpointError, UsageError
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "mediapipe_detect.py"
+
+
+def train(task: str, model: str, data: str, tmp_path_factory, **extra) -> Model:
+    m = Model(model, task=task)
+    m.train(**{**TINY, "epochs": 1, "data": data, "project": str(tmp_path_factory.mktemp(task)), **extra})
+    return m
+
+
+def spread_head(m: Model) -> None:
+    """Give a barely trained detector varied scores and boxes (class and box-bin logits with std 2 on images), so
+    the detections MediaPipe and PyTorch are compared on are many and distinct, not one tied blob."""
+    net = m.net.eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for seq in list(net.head.cls) + list(net.head.box):
+            torch.nn.init.normal_(seq[-1].weight, 0, 1.0)
+            torch.nn.init.zeros_(seq[-1].bias)
+        outs = net(torch.rand(2, 3, 64, 64))
+        ch = 4 * net.head.reg_max
+        box_std = torch.cat([o[:, :ch].flatten() for o in outs]).std()
+        cls_std = torch.cat([o[:, ch:].flatten() for o in outs]).std()
+        for seq in net.head.cls:
+            seq[-1].weight.mul_(2 / cls_std)
+            seq[-1].bias.fill_(-1.0)
+        for seq in net.head.box:
+            seq[-1].weight.mul_(2 / box_std)
+    m.ckpt["state_dict"] = {k: v.clone() for k, v in net.state_dict().items()}
+    torch.save(m.ckpt, m.ckpt_path)
+
+
+@pytest.fixture(scope="module")
+def classifier(shapes_root, tmp_path_factory):
+    return train("classify", "mnist-tiny", str(shapes_root / "data.yaml"), tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def detector(shapes_root, tmp_path_factory):
+    m = train("detect", "yolo-n", str(shapes_root / "data.yaml"), tmp_path_factory, imgsz=64, close_mosaic=0)
+    spread_head(m)
+    return Model(str(m.ckpt_path))
+
+
+def val(m: Model, tmp_path, **kw) -> dict:
+    return m.val(project=str(tmp_path), verbose=False, plots=False, workers=0, **kw)
+
+
+def test_metadata_parser_version_replacement():
+    """The replacement for mediapipe's missing native helper gives the schema's "Added in" versions."""
+    from mediapipe.tasks.metadata import metadata_schema_py_generated as fb
+
+    from visionkit.edge.metadata import minimum_parser_version
+
+    def version(**subgraph) -> str:
+        import flatbuffers
+
+        md, sg = fb.ModelMetadataT(), fb.SubGraphMetadataT()
+        for k, v in subgraph.items():
+            setattr(sg, k, v)
+        md.subgraphMetadata = [sg]
+        b = flatbuffers.Builder(0)
+        b.Finish(md.Pack(b), b"M001")
+        return minimum_parser_version(bytes(b.Output()))
+
+    assert version() == "1.0.0"
+    assert version(outputTensorGroups=[fb.TensorGroupT()]) == "1.2.0"
+    assert version(customMetadata=[fb.CustomMetadataT()]) == "1.5.0"
+    assert version(inputProcessUnits=[fb.ProcessUnitT()]) == "1.1.0"
+
+
+def test_in_graph_nms_matches_torchvision():
+    from torchvision.ops import batched_nms
+
+    from visionkit.edge.graphs import suppress
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        n = 60
+        xy = torch.rand(n, 2, generator=g) * 0.7
+        wh = torch.rand(n, 2, generator=g) * 0.3 + 0.05
+        boxes = torch.cat([xy, xy + wh], 1)  # ymin xmin ymax xmax: IoU is symmetric in the axes
+        label = torch.randint(0, 3, (n,), generator=g).float()
+        score, order = torch.rand(n, generator=g).sort(descending=True)
+        boxes, label = boxes[order], label[order]
+        keep = suppress(boxes, label, score, 0.2, 0.45)
+        above = score > 0.2
+        ref = batched_nms(boxes[above], score[above], label[above].long(), 0.45)
+        expected = torch.zeros(n, dtype=torch.bool)
+        expected[torch.nonzero(above)[ref, 0]] = True
+        assert torch.equal(keep, expected)
+
+
+def test_classifier_file_loads_in_mediapipe_and_matches_the_pt(classifier, shapes_root, tmp_path):
+    path = classifier.export(format="tflite", verbose=False)
+    assert path == classifier.ckpt_path.with_suffix(".tflite")
+    from visionkit.edge.metadata import output_descriptions, read_record
+
+    record = read_record(path)
+    assert record["task"] == "classify" and record["names"] == classifier.ckpt["names"]
+    assert record["kind"] == "classifier" and record["imgsz"] == [32, 32]
+    assert output_descriptions(path.read_bytes()) == ["score"]
+    tfl = Model(str(path))
+    a, b = val(classifier, tmp_path), val(tfl, tmp_path)  # data found from the file's record
+    assert a["top1"] == b["top1"] and a["top5"] == b["top5"]
+    images = [str(p) for p in sorted((shapes_root / "images/val").glob("*.jpg"))[:3]]
+    pa = classifier.predict(images, verbose=False, save=False, project=str(tmp_path))
+    pb = tfl.predict(images, verbose=False, save=False, project=str(tmp_path))
+    for x, y in zip(pa, pb):
+        assert x["top"][0]["class"] == y["top"][0]["class"]
+        assert abs(x["top"][0]["score"] - y["top"][0]["score"]) < 1e-3
+
+
+def test_segmenter_and_depth_files(shapes_root, tmp_path_factory, tmp_path):
+    seg = train("segment", "unet-n", str(shapes_root / "data.yaml"), tmp_path_factory)
+    path = seg.export(format="mediapipe", verbose=False)
+    a, b = val(seg, tmp_path), val(Model(str(path)), tmp_path)
+    assert abs(a["mIoU"] - b["mIoU"]) < 2e-3 and abs(a["pixel_acc"] - b["pixel_acc"]) < 2e-3
+
+    depth = train("depth", "depth-n", "rooms", tmp_path_factory, datasets_dir=str(tmp_path_factory.mktemp("ds")))
+    path = depth.export(format="mediapipe", verbose=False)
+    from visionkit.edge.metadata import read_record
+
+    assert read_record(path)["kind"] == "value_map"
+    tfl = Model(str(path))
+    a, b = val(depth, tmp_path), val(tfl, tmp_path)
+    for key in ("abs_rel", "delta1", "rmse"):
+        assert abs(a[key] - b[key]) <= 1e-3 * max(1.0, abs(a[key])), key
+    image = sorted((Path(depth.ckpt["train_args"]["datasets_dir"]) / "rooms").rglob("*.jpg"))[0]
+    ra = depth.predict(str(image), verbose=False, save=False, project=str(tmp_path))[0]
+    rb = tfl.predict(str(image), verbose=False, save=False, project=str(tmp_path))[0]
+    assert ra["unit"] == rb["unit"]
+    assert np.abs(ra["_depth"] - rb["_depth"]).max() <= 1e-3 * np.abs(ra["_depth"]).max()
+
+
+@pytest.mark.parametrize("nms", [False, True], ids=["mediapipe-nms", "graph-nms"])
+def test_detector_both_layouts(detector, nms, tmp_path):
+    from visionkit.edge.metadata import output_descriptions, read_record
+
+    path = detector.export(format="mediapipe", nms=nms, conf=0.001, iou=0.7, verbose=False)
+    record = read_record(path)
+    assert record["kind"] == ("detector_nms" if nms else "detector")
+    descriptions = output_descriptions(path.read_bytes())
+    from ai_edge_litert import interpreter as tfl
+
+    shapes = [list(o["shape"]) for o in tfl.Interpreter(model_path=str(path)).get_output_details()]
+    if nms:  # each description sits on the tensor it describes, whatever the internal tensor indices
+        assert descriptions == ["location", "category", "score", "number of detections"]
+        assert shapes[0][-1] == 4 and len(shapes[1]) == 2 and len(shapes[2]) == 2 and shapes[3] == [1]
+    else:
+        assert descriptions == ["location", "score"] and shapes[0][-1] == 4 and shapes[1][-1] == len(detector.names)
+    a, b = val(detector, tmp_path), val(Model(str(path)), tmp_path)
+    if nms:  # same thresholds as validation (conf 0.001, IoU 0.7); MediaPipe reports whole-pixel boxes
+        assert abs(a["mAP50"] - b["mAP50"]) < 0.02 and abs(a["mAP50-95"] - b["mAP50-95"]) < 0.02
+
+
+def test_fp16_and_int8_report_size_and_metric(classifier, shapes_root, capsys):
+    float_size = classifier.export(format="mediapipe", verbose=False).stat().st_size
+    half = classifier.export(format="mediapipe", half=True)
+    out = capsys.readouterr().out
+    assert "float16 weights" in out and "val top1" in out
+    assert half.stat().st_size < float_size  # weights halve; graph and metadata stay (most of a tiny model)
+    small = classifier.export(format="mediapipe", int8=True, data=str(shapes_root / "data.yaml"))
+    out = capsys.readouterr().out
+    assert "int8" in out and "val top1" in out
+    assert small.stat().st_size < float_size
+    assert Model(str(small)).predict(str(sorted((shapes_root / "images/val").glob("*.jpg"))[0]), verbose=False,
+                                     save=False)[0]["top"]
+
+
+def test_bad_input(classifier, detector, tmp_path):
+    with pytest.raises(UsageError, match="nms=True applies to"):
+        classifier.export(format="mediapipe", nms=True)
+    with pytest.raises(UsageError, match="int8=True calibrates"):
+        Model(str(classifier.ckpt_path)).export(format="mediapipe", int8=True, data=str(tmp_path / "none.yaml"))
+    with pytest.raises(UsageError, match="imgsz"):
+        classifier.export(format="mediapipe", imgsz="0,5")
+    with pytest.raises(UsageError, match="applies to `export format=mediapipe`"):
+        classifier.predict("x.jpg", imgsz=[32, 48])
+    bare = tmp_path / "bare.tflite"
+    from visionkit.edge.convert import to_tflite
+
+    bare.write_bytes(to_tflite(torch.nn.Conv2d(3, 3, 1).eval(), torch.rand(1, 3, 8, 8)))
+    with pytest.raises(CheckpointError, match="no TFLite model metadata"):
+        Model(str(bare))
+    # a MediaPipe model not written by visionkit: usable once task= and names= say what it is
+    foreign = tmp_path / "foreign.tflite"
+    from visionkit.edge import metadata
+
+    raw = to_tflite(_tiny_classifier(), torch.rand(1, 16, 16, 3))
+    foreign.write_bytes(metadata.write_classifier(raw, ["a", "b"]))
+    with pytest.raises(UsageError, match="task=, names="):
+        Model(str(foreign))
+    m = Model(str(foreign), task="classify", names=["a", "b"])
+    assert m.net.kind == "classifier" and m.net.size == (16, 16)
+    with pytest.raises(CheckpointError, match="not a readable .tflite"):
+        (tmp_path / "junk.tflite").write_bytes(b"not a model")
+        Model(str(tmp_path / "junk.tflite"))
+
+
+def _tiny_classifier():
+    class Tiny(torch.nn.Module):
+        def forward(self, x):  # (1, H, W, 3) → (1, 2)
+            m = x.mean((1, 2))
+            return torch.stack([m[:, 0], m[:, 1]], -1).softmax(-1)
+
+    return Tiny().eval()
+
+
+def test_cli_export_and_predict_with_tflite(classifier, shapes_root, tmp_path):
+    best = classifier.ckpt_path
+    r = run_cli("export", f"model={best}", "format=mediapipe", "imgsz=32,48")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "MediaPipe classifier, input 32x48" in r.stdout
+    r = run_cli("classify", "predict", f"model={best.with_suffix('.tflite')}",
+                f"source={shapes_root / 'images/val'}", f"project={tmp_path}", "verbose=false")
+    assert r.returncode == 0, r.stderr[-2000:]
+    preds = json.loads((tmp_path / "classify/predict/predictions.json").read_text())
+    assert len(preds) == len(list((shapes_root / "images/val").glob("*.jpg")))
+
+
+def test_standalone_example_matches_visionkit(detector, shapes_root, tmp_path):
+    import cv2
+
+    path = detector.export(format="mediapipe", nms=True, conf=0.3, iou=0.5, verbose=False)
+    # an image at the input size: visionkit's letterbox and MediaPipe's stretch are then both the identity
+    image = tmp_path / "scene.png"
+    cv2.imwrite(str(image), cv2.resize(cv2.imread(str(sorted((shapes_root / "images/val").glob("*.jpg"))[0])),
+                                       (64, 64)))
+    out = subprocess.run([sys.executable, str(EXAMPLE), str(path), str(image)], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = json.loads(out.stdout)
+    ours = Model(str(path)).predict(str(image), verbose=False, save=False, project=str(tmp_path))[0]["detections"]
+    assert len(rows) == len(ours) > 0
+    for row, det in zip(sorted(rows, key=lambda r: -r["score"]), ours):
+        assert row["name"] == det["name"] and abs(row["score"] - det["score"]) < 1e-4
+        assert np.abs(np.asarray(row["box"], float) - det["box"]).max() <= 1.0

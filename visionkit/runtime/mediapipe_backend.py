@@ -1,0 +1,240 @@
+"""A .tflite file run by MediaPipe Tasks (ImageClassifier, ImageSegmenter, ObjectDetector), callable like the
+network it came from: it takes the same normalised (B, C, H, W) batch the other backends take, hands MediaPipe
+the uint8 RGB images behind it, and returns tensors the task's post-processing reads as it reads an exported
+ONNX file's: class log-probabilities, per-pixel log-probabilities, a value map, or a detection table."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import threading
+import weakref
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from visionkit.errors import CheckpointError, UsageError
+from visionkit.limits import MAX_CLASSES, MAX_IMGSZ, MAX_IN_CHANNELS
+
+KINDS = ("classifier", "segmenter", "value_map", "detector", "detector_nms")
+MEDIAPIPE_NMS_IOU = 0.3  # ObjectDetector's own NMS (files without NMS in the graph); not settable from Python
+TASK_KINDS = {"classify": "classifier", "segment": "segmenter", "depth": "value_map", "detect": "detector"}
+
+
+_OPEN: weakref.WeakSet = weakref.WeakSet()
+_CLOSE_AT_EXIT: list[bool] = []
+
+
+def _close_all() -> None:
+    """Close the Tasks still open at exit while MediaPipe's dispatcher threads still run (each Task's own __del__
+    would otherwise print an error at shutdown)."""
+    for runner in list(_OPEN):
+        runner.close()
+
+
+def _register_close_at_exit() -> None:
+    # threading's exit hooks run before atexit's, in reverse order of registration: registered after MediaPipe
+    # made its executor, this one runs first
+    if not _CLOSE_AT_EXIT:
+        register = getattr(threading, "_register_atexit", atexit.register)
+        register(_close_all)
+        _CLOSE_AT_EXIT.append(True)
+
+
+class TaskRunner:
+    """One MediaPipe Task for a file: ``run(rgb)`` on one uint8 (H, W, 3) image → a dict of NumPy arrays:
+    classifier {probs (C,)}, segmenter {probs (C, H, W), classes (H, W)}, value_map {values (H, W)},
+    detector / detector_nms {rows (K, 6): x1 y1 x2 y2 score class in image pixels}."""
+
+    def __init__(self, path: Path, kind: str, names: list[str], score_threshold: float = 0.0, max_results: int = -1):
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        from visionkit.edge.metadata import writers
+
+        writers()  # registers the metadata helper MediaPipe's Python package lacks, before any metadata read
+        self.kind, self.num_classes = kind, len(names)
+        self.class_ids = {name: i for i, name in enumerate(names)}  # MediaPipe may name a category without its index
+        base = BaseOptions(model_asset_path=str(path))
+        try:
+            if kind == "classifier":
+                self.task = vision.ImageClassifier.create_from_options(
+                    vision.ImageClassifierOptions(base_options=base, max_results=-1))
+            elif kind in ("segmenter", "value_map"):
+                self.task = vision.ImageSegmenter.create_from_options(vision.ImageSegmenterOptions(
+                    base_options=base, output_category_mask=kind == "segmenter", output_confidence_masks=True))
+            else:
+                self.task = vision.ObjectDetector.create_from_options(vision.ObjectDetectorOptions(
+                    base_options=base, score_threshold=score_threshold, max_results=max_results))
+        except (RuntimeError, ValueError) as e:
+            raise CheckpointError(f"MediaPipe cannot load '{path}' as a {kind}: {str(e).splitlines()[0]}") from e
+        _OPEN.add(self)
+        _register_close_at_exit()
+
+    def run(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
+        import mediapipe as mp
+
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
+        if self.kind == "classifier":
+            probs = np.zeros(self.num_classes, np.float32)
+            for c in self.task.classify(image).classifications[0].categories:
+                probs[c.index] = c.score
+            return {"probs": probs}
+        if self.kind in ("segmenter", "value_map"):
+            r = self.task.segment(image)
+            masks = np.stack([m.numpy_view().reshape(rgb.shape[:2]) for m in r.confidence_masks])
+            if self.kind == "value_map":
+                return {"values": masks[0].astype(np.float32)}
+            return {"probs": masks.astype(np.float32), "classes": r.category_mask.numpy_view().reshape(rgb.shape[:2])}
+        rows = []
+        for d in self.task.detect(image).detections:
+            b = d.bounding_box
+            for c in d.categories:  # detections sharing one box come back as one Detection with several categories
+                index = c.index if c.index is not None else self.class_ids.get(c.category_name, -1)
+                rows.append([b.origin_x, b.origin_y, b.origin_x + b.width, b.origin_y + b.height, c.score, index])
+        return {"rows": np.asarray(rows, np.float32).reshape(-1, 6)}
+
+    def close(self) -> None:
+        task, self.task = getattr(self, "task", None), None
+        if task is not None:
+            task.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: MediaPipe's dispatcher may already be gone
+            pass
+
+
+class MediaPipeModel:
+    """``MediaPipeModel("best.tflite")(x)`` → outputs the task post-processes. ``meta`` holds what the file's
+    visionkit record says (task, names, imgsz, in_channels, mean, std, ...)."""
+
+    raw_outputs = False
+    head = None
+    training = False
+    fixed_size = True  # a .tflite file takes its own input size; MediaPipe stretches other sizes to it
+
+    def __init__(self, path: str | Path, overrides: dict[str, Any] | None = None):
+        from visionkit.edge.convert import require_edge_packages
+        from visionkit.edge.metadata import has_mediapipe_metadata, read_record
+
+        require_edge_packages()
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"TFLite file '{path}' does not exist")
+        overrides = overrides or {}
+        try:
+            record = read_record(path)
+            has_metadata = has_mediapipe_metadata(path)
+        except Exception as e:  # not a flatbuffer, or a truncated one
+            raise CheckpointError(f"'{path}' is not a readable .tflite file: {type(e).__name__}: {e}") from e
+        if not has_metadata:
+            raise CheckpointError(f"'{path}' has no TFLite model metadata, which MediaPipe Tasks need (labels, input "
+                                  f"normalisation); export it with `visionkit export model=best.pt format=mediapipe`")
+        if record is None:
+            record = self._foreign_record(path, overrides)
+        try:
+            self.meta, self.kind, self.size = self._meta(record, overrides, path)
+        except (ValueError, TypeError, KeyError) as e:
+            raise CheckpointError(f"'{path}' has a malformed visionkit record: {type(e).__name__}: {e}") from e
+        self.path = path
+        self.record = record
+        self._runner: TaskRunner | None = None
+
+    @staticmethod
+    def _foreign_record(path: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+        """A MediaPipe model not written by visionkit: usable with task= and names=."""
+        missing = [k for k in ("task", "names") if not overrides.get(k)]
+        if missing:
+            raise UsageError(f"'{path}' was not exported by visionkit (no visionkit record); pass "
+                             f"{', '.join(k + '=' for k in missing)} to use it anyway")
+        from ai_edge_litert import interpreter as tfl
+
+        shape = [int(d) for d in tfl.Interpreter(model_path=str(path)).get_input_details()[0]["shape"]]
+        kind = TASK_KINDS.get(overrides["task"])
+        if kind is None:
+            raise UsageError(f"task={overrides['task']} has no MediaPipe Task; use one of {', '.join(TASK_KINDS)}")
+        return {"task": overrides["task"], "kind": kind, "imgsz": shape[1:3], "in_channels": 3,
+                "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0],
+                "metadata": {"nms": json.dumps({"conf": 0.0, "iou": MEDIAPIPE_NMS_IOU, "max_det": 300})}}
+
+    @staticmethod
+    def _meta(record: dict[str, Any], overrides: dict[str, Any], path: Path):
+        if overrides.get("task") and record.get("task") and overrides["task"] != record["task"]:
+            raise UsageError(f"'{path}' is a {record['task']} model, not {overrides['task']}; run `visionkit "
+                             f"{record['task']} ...` with it")
+        names = overrides.get("names") or record.get("names") or []
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        h, w = (int(v) for v in record["imgsz"])
+        channels = int(record.get("in_channels", 3))
+        kind = record["kind"]
+        if kind not in KINDS:
+            raise ValueError(f"kind '{kind}' is not one of {', '.join(KINDS)}")
+        if not (1 <= h <= MAX_IMGSZ and 1 <= w <= MAX_IMGSZ and 1 <= channels <= MAX_IN_CHANNELS):
+            raise ValueError(f"imgsz {h}x{w} / in_channels {channels} out of range")
+        if len(names) > MAX_CLASSES:
+            raise ValueError(f"{len(names)} class names (at most {MAX_CLASSES})")
+        metadata = dict(record.get("metadata") or {})
+        if kind == "detector":  # MediaPipe runs NMS: report its thresholds the way a file with NMS in it does
+            metadata["nms"] = json.dumps({"conf": 0.001, "iou": MEDIAPIPE_NMS_IOU, "max_det": 300})
+        meta = {"task": record["task"], "names": list(names), "imgsz": max(h, w), "in_channels": channels,
+                "mean": list(record.get("mean", [0.0] * channels)), "std": list(record.get("std", [1.0] * channels)),
+                "model_config": record.get("model_config"), "data": record.get("data"), "metadata": metadata}
+        return meta, kind, (h, w)
+
+    @property
+    def runner(self) -> TaskRunner:
+        if self._runner is None:
+            nms = json.loads(self.meta["metadata"].get("nms", "{}") or "{}")
+            self._runner = TaskRunner(self.path, self.kind, self.meta["names"],
+                                      score_threshold=float(nms.get("conf", 0.0)),
+                                      max_results=int(nms.get("max_det", -1)))
+        return self._runner
+
+    def images(self, x: torch.Tensor) -> list[np.ndarray]:
+        """The uint8 RGB images behind a normalised (B, C, H, W) batch (grey models: grey in all three channels)."""
+        mean = torch.tensor(self.meta["mean"], dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(self.meta["std"], dtype=torch.float32).view(1, -1, 1, 1)
+        pixels = ((x.detach().float().cpu() * std + mean) * 255).round().clamp(0, 255).to(torch.uint8)
+        if pixels.shape[1] == 1:
+            pixels = pixels.expand(-1, 3, -1, -1)
+        return list(pixels.permute(0, 2, 3, 1).contiguous().numpy())
+
+    def __call__(self, x: torch.Tensor):
+        results = [self.runner.run(img) for img in self.images(x)]
+        if self.kind == "classifier":
+            return torch.from_numpy(np.stack([r["probs"] for r in results])).clamp(min=1e-12).log()
+        if self.kind == "segmenter":
+            return torch.from_numpy(np.stack([r["probs"] for r in results])).clamp(min=1e-12).log()
+        if self.kind == "value_map":
+            return torch.from_numpy(np.stack([r["values"] for r in results]))
+        max_det = int(json.loads(self.meta["metadata"]["nms"])["max_det"])
+        table = torch.zeros(len(results), max_det, 6)
+        counts = torch.zeros(len(results), dtype=torch.long)
+        for i, r in enumerate(results):
+            rows = torch.from_numpy(r["rows"][:max_det]).clone()
+            rows = rows[rows[:, 4].argsort(descending=True)]
+            # MediaPipe truncates a box's origin and size to whole pixels: take the middle of each interval
+            rows[:, :2] += 0.5
+            rows[:, 2:4] += 1.0
+            table[i, :len(rows)] = rows
+            counts[i] = len(rows)
+        return table, counts
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
+
+    # the engine treats backends alike: these are no-ops for a file
+    def eval(self):
+        return self
+
+    def train(self, mode: bool = True):
+        return self
+
+    def to(self, *args, **kwargs):
+        return self
