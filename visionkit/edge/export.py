@@ -92,7 +92,8 @@ def export_mediapipe(net: torch.nn.Module, task, ckpt: dict, args: dict[str, Any
         if args.get("half") or args.get("int8"):
             precision = "float16 weights" if args.get("half") else "int8"
             small = (convert.fp16_weights(float_model) if args.get("half")
-                     else convert.inline_buffers(convert.int8_static(float_model, [_as_input(i) for i in calibration])))
+                     else convert.int8_static(float_model, [_as_input(i) for i in calibration]))
+            small = convert.inline_buffers(small)  # the quantizer may store weights after the flatbuffer
             final = _with_metadata(small, {**record, "precision": precision}, graph, task)
             small_path = Path(tmp) / "small.tflite"
             small_path.write_bytes(final)

@@ -17,6 +17,7 @@ import torch
 
 from visionkit.errors import CheckpointError, UsageError
 from visionkit.limits import MAX_CLASSES, MAX_IMGSZ, MAX_IN_CHANNELS
+from visionkit.runtime.base import ExportedModel
 
 KINDS = ("classifier", "segmenter", "value_map", "detector", "detector_nms")
 MEDIAPIPE_NMS_IOU = 0.3  # ObjectDetector's own NMS (files without NMS in the graph); not settable from Python
@@ -107,13 +108,10 @@ class TaskRunner:
             pass
 
 
-class MediaPipeModel:
+class MediaPipeModel(ExportedModel):
     """``MediaPipeModel("best.tflite")(x)`` → outputs the task post-processes. ``meta`` holds what the file's
     visionkit record says (task, names, imgsz, in_channels, mean, std, ...)."""
 
-    raw_outputs = False
-    head = None
-    training = False
     fixed_size = True  # a .tflite file takes its own input size; MediaPipe stretches other sizes to it
 
     def __init__(self, path: str | Path, overrides: dict[str, Any] | None = None):
@@ -228,13 +226,3 @@ class MediaPipeModel:
         if self._runner is not None:
             self._runner.close()
             self._runner = None
-
-    # the engine treats backends alike: these are no-ops for a file
-    def eval(self):
-        return self
-
-    def train(self, mode: bool = True):
-        return self
-
-    def to(self, *args, **kwargs):
-        return self

@@ -13,15 +13,13 @@ import torch
 
 from visionkit.errors import CheckpointError, UsageError
 from visionkit.limits import MAX_CLASSES, MAX_IMGSZ, MAX_IN_CHANNELS
+from visionkit.runtime.base import ExportedModel
 
 
-class OnnxModel:
+class OnnxModel(ExportedModel):
     """``OnnxModel("best.onnx")(x)`` → the export wrapper's outputs. ``meta`` holds what the file's
     metadata says (task, names, imgsz, in_channels, mean, std, ...)."""
 
-    raw_outputs = False  # outputs are the export layout, not the head's raw tensors (no loss can be computed)
-    head = None
-    training = False
 
     def __init__(self, path: str | Path, overrides: dict[str, Any] | None = None):
         import onnxruntime as ort
@@ -115,13 +113,3 @@ class OnnxModel:
     def fixed_size(self) -> bool:
         """True for a file exported without dynamic=True: it takes only its own height and width."""
         return all(isinstance(d, int) for d in self.session.get_inputs()[0].shape[2:])
-
-    # the engine treats backends alike: these are no-ops for a file
-    def eval(self):
-        return self
-
-    def train(self, mode: bool = True):
-        return self
-
-    def to(self, *args, **kwargs):
-        return self

@@ -161,7 +161,7 @@ class DetectTask(Task):
         if baked is None:
             return
         if conf < baked["conf"] or iou != baked["iou"]:
-            warnings.warn(f"this ONNX file has NMS in the graph (conf > {baked['conf']:g}, iou {baked['iou']:g}, "
+            warnings.warn(f"this exported file has NMS in the graph (conf > {baked['conf']:g}, iou {baked['iou']:g}, "
                           f"max_det {baked['max_det']}); {purpose} asks for conf {conf:g}, iou {iou:g} and gets the "
                           f"file's detections filtered to conf > {max(conf, baked['conf']):g}. Export with nms=False "
                           f"(or matching conf=/iou=) for other thresholds", stacklevel=3)
