@@ -253,3 +253,15 @@ def test_standalone_example_matches_visionkit(detector, shapes_root, tmp_path):
     for row, det in zip(sorted(rows, key=lambda r: -r["score"]), ours):
         assert row["name"] == det["name"] and abs(row["score"] - det["score"]) < 1e-4
         assert np.abs(np.asarray(row["box"], float) - det["box"]).max() <= 1.0
+
+
+def test_a_file_that_disagrees_with_pytorch_fails_the_export(classifier, monkeypatch):
+    import visionkit.edge.export as edge_export
+    from visionkit.engine.exporter import ExportError
+
+    out = classifier.ckpt_path.with_suffix(".tflite")
+    out.unlink(missing_ok=True)
+    monkeypatch.setattr(edge_export, "verify", lambda *a, **k: ["image 0: class scores differ by 0.5 (> 1e-3)"])
+    with pytest.raises(ExportError, match="class scores differ"):
+        classifier.export(format="mediapipe", verbose=False)
+    assert not out.exists() and classifier.ckpt_path.with_suffix(".failed.tflite").is_file()
