@@ -265,3 +265,39 @@ def test_a_file_that_disagrees_with_pytorch_fails_the_export(classifier, monkeyp
     with pytest.raises(ExportError, match="class scores differ"):
         classifier.export(format="mediapipe", verbose=False)
     assert not out.exists() and classifier.ckpt_path.with_suffix(".failed.tflite").is_file()
+
+
+def test_video_sources_run_in_mediapipe_video_mode(detector, shapes_root, tmp_path, monkeypatch):
+    import cv2
+
+    from visionkit.runtime.mediapipe_backend import TaskRunner
+
+    video = tmp_path / "clip.mp4"
+    frames = [cv2.resize(cv2.imread(str(p)), (96, 64)) for p in sorted((shapes_root / "images/val").glob("*.jpg"))[:4]]
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (96, 64))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    calls: list[tuple[bool, int | None]] = []
+    original = TaskRunner.run
+
+    def spy(self, rgb, timestamp_ms=None):
+        calls.append((self.video, timestamp_ms))
+        return original(self, rgb, timestamp_ms)
+
+    monkeypatch.setattr(TaskRunner, "run", spy)
+    tflite = Model(str(detector.export(format="mediapipe", nms=True, conf=0.25, iou=0.7, verbose=False)))
+    calls.clear()  # the export's own check ran the file on images
+    kw = {"conf": 0.25, "iou": 0.7, "verbose": False, "save": False, "batch": 3}
+    on_video = tflite.predict(str(video), **kw)
+    assert calls == [(True, 0), (True, 100), (True, 200), (True, 300)]  # one VIDEO-mode Task, times from 10 fps
+    calls.clear()  # the same decoded frames as image files run in IMAGE mode, and give the same results
+    cap, stills = cv2.VideoCapture(str(video)), []
+    while (frame := cap.read())[0]:
+        stills.append(tmp_path / f"frame{len(stills)}.png")
+        cv2.imwrite(str(stills[-1]), frame[1])
+    cap.release()
+    on_images = tflite.predict([str(p) for p in stills], **kw)
+    assert calls == [(False, None)] * 4
+    assert [r["detections"] for r in on_video] == [r["detections"] for r in on_images]
+    assert sum(len(r["detections"]) for r in on_video) > 0

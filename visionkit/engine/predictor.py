@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import glob
 import json
+import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -47,25 +49,40 @@ def resolve_sources(source) -> list[Path | int]:
     return files
 
 
-def _frames(source: Path | int) -> Iterator[tuple[str, Any, float]]:
-    """(name, item, fps): image paths pass through (read lazily); videos and webcams yield BGR frames."""
-    if isinstance(source, Path) and not is_video(source):
-        yield str(source), source, 0.0
+def is_stream(source: Path | int) -> bool:
+    """A video file or a webcam: its frames come in order, with timestamps."""
+    return isinstance(source, int) or is_video(source)
+
+
+def _frames(source: Path | int) -> Iterator[tuple[str, Any, float, int]]:
+    """(name, item, fps, timestamp_ms): image paths pass through (read lazily); videos and webcams yield BGR frames
+    with their time from the start (a file's from its frame rate, a webcam's from the clock)."""
+    if not is_stream(source):
+        yield str(source), source, 0.0, 0
         return
     cap = cv2.VideoCapture(source if isinstance(source, int) else str(source))
     if not cap.isOpened():
         raise DataError(f"cannot open video source '{source}'")
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    start = time.monotonic()
     i = 0
     try:
         while True:
             ok, frame = cap.read()
             if not ok:
                 break
-            yield f"{source}#{i}", frame, fps
+            elapsed = (time.monotonic() - start) if isinstance(source, int) else i / fps
+            yield f"{source}#{i}", frame, fps, round(elapsed * 1000)
             i += 1
     finally:
         cap.release()
+
+
+def _video_session(net, source: Path | int):
+    """Backends with a video mode (MediaPipe's VIDEO running mode) run a video's frames as one timed stream:
+    ``net.video()`` gives a context whose ``run(x, timestamps_ms)`` replaces ``net(x)``. Others: None."""
+    open_video = getattr(net, "video", None)
+    return open_video() if open_video is not None and is_stream(source) else None
 
 
 def frame_stem(name: str) -> str:
@@ -118,26 +135,28 @@ def predict(net: torch.nn.Module, task: Task, source, meta: dict[str, Any], args
     batch = max(1, int(args.get("batch", 16)))
     verbose = bool(args.get("verbose", True))
 
-    def run(pending: list[tuple[str, Any, float]], sink: _Outputs) -> None:
-        x, context = task.load_inputs([it for _, it, _ in pending], meta["imgsz"], meta["in_channels"],
+    def run(pending: list[tuple[str, Any, float, int]], sink: _Outputs, video) -> None:
+        x, context = task.load_inputs([it for _, it, _, _ in pending], meta["imgsz"], meta["in_channels"],
                                       meta["mean"], meta["std"], rect=bool(meta.get("rect")))
-        out = net(x.to(device))
-        for (name, item, fps), res in zip(pending, task.postprocess(out, context, args, meta["names"])):
+        out = video.run(x, [ts for *_, ts in pending]) if video is not None else net(x.to(device))
+        for (name, item, fps, _), res in zip(pending, task.postprocess(out, context, args, meta["names"])):
             res = {"image": name, **res}
             results.append(res)
             sink.write(name, item, res, fps)
 
     for src in resolve_sources(source):
         sink = _Outputs(task, src, save_dir, args, meta["in_channels"])
-        pending: list[tuple[str, Any, float]] = []
+        pending: list[tuple[str, Any, float, int]] = []
+        video = _video_session(net, src)
         try:
-            for frame in tqdm(_frames(src), desc=f"predict {src}", disable=not verbose, leave=False):
-                pending.append(frame)
-                if len(pending) == batch:
-                    run(pending, sink)
-                    pending = []
-            if pending:
-                run(pending, sink)
+            with video if video is not None else nullcontext():
+                for frame in tqdm(_frames(src), desc=f"predict {src}", disable=not verbose, leave=False):
+                    pending.append(frame)
+                    if len(pending) == batch:
+                        run(pending, sink, video)
+                        pending = []
+                if pending:
+                    run(pending, sink, video)
         finally:
             sink.close()
     if verbose:

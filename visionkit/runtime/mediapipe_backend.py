@@ -49,47 +49,58 @@ class TaskRunner:
     classifier {probs (C,)}, segmenter {probs (C, H, W), classes (H, W)}, value_map {values (H, W)},
     detector / detector_nms {rows (K, 6): x1 y1 x2 y2 score class in image pixels}."""
 
-    def __init__(self, path: Path, kind: str, names: list[str], score_threshold: float = 0.0, max_results: int = -1):
+    def __init__(self, path: Path, kind: str, names: list[str], score_threshold: float = 0.0, max_results: int = -1,
+                 video: bool = False):
         from mediapipe.tasks.python import BaseOptions, vision
 
         from visionkit.edge.metadata import writers
 
         writers()  # registers the metadata helper MediaPipe's Python package lacks, before any metadata read
-        self.kind, self.num_classes = kind, len(names)
+        self.kind, self.num_classes, self.video = kind, len(names), video
+        # VIDEO mode: MediaPipe wants each frame's timestamp, strictly increasing within one Task
+        mode = vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE
+        self.frames = 0
         self.class_ids = {name: i for i, name in enumerate(names)}  # MediaPipe may name a category without its index
         base = BaseOptions(model_asset_path=str(path))
         try:
             if kind == "classifier":
                 self.task = vision.ImageClassifier.create_from_options(
-                    vision.ImageClassifierOptions(base_options=base, max_results=-1))
+                    vision.ImageClassifierOptions(base_options=base, running_mode=mode, max_results=-1))
             elif kind in ("segmenter", "value_map"):
                 self.task = vision.ImageSegmenter.create_from_options(vision.ImageSegmenterOptions(
-                    base_options=base, output_category_mask=kind == "segmenter", output_confidence_masks=True))
+                    base_options=base, running_mode=mode, output_category_mask=kind == "segmenter",
+                    output_confidence_masks=True))
             else:
                 self.task = vision.ObjectDetector.create_from_options(vision.ObjectDetectorOptions(
-                    base_options=base, score_threshold=score_threshold, max_results=max_results))
+                    base_options=base, running_mode=mode, score_threshold=score_threshold, max_results=max_results))
         except (RuntimeError, ValueError) as e:
             raise CheckpointError(f"MediaPipe cannot load '{path}' as a {kind}: {str(e).splitlines()[0]}") from e
         _OPEN.add(self)
         _register_close_at_exit()
 
-    def run(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, rgb: np.ndarray, timestamp_ms: int | None = None) -> dict[str, np.ndarray]:
+        """One image; a VIDEO-mode runner needs the frame's ``timestamp_ms`` (strictly increasing)."""
         import mediapipe as mp
 
+        if self.video and timestamp_ms is None:
+            raise UsageError("a VIDEO-mode MediaPipe Task needs each frame's timestamp_ms")
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
+        self.frames += 1
         if self.kind == "classifier":
             probs = np.zeros(self.num_classes, np.float32)
-            for c in self.task.classify(image).classifications[0].categories:
+            r = self.task.classify_for_video(image, timestamp_ms) if self.video else self.task.classify(image)
+            for c in r.classifications[0].categories:
                 probs[c.index] = c.score
             return {"probs": probs}
         if self.kind in ("segmenter", "value_map"):
-            r = self.task.segment(image)
+            r = self.task.segment_for_video(image, timestamp_ms) if self.video else self.task.segment(image)
             masks = np.stack([m.numpy_view().reshape(rgb.shape[:2]) for m in r.confidence_masks])
             if self.kind == "value_map":
                 return {"values": masks[0].astype(np.float32)}
             return {"probs": masks.astype(np.float32), "classes": r.category_mask.numpy_view().reshape(rgb.shape[:2])}
         rows = []
-        for d in self.task.detect(image).detections:
+        r = self.task.detect_for_video(image, timestamp_ms) if self.video else self.task.detect(image)
+        for d in r.detections:
             b = d.bounding_box
             for c in d.categories:  # detections sharing one box come back as one Detection with several categories
                 index = c.index if c.index is not None else self.class_ids.get(c.category_name, -1)
@@ -183,14 +194,21 @@ class MediaPipeModel(ExportedModel):
                 "model_config": record.get("model_config"), "data": record.get("data"), "metadata": metadata}
         return meta, kind, (h, w)
 
+    def _new_runner(self, video: bool = False) -> TaskRunner:
+        nms = json.loads(self.meta["metadata"].get("nms", "{}") or "{}")
+        return TaskRunner(self.path, self.kind, self.meta["names"], score_threshold=float(nms.get("conf", 0.0)),
+                          max_results=int(nms.get("max_det", -1)), video=video)
+
     @property
     def runner(self) -> TaskRunner:
         if self._runner is None:
-            nms = json.loads(self.meta["metadata"].get("nms", "{}") or "{}")
-            self._runner = TaskRunner(self.path, self.kind, self.meta["names"],
-                                      score_threshold=float(nms.get("conf", 0.0)),
-                                      max_results=int(nms.get("max_det", -1)))
+            self._runner = self._new_runner()
         return self._runner
+
+    def video(self) -> VideoStream:
+        """A context for one video's frames, run in MediaPipe's VIDEO mode (the predictor opens one per video
+        file or webcam)."""
+        return VideoStream(self)
 
     def images(self, x: torch.Tensor) -> list[np.ndarray]:
         """The uint8 RGB images behind a normalised (B, C, H, W) batch (grey models: grey in all three channels)."""
@@ -202,7 +220,10 @@ class MediaPipeModel(ExportedModel):
         return list(pixels.permute(0, 2, 3, 1).contiguous().numpy())
 
     def __call__(self, x: torch.Tensor):
-        results = [self.runner.run(img) for img in self.images(x)]
+        return self.outputs([self.runner.run(img) for img in self.images(x)])
+
+    def outputs(self, results: list[dict[str, np.ndarray]]):
+        """Per-image runner results → the batch outputs the task post-processes."""
         if self.kind == "classifier":
             return torch.from_numpy(np.stack([r["probs"] for r in results])).clamp(min=1e-12).log()
         if self.kind == "segmenter":
@@ -226,3 +247,28 @@ class MediaPipeModel(ExportedModel):
         if self._runner is not None:
             self._runner.close()
             self._runner = None
+
+
+class VideoStream:
+    """One video run through a VIDEO-mode Task of its own: ``run(x, timestamps_ms)`` takes a batch of consecutive
+    frames with their times. Timestamps are forced strictly increasing, as MediaPipe requires."""
+
+    def __init__(self, model: MediaPipeModel):
+        self.model, self.runner, self.last_ms = model, None, -1
+
+    def __enter__(self) -> VideoStream:
+        self.runner = self.model._new_runner(video=True)
+        return self
+
+    def run(self, x: torch.Tensor, timestamps_ms: list[int]):
+        if self.runner is None:
+            raise UsageError("VideoStream.run outside its `with` block")
+        results = []
+        for img, ms in zip(self.model.images(x), timestamps_ms, strict=True):
+            self.last_ms = max(int(ms), self.last_ms + 1)
+            results.append(self.runner.run(img, self.last_ms))
+        return self.model.outputs(results)
+
+    def __exit__(self, *exc) -> None:
+        if self.runner is not None:
+            self.runner.close()
