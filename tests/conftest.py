@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import cv2
@@ -61,3 +66,83 @@ def mixed_aspect_dataset(root: Path) -> list[Path]:
         (root / f"labels/val/{k}.txt").write_text(
             f"0 {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}\n")
     return sorted((root / "images/val").glob("*.png"))
+
+
+def spread_head(m) -> None:
+    """Give a barely trained detector varied scores and boxes (class and box-bin logits with std 2 on images), so
+    the detections MediaPipe and PyTorch are compared on are many and distinct, not one tied blob."""
+    net = m.net.eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for seq in list(net.head.cls) + list(net.head.box):
+            torch.nn.init.normal_(seq[-1].weight, 0, 1.0)
+            torch.nn.init.zeros_(seq[-1].bias)
+        outs = net(torch.rand(2, 3, 64, 64))
+        ch = 4 * net.head.reg_max
+        box_std = torch.cat([o[:, :ch].flatten() for o in outs]).std()
+        cls_std = torch.cat([o[:, ch:].flatten() for o in outs]).std()
+        for seq in net.head.cls:
+            seq[-1].weight.mul_(2 / cls_std)
+            seq[-1].bias.fill_(-1.0)
+        for seq in net.head.box:
+            seq[-1].weight.mul_(2 / box_std)
+    m.ckpt["state_dict"] = {k: v.clone() for k, v in net.state_dict().items()}
+    torch.save(m.ckpt, m.ckpt_path)
+
+
+def spread_segmenter_head(m) -> None:
+    """Give a barely trained segmenter's last layer random weights, so its class map has several classes in shapes
+    that follow the image (masks compared pixel for pixel are then more than one flat class)."""
+    net = m.net.eval()
+    last = [mod for mod in net.modules() if isinstance(mod, torch.nn.Conv2d)][-1]
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        last.weight.copy_(torch.randn(last.weight.shape, generator=gen) * 3 / last.weight[0].numel() ** 0.5)
+        if last.bias is not None:
+            last.bias.zero_()
+    m.ckpt["state_dict"] = {k: v.clone() for k, v in net.state_dict().items()}
+    torch.save(m.ckpt, m.ckpt_path)
+
+
+def train_tiny(task: str, model: str, shapes_root: Path, tmp_path_factory):
+    """One epoch of ``model`` on the shapes dataset at 64 px: a real checkpoint in seconds."""
+    from visionkit import Model
+
+    m = Model(model, task=task)
+    m.train(**{**TINY, "epochs": 1, "imgsz": 64, "close_mosaic": 0, "data": str(shapes_root / "data.yaml"),
+               "project": str(tmp_path_factory.mktemp(task))})
+    return m
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post_json(url: str, body: dict, timeout: float = 60) -> dict:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(req, timeout=timeout).read())
+
+
+def serve_labelstudio(model: Path, *extra: str, port: int | None = None):
+    """``visionkit serve labelstudio`` in a subprocess; returns (process, url) once /health answers. Its output goes
+    to a temporary file (``proc.log``), never a pipe that could fill up and stall the server."""
+    port = port or free_port()
+    log = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen([sys.executable, "-m", "visionkit", "serve", "labelstudio", f"model={model}",
+                             f"port={port}", *extra], stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc.log = log
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise AssertionError(f"visionkit serve exited with {proc.returncode}: {log.read()[-3000:]}")
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            return proc, url
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise AssertionError("visionkit serve did not answer /health in 120 s")

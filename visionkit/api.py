@@ -188,24 +188,36 @@ class Model:
 
     def predict(self, source=None, **overrides) -> list[dict]:
         """Predict on an image, folder or glob; returns one dict per image (also saved as predictions.json)."""
-        from visionkit.engine.predictor import predict
-        from visionkit.engine.utils import make_run_dir, select_device
+        from visionkit.engine.predictor import predict, resolve_sources
+        from visionkit.engine.utils import make_run_dir
 
-        ckpt = self._require_ckpt("predict")
-        args = self._args(overrides)
+        args, meta, device, task = self._prediction_setup(overrides)
         source = source if source is not None else args.get("source")
-        device = select_device(args.get("device"))
-        meta = {"names": ckpt["names"], "imgsz": int(args.get("imgsz") or ckpt["imgsz"]),
-                "in_channels": ckpt["in_channels"], "mean": ckpt["mean"], "std": ckpt["std"],
-                "rect": bool(args.get("rect", True))}
-        from visionkit.engine.predictor import resolve_sources
-
         resolve_sources(source)  # fail on a bad source before making a run folder
         save_dir = make_run_dir(args, self.task_name, "predict")
         self.save_dir = save_dir
+        return predict(self.net.to(device), task, source, meta, args, device, save_dir)
+
+    def infer(self, images, **overrides) -> list[dict]:
+        """Predict on decoded images (BGR uint8 arrays, as OpenCV reads them) or paths, and write nothing: for
+        servers and notebooks. Returns what ``predict`` returns; arrays are named array0, array1, ..."""
+        from visionkit.engine.predictor import predict
+
+        args, meta, device, task = self._prediction_setup({"verbose": False, **overrides, "save": False})
+        return predict(self.net.to(device), task, list(images), meta, args, device, None)
+
+    def _prediction_setup(self, overrides: dict[str, Any]):
+        from visionkit.engine.utils import select_device
+
+        ckpt = self._require_ckpt("predict")
+        args = self._args(overrides)
+        device = select_device(args.get("device"))
+        meta = {"names": ckpt["names"], "imgsz": int(args.get("imgsz") or ckpt["imgsz"]),
+                "in_channels": ckpt["in_channels"], "mean": ckpt["mean"], "std": ckpt["std"],
+                "rect": bool(args.get("rect", True)), "model_path": self.ckpt_path}
         task = self.task
         task.bind(self.net)
-        return predict(self.net.to(device), task, source, meta, args, device, save_dir)
+        return args, meta, device, task
 
     def lrfind(self, **overrides) -> dict[str, Any]:
         """LR range test on the training data; saves lrfind.png and returns the suggested lr."""

@@ -21,6 +21,7 @@ USAGE = """usage:
   visionkit data import coco src=instances.json images=DIR out=datasets/NAME
   visionkit data export coco data=datasets/NAME/data.yaml out=DIR
   visionkit data check data=datasets/NAME/data.yaml     (exit code 1 when there are errors)
+  visionkit serve labelstudio model=best.pt [port=9090]  a Label Studio ML backend that pre-labels tasks
   visionkit data stats data=datasets/NAME/data.yaml     (counts, box sizes, a mosaic PNG)
   visionkit models [KIND] [PATTERN]       list registered components (KIND: backbone, neck, head, task, model)
   visionkit models info model=NAME [imgsz=N]   parameters, FLOPs, per-layer shapes and receptive fields
@@ -48,13 +49,15 @@ def main(argv: list[str] | None = None) -> int:
         return _models(rest)
     if head == "data":
         return _data(rest)
+    if head == "serve":
+        return _serve(rest)
     if head in MODES:  # `visionkit export model=best.pt`: the task comes from the checkpoint
         return _run(None, head, rest)
     from visionkit.registry import REGISTRY
 
     tasks = tuple(REGISTRY.available("task"))  # built-ins and plugins alike
     if head not in tasks:
-        close = difflib.get_close_matches(head, tasks + MODES + ("models", "cfg", "version", "data"), n=1)
+        close = difflib.get_close_matches(head, tasks + MODES + ("models", "cfg", "version", "data", "serve"), n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise UsageError(f"unknown command '{head}'.{hint} Run `visionkit help`.")
     modes = MODES + tuple(REGISTRY.get("task", head).modes)  # the common modes and the task's own
@@ -144,6 +147,17 @@ def _data(rest: list[str]) -> int:
     result = COMMANDS[name](**overrides)
     if name == "check" and result["errors"]:
         return 1
+    return 0
+
+
+def _serve(rest: list[str]) -> int:
+    from visionkit.cfg import parse_kv
+    from visionkit.serve.commands import COMMANDS
+
+    words = [w for w in rest if "=" not in w]
+    if len(words) != 1 or words[0] not in COMMANDS:
+        raise UsageError(f"usage: visionkit serve {'|'.join(COMMANDS)} model=best.pt [key=value ...]")
+    COMMANDS[words[0]](**parse_kv([w for w in rest if "=" in w]))
     return 0
 
 

@@ -5,3 +5,4 @@ MAX_IMGSZ = 8192  # pixels per side of a network input: 8192² × 3 floats is 0.
 MAX_CLASSES = 100_000  # ImageNet-21k has 21,841; more is a corrupt or hostile file
 MAX_IN_CHANNELS = 64  # image channels a network may take (gray, RGB, RGB-D, multispectral)
 MAX_IMAGE_PIXELS = 89_478_485  # PIL's decompression-bomb limit: an image (or a mask it declares) larger is refused
+MAX_IMAGE_BYTES = 256 * 1024 * 1024  # one encoded image fetched for prediction (a 100-megapixel PNG is ~300 MB raw)

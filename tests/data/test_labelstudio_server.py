@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import FIXTURES, run_cli
+from tests.conftest import FIXTURES, run_cli, serve_labelstudio, spread_head, spread_segmenter_head, train_tiny
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "visionkit-test-token"
@@ -45,7 +45,10 @@ def server(tmp_path_factory):
     env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data), "LABEL_STUDIO_USERNAME": "test@example.com",
            "LABEL_STUDIO_PASSWORD": "visionkit-pass", "LABEL_STUDIO_USER_TOKEN": TOKEN,
            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true", "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
-           "LABEL_STUDIO_LATEST_VERSION_CHECK": "false", "OMP_NUM_THREADS": "1"}
+           "LABEL_STUDIO_LATEST_VERSION_CHECK": "false", "OMP_NUM_THREADS": "1",
+           # let it reach the ML backend test's server on 127.0.0.1: the backend itself, and the webhook Label Studio
+           # 1.23 registers beside it (checked by the SSRF guard)
+           "LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "false", "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "false"}
     log = open(data / "server.log", "w")
     proc = subprocess.Popen([str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(port)],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -142,3 +145,70 @@ def test_import_from_a_live_server(server, tmp_path):
     r = run_cli("data", "import", "labelstudio", f"src={server}", f"project={project}", "token=wrong-token",
                 f"out={tmp_path / 'no'}", cwd=tmp_path)
     assert r.returncode == 1 and not (tmp_path / "no").exists()
+
+
+SHAPES = ["circle", "square", "triangle", "star"]
+PRELABEL_CONFIGS = {
+    "detect": '<View><Image name="image" value="$image"/><RectangleLabels name="box" toName="image">'
+              + "".join(f'<Label value="{n}"/>' for n in SHAPES) + "</RectangleLabels></View>",
+    "segment": '<View><Image name="image" value="$image"/><BrushLabels name="paint" toName="image">'
+               + "".join(f'<Label value="{n}"/>' for n in SHAPES) + "</BrushLabels></View>",
+}
+
+
+def test_ml_backend_prelabels_a_live_project(server, shapes_root, tmp_path_factory, tmp_path):
+    """Label Studio asks `visionkit serve labelstudio` for predictions on its tasks (images fetched from Label
+    Studio with the token /setup gave) and stores them; each region matches the model's own prediction."""
+    import cv2
+    from label_studio_sdk import LabelStudio
+
+    from visionkit import Model
+    from visionkit.data.labelstudio.rle import decode_brush_mask
+
+    files = []
+    for k, p in enumerate(sorted((shapes_root / "images/val").glob("*.jpg"))[:3]):
+        img = cv2.imread(str(p))
+        img = cv2.resize(img, (80, 56)) if k == 1 else img  # one non-square image
+        files.append(tmp_path / f"shape{k}.png")
+        cv2.imwrite(str(files[-1]), img)
+    client = LabelStudio(base_url=server, api_key=TOKEN)
+    for task_name, model_name, spread in (("detect", "yolo-n", spread_head), ("segment", "unet-n",
+                                                                            spread_segmenter_head)):
+        trained = train_tiny(task_name, model_name, shapes_root, tmp_path_factory)
+        spread(trained)
+        model = Model(str(trained.ckpt_path))
+        project = client.projects.create(title=f"visionkit prelabel {task_name}",
+                                         label_config=PRELABEL_CONFIGS[task_name]).id
+        for f in files:
+            _upload(server, project, f)
+        proc, url = serve_labelstudio(model.ckpt_path, "conf=0.25")
+        try:
+            client.ml.create(url=url, project=project, title="visionkit")
+            client.actions.create(id="retrieve_tasks_predictions", project=project,
+                                  selected_items={"all": True, "excluded": []})
+            names = {t.id: Path(t.data["image"]).name.split("-", 1)[1] for t in client.tasks.list(project=project)}
+            predictions = list(client.predictions.list(project=project))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        proc.log.seek(0)
+        log = proc.log.read()
+        assert len(predictions) == len(files), log[-3000:]
+        for p in predictions:
+            assert p.model_version.startswith("best.pt@")
+            want = model.infer([cv2.imread(str(tmp_path / names[p.task]))], conf=0.25)[0]
+            w, h = want["width"], want["height"]
+            if task_name == "detect":
+                assert len(p.result) == len(want["detections"]) > 0
+                for region, d in zip(p.result, want["detections"]):
+                    v = region["value"]
+                    assert v["rectanglelabels"] == [d["name"]]
+                    x1, y1, x2, y2 = d["box"]
+                    expected = [x1 / w * 100, y1 / h * 100, (x2 - x1) / w * 100, (y2 - y1) / h * 100]
+                    assert np.abs(np.subtract([v["x"], v["y"], v["width"], v["height"]], expected)).max() <= 0.01
+            else:
+                painted = {r["value"]["brushlabels"][0]: decode_brush_mask(r["value"]["rle"], h, w) == 255
+                           for r in p.result}
+                expected = {a["name"]: want["_mask"] == a["class"] for a in want["classes"] if a["class"] != 0}
+                assert painted.keys() == expected.keys() and len(expected) >= 1
+                assert all(np.array_equal(painted[n], expected[n]) for n in expected)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, run_cli, spread_head
 from visionkit import Model
 from visionkit.errors import CheckpointError, UsageError
 
@@ -23,28 +23,6 @@ def train(task: str, model: str, data: str, tmp_path_factory, **extra) -> Model:
     m = Model(model, task=task)
     m.train(**{**TINY, "epochs": 1, "data": data, "project": str(tmp_path_factory.mktemp(task)), **extra})
     return m
-
-
-def spread_head(m: Model) -> None:
-    """Give a barely trained detector varied scores and boxes (class and box-bin logits with std 2 on images), so
-    the detections MediaPipe and PyTorch are compared on are many and distinct, not one tied blob."""
-    net = m.net.eval()
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for seq in list(net.head.cls) + list(net.head.box):
-            torch.nn.init.normal_(seq[-1].weight, 0, 1.0)
-            torch.nn.init.zeros_(seq[-1].bias)
-        outs = net(torch.rand(2, 3, 64, 64))
-        ch = 4 * net.head.reg_max
-        box_std = torch.cat([o[:, :ch].flatten() for o in outs]).std()
-        cls_std = torch.cat([o[:, ch:].flatten() for o in outs]).std()
-        for seq in net.head.cls:
-            seq[-1].weight.mul_(2 / cls_std)
-            seq[-1].bias.fill_(-1.0)
-        for seq in net.head.box:
-            seq[-1].weight.mul_(2 / box_std)
-    m.ckpt["state_dict"] = {k: v.clone() for k, v in net.state_dict().items()}
-    torch.save(m.ckpt, m.ckpt_path)
 
 
 @pytest.fixture(scope="module")

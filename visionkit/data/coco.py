@@ -24,7 +24,7 @@ from visionkit.data.format import (
     write_mask,
 )
 from visionkit.data.labelstudio.images import check_relative, inside
-from visionkit.data.output import atomic_dir, prepare_output, safe_component
+from visionkit.data.output import atomic_dir, atomic_write_text, prepare_output, safe_component
 from visionkit.errors import DataError, UsageError
 
 SPLIT_WORDS = ("train", "val", "test")
@@ -228,9 +228,7 @@ def export_coco(data: str | Path, out: str | Path, exist_ok: bool = False, verbo
                 coco["annotations"].append(ann)
                 counts[names[cls]] += 1
         path = out / f"instances_{split}.json"
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(coco))
-        os.replace(tmp, path)  # never a half-written file
+        atomic_write_text(path, json.dumps(coco))  # never a half-written file
         written.append(path)
         if verbose:
             print(f"{split}: {len(files)} image(s), {len(coco['annotations'])} annotation(s) → {path}")

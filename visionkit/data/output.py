@@ -145,3 +145,13 @@ def atomic_dir(out: str | Path, exist_ok: bool = False, written_by: str = "visio
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file whole or not at all: a temporary file beside it, renamed over it at the end."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -26,10 +27,16 @@ def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_SUFFIXES
 
 
-def resolve_sources(source) -> list[Path | int]:
-    """An image, a video, a folder, a glob, a webcam index (0, 1, ...) or a list of those → sources."""
+def resolve_sources(source) -> list[Path | int | np.ndarray]:
+    """An image, a video, a folder, a glob, a webcam index (0, 1, ...), a decoded BGR image (an array), or a list
+    of those → sources."""
     if source is None:
         raise DataError("predict needs source= an image, video, folder, glob such as 'imgs/*.jpg', or a webcam index")
+    if isinstance(source, np.ndarray):
+        if source.dtype != np.uint8 or source.ndim not in (2, 3):
+            raise DataError(f"an image array must be uint8 (H, W) or (H, W, 3) BGR, got {source.dtype} "
+                            f"{tuple(source.shape)}")
+        return [source]
     if isinstance(source, (list, tuple)):
         return [p for s in source for p in resolve_sources(s)]
     if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
@@ -49,14 +56,18 @@ def resolve_sources(source) -> list[Path | int]:
     return files
 
 
-def is_stream(source: Path | int) -> bool:
+def is_stream(source) -> bool:
     """A video file or a webcam: its frames come in order, with timestamps."""
-    return isinstance(source, int) or is_video(source)
+    return isinstance(source, int) or (isinstance(source, Path) and is_video(source))
 
 
-def _frames(source: Path | int) -> Iterator[tuple[str, Any, float, int]]:
+def _frames(source: Path | int | np.ndarray, index: int = 0) -> Iterator[tuple[str, Any, float, int]]:
     """(name, item, fps, timestamp_ms): image paths pass through (read lazily); videos and webcams yield BGR frames
-    with their time from the start (a file's from its frame rate, a webcam's from the clock)."""
+    with their time from the start (a file's from its frame rate, a webcam's from the clock); an array is named
+    after its place among the sources (``array3``)."""
+    if isinstance(source, np.ndarray):
+        yield f"array{index}", source if source.ndim == 3 else cv2.cvtColor(source, cv2.COLOR_GRAY2BGR), 0.0, 0
+        return
     if not is_stream(source):
         yield str(source), source, 0.0, 0
         return
@@ -92,6 +103,13 @@ def frame_stem(name: str) -> str:
     return f"{base}_{index}"
 
 
+def _stem(name: str, item) -> str:
+    """File stem for one result: the image's, ``clip_12`` for a video frame, ``array3`` for an array."""
+    if isinstance(item, Path):
+        return item.stem
+    return frame_stem(name) if "#" in name else name
+
+
 class _Outputs:
     """Where one source's results go: annotated images or a video, and YOLO text rows."""
 
@@ -103,8 +121,8 @@ class _Outputs:
     def write(self, name: str, item, result: dict, fps: float) -> None:
         if self.save:
             drawn = self.task.annotate(item, result, self.channels)
-            if isinstance(item, Path):
-                cv2.imwrite(str(self.save_dir / (item.stem + ".jpg")), drawn)
+            if isinstance(item, Path) or isinstance(self.src, np.ndarray):  # one picture (a file or an array)
+                cv2.imwrite(str(self.save_dir / (_stem(name, item) + ".jpg")), drawn)
             else:
                 if self.writer is None:
                     stem = f"webcam{self.src}" if isinstance(self.src, int) else Path(str(self.src)).stem
@@ -114,7 +132,7 @@ class _Outputs:
                 self.writer.write(drawn)
         if self.save_dir is None:
             return
-        stem = item.stem if isinstance(item, Path) else frame_stem(name)
+        stem = _stem(name, item)
         if self.args.get("save_txt"):
             labels = self.save_dir / "labels"
             labels.mkdir(exist_ok=True)
@@ -131,6 +149,10 @@ def predict(net: torch.nn.Module, task: Task, source, meta: dict[str, Any], args
             device: torch.device, save_dir: Path | None = None) -> list[dict]:
     """Run ``net`` on every image or frame of ``source``. ``meta`` holds names, imgsz, in_channels, mean, std."""
     net.eval()
+    if args.get("save_labelstudio"):  # a labeling config that does not fit the model fails before predicting
+        from visionkit.data.labelstudio.predictions_export import labelstudio_target
+
+        labelstudio_target(task.name, meta["names"], args)
     results: list[dict] = []
     batch = max(1, int(args.get("batch", 16)))
     verbose = bool(args.get("verbose", True))
@@ -144,13 +166,14 @@ def predict(net: torch.nn.Module, task: Task, source, meta: dict[str, Any], args
             results.append(res)
             sink.write(name, item, res, fps)
 
-    for src in resolve_sources(source):
+    for index, src in enumerate(resolve_sources(source)):
         sink = _Outputs(task, src, save_dir, args, meta["in_channels"])
         pending: list[tuple[str, Any, float, int]] = []
         video = _video_session(net, src)
         try:
             with video if video is not None else nullcontext():
-                for frame in tqdm(_frames(src), desc=f"predict {src}", disable=not verbose, leave=False):
+                label = f"array{index}" if isinstance(src, np.ndarray) else src
+                for frame in tqdm(_frames(src, index), desc=f"predict {label}", disable=not verbose, leave=False):
                     pending.append(frame)
                     if len(pending) == batch:
                         run(pending, sink, video)
@@ -169,4 +192,8 @@ def predict(net: torch.nn.Module, task: Task, source, meta: dict[str, Any], args
         (save_dir / "predictions.json").write_text(json.dumps(public, indent=1))
         if verbose:
             print(f"{len(results)} prediction(s) saved to {save_dir / 'predictions.json'}")
+        if args.get("save_labelstudio"):
+            from visionkit.data.labelstudio.predictions_export import write_labelstudio_tasks
+
+            write_labelstudio_tasks(results, task.name, meta["names"], save_dir, args, meta.get("model_path"), verbose)
     return results

@@ -58,3 +58,13 @@ def choice_classes(controls: dict[str, Control]) -> list[str]:
         if c.type == "choices":
             names += [n for n in c.labels if n not in names]
     return names
+
+
+def image_tags(xml: str, source: str = "label config") -> dict[str, str]:
+    """``{Image tag name: the task data key it shows}``: ``<Image name="image" value="$image"/>`` → image."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as e:
+        raise DataError(f"{source} is not valid XML: {e}") from e
+    return {el.attrib["name"]: el.attrib.get("value", "").lstrip("$") for el in root.iter()
+            if el.tag.lower() == "image" and "name" in el.attrib}

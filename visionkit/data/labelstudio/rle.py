@@ -73,3 +73,50 @@ def decode_brush_mask(rle: list[int] | bytes, height: int, width: int) -> np.nda
     """The alpha channel (H, W) uint8 of a brush region."""
     flat = decode_rle(rle, expected=height * width * 4)
     return flat.reshape(height, width, 4)[..., 3].astype(np.uint8)
+
+
+RUN_WIDTHS = (3, 4, 8, 16)  # run-length field widths: a run of up to 8, 16, 256 or 65,536 values
+WORD_BITS = 8
+
+
+def _pack_fields(values: np.ndarray, widths: np.ndarray) -> bytes:
+    """Bit fields (value, width), most significant bit first, one after another → bytes (zero-padded)."""
+    values, widths = values.astype(np.uint64), widths.astype(np.int64)
+    total = int(widths.sum())
+    rep_values, rep_widths = np.repeat(values, widths), np.repeat(widths, widths)
+    within = np.arange(total) - np.repeat(np.cumsum(widths) - widths, widths)
+    shifts = (rep_widths - 1 - within).astype(np.uint64)
+    bits = ((rep_values >> shifts) & np.uint64(1)).astype(np.uint8)
+    return np.packbits(bits).tobytes()
+
+
+def encode_rle(values: np.ndarray) -> list[int]:
+    """Flat uint8 values → the rle-pack byte list ``decode_rle`` reads back (and Label Studio draws). Every run,
+    even of one value, is a repeat chunk: a mask's RGBA values come in runs of at least 4."""
+    v = np.asarray(values, dtype=np.uint8).ravel()
+    header_values = [v.size, WORD_BITS - 1, *(w - 1 for w in RUN_WIDTHS)]
+    header_widths = [32, 5, 4, 4, 4, 4]
+    if v.size == 0:
+        return list(_pack_fields(np.array(header_values), np.array(header_widths)))
+    starts = np.r_[0, np.flatnonzero(v[1:] != v[:-1]) + 1]
+    lengths = np.diff(np.r_[starts, v.size])
+    longest = 1 << RUN_WIDTHS[-1]
+    pieces = -(-lengths // longest)  # runs longer than the widest field are split
+    run_of_piece = np.repeat(np.arange(len(lengths)), pieces)
+    index_in_run = np.arange(len(run_of_piece)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+    last = index_in_run == pieces[run_of_piece] - 1
+    n = np.where(last, lengths[run_of_piece] - (pieces[run_of_piece] - 1) * longest, longest)
+    which = np.searchsorted([1 << w for w in RUN_WIDTHS], n - 1, side="right")  # narrowest field that holds n-1
+    k = len(n)
+    fields = np.empty((k, 4), np.uint64)
+    fields[:, 0], fields[:, 1], fields[:, 2], fields[:, 3] = 1, which, n - 1, v[starts][run_of_piece]
+    field_widths = np.empty((k, 4), np.int64)
+    field_widths[:, 0], field_widths[:, 1] = 1, 2
+    field_widths[:, 2], field_widths[:, 3] = np.asarray(RUN_WIDTHS)[which], WORD_BITS
+    return list(_pack_fields(np.r_[np.array(header_values, np.uint64), fields.ravel()],
+                             np.r_[np.array(header_widths), field_widths.ravel()]))
+
+
+def encode_brush_mask(mask: np.ndarray) -> list[int]:
+    """A boolean (H, W) region → brush RLE, as Label Studio stores it: every RGBA byte 255 inside, 0 outside."""
+    return encode_rle(np.repeat(np.where(np.asarray(mask, bool).ravel(), 255, 0).astype(np.uint8), 4))

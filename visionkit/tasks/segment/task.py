@@ -71,35 +71,45 @@ class SegmentTask(DenseTask):
         return SegmentMetrics(names, self.class_maps)
 
     @staticmethod
-    def class_maps(outputs: torch.Tensor, metas: list[dict]) -> list[np.ndarray]:
+    def class_maps(outputs: torch.Tensor, metas: list[dict], confidence: bool = False) -> list:
         """Network outputs (logits (B, C, H, W), or a class map (B, H, W) from a file exported with argmax=True) →
         one uint8 class map per image at its original size: the padding cropped, logits resized bilinearly
-        before the argmax (a class map: nearest)."""
+        before the argmax (a class map: nearest). ``confidence``: (class map, per-pixel softmax probability of
+        the chosen class, or None for a class map) pairs instead."""
         maps = []
         for out, meta in zip(outputs, metas):
             rows, cols = content_box(meta["shape"], meta["scale"], meta["pad"])
             size = tuple(int(v) for v in meta["shape"])
             if out.ndim == 2:  # already class ids
                 crop = out[rows, cols][None, None].float()
-                maps.append(F.interpolate(crop, size=size, mode="nearest")[0, 0].to(torch.uint8).cpu().numpy())
-            elif out.shape[0] <= CV_MAX_CHANNELS:  # OpenCV resize (channels last) + numpy argmax: the fastest on CPU
+                cmap = F.interpolate(crop, size=size, mode="nearest")[0, 0].to(torch.uint8).cpu().numpy()
+                maps.append((cmap, None) if confidence else cmap)
+                continue
+            if out.shape[0] <= CV_MAX_CHANNELS:  # OpenCV resize (channels last) + numpy argmax: the fastest on CPU
                 hwc = np.ascontiguousarray(out[:, rows, cols].float().cpu().numpy().transpose(1, 2, 0))
                 logits = cv2.resize(hwc, size[::-1], interpolation=cv2.INTER_LINEAR).reshape(*size, -1)
-                maps.append(logits.argmax(-1).astype(np.uint8))
             else:
                 crop = out[:, rows, cols][None].float()
                 logits = F.interpolate(crop, size=size, mode="bilinear", align_corners=False)[0]
-                maps.append(logits.argmax(0).to(torch.uint8).cpu().numpy())
+                logits = logits.permute(1, 2, 0).cpu().numpy()
+            cmap = logits.argmax(-1).astype(np.uint8)
+            if confidence:  # softmax of the top logit: 1 / sum(exp(logit - top))
+                top = logits.max(-1, keepdims=True)
+                maps.append((cmap, 1.0 / np.exp(logits - top).sum(-1)))
+            else:
+                maps.append(cmap)
         return maps
 
     # -- prediction ----------------------------------------------------------------------------------------------
     def postprocess(self, outputs, context: list, args: dict[str, Any], names: list[str]) -> list[dict]:
         results = []
-        for mask in self.class_maps(outputs, context):
+        for mask, conf in self.class_maps(outputs, context, confidence=True):
             h, w = mask.shape
             counts = np.bincount(mask.ravel(), minlength=len(names))
-            areas = [{"class": int(c), "name": names[c], "pixels": int(n), "fraction": round(float(n) / (h * w), 6)}
-                     for c, n in enumerate(counts[:len(names)]) if n]
+            # a class's score: its pixels' mean probability (1.0 from a file that outputs class ids only)
+            sums = np.bincount(mask.ravel(), weights=conf.ravel(), minlength=len(names)) if conf is not None else counts
+            areas = [{"class": int(c), "name": names[c], "pixels": int(n), "fraction": round(float(n) / (h * w), 6),
+                      "score": round(float(sums[c]) / int(n), 5)} for c, n in enumerate(counts[:len(names)]) if n]
             results.append({"width": int(w), "height": int(h), "classes": areas, "_mask": mask})
         return results
 

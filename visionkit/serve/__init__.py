@@ -1,0 +1,1 @@
+"""Model servers: the Label Studio ML backend."""
