@@ -279,3 +279,26 @@ def test_video_sources_run_in_mediapipe_video_mode(detector, shapes_root, tmp_pa
     assert calls == [(False, None)] * 4
     assert [r["detections"] for r in on_video] == [r["detections"] for r in on_images]
     assert sum(len(r["detections"]) for r in on_video) > 0
+
+
+def test_a_tflite_model_serves_label_studio_choices(classifier, shapes_root, tmp_path):
+    import cv2
+
+    pytest.importorskip("starlette", reason="the Label Studio ML backend needs the serve extra")
+    from starlette.testclient import TestClient
+
+    from visionkit.data.labelstudio.prelabel import default_config
+    from visionkit.serve.app import create_app
+    from visionkit.serve.prelabeler import PreLabeler
+
+    path = classifier.export(format="mediapipe", verbose=False)
+    image = sorted((shapes_root / "images/val").glob("*.jpg"))[0]
+    labeler = PreLabeler(path, images=str(image.parent))
+    assert labeler.model_version.startswith("best.tflite@")
+    client = TestClient(create_app(labeler))
+    body = {"tasks": [{"id": 1, "data": {"image": image.name}}], "label_config": default_config("classify",
+                                                                                                 classifier.names)}
+    got = client.post("/predict", json=body).json()["results"][0]
+    top = Model(str(path)).infer([cv2.imread(str(image))])[0]["top"][0]
+    assert got["result"][0]["value"] == {"choices": [top["name"]]}
+    assert got["score"] == pytest.approx(top["score"], abs=1e-5)
