@@ -128,9 +128,15 @@ class Model:
     # -- modes ----------------------------------------------------------------------------------------------------
     def train(self, **overrides) -> dict[str, float]:
         """Train (or fine-tune from this checkpoint) and load the best weights into this Model."""
+        from visionkit.engine.launch import is_worker, process_count
         from visionkit.engine.trainer import Trainer
 
         args = self._args(overrides)
+        if process_count(args) > 1 and not is_worker():
+            raise UsageError(f"device={args.get('device')} nproc={args.get('nproc')} asks for "
+                             f"{process_count(args)} training processes: run this script with `torchrun "
+                             f"--nproc-per-node={process_count(args)} script.py`, or train from the command line "
+                             f"(`visionkit {self.task_name} train device=...` starts them itself)")
         init = self.ckpt["state_dict"] if self.ckpt and not args.get("resume") else None
         if init is not None and not args.get("imgsz"):
             args["imgsz"] = self.ckpt["imgsz"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import sys
 
 from visionkit.errors import UsageError, VisionkitError
@@ -90,11 +91,17 @@ def _run(task: str | None, mode: str, rest: list[str]) -> int:
     if str(model_spec).endswith((".onnx", ".tflite")):  # a file without visionkit metadata needs these
         onnx_kw = {"names": overrides.pop("names", None), "imgsz": overrides.get("imgsz")}
     model = Model(model_spec, task=task, **onnx_kw)
+    if mode == "train":
+        from visionkit.engine.launch import is_worker, launch, process_count
+
+        nproc = process_count(overrides)
+        if nproc > 1 and not is_worker():  # start the processes; each runs this command as a torchrun worker
+            return launch(model.task_name, rest, nproc, overrides.get("project"))
     if mode == "predict":
         model.predict(**overrides)
     else:
         getattr(model, mode)(**overrides)
-    if getattr(model, "save_dir", None) is not None:
+    if getattr(model, "save_dir", None) is not None and os.environ.get("RANK", "0") == "0":
         print(f"results saved to {model.save_dir}")
     return 0
 

@@ -25,7 +25,7 @@ BOOL_OR_STR = {"resume", "cache"}
 # keys that accept a bool or one of a fixed set of strings (amp=true picks the dtype, amp=fp16 forces it)
 BOOL_OR_CHOICE: dict[str, tuple[str, ...]] = {"amp": ("bf16", "fp16")}
 # integer keys with a range (null still means "decided by the model or data")
-INT_RANGES: dict[str, tuple[int, int]] = {"imgsz": (1, MAX_IMGSZ)}
+INT_RANGES: dict[str, tuple[int, int]] = {"imgsz": (1, MAX_IMGSZ), "nproc": (1, 1024)}
 
 
 def load_defaults() -> dict[str, Any]:

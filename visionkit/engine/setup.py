@@ -37,15 +37,16 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def make_loader(dataset: Dataset, batch: int, workers: int, shuffle: bool, device: torch.device, collate_fn=None,
-                generator: torch.Generator | None = None) -> DataLoader:
-    """A DataLoader; a dataset's own ``collate_fn`` (batched augmentation) wins over the task's."""
+                generator: torch.Generator | None = None, sampler=None) -> DataLoader:
+    """A DataLoader; a dataset's own ``collate_fn`` (batched augmentation) wins over the task's. A ``sampler``
+    (training: a DistributedSampler, for one process too) replaces ``shuffle``."""
     workers = max(0, min(int(workers), os.cpu_count() or 1))
     collate_fn = getattr(dataset, "collate_fn", None) or collate_fn
-    if not shuffle and hasattr(dataset, "prepare_batches"):  # datasets that shape whole batches (rect val)
+    if not shuffle and sampler is None and hasattr(dataset, "prepare_batches"):  # whole shaped batches (rect val)
         dataset.prepare_batches(batch)
-    return DataLoader(dataset, batch_size=batch, shuffle=shuffle, num_workers=workers,
-                      pin_memory=device.type == "cuda", collate_fn=collate_fn, generator=generator,
-                      worker_init_fn=_seed_worker if workers else None, drop_last=False)
+    return DataLoader(dataset, batch_size=batch, shuffle=shuffle and sampler is None, sampler=sampler,
+                      num_workers=workers, pin_memory=device.type == "cuda", collate_fn=collate_fn,
+                      generator=generator, worker_init_fn=_seed_worker if workers else None, drop_last=False)
 
 
 def build_optimizer(model: nn.Module, args: dict[str, Any]) -> tuple[torch.optim.Optimizer, str]:

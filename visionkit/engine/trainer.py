@@ -9,11 +9,14 @@ from typing import Any
 
 import torch
 import yaml
+from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from visionkit.engine import distributed
 from visionkit.engine.callbacks import Callbacks
 from visionkit.engine.results import ResultsLog
 from visionkit.engine.setup import ModelEMA, build_optimizer, build_scheduler, make_loader, resolve_imgsz
+from visionkit.engine.timing import PhaseTimer
 from visionkit.engine.utils import init_seeds, make_run_dir, rng_state, select_device, set_rng_state
 from visionkit.engine.validator import autocast_context, validate
 from visionkit.errors import CheckpointError, UsageError
@@ -59,6 +62,7 @@ class Trainer:
         self.metrics: dict[str, float] = {}
         self.best_fitness: float | None = None
         self.verbose = bool(self.args.get("verbose", True))
+        self.dist = distributed.SINGLE  # this process's place in a distributed run (set in _setup)
 
     # -- set-up ---------------------------------------------------------------------------------------------------
     def _find_resume(self) -> dict:
@@ -89,7 +93,18 @@ class Trainer:
 
     def _setup(self) -> None:
         a = self.args
-        self.device = select_device(a.get("device"))
+        self.dist = distributed.env_info()
+        if self.dist.enabled:  # a torchrun worker: join the group; rank 0 alone prints, validates and writes
+            self.device = distributed.setup(a.get("device"), self.dist)
+            self.verbose = self.verbose and self.dist.is_main
+        else:
+            self.device = select_device(a.get("device"))
+        batch = int(a["batch"])
+        if batch % self.dist.world_size:
+            raise UsageError(f"batch={batch} is the global batch and must split evenly over the "
+                             f"{self.dist.world_size} processes; use a multiple of {self.dist.world_size}")
+        # every rank builds the same initial weights (DDP starts from rank 0's anyway); ranks then draw different
+        # augmentation randomness
         init_seeds(int(a["seed"]), bool(a.get("deterministic")))
         self.data = self.task.resolve_data(a)
         cfg = self.model_config
@@ -101,22 +116,31 @@ class Trainer:
         if self.init_state is not None:
             self._load_matching(self.init_state)
         self.task.bind(self.model)
+        self.net = self._parallel(self.model)  # what the training step calls: the model, or DDP around it
+        if self.dist.rank:
+            init_seeds(int(a["seed"]) + self.dist.rank, bool(a.get("deterministic")))
         self.imgsz = resolve_imgsz(a, cfg, self.data.native_imgsz, self.model.stride)
         a["imgsz"] = self.imgsz
         if self.resume_ckpt is None:
-            self.save_dir = make_run_dir(a, self.task.name, "train")
+            self.save_dir = distributed.broadcast(make_run_dir(a, self.task.name, "train") if self.dist.is_main
+                                                  else None, self.dist)
         self.weights_dir = self.save_dir / "weights"
-        self.weights_dir.mkdir(parents=True, exist_ok=True)
         a["name"] = self.save_dir.name
-        (self.save_dir / "args.yaml").write_text(yaml.safe_dump(a, sort_keys=False))
+        if self.dist.is_main:
+            self.weights_dir.mkdir(parents=True, exist_ok=True)
+            (self.save_dir / "args.yaml").write_text(yaml.safe_dump(a, sort_keys=False))
 
         self.train_set = self.task.build_dataset(self.data, "train", self.imgsz, True, a)
         self.val_set = self.task.build_dataset(self.data, a.get("split", "val"), self.imgsz, False, a) \
-            if a.get("val", True) else None
+            if a.get("val", True) and self.dist.is_main else None
         self.generator = torch.Generator()
-        self.train_loader = make_loader(self.train_set, int(a["batch"]), int(a["workers"]), True, self.device,
-                                        self.task.collate_fn(), self.generator)
-        self.val_loader = make_loader(self.val_set, int(a["batch"]) * 2, int(a["workers"]), False, self.device,
+        # one sampler for any number of processes: shuffled by (seed, epoch), rank r takes every world_size-th
+        # index, so N processes together see the batches one process would
+        self.sampler = DistributedSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
+                                          shuffle=True, seed=int(a["seed"]), drop_last=False)
+        self.train_loader = make_loader(self.train_set, batch // self.dist.world_size, int(a["workers"]), True,
+                                        self.device, self.task.collate_fn(), self.generator, self.sampler)
+        self.val_loader = make_loader(self.val_set, batch * 2, int(a["workers"]), False, self.device,
                                       self.task.collate_fn()) if self.val_set is not None else None
         self.optimizer, self.optimizer_desc = build_optimizer(self.model, a)
         self.scheduler = build_scheduler(self.optimizer, a, len(self.train_loader))
@@ -124,10 +148,25 @@ class Trainer:
         self.amp_dtype = amp_dtype(a.get("amp", True), self.device)
         # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and needs none
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
-        self.results = ResultsLog(self.save_dir / "results.csv")
+        self.results = ResultsLog(self.save_dir / "results.csv") if self.dist.is_main else None
+        self.timer = PhaseTimer()
         self.start_epoch = 0
         if self.resume_ckpt is not None:
             self._restore(self.resume_ckpt)
+
+    def _parallel(self, model: torch.nn.Module) -> torch.nn.Module:
+        """DistributedDataParallel around ``model`` in a distributed run (SyncBatchNorm first with sync_bn)."""
+        if not self.dist.enabled:
+            return model
+        if self.args.get("sync_bn"):
+            if self.device.type == "cuda":
+                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+                self.model = model
+                self.task.bind(model)
+            elif self.dist.is_main:
+                print("sync_bn: SyncBatchNorm needs CUDA; on CPU each process normalises its own part of the batch")
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     def _load_matching(self, state: dict) -> None:
         """Fine-tuning: copy every tensor whose name and shape match (a new head for new classes stays fresh)."""
@@ -147,7 +186,12 @@ class Trainer:
             self.ema.updates = st["ema_updates"]
         if self.scaler is not None and st.get("scaler"):
             self.scaler.load_state_dict(st["scaler"])
-        set_rng_state(st["rng"])
+        ranks = st.get("rng_ranks") or [st["rng"]]
+        if len(ranks) == self.dist.world_size:
+            set_rng_state(ranks[self.dist.rank])  # each process continues its own random streams
+        elif self.verbose:
+            print(f"resuming a {len(ranks)}-process run with {self.dist.world_size}: the data order is the same, "
+                  f"the augmentation randomness is not")
         self.start_epoch = ckpt["epoch"] + 1
         self.best_fitness = ckpt.get("best_fitness")
         if self.verbose:
@@ -155,13 +199,22 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------------------------
     def train(self) -> dict[str, float]:
+        try:
+            metrics = self._train()
+            distributed.barrier(self.dist)  # every rank returns once rank 0 has written and validated best.pt
+            return metrics
+        finally:
+            distributed.cleanup()
+
+    def _train(self) -> dict[str, float]:
         self._setup()
         a = self.args
         epochs = int(a["epochs"])
         if self.verbose:
+            procs = f", {self.dist.world_size} processes (global batch {a['batch']})" if self.dist.enabled else ""
             print(f"{self.task.name}: {len(self.train_set)} train / {len(self.val_set or [])} val images, "
                   f"{len(self.data.names)} classes, imgsz {self.imgsz}, {num_params(self.model):,} parameters, "
-                  f"device {self.device}\noptimizer: {self.optimizer_desc}, scheduler: {a['scheduler']}\n"
+                  f"device {self.device}{procs}\noptimizer: {self.optimizer_desc}, scheduler: {a['scheduler']}\n"
                   f"results → {self.save_dir}")
         self.callbacks.run("on_train_start", self)
         patience, stale = int(a.get("patience", 0)), 0
@@ -171,64 +224,86 @@ class Trainer:
             self.task.epoch_start(self)
             self.callbacks.run("on_epoch_start", self)
             t0 = time.time()
-            self.loss = self._train_one_epoch(epoch, epochs)
+            self.loss = distributed.mean(self._train_one_epoch(epoch, epochs), self.dist, self.device)
             row = {"epoch": epoch + 1, "train_loss": self.loss}
-            if self.val_loader is not None:
-                net = self.ema.ema if self.ema is not None else self.model
-                self.metrics, self.last_metrics_obj = validate(net, self.val_loader, self.task, self.data.names,
-                                                               self.device, a, self.amp_dtype,
-                                                               memory_format=self.memory_format)
+            improved = False
+            if self.val_loader is not None:  # rank 0 only; the others wait at the next collective
+                with self.timer("val"):
+                    net = self.ema.ema if self.ema is not None else self.model
+                    self.metrics, self.last_metrics_obj = validate(net, self.val_loader, self.task, self.data.names,
+                                                                   self.device, a, self.amp_dtype,
+                                                                   memory_format=self.memory_format)
                 row.update(self.metrics)
                 self.callbacks.run("on_val_end", self)
                 fitness = self.metrics[self.last_metrics_obj.fitness_key]
                 improved = self.last_metrics_obj.improved(fitness, self.best_fitness)
-            else:  # no validation: the lowest training loss is best (stored negated, as before)
+            elif not a.get("val", True):  # no validation: the lowest training loss is best (stored negated)
                 fitness = -self.loss
                 improved = self.best_fitness is None or fitness > self.best_fitness
+            rngs = distributed.gather(rng_state(), self.dist)
+            improved, self.stop = distributed.broadcast((improved, self.stop), self.dist)
             row.update({"lr": self.optimizer.param_groups[0]["lr"], "epoch_s": time.time() - t0})
             if improved:
-                self.best_fitness, stale = fitness, 0
+                self.best_fitness, stale = (fitness if self.dist.is_main else None), 0
             else:
                 stale += 1
-            self.results.append(row)
-            self._save(epoch, improved)
+            if self.dist.is_main:
+                self.results.append(row)
+                with self.timer("save"):
+                    self._save(epoch, improved, rngs)
             if self.verbose:
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in ("epoch", "epoch_s", "lr"))
                 print(f"epoch {epoch + 1}/{epochs}: {shown} ({row['epoch_s']:.1f}s)")
             self.callbacks.run("on_epoch_end", self)
             if patience and stale >= patience:
-                print(f"early stop: no improvement for {patience} epochs (best {self.best_fitness:.4f})")
+                if self.verbose:
+                    print(f"early stop: no improvement for {patience} epochs (best {self.best_fitness:.4f})")
                 break
             if self.stop:
                 break
+        if not self.dist.is_main:  # rank 0 plots and validates best.pt; the others are done
+            self.callbacks.run("on_train_end", self)
+            return {}
         if a.get("plots", True):
             self.results.plot(self.save_dir / "results.png")
         final = self._final_validation()
         self.callbacks.run("on_train_end", self)
         if self.verbose:
+            print(f"time: {self.timer.summary()}")
             print(f"done in {time.time() - t_start:.1f}s. best.pt and last.pt in {self.weights_dir}")
         return final
 
     def _train_one_epoch(self, epoch: int, epochs: int) -> float:
         a = self.args
         self.model.train()
-        # one generator reseeded per epoch: shuffling and worker seeds depend only on (seed, epoch), so a resumed
-        # run sees the same batches as an uninterrupted one
-        self.generator.manual_seed(int(a["seed"]) + epoch)
+        # the sampler and one generator reseeded per epoch: shuffling and worker seeds depend only on (seed, epoch,
+        # rank), so a resumed run sees the same batches as an uninterrupted one
+        self.sampler.set_epoch(epoch)
+        self.generator.manual_seed(int(a["seed"]) + epoch + 1_000_003 * self.dist.rank)
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.verbose,
                    dynamic_ncols=True, leave=False)
         running, n = 0.0, 0
         clip = float(a.get("clip_grad", 0) or 0)
-        for i, raw in enumerate(bar):
-            if i == 0 and epoch == self.start_epoch and a.get("plots", True):
+        # a sum over the batch (detection) is divided by the process count when DDP averages gradients: undo it
+        scale = self.dist.world_size if self.task.loss_sums_over_batch else 1
+        batches = iter(bar)
+        while True:
+            with self.timer("data"):  # waiting for the loader (decoding and augmentation when workers=0)
+                raw = next(batches, None)
+            if raw is None:
+                break
+            if n == 0 and epoch == self.start_epoch and a.get("plots", True) and self.dist.is_main:
                 self.task.plot_batch(raw, self.save_dir / "train_batch0.jpg", self.data.names)
-            batch = self.task.preprocess_batch(raw, self.device)
+            with self.timer("copy"):
+                batch = self.task.preprocess_batch(raw, self.device)
+            self.timer.start("step")
             with autocast_context(self.device, self.amp_dtype):
-                out = self.model(batch["img"].contiguous(memory_format=self.memory_format))
+                out = self.net(batch["img"].contiguous(memory_format=self.memory_format))
             loss, items = self.task.loss(out, batch, a)
             if not math.isfinite(float(loss.detach())):
                 raise UsageError(f"loss became {float(loss.detach())} at epoch {epoch + 1}; lower lr0 (now "
                                  f"{self.optimizer.param_groups[0]['lr']:.3g}) or check the labels")
+            loss = loss * scale if scale != 1 else loss
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
@@ -246,7 +321,8 @@ class Trainer:
             if self.ema is not None:
                 self.ema.update(self.model)
             # tasks may report a per-image loss for display (a detector scales its total by the batch size)
-            self.batch_loss = float(items.get("loss", float(loss.detach())))
+            self.batch_loss = float(items.get("loss", float(loss.detach()) / scale))
+            self.timer.stop("step")
             running += self.batch_loss
             n += 1
             bar.set_postfix(loss=f"{running / n:.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
@@ -265,7 +341,8 @@ class Trainer:
             "metrics": dict(self.metrics),
         }
 
-    def _save(self, epoch: int, improved: bool) -> None:
+    def _save(self, epoch: int, improved: bool, rngs: list[dict]) -> None:
+        """best.pt / last.pt (rank 0). ``rngs``: every process's random state, so a resume continues each."""
         ckpt = self._checkpoint(epoch)
         last = dict(ckpt)
         last["train_state"] = {
@@ -273,7 +350,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "ema_updates": self.ema.updates if self.ema is not None else 0,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "rng": rng_state(),
+            "rng": rngs[0], "rng_ranks": rngs,
         }
         save_checkpoint(last, self.weights_dir / "last.pt")
         if improved:

@@ -66,6 +66,9 @@ class Task:
     backbone_strides: tuple[int, ...] | None = None  # strides the default head reads (None: the backbone's default)
     # task-specific settings: key → (default, one-line comment); merged with cfg/default.yaml, checked the same way
     keys: dict[str, tuple[Any, str]] = {}
+    # True when ``loss`` returns a sum over the batch's images (not a mean): data-parallel training, which averages
+    # gradients over the processes, then scales it by their number so every process count learns alike
+    loss_sums_over_batch: bool = False
     # modes beyond train/val/predict/export/lrfind: each is a method ``mode(model, args)`` of the task, reached as
     # ``visionkit TASK MODE ...`` and ``Model(...).MODE(**overrides)``
     modes: tuple[str, ...] = ()

@@ -72,6 +72,7 @@ class DetectTask(Task):
     loss, pycocotools mAP."""
 
     name = "detect"
+    loss_sums_over_batch = True  # the detection loss is a per-image loss times the batch size
     default_model = "yolo-n"
     default_data = "shapes"
     default_neck = "pan"
