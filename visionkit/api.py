@@ -207,8 +207,12 @@ class Model:
     def infer(self, images, **overrides) -> list[dict]:
         """Predict on decoded images (BGR uint8 arrays, as OpenCV reads them) or paths, and write nothing: for
         servers and notebooks. Returns what ``predict`` returns; arrays are named array0, array1, ..."""
+        import numpy as np
+
         from visionkit.engine.predictor import predict
 
+        if isinstance(images, (np.ndarray, str, Path)):  # one image, not a sequence of rows or characters
+            images = [images]
         args, meta, device, task = self._prediction_setup({"verbose": False, **overrides, "save": False})
         return predict(self.net.to(device), task, list(images), meta, args, device, None)
 

@@ -19,7 +19,7 @@ from tests.conftest import post_json, run_cli, serve_labelstudio, spread_head, s
 from visionkit import Model
 from visionkit.data.format import read_label_file
 from visionkit.data.labelstudio.prelabel import default_config, mask_polygons, plan
-from visionkit.data.labelstudio.rle import decode_brush_mask, encode_brush_mask
+from visionkit.data.labelstudio.rle import decode_brush_mask, decode_rle, encode_brush_mask, encode_rle
 from visionkit.errors import UsageError
 
 RECT = """<View><Image name="img" value="$picture"/>
@@ -74,6 +74,10 @@ def test_brush_rle_round_trips_and_label_studio_decodes_it():
         rgba = np.asarray(ls_decode(rle)).reshape(h, w, 4)  # Label Studio's own decoder draws the same mask
         assert np.array_equal(rgba[..., 3] == 255, mask)
     assert len(encode_brush_mask(blob)) < blob.size * 4 // 100  # compact: 1 % of the RGBA bytes for a blob
+    for n in (1, 7, 8, 9, 16, 17, 255, 256, 257, 65535, 65536, 65537, 131072, 131073):  # run-field boundaries
+        values = np.r_[np.full(n, 3, np.uint8), np.uint8(9)]
+        assert np.array_equal(decode_rle(encode_rle(values)), values), n
+        assert np.array_equal(np.asarray(ls_decode(encode_rle(values))), values), n
 
 
 def test_config_matching_names_map_and_refusals():
@@ -225,7 +229,7 @@ def test_server_protocol_order_errors_and_bad_bodies(detector, images):
     assert client.get("/health").json()["status"] == "UP"
 
 
-def test_a_thousand_tasks_in_bounded_memory(detector, images, monkeypatch):
+def test_a_thousand_tasks_in_batches_of_bounded_size(detector, images, monkeypatch):
     client, labeler = _client(detector, images=str(images), batch=8)
     sizes = []
     infer = labeler.model.infer
@@ -271,7 +275,7 @@ def test_cli_server_answers_health_during_a_batch_and_refuses_a_busy_port(detect
     try:
         answer: dict = {}
         worker = threading.Thread(target=lambda: answer.update(post_json(f"{url}/predict", {
-            "tasks": [{"id": i, "data": {"picture": "big.png"}} for i in range(48)], "label_config": RECT}, 300)))
+            "tasks": [{"id": i, "data": {"picture": "big.png"}} for i in range(64)], "label_config": RECT}, 300)))
         worker.start()
         busy_seen, t0 = [], time.time()
         while worker.is_alive() and time.time() - t0 < 300:
@@ -280,7 +284,7 @@ def test_cli_server_answers_health_during_a_batch_and_refuses_a_busy_port(detect
             busy_seen.append((health["busy"], time.time() - t))
             time.sleep(0.05)
         worker.join()
-        assert len(answer["results"]) == 48
+        assert len(answer["results"]) == 64
         during = [dt for busy, dt in busy_seen if busy]
         assert during and max(during) < 2.0  # /health answered quickly while the batch ran
         r = run_cli("serve", "labelstudio", f"model={detector.ckpt_path}", f"port={url.rsplit(':', 1)[1]}")
@@ -305,3 +309,88 @@ def test_an_exported_onnx_model_serves_the_same_regions(detector, images):
     want = onnx.infer([cv2.imread(str(images / "im1.png"))], conf=0.25)[0]
     assert [r["value"]["rectanglelabels"][0] for r in got["result"]] == [d["name"] for d in want["detections"]]
     assert len(got["result"]) > 0
+
+
+def test_a_failure_stays_with_its_task_and_bad_bodies_are_answered(detector, images, monkeypatch):
+    import visionkit.serve.app as app_module
+
+    client, labeler = _client(detector, images=str(images), batch=4)
+    infer = labeler.model.infer
+
+    def flaky(batch, **kw):  # the model breaks on the non-square image only
+        if any(img.shape[0] != img.shape[1] for img in batch):
+            if len(batch) == 1:
+                raise RuntimeError("out of memory (simulated)")
+            raise RuntimeError("batch failed (simulated)")
+        return infer(batch, **kw)
+
+    monkeypatch.setattr(labeler.model, "infer", flaky)
+    tasks = [_task(1, "im0.png"), _task(2, "im1.png"), _task(3, "im2.png"),
+             {"id": 4, "data": {"picture": "http://[bad-url/x.png"}}]
+    results = client.post("/predict", json={"tasks": tasks, "label_config": RECT}).json()["results"]
+    assert len(results) == 4
+    assert results[1]["result"] == [] and "RuntimeError: out of memory" in results[1]["error"]
+    assert results[3]["result"] == [] and results[3]["error"].startswith("task 4:")
+    assert "error" not in results[0] and "error" not in results[2] and results[0]["result"]
+    bad_xml = client.post("/predict", json={"tasks": tasks[:1], "label_config": "<View><Image"})
+    assert bad_xml.status_code == 422 and "not valid XML" in bad_xml.json()["error"]
+    monkeypatch.setattr(app_module, "MAX_BODY_BYTES", 1000)
+    big = client.post("/predict", json={"tasks": [_task(i, "im0.png") for i in range(100)], "label_config": RECT})
+    assert big.status_code == 413
+    assert client.get("/health").json()["status"] == "UP"
+
+
+def test_the_token_goes_to_the_label_studio_server_only(tmp_path):
+    """Images from task data: the Authorization header reaches the Label Studio server, never another host, not
+    even through a URL that looks like an upload or a redirect from the server."""
+    import http.server
+
+    from visionkit.data.labelstudio.task_images import TaskImages
+
+    png = cv2.imencode(".png", np.full((6, 8, 3), 200, np.uint8))[1].tobytes()
+    seen: list[tuple[int, str | None]] = []
+
+    def server(redirect_to: str | None = None):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append((self.server.server_port, self.headers.get("Authorization")))
+                if redirect_to and "redir" in self.path:
+                    self.send_response(302)
+                    self.send_header("Location", redirect_to + "/data/upload/1/abcd1234-x.png")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.end_headers()
+                self.wfile.write(png)
+
+            def log_message(self, *args):
+                pass
+
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        return httpd, f"http://127.0.0.1:{httpd.server_port}"
+
+    other, other_url = server()
+    home, home_url = server(redirect_to=other_url)
+    try:
+        loader = TaskImages(base_url=home_url, headers={"Authorization": "Token secret"})
+        for ref in ("/data/upload/1/abcd1234-x.png", f"{other_url}/data/upload/1/abcd1234-x.png",
+                    f"{other_url}/pic.png", "/data/upload/9/abcd1234-redir.png"):
+            img = loader.load({"id": 1, "data": {"image": ref}}, "image")
+            assert img.shape == (6, 8, 3)
+    finally:
+        home.shutdown()
+        other.shutdown()
+    assert seen[0] == (home.server_port, "Token secret")  # the server's own upload
+    assert seen[1] == (other.server_port, None) and seen[2] == (other.server_port, None)  # foreign hosts
+    assert seen[3] == (home.server_port, "Token secret") and seen[4] == (other.server_port, None)  # redirected
+
+
+def test_infer_takes_one_image_or_a_list_and_batches_arrays(detector, images):
+    img = cv2.imread(str(images / "im0.png"))
+    one = detector.infer(img)
+    assert len(one) == 1 and one[0]["image"] == "array0"
+    many = detector.infer([img, str(images / "im1.png"), img], batch=2)
+    assert [r["image"] for r in many] == ["array0", str(images / "im1.png"), "array2"]
+    assert many[0]["detections"] == one[0]["detections"] == many[2]["detections"]

@@ -61,12 +61,30 @@ def is_stream(source) -> bool:
     return isinstance(source, int) or (isinstance(source, Path) and is_video(source))
 
 
-def _frames(source: Path | int | np.ndarray, index: int = 0) -> Iterator[tuple[str, Any, float, int]]:
+class ArrayImages(list):
+    """Consecutive in-memory images of a source list, as (index, BGR array) pairs: one source, so they batch."""
+
+
+def _grouped(sources: list) -> list:
+    """Sources with each run of arrays gathered into one ArrayImages (named by their place in the list)."""
+    out: list = []
+    for index, src in enumerate(sources):
+        if isinstance(src, np.ndarray):
+            if not (out and isinstance(out[-1], ArrayImages)):
+                out.append(ArrayImages())
+            out[-1].append((index, src))
+        else:
+            out.append(src)
+    return out
+
+
+def _frames(source) -> Iterator[tuple[str, Any, float, int]]:
     """(name, item, fps, timestamp_ms): image paths pass through (read lazily); videos and webcams yield BGR frames
     with their time from the start (a file's from its frame rate, a webcam's from the clock); an array is named
     after its place among the sources (``array3``)."""
-    if isinstance(source, np.ndarray):
-        yield f"array{index}", source if source.ndim == 3 else cv2.cvtColor(source, cv2.COLOR_GRAY2BGR), 0.0, 0
+    if isinstance(source, ArrayImages):
+        for k, img in source:
+            yield f"array{k}", img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), 0.0, 0
         return
     if not is_stream(source):
         yield str(source), source, 0.0, 0
@@ -121,7 +139,7 @@ class _Outputs:
     def write(self, name: str, item, result: dict, fps: float) -> None:
         if self.save:
             drawn = self.task.annotate(item, result, self.channels)
-            if isinstance(item, Path) or isinstance(self.src, np.ndarray):  # one picture (a file or an array)
+            if isinstance(item, Path) or isinstance(self.src, ArrayImages):  # one picture (a file or an array)
                 cv2.imwrite(str(self.save_dir / (_stem(name, item) + ".jpg")), drawn)
             else:
                 if self.writer is None:
@@ -166,14 +184,14 @@ def predict(net: torch.nn.Module, task: Task, source, meta: dict[str, Any], args
             results.append(res)
             sink.write(name, item, res, fps)
 
-    for index, src in enumerate(resolve_sources(source)):
+    for src in _grouped(resolve_sources(source)):
         sink = _Outputs(task, src, save_dir, args, meta["in_channels"])
         pending: list[tuple[str, Any, float, int]] = []
         video = _video_session(net, src)
         try:
             with video if video is not None else nullcontext():
-                label = f"array{index}" if isinstance(src, np.ndarray) else src
-                for frame in tqdm(_frames(src, index), desc=f"predict {label}", disable=not verbose, leave=False):
+                label = f"{len(src)} array(s)" if isinstance(src, ArrayImages) else src
+                for frame in tqdm(_frames(src), desc=f"predict {label}", disable=not verbose, leave=False):
                     pending.append(frame)
                     if len(pending) == batch:
                         run(pending, sink, video)

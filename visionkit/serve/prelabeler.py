@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from visionkit.data.labelstudio.images import same_origin
 from visionkit.data.labelstudio.prelabel import RegionWriter, Target, check_task, model_version, plan
 from visionkit.data.labelstudio.task_images import TaskImages
 from visionkit.errors import UsageError, VisionkitError
@@ -86,42 +87,68 @@ class PreLabeler:
         target = plan(self.task, self.names, config, self.names_map)
         loader = self._images(project)
         results: list[dict[str, Any]] = []
-        with self._lock:
-            self.busy = True
-            try:
-                for start in range(0, len(tasks), self.batch):
-                    results += self._batch(tasks[start:start + self.batch], target, loader)
-            finally:
-                self.busy = False
+        for start in range(0, len(tasks), self.batch):
+            results += self._batch(tasks[start:start + self.batch], target, loader)
         return {"results": results, "model_version": self.model_version}
 
     # -- work --------------------------------------------------------------------------------------------------
     def _images(self, project: str) -> TaskImages:
-        """Where images come from: images=, else the server /setup named (its token), else LABEL_STUDIO_URL."""
+        """Where images come from: images=, else a Label Studio server with its token. The address and the token
+        come as a pair, from the same place: url=/token= (or LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY), else what
+        /setup said; a token set here is never sent to an address /setup names."""
         seen = self.projects.get(project) or {}
-        url = self.url or seen.get("hostname")
-        token = self.token or seen.get("access_token")
+        if self.url:
+            url = self.url
+            token = self.token or (seen.get("access_token") if same_origin(str(seen.get("hostname")), url) else None)
+        else:
+            url, token = seen.get("hostname"), seen.get("access_token")
         headers = {"Authorization": f"Token {token}"} if token else {}
         return TaskImages(base_url=url, headers=headers, images_dir=self.images_dir, timeout=self.timeout)
 
     def _batch(self, tasks: list[dict], target: Target, loader: TaskImages) -> list[dict[str, Any]]:
-        """One batch: each task gets its regions, or an empty result and an 'error' when its image fails."""
+        """One batch: each task gets its regions, or an empty result and an 'error' saying why (its image could
+        not be had, or the model failed on it). Images are fetched outside the model lock."""
         out: list[dict[str, Any] | None] = [None] * len(tasks)
         images, where = [], []
         for i, task in enumerate(tasks):
             try:
                 images.append(loader.load(task, target.data_key))
                 where.append(i)
-            except VisionkitError as e:
-                log.warning("%s", e)
-                out[i] = {"result": [], "score": 0.0, "model_version": self.model_version, "error": str(e)}
+            except Exception as e:  # any failure stays this task's: the others still get their regions
+                out[i] = self._failed(task, e)
         writer = RegionWriter(target)
-        if images:
-            for i, prediction in zip(where, self.model.infer(images, **self.overrides)):
-                out[i] = {**writer.prediction(prediction), "model_version": self.model_version}
+        with self._lock:
+            self.busy = True
+            try:
+                predictions = self._infer(images, [tasks[i] for i in where])
+            finally:
+                self.busy = False
+        for i, prediction in zip(where, predictions, strict=True):
+            out[i] = prediction if "error" in prediction else {**writer.prediction(prediction),
+                                                               "model_version": self.model_version}
         log.info("pre-labelled %d task(s): %s", len(images),
                  ", ".join(f"{n} {k}" for k, n in writer.written.items()) or "no regions")
         return out  # type: ignore[return-value]
+
+    def _infer(self, images: list, tasks: list[dict]) -> list[dict[str, Any]]:
+        """The model on a batch; when the batch fails, image by image, so one bad image fails only its task."""
+        if not images:
+            return []
+        try:
+            return self.model.infer(images, **self.overrides)
+        except Exception as e:
+            if len(images) == 1:
+                return [self._failed(tasks[0], e)]
+            log.warning("a batch of %d failed (%s: %s); predicting its images one by one", len(images),
+                        type(e).__name__, e)
+            return [p for img, task in zip(images, tasks) for p in self._infer([img], [task])]
+
+    def _failed(self, task: dict, error: Exception) -> dict[str, Any]:
+        message = str(error) if isinstance(error, VisionkitError) else f"{type(error).__name__}: {error}"
+        if not message.startswith("task "):
+            message = f"task {task.get('id')}: {message}"
+        log.warning("%s", message)
+        return {"result": [], "score": 0.0, "model_version": self.model_version, "error": message}
 
 
 def _object(body: Any, route: str) -> dict[str, Any]:

@@ -8,12 +8,14 @@ A path taken from task data can never leave the folder it is resolved in.
 from __future__ import annotations
 
 import re
+import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from visionkit.errors import DataError
+from visionkit.limits import MAX_IMAGE_BYTES
 
 UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
 
@@ -88,11 +90,58 @@ def find_local(ref: ImageRef, images_dir: Path | None) -> tuple[Path | None, lis
     return None, tried
 
 
-def fetch(url: str, headers: dict[str, str], timeout: float = 60.0) -> bytes:
-    """Download one image (only reached when the user allowed downloads or named the server)."""
-    req = urllib.request.Request(url, headers=headers)
+def same_origin(url: str, base: str | None) -> bool:
+    """True when ``url`` has ``base``'s scheme, host and port: the only place a Label Studio token may go."""
+    if not base:
+        return False
+    a, b = urllib.parse.urlsplit(url), urllib.parse.urlsplit(base)
+    port = {"http": 80, "https": 443}
+    return (a.scheme, a.hostname, a.port or port.get(a.scheme)) == (b.scheme, b.hostname, b.port or port.get(b.scheme))
+
+
+def server_url(ref: ImageRef, base_url: str) -> str:
+    """The address of an upload / local-files image on the Label Studio server at ``base_url`` (a reference that is
+    already a full URL stays as it is; ``fetch`` sends the token only when it points at ``base_url``)."""
+    if urllib.parse.urlsplit(ref.url).scheme:
+        return ref.url
+    return base_url.rstrip("/") + "/" + ref.url.lstrip("/")
+
+
+class _KeepTokenAtHome(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, but drop the Authorization header on one that leaves the trusted server (urllib would
+    copy it to any host; presigned storage URLs also refuse a second credential)."""
+
+    def __init__(self, trusted: str | None):
+        self.trusted = trusted
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and not same_origin(newurl, self.trusted):
+            for store in (new.headers, new.unredirected_hdrs):
+                store.pop("Authorization", None)
+        return new
+
+
+def fetch(url: str, headers: dict[str, str], timeout: float = 60.0, trusted: str | None = None,
+          max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    """Download one image (only reached when the user allowed downloads or named the server). ``headers`` (the
+    token) are sent only to ``trusted``'s origin, never to another host or through a redirect to one; the body
+    is read to at most ``max_bytes`` and within ``timeout`` seconds in all."""
+    send = headers if same_origin(url, trusted) else {}
+    req = urllib.request.Request(url, headers=send)
+    deadline = time.monotonic() + timeout
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.read()
+        with urllib.request.build_opener(_KeepTokenAtHome(trusted)).open(req, timeout=timeout) as r:
+            parts, size = [], 0
+            while chunk := r.read(1 << 20):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise DataError(f"'{url}' is larger than {max_bytes} bytes; refused")
+                if time.monotonic() > deadline:
+                    raise DataError(f"'{url}' took longer than {timeout:g} s to download; refused")
+                parts.append(chunk)
+            return b"".join(parts)
+    except DataError:
+        raise
     except Exception as e:  # network errors of every kind become one clear error
         raise DataError(f"could not download '{url}': {e}") from e

@@ -175,13 +175,13 @@ class LabelStudioImport:
             sample.source = local
             return None
         if ref.kind in ("upload", "local") and self.base_url:
-            sample.data = img_refs.fetch(self.base_url.rstrip("/") + ref.url if ref.url.startswith("/") else ref.url,
-                                         self.headers)
+            sample.data = img_refs.fetch(img_refs.server_url(ref, self.base_url), self.headers,
+                                         trusted=self.base_url)
             return None
         if ref.kind == "http":
             if not self.download:
                 return f"image '{ref.url}' is a URL and download=False (pass download=True to fetch it)"
-            sample.data = img_refs.fetch(ref.url, self.headers)
+            sample.data = img_refs.fetch(ref.url, self.headers, trusted=self.base_url)  # the token: its server only
             return None
         where = f" (looked for {', '.join(tried)})" if tried else " (pass images=DIR)"
         return f"image '{ref.url}' not found{where}"

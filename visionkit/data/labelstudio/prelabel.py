@@ -9,6 +9,7 @@ does not know is an error that names it. Model classes the config lacks (a segme
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +111,7 @@ class RegionWriter:
     def _region(self, rtype: str, value: dict, score: float, size: tuple[int, int] | None) -> dict:
         self._next_id += 1
         region = {"id": f"vk{self._next_id}", "from_name": self.target.control.name, "to_name": self.target.image,
-                  "type": rtype, "value": value, "score": round(float(score), 5), "origin": "prediction"}
+                  "type": rtype, "value": value, "score": _finite(score), "origin": "prediction"}
         if size is not None:
             region.update(original_width=int(size[0]), original_height=int(size[1]), image_rotation=0)
         return region
@@ -157,6 +158,12 @@ class RegionWriter:
             if label is not None:
                 return [self._region("choices", {"choices": [label]}, t["score"], None)]
         return []
+
+
+def _finite(score) -> float:
+    """A score JSON can carry: a model that produced NaN or inf reports 0."""
+    value = float(score)
+    return round(value, 5) if math.isfinite(value) else 0.0
 
 
 def mask_polygons(mask: np.ndarray) -> list[np.ndarray]:

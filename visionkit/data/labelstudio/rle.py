@@ -77,44 +77,55 @@ def decode_brush_mask(rle: list[int] | bytes, height: int, width: int) -> np.nda
 
 RUN_WIDTHS = (3, 4, 8, 16)  # run-length field widths: a run of up to 8, 16, 256 or 65,536 values
 WORD_BITS = 8
+CHUNK_BITS = 1 + 2 + RUN_WIDTHS[-1] + WORD_BITS  # the longest chunk: flag, width choice, run length, value
+BLOCK = 1 << 16  # chunks turned into bits at a time: memory stays a few MB for any mask
 
 
-def _pack_fields(values: np.ndarray, widths: np.ndarray) -> bytes:
-    """Bit fields (value, width), most significant bit first, one after another → bytes (zero-padded)."""
-    values, widths = values.astype(np.uint64), widths.astype(np.int64)
-    total = int(widths.sum())
-    rep_values, rep_widths = np.repeat(values, widths), np.repeat(widths, widths)
-    within = np.arange(total) - np.repeat(np.cumsum(widths) - widths, widths)
-    shifts = (rep_widths - 1 - within).astype(np.uint64)
-    bits = ((rep_values >> shifts) & np.uint64(1)).astype(np.uint8)
-    return np.packbits(bits).tobytes()
+def _field_bits(values: np.ndarray, widths: np.ndarray, offsets: np.ndarray, cols: np.ndarray,
+                bits: np.ndarray) -> None:
+    """Write each row's field (``values`` in ``widths`` bits, most significant first) at column ``offsets``."""
+    pos = cols - offsets[:, None]
+    inside = (pos >= 0) & (pos < widths[:, None])
+    shift = np.clip(widths[:, None] - 1 - pos, 0, 31)
+    bits |= (((values[:, None] >> shift) & 1) * inside).astype(np.uint8)
 
 
 def encode_rle(values: np.ndarray) -> list[int]:
     """Flat uint8 values → the rle-pack byte list ``decode_rle`` reads back (and Label Studio draws). Every run,
     even of one value, is a repeat chunk: a mask's RGBA values come in runs of at least 4."""
     v = np.asarray(values, dtype=np.uint8).ravel()
-    header_values = [v.size, WORD_BITS - 1, *(w - 1 for w in RUN_WIDTHS)]
-    header_widths = [32, 5, 4, 4, 4, 4]
-    if v.size == 0:
-        return list(_pack_fields(np.array(header_values), np.array(header_widths)))
-    starts = np.r_[0, np.flatnonzero(v[1:] != v[:-1]) + 1]
-    lengths = np.diff(np.r_[starts, v.size])
-    longest = 1 << RUN_WIDTHS[-1]
-    pieces = -(-lengths // longest)  # runs longer than the widest field are split
-    run_of_piece = np.repeat(np.arange(len(lengths)), pieces)
-    index_in_run = np.arange(len(run_of_piece)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
-    last = index_in_run == pieces[run_of_piece] - 1
-    n = np.where(last, lengths[run_of_piece] - (pieces[run_of_piece] - 1) * longest, longest)
-    which = np.searchsorted([1 << w for w in RUN_WIDTHS], n - 1, side="right")  # narrowest field that holds n-1
-    k = len(n)
-    fields = np.empty((k, 4), np.uint64)
-    fields[:, 0], fields[:, 1], fields[:, 2], fields[:, 3] = 1, which, n - 1, v[starts][run_of_piece]
-    field_widths = np.empty((k, 4), np.int64)
-    field_widths[:, 0], field_widths[:, 1] = 1, 2
-    field_widths[:, 2], field_widths[:, 3] = np.asarray(RUN_WIDTHS)[which], WORD_BITS
-    return list(_pack_fields(np.r_[np.array(header_values, np.uint64), fields.ravel()],
-                             np.r_[np.array(header_widths), field_widths.ravel()]))
+    if v.size >= 1 << 32:
+        raise DataError(f"a brush mask of {v.size} values does not fit RLE's 32-bit count")
+    header = [(v.size, 32), (WORD_BITS - 1, 5), *((w - 1, 4) for w in RUN_WIDTHS)]
+    out = bytearray()
+    carry = np.array([int(b) for value, width in header for b in format(value, f"0{width}b")], np.uint8)
+    if v.size:
+        starts = np.r_[0, np.flatnonzero(v[1:] != v[:-1]) + 1]
+        lengths = np.diff(np.r_[starts, v.size])
+        longest = 1 << RUN_WIDTHS[-1]
+        pieces = -(-lengths // longest)  # runs longer than the widest field are split
+        run_of_piece = np.repeat(np.arange(len(lengths)), pieces)
+        index_in_run = np.arange(len(run_of_piece)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+        last = index_in_run == pieces[run_of_piece] - 1
+        n = np.where(last, lengths[run_of_piece] - (pieces[run_of_piece] - 1) * longest, longest).astype(np.int64)
+        word = v[starts][run_of_piece].astype(np.int64)
+        which = np.searchsorted([1 << w for w in RUN_WIDTHS], n - 1, side="right")  # narrowest field for n-1
+        width = np.asarray(RUN_WIDTHS, np.int64)[which]
+        cols = np.arange(CHUNK_BITS)[None, :]
+        for a in range(0, len(n), BLOCK):
+            b = min(a + BLOCK, len(n))
+            k, w = b - a, width[a:b]
+            bits = np.zeros((k, CHUNK_BITS), np.uint8)
+            bits[:, 0] = 1  # repeat flag
+            _field_bits(which[a:b].astype(np.int64), np.full(k, 2), np.full(k, 1), cols, bits)
+            _field_bits(n[a:b] - 1, w, np.full(k, 3), cols, bits)
+            _field_bits(word[a:b], np.full(k, WORD_BITS), 3 + w, cols, bits)
+            stream = np.concatenate([carry, bits[cols < (3 + w + WORD_BITS)[:, None]]])
+            whole = len(stream) // 8 * 8
+            out += np.packbits(stream[:whole]).tobytes()
+            carry = stream[whole:]
+    out += np.packbits(carry).tobytes()  # the last bits, zero-padded to a byte
+    return list(out)
 
 
 def encode_brush_mask(mask: np.ndarray) -> list[int]:

@@ -5,7 +5,6 @@ importer: a path from task data never leaves the folder it is looked up in."""
 from __future__ import annotations
 
 import io
-import urllib.parse
 from pathlib import Path
 
 import cv2
@@ -44,11 +43,10 @@ class TaskImages:
                 where = f" (looked for {', '.join(tried)})" if tried else ""
                 raise DataError(f"task {tid}: image '{ref.url}' is stored in Label Studio, but no server URL is known"
                                 f"{where}; Label Studio sends it in /setup, or set LABEL_STUDIO_URL or images=")
-            url = urllib.parse.urljoin(self.base_url, ref.url.lstrip("/"))
-            return decode(refs.fetch(url, self.headers, self.timeout), ref.url)
-        if ref.kind == "http":
-            same_server = self.base_url is not None and ref.url.startswith(self.base_url)
-            return decode(refs.fetch(ref.url, self.headers if same_server else {}, self.timeout), ref.url)
+            url = refs.server_url(ref, self.base_url)
+            return decode(refs.fetch(url, self.headers, self.timeout, trusted=self.base_url), ref.url)
+        if ref.kind == "http":  # the token goes to the Label Studio server only, never to another host
+            return decode(refs.fetch(ref.url, self.headers, self.timeout, trusted=self.base_url), ref.url)
         raise DataError(f"task {tid}: image '{ref.url}' ({ref.kind}) cannot be fetched by visionkit; give images= a "
                         f"folder holding the files (looked for {', '.join(tried) or 'nothing: no images='})")
 

@@ -88,16 +88,19 @@ class SegmentTask(DenseTask):
             if out.shape[0] <= CV_MAX_CHANNELS:  # OpenCV resize (channels last) + numpy argmax: the fastest on CPU
                 hwc = np.ascontiguousarray(out[:, rows, cols].float().cpu().numpy().transpose(1, 2, 0))
                 logits = cv2.resize(hwc, size[::-1], interpolation=cv2.INTER_LINEAR).reshape(*size, -1)
-            else:
+                cmap = logits.argmax(-1).astype(np.uint8)
+                conf = None
+                if confidence:  # softmax of the top logit, 1 / sum(exp(logit - top)), in the logits' own buffer
+                    logits -= logits.max(-1, keepdims=True)
+                    np.exp(logits, out=logits)
+                    conf = 1.0 / logits.sum(-1)
+            else:  # many classes: resize, argmax and confidence on the device; only (H, W) maps come back
                 crop = out[:, rows, cols][None].float()
                 logits = F.interpolate(crop, size=size, mode="bilinear", align_corners=False)[0]
-                logits = logits.permute(1, 2, 0).cpu().numpy()
-            cmap = logits.argmax(-1).astype(np.uint8)
-            if confidence:  # softmax of the top logit: 1 / sum(exp(logit - top))
-                top = logits.max(-1, keepdims=True)
-                maps.append((cmap, 1.0 / np.exp(logits - top).sum(-1)))
-            else:
-                maps.append(cmap)
+                top, idx = logits.max(0)
+                cmap = idx.to(torch.uint8).cpu().numpy()
+                conf = (1.0 / torch.exp(logits - top).sum(0)).cpu().numpy() if confidence else None
+            maps.append((cmap, conf) if confidence else cmap)
         return maps
 
     # -- prediction ----------------------------------------------------------------------------------------------
