@@ -35,13 +35,16 @@ def test_train_writes_a_complete_run(classify_dir, tmp_path):
     assert m2.save_dir.name == "train2"
 
 
-def test_resume_matches_uninterrupted_run(classify_dir, tmp_path):
-    common = {"epochs": 2, "deterministic": True, "seed": 3, "degrees": 10.0, "cutout": 0.5}
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "persistent-workers"])
+def test_resume_matches_uninterrupted_run(classify_dir, tmp_path, workers):
+    # workers=2: persistent workers live through the run and are reseeded every epoch, so a resumed run (new
+    # workers) draws the same augmentation as the uninterrupted one
+    common = {"epochs": 2, "deterministic": True, "seed": 3, "degrees": 10.0, "cutout": 0.5, "workers": workers}
     full, _ = _train(classify_dir, tmp_path / "a", **common)
 
     stopped = Model("mnist-tiny")
     stopped.add_callback("on_epoch_end", lambda t: setattr(t, "stop", True))
-    stopped.train(**TINY, data=str(classify_dir), project=str(tmp_path / "b"), **common)
+    stopped.train(**{**TINY, "data": str(classify_dir), "project": str(tmp_path / "b"), **common})
     last = stopped.save_dir / "weights/last.pt"
     assert torch.load(last, weights_only=True)["epoch"] == 0
 
@@ -117,3 +120,26 @@ def test_workers_and_cache(classify_dir, tmp_path):
 def test_bad_device_is_a_usage_error(classify_dir, tmp_path):
     with pytest.raises(UsageError, match="device"):
         _train(classify_dir, tmp_path, device="tpu")
+
+
+def test_ram_cache_says_its_size_and_refuses_what_does_not_fit(classify_dir, tmp_path, monkeypatch, capsys):
+    import visionkit.data.ram_cache as ram_cache
+    from visionkit.errors import DataError
+
+    _train(classify_dir, tmp_path / "ok", cache="ram")
+    out = capsys.readouterr().out
+    assert "caching 16 train images in RAM: about" in out and "GB available" in out
+    monkeypatch.setattr(ram_cache, "available_bytes", lambda: 1000)  # a machine with 1 kB free
+    with pytest.raises(DataError, match="cache=ram for .* needs about .* only 0.0 GB"):
+        _train(classify_dir, tmp_path / "no", cache="ram")
+
+
+def test_persistent_workers_restart_when_mosaic_closes(shapes_root, tmp_path):
+    seen = []
+    m = Model("yolo-n", task="detect")
+    m.add_callback("on_epoch_start", lambda t: seen.append((id(t.train_loader), t.train_loader.dataset.mosaic,
+                                                             t.train_loader.persistent_workers)))
+    m.train(**{**TINY, "data": str(shapes_root / "data.yaml"), "project": str(tmp_path), "epochs": 2,
+               "imgsz": 64, "close_mosaic": 1, "workers": 1})
+    (loader1, mosaic1, persistent), (loader2, mosaic2, _) = seen
+    assert persistent and mosaic1 == 1.0 and mosaic2 == 0.0 and loader1 != loader2  # new workers see mosaic off

@@ -82,6 +82,13 @@ class ImageFolderDataset(Dataset):
             raise DataError(f"no readable images in '{split_dir}'")
         self.transform = transform
         self.channels = channels
+        if cache and self.samples:  # estimated from a sample of the images' sizes (decoded at full size)
+            from visionkit.data.format import image_size
+            from visionkit.data.ram_cache import check_ram_cache
+
+            probe = [image_size(p) for p, _ in self.samples[:: max(1, len(self.samples) // 16)]]
+            per_image = sum(w * h for w, h in probe) / len(probe) * channels
+            check_ram_cache(len(self.samples), int(per_image * len(self.samples)), split_dir.name)
         self._cache = [read_image(p, channels) for p, _ in self.samples] if cache else None
 
     def __len__(self) -> int:

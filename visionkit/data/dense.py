@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from visionkit.data.ram_cache import check_ram_cache, resized_bytes
 from visionkit.data.transforms import Sample, letterbox_sample, rect_shapes, resize_long_side, train_augment
 from visionkit.errors import DataError
 
@@ -36,6 +37,9 @@ class DenseDataset(Dataset):
             order = sorted(range(len(self.files)), key=lambda i: self.shapes[i][1] / self.shapes[i][0])
             self.files, self.shapes, self.sources = ([seq[i] for i in order] for seq in
                                                      (self.files, self.shapes, self.sources))
+        if args.get("cache"):  # 3 bytes of image and up to 4 of map (float32 depth) per pixel
+            check_ram_cache(len(self.files), resized_bytes(self.shapes, imgsz, 7), "train" if train else "val",
+                            bool(args.get("verbose", True)))
         self._cache = [self._read(i) for i in range(len(self.files))] if args.get("cache") else None
 
     def original(self, i: int) -> np.ndarray:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from visionkit.models.layers import is_norm_or_bias
 
@@ -34,19 +34,88 @@ def _seed_worker(worker_id: int) -> None:
     import random
 
     random.seed(seed)
+    import cv2
+
+    cv2.setNumThreads(0)  # one OpenCV thread per worker: the workers are the parallelism; more oversubscribes
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The augmentation seed of one epoch on one process: a function of (seed, epoch, rank) only."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+class EpochSeededSampler(Sampler):
+    """Yields (index, epoch seed) pairs, so the dataset can reseed its process's random generators at the start of
+    every epoch, even in persistent workers that live for the whole run (an exact resume needs that)."""
+
+    def __init__(self, sampler):
+        self.sampler, self.seed = sampler, 0
+
+    def set_epoch(self, epoch: int, seed: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+        self.seed = seed
+
+    def __iter__(self):
+        seed = self.seed
+        return ((i, seed) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class EpochSeededDataset(Dataset):
+    """``dataset[(index, seed)]``: at the first item of a new epoch seed, python, numpy and torch in this process
+    are reseeded with the seed plus the worker's id. Other attributes are the wrapped dataset's."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset, self._seed = dataset, None
+
+    def _reseed(self, seed: int) -> None:
+        if seed != self._seed:
+            self._seed = seed
+            worker = torch.utils.data.get_worker_info()
+            offset = worker.id if worker is not None else 0
+            import random
+
+            random.seed(seed + offset)
+            np.random.seed((seed + offset) % 2**32)
+            torch.manual_seed(seed + offset)
+
+    def __getitem__(self, key):
+        index, seed = key
+        self._reseed(seed)
+        return self.dataset[index]
+
+    def __getitems__(self, keys: list):
+        """A whole batch at once (the DataLoader's batched fetch), through the dataset's own when it has one."""
+        self._reseed(keys[0][1])
+        indices = [index for index, _ in keys]
+        batched = getattr(self.dataset, "__getitems__", None)
+        return batched(indices) if batched is not None else [self.dataset[i] for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str):
+        if name in ("dataset", "_seed"):  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
 
 
 def make_loader(dataset: Dataset, batch: int, workers: int, shuffle: bool, device: torch.device, collate_fn=None,
-                generator: torch.Generator | None = None, sampler=None) -> DataLoader:
+                generator: torch.Generator | None = None, sampler=None, persistent: bool = False) -> DataLoader:
     """A DataLoader; a dataset's own ``collate_fn`` (batched augmentation) wins over the task's. A ``sampler``
-    (training: a DistributedSampler, for one process too) replaces ``shuffle``."""
+    (training: a DistributedSampler, for one process too) replaces ``shuffle``. ``persistent``: workers live
+    for the whole run instead of starting again every epoch."""
     workers = max(0, min(int(workers), os.cpu_count() or 1))
     collate_fn = getattr(dataset, "collate_fn", None) or collate_fn
     if not shuffle and sampler is None and hasattr(dataset, "prepare_batches"):  # whole shaped batches (rect val)
         dataset.prepare_batches(batch)
     return DataLoader(dataset, batch_size=batch, shuffle=shuffle and sampler is None, sampler=sampler,
                       num_workers=workers, pin_memory=device.type == "cuda", collate_fn=collate_fn,
-                      generator=generator, worker_init_fn=_seed_worker if workers else None, drop_last=False)
+                      generator=generator, worker_init_fn=_seed_worker if workers else None, drop_last=False,
+                      persistent_workers=persistent and workers > 0)
 
 
 def build_optimizer(model: nn.Module, args: dict[str, Any]) -> tuple[torch.optim.Optimizer, str]:

@@ -15,7 +15,16 @@ from tqdm import tqdm
 from visionkit.engine import distributed
 from visionkit.engine.callbacks import Callbacks
 from visionkit.engine.results import ResultsLog
-from visionkit.engine.setup import ModelEMA, build_optimizer, build_scheduler, make_loader, resolve_imgsz
+from visionkit.engine.setup import (
+    EpochSeededDataset,
+    EpochSeededSampler,
+    ModelEMA,
+    build_optimizer,
+    build_scheduler,
+    epoch_seed,
+    make_loader,
+    resolve_imgsz,
+)
 from visionkit.engine.timing import PhaseTimer
 from visionkit.engine.utils import init_seeds, make_run_dir, rng_state, select_device, set_rng_state
 from visionkit.engine.validator import autocast_context, validate
@@ -135,13 +144,13 @@ class Trainer:
             if a.get("val", True) and self.dist.is_main else None
         self.generator = torch.Generator()
         # one sampler for any number of processes: shuffled by (seed, epoch), rank r takes every world_size-th
-        # index, so N processes together see the batches one process would
-        self.sampler = DistributedSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
-                                          shuffle=True, seed=int(a["seed"]), drop_last=False)
-        self.train_loader = make_loader(self.train_set, batch // self.dist.world_size, int(a["workers"]), True,
-                                        self.device, self.task.collate_fn(), self.generator, self.sampler)
+        # index, so N processes together see the batches one process would; each item carries its epoch's seed
+        self.sampler = EpochSeededSampler(DistributedSampler(
+            self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True,
+            seed=int(a["seed"]), drop_last=False))
+        self.train_loader = self._train_loader()
         self.val_loader = make_loader(self.val_set, batch * 2, int(a["workers"]), False, self.device,
-                                      self.task.collate_fn()) if self.val_set is not None else None
+                                      self.task.collate_fn(), persistent=True) if self.val_set is not None else None
         self.optimizer, self.optimizer_desc = build_optimizer(self.model, a)
         self.scheduler = build_scheduler(self.optimizer, a, len(self.train_loader))
         self.ema = ModelEMA(self.model, float(a.get("ema_decay", 0.9999))) if a.get("ema", True) else None
@@ -153,6 +162,13 @@ class Trainer:
         self.start_epoch = 0
         if self.resume_ckpt is not None:
             self._restore(self.resume_ckpt)
+
+    def _train_loader(self):
+        """The training loader: persistent workers (started once, reseeded every epoch through the sampler)."""
+        self.loader_state = getattr(self.train_set, "mosaic", None)  # what a persistent worker's copy holds
+        return make_loader(EpochSeededDataset(self.train_set), int(self.args["batch"]) // self.dist.world_size,
+                           int(self.args["workers"]), True, self.device, self.task.collate_fn(), self.generator,
+                           self.sampler, persistent=True)
 
     def _parallel(self, model: torch.nn.Module) -> torch.nn.Module:
         """DistributedDataParallel around ``model`` in a distributed run (SyncBatchNorm first with sync_bn)."""
@@ -222,6 +238,8 @@ class Trainer:
         for epoch in range(self.start_epoch, epochs):
             self.epoch = epoch
             self.task.epoch_start(self)
+            if getattr(self.train_set, "mosaic", None) != self.loader_state:  # e.g. close_mosaic: the persistent
+                self.train_loader = self._train_loader()  # workers hold the old dataset; start them again
             self.callbacks.run("on_epoch_start", self)
             t0 = time.time()
             self.loss = distributed.mean(self._train_one_epoch(epoch, epochs), self.dist, self.device)
@@ -278,7 +296,7 @@ class Trainer:
         self.model.train()
         # the sampler and one generator reseeded per epoch: shuffling and worker seeds depend only on (seed, epoch,
         # rank), so a resumed run sees the same batches as an uninterrupted one
-        self.sampler.set_epoch(epoch)
+        self.sampler.set_epoch(epoch, epoch_seed(int(a["seed"]), epoch, self.dist.rank))
         self.generator.manual_seed(int(a["seed"]) + epoch + 1_000_003 * self.dist.rank)
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.verbose,
                    dynamic_ncols=True, leave=False)

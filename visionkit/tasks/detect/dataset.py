@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from visionkit.data.format import image_size, read_label_file, row_to_box, sidecar_path
+from visionkit.data.ram_cache import check_ram_cache, resized_bytes
 from visionkit.data.transforms import Sample, letterbox_sample, rect_shapes, train_augment
 from visionkit.errors import DataError
 
@@ -110,6 +111,9 @@ class DetectionDataset(Dataset):
             order = sorted(range(len(self.files)), key=lambda i: self.shapes[i][1] / self.shapes[i][0])
             self.files, self.labels, self.shapes = ([seq[i] for i in order] for seq in
                                                     (self.files, self.labels, self.shapes))
+        if args.get("cache"):
+            check_ram_cache(len(self.files), resized_bytes(self.shapes, imgsz, 3), "train" if train else "val",
+                            verbose)
         self._cache = [self._read(i) for i in range(len(self.files))] if args.get("cache") else None
 
     def prepare_batches(self, batch: int) -> None:
