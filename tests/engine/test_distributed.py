@@ -115,13 +115,15 @@ def test_a_killed_rank_ends_the_job_and_the_run_resumes_exactly(tiny_folder, tmp
         assert a["top1"] == pytest.approx(b["top1"], abs=1e-9)
 
 
-def test_detector_trains_on_two_processes(shapes_root, tmp_path):
-    r = run_cli("detect", "train", f"data={shapes_root / 'data.yaml'}", "model=yolo-n", "imgsz=64", "epochs=1",
-                "batch=8", "device=cpu", "nproc=2", "workers=0", "plots=false", "close_mosaic=0",
+@pytest.mark.parametrize("task, model, metric", [("detect", "yolo-n", "mAP50-95"), ("segment", "unet-n", "mIoU"),
+                                                  ("depth", "depth-n", "delta1")])
+def test_every_dense_task_trains_on_two_processes(shapes_root, tmp_path, task, model, metric):
+    r = run_cli(task, "train", f"data={shapes_root / 'data.yaml'}", f"model={model}", "imgsz=64", "epochs=1",
+                "batch=8", "device=cpu", "nproc=2", "workers=1", "plots=false", "close_mosaic=0",
                 f"project={tmp_path}")
     assert r.returncode == 0, r.stderr[-3000:]
-    ckpt = torch.load(tmp_path / "detect/train/weights/best.pt", weights_only=True)
-    assert ckpt["train_args"]["nproc"] == 2 and "mAP50-95" in ckpt["metrics"]
+    ckpt = torch.load(tmp_path / task / "train/weights/best.pt", weights_only=True)
+    assert ckpt["train_args"]["nproc"] == 2 and metric in ckpt["metrics"]
 
 
 def test_bad_process_settings_are_refused(tiny_folder, tmp_path):
