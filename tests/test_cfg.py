@@ -96,3 +96,34 @@ def test_broken_yaml_says_where(tmp_path):
     bad.write_text("epochs: 3\n  lr0: [1,\n")
     r = run_cli("classify", "train", f"cfg={bad}", cwd=tmp_path)
     assert r.returncode == 2 and "is not valid YAML at line 2" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("kv, message", [
+    ("imgsz=abc", "imgsz='abc': expected an integer in [1, 8192], or height,width"),
+    ("imgsz=-5", "imgsz=-5: expected an integer in [1, 8192]"),
+    ("batch=0", "batch=0: expected an integer in [1, 65536]"), ("batch=-1", "batch=-1: expected an integer"),
+    ("lr0=nan", "lr0=nan: expected a number in (0, 10]"), ("lr0=abc", "lr0='abc': expected a number"),
+    ("lr0=inf", "lr0=inf: expected a number"), ("conf=abc", "conf='abc': expected a number in [0, 1]"),
+    ("max_det=-1", "max_det=-1: expected an integer in [1, 100000]"),
+    ("classes=abc", "classes='abc': expected a class id"),
+    ("iou=7", "iou=7: expected a number in [0, 1]"), ("epochs=0", "epochs=0: expected an integer in [1, 1e+06]"),
+    ("epochs=2.5", "epochs=2.5: expected an integer"), ("momentum=1", "momentum=1: expected a number in [0, 1)"),
+])
+def test_every_number_has_a_type_and_a_range(kv, message):
+    key, _, text = kv.partition("=")
+    with pytest.raises(UsageError) as e:
+        resolve({key: parse_value(text)})
+    assert message in str(e.value)
+
+
+def test_ranges_cover_every_numeric_key_and_admit_the_defaults():
+    from visionkit.cfg import RANGES, load_defaults
+
+    defaults = load_defaults()
+    for key, value in defaults.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            assert key in RANGES, f"{key} has no declared range"
+            assert RANGES[key].admits(value), f"default {key}={value} is outside {RANGES[key]}"
+    assert set(RANGES) <= set(defaults)  # no range for a key that does not exist
+    assert resolve({"classes": 2})["classes"] == [2] and resolve({"classes": [0, 3]})["classes"] == [0, 3]
+    assert resolve({"lr0": 1})["lr0"] == 1.0 and isinstance(resolve({"lr0": 1})["lr0"], float)

@@ -168,8 +168,10 @@ def test_bad_export_input(detector, classifier, tmp_path):
     with pytest.raises(ExportError, match="failed at opset 7"):
         detector.export(opset=7, verbose=False)
     assert not list(detector.ckpt_path.parent.glob("*.tmp"))  # nothing half-written left behind
-    with pytest.raises(ExportError, match="export_tol"):
+    with pytest.raises(UsageError, match=r"export_tol=-1.0: expected a number in \(0, inf\)"):
         detector.export(export_tol=-1.0, verbose=False)
+    with pytest.raises(ExportError, match="export_tol"):  # a tolerance no float computation meets
+        detector.export(export_tol=1e-30, verbose=False)
     assert detector.ckpt_path.with_suffix(".failed.onnx").is_file()
     r = run_cli("export", f"model={detector.ckpt_path}", "format=onx")
     assert r.returncode == 2 and "Did you mean 'onnx'" in r.stderr

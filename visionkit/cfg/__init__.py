@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,58 @@ CHOICES: dict[str, tuple[str, ...]] = {
 BOOL_OR_STR = {"resume", "cache"}
 # keys that accept a bool or one of a fixed set of strings (amp=true picks the dtype, amp=fp16 forces it)
 BOOL_OR_CHOICE: dict[str, tuple[str, ...]] = {"amp": ("bf16", "fp16")}
-# integer keys with a range (null still means "decided by the model or data")
-INT_RANGES: dict[str, tuple[int, int]] = {"imgsz": (1, MAX_IMGSZ), "nproc": (1, 1024)}
+
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric key's type and allowed interval; ``open_low`` / ``open_high`` leave an end out."""
+
+    type: type
+    low: float
+    high: float
+    open_low: bool = False
+    open_high: bool = False
+
+    def admits(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.type is int and not isinstance(value, int):
+            return False
+        if not math.isfinite(value):
+            return False
+        above = value > self.low if self.open_low else value >= self.low
+        below = value < self.high if self.open_high else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        kind = "an integer" if self.type is int else "a number"
+        return f"{kind} in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
+
+
+INF = math.inf
+# every numeric key: its type and range, declared once (null still means "decided by the model or data"); a value
+# of the wrong type, outside the range, NaN or infinite is refused with the range in the message
+RANGES: dict[str, Range] = {
+    "imgsz": Range(int, 1, MAX_IMGSZ), "nproc": Range(int, 1, 1024), "epochs": Range(int, 1, 1_000_000),
+    "batch": Range(int, 1, 1 << 16), "workers": Range(int, 0, 1024), "seed": Range(int, 0, 2**32 - 1),
+    "lr0": Range(float, 0, 10, open_low=True), "lrf": Range(float, 0, 1),
+    "momentum": Range(float, 0, 1, open_high=True), "weight_decay": Range(float, 0, 1),
+    "warmup_epochs": Range(float, 0, INF, open_high=True),
+    "pct_start": Range(float, 0, 1, open_low=True, open_high=True),
+    "clip_grad": Range(float, 0, INF, open_high=True), "ema_decay": Range(float, 0, 1, open_low=True, open_high=True),
+    "label_smoothing": Range(float, 0, 1, open_high=True),
+    "patience": Range(int, 0, 1_000_000), "save_period": Range(int, 0, 1_000_000),
+    "fliplr": Range(float, 0, 1), "flipud": Range(float, 0, 1), "degrees": Range(float, 0, 180),
+    "crop_scale": Range(float, 0, 1, open_low=True), "color_jitter": Range(float, 0, 1),
+    "cutout": Range(float, 0, 1), "coarse_dropout": Range(float, 0, 1), "dropout_holes": Range(int, 1, 1024),
+    "dropout_size": Range(float, 0, 1, open_low=True), "mosaic": Range(float, 0, 1),
+    "close_mosaic": Range(int, 0, 1_000_000), "mixup": Range(float, 0, 1), "scale": Range(float, 0, 1, open_high=True),
+    "translate": Range(float, 0, 1), "shear": Range(float, 0, 90, open_high=True), "hsv_h": Range(float, 0, 1),
+    "hsv_s": Range(float, 0, 1), "hsv_v": Range(float, 0, 1), "conf": Range(float, 0, 1), "iou": Range(float, 0, 1),
+    "max_det": Range(int, 1, 100_000), "topk": Range(int, 1, 100_000), "start_lr": Range(float, 0, 10, open_low=True),
+    "end_lr": Range(float, 0, 1000, open_low=True), "num_iter": Range(int, 2, 1_000_000), "opset": Range(int, 7, 30),
+    "export_tol": Range(float, 0, INF, open_low=True, open_high=True), "fraction": Range(float, 0, 1, open_low=True),
+}
 
 
 def load_defaults() -> dict[str, Any]:
@@ -81,11 +133,16 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
     bad = f"bad value {key}={value!r}: "
     if key == "imgsz" and isinstance(value, (str, list, tuple)):
         return _size_pair(value, bad)
-    if value is not None and key in INT_RANGES:
-        low, high = INT_RANGES[key]
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise UsageError(bad + f"expected an integer in {low}..{high}")
-        return value
+    if value is not None and key in RANGES:
+        rule = RANGES[key]
+        if not rule.admits(value):
+            raise UsageError(bad + f"expected {rule}")
+        return float(value) if rule.type is float else value
+    if key == "classes" and value is not None:
+        ids = value if isinstance(value, list) else [value]
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in ids):
+            raise UsageError(bad + "expected a class id or a list of them, e.g. classes=0 or classes=[0,2]")
+        return ids
     if value is None or default is None:
         return value
     if key in BOOL_OR_CHOICE:
@@ -122,13 +179,13 @@ def _size_pair(value, bad: str) -> list[int]:
     """``imgsz=240,320`` (or [240, 320]): height, width, each in range. Only exports to a fixed input take a pair
     (Model checks where it is used)."""
     parts = value.replace("x", ",").split(",") if isinstance(value, str) else list(value)
-    low, high = INT_RANGES["imgsz"]
+    rule = RANGES["imgsz"]
     try:
         pair = [int(str(p).strip()) for p in parts]
     except ValueError:
         pair = []
-    if len(pair) != 2 or not all(low <= v <= high for v in pair):
-        raise UsageError(bad + f"expected an integer in {low}..{high}, or height,width such as 240,320")
+    if len(pair) != 2 or not all(rule.admits(v) for v in pair):
+        raise UsageError(bad + f"expected {rule}, or height,width such as 240,320")
     return pair
 
 
