@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from collections import Counter, defaultdict
@@ -42,6 +43,49 @@ def _load(path: Path):
         raise DataError(f"'{path}' is not a COCO instances file: {type(e).__name__}: {e}") from e
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _finite_numbers(values) -> bool:
+    return isinstance(values, (list, tuple)) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+
+
+def _check_structure(coco, path: Path) -> None:
+    """Images and categories must be what COCO says they are (a DataError naming the entry otherwise); an
+    annotation's own problems are reported per annotation when it is imported."""
+    for i, img in enumerate(coco.dataset.get("images") or []):
+        ok = isinstance(img, dict) and _is_int(img.get("id")) and isinstance(img.get("file_name"), str) \
+            and img["file_name"] and all(_is_int(img.get(k)) and 0 < img[k] <= 1 << 16 for k in ("width", "height"))
+        if not ok:
+            raise DataError(f"'{path}': images[{i}] needs an integer id, a file_name and positive integer width and "
+                            f"height; got {str(img)[:120]}")
+    for i, cat in enumerate(coco.dataset.get("categories") or []):
+        if not (isinstance(cat, dict) and _is_int(cat.get("id")) and isinstance(cat.get("name"), str)):
+            raise DataError(f"'{path}': categories[{i}] needs an integer id and a name; got {str(cat)[:120]}")
+    for i, ann in enumerate(coco.dataset.get("annotations") or []):
+        if not (isinstance(ann, dict) and _is_int(ann.get("image_id"))):
+            raise DataError(f"'{path}': annotations[{i}] needs an integer image_id; got {str(ann)[:120]}")
+
+
+def _annotation_problem(ann: dict, cat_index: dict, w: int, h: int) -> str | None:
+    """Why an annotation cannot be imported, or None."""
+    if not _is_int(ann.get("category_id")) or ann["category_id"] not in cat_index:
+        return f"unknown category {str(ann.get('category_id'))[:40]}"
+    seg = ann.get("segmentation")
+    if isinstance(seg, list) and seg:
+        if not all(_finite_numbers(p) and len(p) % 2 == 0 for p in seg):
+            return "malformed polygon (segmentation must be lists of finite x, y numbers)"
+        return None
+    bbox = ann.get("bbox")
+    if not (_finite_numbers(bbox) and len(bbox) == 4 and bbox[2] >= 0 and bbox[3] >= 0):
+        return "malformed bbox (expected 4 finite numbers x, y, width, height with width, height >= 0)"
+    if isinstance(seg, dict) and (seg.get("counts") is None or list(seg.get("size") or []) != [h, w]):
+        return f"malformed RLE segmentation (needs counts and size [{h}, {w}])"
+    return None
+
+
 class _redirect:
     """pycocotools prints to stdout while loading; keep the CLI's output ours."""
 
@@ -70,6 +114,8 @@ def import_coco(src: str | Path | list, images: str | Path, out: str | Path, *, 
     prepare_output(out, exist_ok, {"images": images, **{f"src[{i}]" if len(files) > 1 else "src": f
                                                          for i, f in enumerate(files)}})
     cocos = [(f, _load(f)) for f in files]
+    for f, coco in cocos:
+        _check_structure(coco, f)
     cats = sorted({c["id"]: c["name"] for _, coco in cocos for c in coco.loadCats(coco.getCatIds())}.items())
     names = [n for _, n in cats]
     cat_index = {cid: i for i, (cid, _) in enumerate(cats)}
@@ -143,8 +189,9 @@ def _import_image(coco, info: dict, split: str, images: Path, root: Path, cat_in
         if ann.get("iscrowd"):
             report["skipped"].append({"annotation": ann["id"], "reason": "crowd region (iscrowd=1)"})
             continue
-        if ann["category_id"] not in cat_index:
-            report["skipped"].append({"annotation": ann["id"], "reason": f"unknown category {ann['category_id']}"})
+        problem = _annotation_problem(ann, cat_index, w, h)
+        if problem:
+            report["skipped"].append({"annotation": ann.get("id"), "reason": problem})
             continue
         cls = cat_index[ann["category_id"]]
         seg = ann.get("segmentation")

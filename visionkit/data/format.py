@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,12 @@ def load_data_yaml(path: str | Path) -> dict[str, Any]:
     data = read_yaml(path, "dataset file", DataError) or {}
     if not isinstance(data, dict):
         raise DataError(f"'{path}' must hold a mapping (path, train, val, names, ...)")
+    for key in ("path", "train", "val", "test"):  # folders: text, or (train/val/test) a list of texts
+        value = data.get(key)
+        texts = value if isinstance(value, list) and key != "path" else [value]
+        if value is not None and not all(isinstance(v, str) and v and _path_text(v) for v in texts):
+            alt = " or a list of them" if key != "path" else ""
+            raise DataError(f"'{path}': {key} must be a folder path (text){alt}, got {short_prefix(str(value))}")
     base = Path(data.get("path") or ".")
     data["root"] = base if base.is_absolute() else (path.parent / base).resolve()
     data["yaml_file"] = str(path)
@@ -55,12 +62,25 @@ def load_data_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _path_text(text: str) -> bool:
+    """Text a file system path can be made of: no NUL byte, no lone surrogate."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\0" not in text
+
+
 def names_list(names: Any, source: Path | str) -> list[str]:
     """``names`` as a list: accepts a list or a {id: name} mapping with ids 0..N-1."""
     if isinstance(names, list):
         return [str(n) for n in names]
     if isinstance(names, dict):
-        ids = sorted(int(k) for k in names)
+        try:
+            ids = sorted(int(k) for k in names)
+        except (TypeError, ValueError):
+            raise DataError(f"'{source}': names ids must be integers 0..N-1, got {short_prefix(str(list(names)))}") \
+                from None
         if ids != list(range(len(ids))):
             raise DataError(f"'{source}': names ids must be 0..{len(ids) - 1} without gaps, got {ids}")
         return [str(names[k] if k in names else names[str(k)]) for k in ids]
@@ -117,7 +137,14 @@ def read_label_file(path: Path, num_classes: int | None = None) -> list[tuple[in
     if not path.is_file():
         return []
     rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a text file (invalid UTF-8 at byte {e.start}); a YOLO label file holds rows "
+                        f"'cls cx cy w h'") from None
+    except OSError as e:  # a folder where a label file belongs, unreadable
+        raise DataError(f"{path}: cannot read the label file ({e.strerror})") from None
+    for n, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
@@ -127,6 +154,9 @@ def read_label_file(path: Path, num_classes: int | None = None) -> list[tuple[in
         except ValueError:
             raise DataError(f"{path}:{n}: not a YOLO row (starts {short_prefix(line)}); expected numbers "
                             f"'cls cx cy w h' or 'cls x1 y1 x2 y2 ...'") from None
+        if not all(math.isfinite(v) for v in coords):
+            raise DataError(f"{path}:{n}: a coordinate is not a finite number (starts {short_prefix(line)}); fix the "
+                            f"row")
         if len(coords) != 4 and (len(coords) < 6 or len(coords) % 2):
             raise DataError(f"{path}:{n}: expected 'cls cx cy w h' or 'cls x1 y1 x2 y2 x3 y3 ...', got {len(coords)} "
                             f"numbers")

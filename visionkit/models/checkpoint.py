@@ -57,7 +57,7 @@ def safe_load(path: str | Path, what: str = "checkpoint") -> Any:
     except Exception as e:
         raise CheckpointError(
             f"refused to load {what} '{path}': it is not a plain-data file (it may contain Python objects that "
-            f"could run code, or be corrupt). Details: {str(e).splitlines()[0][:300]}"
+            f"could run code, or be corrupt). Details: {(str(e).splitlines() or [type(e).__name__])[0][:300]}"
         ) from e
 
 

@@ -31,6 +31,7 @@ from visionkit.data.labelstudio.regions import (
     polygon_pixels,
     polygon_row,
     rectangle_corners,
+    region_problem,
 )
 from visionkit.data.labelstudio.rle import decode_brush_mask
 from visionkit.data.output import UnsafeNameError, atomic_dir, prepare_output, safe_component
@@ -191,9 +192,12 @@ class LabelStudioImport:
         w, h = size
         tid = sample.task_id
         for r in results:
+            if not isinstance(r, dict):
+                self.report.skip(tid, origin, {"value": str(r)[:40]}, f"region is {type(r).__name__}, not an object")
+                continue
             rtype = r.get("type")
             value = r.get("value") or {}
-            control = self.controls.get(r.get("from_name", ""))
+            control = self.controls.get(str(r.get("from_name", "")))
             if rtype not in REGION_TYPES:
                 self.report.skip(tid, origin, r, f"region type '{rtype}' is not used by any visionkit task")
                 continue
@@ -202,6 +206,10 @@ class LabelStudioImport:
                 continue
             if r.get("image_rotation"):
                 self.report.skip(tid, origin, r, "image_rotation is not 0 (the image was rotated in the editor)")
+                continue
+            problem = region_problem(r, rtype)
+            if problem:
+                self.report.skip(tid, origin, r, problem)
                 continue
             labels = value.get(rtype) or []
             if len(labels) != 1:

@@ -36,3 +36,32 @@ def polygon_pixels(value: dict, width: int, height: int) -> np.ndarray:
 
 def polygon_row(pixels: np.ndarray, width: int, height: int) -> list[float]:
     return list(np.clip(pixels / np.array([width, height]), 0, 1).reshape(-1))
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def region_problem(region, rtype: str) -> str | None:
+    """Why a region's value cannot be converted (wrong types, missing keys, non-finite or negative sizes), or
+    None. Checked before any conversion, so a malformed region is skipped with this reason, never half-read."""
+    value = region.get("value")
+    if not isinstance(value, dict):
+        return f"region value is {type(value).__name__}, not an object"
+    labels = value.get(rtype)
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
+        return f"'{rtype}' must be a list of label names, got {str(labels)[:40]}"
+    if rtype == "rectanglelabels":
+        missing = [k for k in ("x", "y", "width", "height") if not _finite(value.get(k))]
+        if missing:
+            return f"rectangle {', '.join(missing)} missing or not a finite number"
+        if value["width"] < 0 or value["height"] < 0:
+            return f"rectangle has a negative size ({value['width']} × {value['height']} %)"
+        if value.get("rotation") is not None and not _finite(value["rotation"]):
+            return "rectangle rotation is not a finite number"
+    elif rtype == "polygonlabels":
+        points = value.get("points")
+        if not (isinstance(points, list) and all(isinstance(p, (list, tuple)) and len(p) == 2
+                                                 and _finite(p[0]) and _finite(p[1]) for p in points)):
+            return "polygon points must be a list of [x, y] pairs of finite numbers"
+    return None

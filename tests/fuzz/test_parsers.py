@@ -1,0 +1,253 @@
+"""Property-based tests (hypothesis) for every parser of outside input: whatever the bytes, a parser returns valid
+data or raises visionkit's own error type (VisionkitError), never anything else, in bounded time.
+
+`make test` runs a few dozen examples per parser; `make fuzz` runs 10,000 (HYPOTHESIS_PROFILE=fuzz)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from visionkit.errors import VisionkitError
+
+FAST = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+# numbers as a file might hold them: ordinary, huge, negative, NaN and inf spelled several ways, and junk
+NUMBER_TEXT = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr), st.integers(-10, 10).map(str),
+    st.floats(0, 1).map(lambda v: f"{v:.6f}"), st.sampled_from(["nan", "NaN", "inf", "-inf", "1e999", "-0", "0x10"]),
+    st.text(max_size=5))
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20)
+
+
+def _tmpdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="vk-fuzz-"))
+
+
+# -- YOLO label rows ---------------------------------------------------------------------------------------------
+@FAST
+@given(st.lists(st.lists(NUMBER_TEXT, max_size=9).map(" ".join), max_size=6).map("\n".join), st.binary(max_size=8))
+@example("", b"\x80")  # found by this test: invalid UTF-8 was a UnicodeDecodeError
+@example("0 nan 0.5 0.1 0.1", b"")  # found: NaN coordinates were read and trained on
+@example("1 0.5 inf 0.1 0.1", b"")
+def test_yolo_label_rows(text, junk):
+    from visionkit.data.format import read_label_file
+
+    d = _tmpdir()
+    try:
+        path = d / "a.txt"
+        path.write_bytes(text.encode("utf-8", "surrogatepass") + junk)
+        try:
+            rows = read_label_file(path, num_classes=4)
+        except VisionkitError:
+            return
+        for cls, coords in rows:
+            assert 0 <= cls < 4 and (len(coords) == 4 or (len(coords) >= 6 and len(coords) % 2 == 0))
+            assert all(math.isfinite(v) for v in coords)
+    finally:
+        shutil.rmtree(d)
+
+
+# -- brush RLE -----------------------------------------------------------------------------------------------------
+@FAST
+@given(st.lists(st.integers(0, 255), max_size=64), st.one_of(st.none(), st.integers(0, 10**6)))
+def test_brush_rle_decoder(data, expected):
+    from visionkit.data.labelstudio.rle import decode_rle
+
+    try:
+        out = decode_rle(data, expected=expected)
+    except VisionkitError:
+        return
+    assert expected is None or out.size == expected
+
+
+@FAST
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(0, 2**32 - 1), st.floats(0, 1))
+def test_brush_rle_round_trip(h, w, seed, density):
+    from visionkit.data.labelstudio.rle import decode_brush_mask, encode_brush_mask
+
+    mask = np.random.default_rng(seed).random((h, w)) < density
+    assert np.array_equal(decode_brush_mask(encode_brush_mask(mask), h, w) == 255, mask)
+
+
+# -- the key=value command line --------------------------------------------------------------------------------------
+KEYS = st.sampled_from(["imgsz", "batch", "epochs", "lr0", "conf", "iou", "classes", "device", "amp", "optimizer",
+                        "resume", "cache", "max_det", "mosaic", "seed", "nproc", "fliplr", "epoch", "", "=", "name"])
+
+
+@FAST
+@given(st.lists(st.tuples(KEYS, NUMBER_TEXT | st.text(max_size=12)).map(lambda kv: f"{kv[0]}={kv[1]}"), max_size=5))
+def test_command_line_values(argv):
+    from visionkit.cfg import RANGES, parse_kv, resolve
+
+    try:
+        args = resolve(parse_kv(argv))
+    except VisionkitError:
+        return
+    for key, rule in RANGES.items():
+        value = args.get(key)
+        if value is not None and not isinstance(value, list):
+            assert rule.admits(value), (key, value)
+
+
+# -- data.yaml -------------------------------------------------------------------------------------------------------
+@FAST
+@given(st.one_of(JSONISH.map(lambda v: json.dumps(v)), st.text(max_size=80),
+                 st.dictionaries(st.sampled_from(["path", "train", "val", "names", "nc", "mask_names", "test"]),
+                                 JSONISH, max_size=5).map(json.dumps)))
+@example('{"path": 1}')  # found: a number where a folder belongs was a TypeError
+@example('{"path": "\\u0000"}')  # found: a NUL byte in a path was a ValueError
+@example('{"names": {"a": "x"}}')
+def test_data_yaml(text):
+    from visionkit.data.format import load_data_yaml
+
+    d = _tmpdir()
+    try:
+        path = d / "data.yaml"
+        path.write_text(text, encoding="utf-8", errors="surrogatepass")
+        try:
+            data = load_data_yaml(path)
+        except VisionkitError:
+            return
+        assert isinstance(data, dict) and "root" in data
+    finally:
+        shutil.rmtree(d)
+
+
+# -- Label Studio tasks and regions ------------------------------------------------------------------------------
+REGION = st.fixed_dictionaries({
+    "type": st.sampled_from(["rectanglelabels", "polygonlabels", "brushlabels", "choices", "keypointlabels", "x"]),
+    "value": st.dictionaries(st.sampled_from(["x", "y", "width", "height", "rotation", "points", "rle", "format",
+                                              "rectanglelabels", "polygonlabels", "brushlabels", "choices"]),
+                             JSONISH | st.floats(allow_nan=True, allow_infinity=True), max_size=8),
+    "original_width": st.one_of(st.integers(-5, 50), st.floats(allow_nan=True), st.text(max_size=3)),
+    "original_height": st.one_of(st.integers(-5, 50), st.floats(allow_nan=True), st.text(max_size=3)),
+    "from_name": st.sampled_from(["box", "label", ""]), "to_name": st.just("image"),
+})
+TASK = st.fixed_dictionaries({
+    "id": st.integers(0, 100), "data": st.fixed_dictionaries({"image": st.sampled_from(
+        ["/data/upload/1/abcd1234-img.png", "img.png", "../etc/passwd", "/abs.png", "", "s3://b/img.png"])}),
+    "annotations": st.lists(st.fixed_dictionaries({"id": st.integers(0, 9), "was_cancelled": st.booleans(),
+                                                   "result": st.lists(REGION, max_size=4)}), max_size=2),
+})
+
+
+@pytest.fixture(scope="module")
+def ls_images(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("ls-images")
+    cv2.imwrite(str(d / "img.png"), np.full((20, 30, 3), 128, np.uint8))
+    return d
+
+
+FOUND_TASK = [{"id": 0, "data": {"image": "img.png"}, "annotations": [{"id": 0, "was_cancelled": False, "result": [
+    {"type": "rectanglelabels", "value": {"rectanglelabels": 1.0}, "from_name": "box", "to_name": "image"},
+    {"type": "rectanglelabels", "value": {"x": float("nan"), "y": 1, "width": 2, "height": 3,
+                                          "rectanglelabels": ["a"]}, "from_name": "box", "to_name": "image"},
+    {"type": "rectanglelabels", "value": {"x": 1, "y": 1, "width": -2, "height": 3, "rectanglelabels": ["a"]},
+     "from_name": "box", "to_name": "image"},
+    {"type": "polygonlabels", "value": {"points": [[1, 2], [3], "x"], "polygonlabels": ["a"]}, "from_name": "box",
+     "to_name": "image"},
+    {"type": "rectanglelabels", "value": {"x": 1, "y": 1, "width": 20, "height": 30, "rectanglelabels": ["a"]},
+     "from_name": "box", "to_name": "image"}]}]}]
+
+
+@FAST
+@given(st.lists(TASK, min_size=1, max_size=3))
+@example(FOUND_TASK)  # found: a label that is a number, NaN or negative sizes, ragged points were tracebacks
+def test_label_studio_tasks(ls_images, tasks):
+    from visionkit.data.labelstudio import import_labelstudio
+
+    out = _tmpdir() / "ds"
+    try:
+        try:
+            report = import_labelstudio(tasks, out, verbose=False, images_dir=ls_images, val=0.0, unknown="add")
+        except VisionkitError:
+            assert not out.exists() or not any(out.iterdir())  # a failed import leaves nothing
+            return
+        r = report["regions"]
+        assert r["written"] + r["skipped"] == r["in_export"]  # every region written or skipped with a reason
+        for label in out.rglob("labels/*/*.txt"):
+            for line in label.read_text().splitlines():
+                assert all(math.isfinite(float(v)) for v in line.split()[1:])
+    finally:
+        shutil.rmtree(out.parent)
+
+
+# -- COCO JSON -------------------------------------------------------------------------------------------------------
+COCO = st.fixed_dictionaries({
+    "images": st.lists(st.fixed_dictionaries({"id": st.integers(0, 3) | st.text(max_size=2),
+                                              "file_name": st.sampled_from(["img.png", "../x.png", "", "none.png"]),
+                                              "width": st.integers(-1, 40) | st.floats(allow_nan=True),
+                                              "height": st.integers(-1, 40) | st.floats(allow_nan=True)}),
+                       max_size=3),
+    "annotations": st.lists(st.fixed_dictionaries({
+        "id": st.integers(0, 9), "image_id": st.integers(0, 3) | st.text(max_size=2), "category_id": st.integers(0, 3),
+        "bbox": st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-5, 50), max_size=5) | JSONISH,
+        "segmentation": JSONISH, "iscrowd": st.integers(0, 1)}), max_size=4),
+    "categories": st.lists(st.fixed_dictionaries({"id": st.integers(0, 3), "name": st.text(max_size=6)}), max_size=3),
+})
+
+
+@FAST
+@given(COCO)
+@example({"images": [{"id": 0, "file_name": "img.png", "width": 30, "height": 20},
+                     {"id": "0", "file_name": "img.png", "width": 30, "height": 20}],
+          "annotations": [], "categories": []})  # found: mixed id types were a TypeError
+@example({"images": [{"id": 0, "file_name": "img.png", "width": 30, "height": 20}],
+          "annotations": [{"id": 1, "image_id": 0, "category_id": 1, "bbox": [1, float("nan")], "iscrowd": 0}],
+          "categories": [{"id": 1, "name": "a"}]})  # found: a short bbox was an IndexError
+def test_coco_json(ls_images, coco):
+    from visionkit.data.coco import import_coco
+
+    d = _tmpdir()
+    try:
+        src = d / "instances.json"
+        src.write_text(json.dumps(coco))
+        try:
+            import_coco(src, ls_images, d / "ds", val=0.0, verbose=False)
+        except VisionkitError:
+            return
+        for label in (d / "ds").rglob("labels/*/*.txt"):
+            for line in label.read_text().splitlines():
+                assert all(math.isfinite(float(v)) for v in line.split()[1:])
+    finally:
+        shutil.rmtree(d)
+
+
+# -- checkpoints -----------------------------------------------------------------------------------------------------
+@FAST
+@given(st.one_of(st.binary(max_size=200), JSONISH.map(lambda v: ("obj", v)),
+                 st.dictionaries(st.sampled_from(["format", "task", "model_config", "state_dict", "names", "imgsz",
+                                                  "in_channels", "mean", "std"]), JSONISH, max_size=9)
+                 .map(lambda v: ("obj", v))))
+@example(b"")  # found: an empty file was an IndexError while the error message was built
+def test_checkpoint_files(content):
+    from visionkit.models.checkpoint import load_checkpoint, model_from_checkpoint
+
+    d = _tmpdir()
+    try:
+        path = d / "x.pt"
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            torch.save(content[1], path)
+        try:
+            ckpt = load_checkpoint(path)
+            model_from_checkpoint(ckpt, path)
+        except VisionkitError:
+            return
+    finally:
+        shutil.rmtree(d)
