@@ -194,7 +194,7 @@ def test_server_protocol_order_errors_and_bad_bodies(detector, images):
     client, labeler = _client(detector, images=str(images), conf=0.25, batch=3)
     health = client.get("/health").json()
     assert health["status"] == "UP" and health["task"] == "detect"
-    setup = client.post("/setup", json={"project": "3.1700000000", "schema": RECT, "hostname": "http://x",
+    setup = client.post("/setup", json={"project": "3.1700000000", "schema": RECT, "hostname": "http://127.0.0.1:9",
                                         "access_token": "t"}).json()
     assert setup == {"model_version": labeler.model_version} and labeler.model_version.startswith("best.pt@")
     tasks = [_task(1, "im0.png"), _task(2, "missing.png"), _task(3, "im1.png"), _task(4, "im2.png"),
@@ -326,7 +326,7 @@ def test_a_failure_stays_with_its_task_and_bad_bodies_are_answered(detector, ima
 
     monkeypatch.setattr(labeler.model, "infer", flaky)
     tasks = [_task(1, "im0.png"), _task(2, "im1.png"), _task(3, "im2.png"),
-             {"id": 4, "data": {"picture": "http://[bad-url/x.png"}}]
+             {"id": 4, "data": {"picture": "http://[127.0.0.1/x.png"}}]  # a malformed URL
     results = client.post("/predict", json={"tasks": tasks, "label_config": RECT}).json()["results"]
     assert len(results) == 4
     assert results[1]["result"] == [] and "RuntimeError: out of memory" in results[1]["error"]
