@@ -15,7 +15,7 @@ LS_PKG ?= label-studio==1.23.*
 EDGE_VENV ?= .venv-edge
 EDGE_PY := $(EDGE_VENV)/bin/python
 
-.PHONY: venv install dev demo test lint fuzz bench-classify bench-edge labelstudio edge clean
+.PHONY: venv install dev demo test test-quick lint fuzz bench-classify bench-edge labelstudio edge clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ test: $(VENV)/.installed $(LS_VENV)/.installed $(EDGE_VENV)/.installed
 	VISIONKIT_LABEL_STUDIO=$(abspath $(LS_VENV))/bin/label-studio $(VPY) -m pytest -n 2 -q
 	@if test -f $(EDGE_VENV)/.installed; then $(EDGE_PY) -m pytest -n 2 -q tests/edge; \
 		else echo "MediaPipe tests skipped: $(EDGE_VENV) did not install (run make edge to see why)"; fi
+
+# the quick loop: everything but the slow end-to-end tests (subprocesses, servers, whole-task runs)
+test-quick: $(VENV)/.installed
+	$(VPY) -m pytest -n 2 -q -m "not slow"
 
 # property-based tests of every parser of outside input, 10,000 examples each (make test runs 40 each)
 fuzz: $(VENV)/.installed

@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import FIXTURES, run_cli, serve_labelstudio, spread_head, spread_segmenter_head, train_tiny
 
+pytestmark = pytest.mark.slow  # a real Label Studio server: `pytest -m "not slow"` leaves it out
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "visionkit-test-token"
 LS = FIXTURES / "labelstudio"

@@ -19,6 +19,8 @@ import torch
 
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.slow  # subprocesses and servers: `pytest -m "not slow"` leaves them out
+
 # no augmentation, no dropout, a model without BatchNorm (LayerNorm works per image): 1 and 2 processes then
 # compute the same gradients, up to the order of float sums
 EXACT = ["model=vit-tiny", "imgsz=32", "batch=8", "device=cpu", "workers=0", "seed=3", "fliplr=0", "flipud=0",

@@ -113,8 +113,16 @@ def test_early_stopping_and_save_period(classify_dir, tmp_path):
 
 
 def test_workers_and_cache(classify_dir, tmp_path):
-    _, metrics = _train(classify_dir, tmp_path, workers=2, cache=True)
-    assert 0 <= metrics["top1"] <= 1
+    common = {"deterministic": True, "seed": 5, "degrees": 10.0}
+    _, plain = _train(classify_dir, tmp_path / "a", **common)
+    cached, with_cache = _train(classify_dir, tmp_path / "b", cache=True, **common)
+    for key in ("top1", "top5", "val_loss"):  # the cache holds the same decoded images: the same run
+        assert with_cache[key] == pytest.approx(plain[key], rel=1e-6), key
+    ds = cached.trainer.train_set
+    assert ds._cache is not None and len(ds._cache) == len(ds)
+    workers, _ = _train(classify_dir, tmp_path / "c", workers=2, cache=True, **common)
+    loader = workers.trainer.train_loader
+    assert loader.num_workers == 2 and loader.persistent_workers
 
 
 def test_bad_device_is_a_usage_error(classify_dir, tmp_path):

@@ -266,6 +266,7 @@ def test_segmenter_and_classifier_regions(segmenter, shapes_root, images, tmp_pa
     assert got["score"] == pytest.approx(top["score"], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_server_answers_health_during_a_batch_and_refuses_a_busy_port(detector, images, tmp_path):
     slow = tmp_path / "slow"  # many large copies of one image: a batch that takes a while
     slow.mkdir()

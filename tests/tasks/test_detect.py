@@ -11,6 +11,7 @@ from visionkit import Model
 from visionkit.cfg import resolve
 from visionkit.data.format import read_label_file
 from visionkit.errors import DataError
+from visionkit.registry import REGISTRY
 from visionkit.tasks.detect.dataset import DetectionDataset, collate, load_labels
 from visionkit.tasks.detect.loss import TaskAlignedAssigner, ciou, dfl
 from visionkit.tasks.detect.metrics import DetectMetrics, coco_eval
@@ -205,6 +206,14 @@ def test_any_backbone_and_neck(shapes_root, tmp_path, backbone, neck):
             fraction=0.5)
     cfg = m.ckpt["model_config"]
     assert cfg["backbone"]["name"] == backbone and cfg["neck"]["name"] == neck
+    # the network built from the checkpoint has those parts, and they reach the head at every stride it reads
+    fresh = {"backbone": type(REGISTRY.build("backbone", backbone, **{k: v for k, v in cfg["backbone"].items()
+                                                                     if k != "name"})),
+             "neck": {"pan": "PANNeck", "fpn": "FPNNeck"}[neck]}
+    assert type(m.net.backbone) is fresh["backbone"] and type(m.net.neck).__name__ == fresh["neck"]
+    with torch.no_grad():
+        outs = m.net.eval()(torch.zeros(1, 3, 64, 64))
+    assert [o.shape[-1] for o in outs] == [64 // s for s in m.net.head.strides]
 
 
 def test_loss_falls_when_overfitting_one_batch(shapes_root, tmp_path):
@@ -228,9 +237,17 @@ def test_loss_falls_when_overfitting_one_batch(shapes_root, tmp_path):
     assert losses[-1] < 0.6 * losses[0]
 
 
-def test_polygon_labels_become_boxes(shapes_root):
-    rows = read_label_file(next((shapes_root / "labels/train").glob("*.txt")))
+def test_polygon_labels_become_boxes(shapes_root, tmp_path):
+    label = next((shapes_root / "labels/train").glob("*.txt"))
+    rows = read_label_file(label)
     assert all(len(c) > 4 for _, c in rows)  # shapes stores polygons; the detector reads their extents
+    image = next(p for p in (shapes_root / "images/train").iterdir() if p.stem == label.stem)
+    ds = DetectionDataset([image], ["circle", "square", "triangle", "star"], 64, False, {"rect": False},
+                          verbose=False)
+    for (cls, coords), target in zip(rows, ds.labels[0]):  # class, then the polygon's extent as cx cy w h
+        xs, ys = coords[0::2], coords[1::2]
+        expected = [(min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs), max(ys) - min(ys)]
+        assert int(target[0]) == cls and np.allclose(target[1:], expected, atol=1e-6)
 
 
 def test_rect_validation_batches_are_snug_and_map_back_exactly(tmp_path):

@@ -25,6 +25,7 @@ def contract_cases():
 
 
 @pytest.mark.parametrize("task, env", contract_cases())
+@pytest.mark.slow
 def test_every_task_trains_validates_predicts_and_exports(task, env, shapes_root, tmp_path):
     settings = {**TINY, **SETTINGS.get(task, {}), "epochs": 1, "project": tmp_path / "runs", "device": "cpu"}
     kv = [f"{k}={v}" for k, v in settings.items()]
