@@ -151,3 +151,31 @@ def test_persistent_workers_restart_when_mosaic_closes(shapes_root, tmp_path):
                "imgsz": 64, "close_mosaic": 1, "workers": 1})
     (loader1, mosaic1, persistent), (loader2, mosaic2, _) = seen
     assert persistent and mosaic1 == 1.0 and mosaic2 == 0.0 and loader1 != loader2  # new workers see mosaic off
+
+
+def test_checkpoint_writes_survive_faults(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from visionkit.engine.utils import make_run_dir
+    from visionkit.models.checkpoint import save_checkpoint
+
+    path = tmp_path / "w" / "last.pt"
+    save_checkpoint({"task": "classify", "epoch": 1}, path)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # the umask's mode, like every other output
+    stale = path.with_name(".last.pt.k1ll3d.tmp")  # what a write killed before its rename leaves
+    stale.write_bytes(b"half")
+
+    def full_disk(obj, f, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(CheckpointError, match=r"cannot write checkpoint .*last.pt.*No space left"):
+        save_checkpoint({"task": "classify", "epoch": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["epoch"] == 1  # the previous file is whole
+    assert not list(path.parent.glob(".*.tmp"))  # neither the stale nor the failed temporary file is left
+    with pytest.raises(UsageError, match="cannot create the run folder .*shorter name="):
+        make_run_dir({"project": str(tmp_path), "name": "n" * 300}, "classify", "train")

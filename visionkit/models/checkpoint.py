@@ -31,16 +31,35 @@ def library_versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Path:
-    """Write atomically: a temporary file in the same folder, then a rename (never a half-written file)."""
+    """Write atomically: a temporary file in the same folder, then a rename (never a half-written file; the
+    previous file stays whole if the write fails). The file gets the mode other outputs get (the umask's), and
+    temporary files a killed earlier write left beside it are removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ckpt = {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": library_versions(), **ckpt}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a write killed (kill -9) before its rename
+            stale.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise CheckpointError(f"cannot write checkpoint '{path}': {e.strerror or e}; check that the folder is "
+                              f"writable and the disk is not full (project= picks another place)") from e
     try:
         torch.save(ckpt, tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write checkpoint '{path}': {e.strerror or e}; the previous file (if any) is "
+                              f"unchanged. Free disk space or pick another project=") from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
