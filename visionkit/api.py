@@ -109,20 +109,20 @@ class Model:
 
     def _args(self, overrides: dict[str, Any]) -> dict[str, Any]:
         args = resolve(overrides, self.task.keys)
-        if isinstance(args.get("imgsz"), list):
-            raise UsageError(f"imgsz={','.join(map(str, args['imgsz']))}: height,width applies to `export "
+        if isinstance(args.imgsz, list):
+            raise UsageError(f"imgsz={','.join(map(str, args.imgsz))}: height,width applies to `export "
                              f"format=mediapipe` (a fixed deployment input); train, val and predict take one size "
                              f"(rect=True keeps the aspect ratio)")
         cfg = self.config
         for part in ("backbone", "neck", "head"):
             if args.get(part):
                 cfg[part] = {"name": args[part]}
-        if args.get("weights"):
+        if args.weights:
             if not isinstance(cfg["backbone"], dict):
                 cfg["backbone"] = {"name": cfg["backbone"]}
-            cfg["backbone"]["weights"] = args["weights"]
+            cfg["backbone"]["weights"] = args.weights
         if getattr(self._net, "fixed_size", False):
-            args["rect"] = False  # a static ONNX file takes its square size only
+            args.rect = False  # a static ONNX file takes its square size only
         return args
 
     # -- modes ----------------------------------------------------------------------------------------------------
@@ -133,13 +133,13 @@ class Model:
 
         args = self._args(overrides)
         if process_count(args) > 1 and not is_worker():
-            raise UsageError(f"device={args.get('device')} nproc={args.get('nproc')} asks for "
+            raise UsageError(f"device={args.device} nproc={args.nproc} asks for "
                              f"{process_count(args)} training processes: run this script with `torchrun "
                              f"--nproc-per-node={process_count(args)} script.py`, or train from the command line "
                              f"(`visionkit {self.task_name} train device=...` starts them itself)")
-        init = self.ckpt["state_dict"] if self.ckpt and not args.get("resume") else None
-        if init is not None and not args.get("imgsz"):
-            args["imgsz"] = self.ckpt["imgsz"]
+        init = self.ckpt["state_dict"] if self.ckpt and not args.resume else None
+        if init is not None and not args.imgsz:
+            args.imgsz = self.ckpt["imgsz"]
         trainer = Trainer(self.task, self.config, args, self.callbacks, init_state=init, explicit=set(overrides))
         metrics = trainer.train()
         best = trainer.weights_dir / "best.pt"
@@ -164,9 +164,9 @@ class Model:
 
         ckpt = self._require_ckpt("val")
         args = self._args(overrides)
-        if not args.get("data"):  # validate on the data it was trained on, found the same way
+        if not args.data:  # validate on the data it was trained on, found the same way
             trained = ckpt.get("train_args", {})
-            args["data"] = trained.get("data") or ckpt.get("data")
+            args.data = trained.get("data") or ckpt.get("data")
             for key in ("root", "datasets_dir"):
                 if key not in overrides and trained.get(key) is not None:
                     args[key] = trained[key]
@@ -175,18 +175,18 @@ class Model:
         if data.names != ckpt["names"]:
             raise UsageError(f"dataset classes {data.names} differ from the checkpoint's {ckpt['names']}")
         data.mean, data.std = tuple(ckpt["mean"]), tuple(ckpt["std"])
-        device = select_device(args.get("device"))
-        imgsz = int(args.get("imgsz") or ckpt["imgsz"])
-        ds = task.build_dataset(data, args.get("split", "val"), imgsz, False, args)
-        loader = make_loader(ds, int(args["batch"]), int(args["workers"]), False, device, task.collate_fn())
+        device = select_device(args.device)
+        imgsz = int(args.imgsz or ckpt["imgsz"])
+        ds = task.build_dataset(data, args.split, imgsz, False, args)
+        loader = make_loader(ds, int(args.batch), int(args.workers), False, device, task.collate_fn())
         task.bind(self.net)
         metrics, obj = validate(self.net.to(device), loader, task, data.names, device, args)
         save_dir = make_run_dir(args, self.task_name, "val")
-        if args.get("verbose", True):
+        if args.verbose:
             print(obj.table())
             print(f"speed per image: {metrics['ms_preprocess']:.2f} ms pre-process, {metrics['ms_inference']:.2f} ms "
                   f"inference, {metrics['ms_postprocess']:.2f} ms post-process; plots in {save_dir}")
-        if args.get("plots", True):
+        if args.plots:
             obj.plot(save_dir)
         self.save_dir = save_dir
         self.val_metrics = obj  # the metrics object (its table, plots and fitness_key)
@@ -198,7 +198,7 @@ class Model:
         from visionkit.engine.utils import make_run_dir
 
         args, meta, device, task = self._prediction_setup(overrides)
-        source = source if source is not None else args.get("source")
+        source = source if source is not None else args.source
         resolve_sources(source)  # fail on a bad source before making a run folder
         save_dir = make_run_dir(args, self.task_name, "predict")
         self.save_dir = save_dir
@@ -221,10 +221,10 @@ class Model:
 
         ckpt = self._require_ckpt("predict")
         args = self._args(overrides)
-        device = select_device(args.get("device"))
-        meta = {"names": ckpt["names"], "imgsz": int(args.get("imgsz") or ckpt["imgsz"]),
+        device = select_device(args.device)
+        meta = {"names": ckpt["names"], "imgsz": int(args.imgsz or ckpt["imgsz"]),
                 "in_channels": ckpt["in_channels"], "mean": ckpt["mean"], "std": ckpt["std"],
-                "rect": bool(args.get("rect", True)), "model_path": self.ckpt_path}
+                "rect": bool(args.rect), "model_path": self.ckpt_path}
         task = self.task
         task.bind(self.net)
         return args, meta, device, task
@@ -236,19 +236,19 @@ class Model:
         from visionkit.engine.utils import init_seeds, make_run_dir, select_device
 
         args = self._args(overrides)
-        init_seeds(int(args["seed"]))
+        init_seeds(int(args.seed))
         task = self.task
         data = task.resolve_data(args)
         if self.ckpt is None:
             task.configure_model(self.config, data, args)
         net = self.net
         imgsz = resolve_imgsz(args, self.config, data.native_imgsz, net.stride)
-        device = select_device(args.get("device"))
+        device = select_device(args.device)
         ds = task.build_dataset(data, "train", imgsz, True, args)
-        loader = make_loader(ds, int(args["batch"]), int(args["workers"]), True, device, task.collate_fn())
+        loader = make_loader(ds, int(args.batch), int(args.workers), True, device, task.collate_fn())
         task.bind(net)
-        result = lr_range_test(net, loader, task, device, args, float(args["start_lr"]), float(args["end_lr"]),
-                               int(args["num_iter"]))
+        result = lr_range_test(net, loader, task, device, args, float(args.start_lr), float(args.end_lr),
+                               int(args.num_iter))
         save_dir = make_run_dir(args, self.task_name, "lrfind")
         result["plot"] = str(plot_lr_range(result, save_dir / "lrfind.png"))
         print(f"suggested lr0={result['suggested_lr']:.3g} (steepest descent; lowest loss at "
@@ -294,13 +294,13 @@ class Model:
             from visionkit.edge.export import export_mediapipe
 
             args = self._args({k: v for k, v in overrides.items() if k != "imgsz"})
-            args["imgsz"] = overrides.get("imgsz")  # one size or h,w: read by the MediaPipe exporter
+            args.imgsz = overrides.get("imgsz")  # one size or h,w: read by the MediaPipe exporter
             path = export_mediapipe(model_from_checkpoint(ckpt, self.ckpt_path), self.task, ckpt, args,
                                     self.ckpt_path.with_suffix(".tflite"))
             self.save_dir = path.parent
             return path
         args = self._args(overrides)
-        args["batch_export"] = int(overrides.get("batch", 1))
+        args.batch_export = int(overrides.get("batch", 1))
         out = self.ckpt_path.with_suffix(".onnx")
         path = export_onnx(model_from_checkpoint(ckpt, self.ckpt_path), self.task, ckpt, args, out)
         self.save_dir = path.parent

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from visionkit.cfg import resolve
 from visionkit.data.check import check_dataset
 from visionkit.data.coco import export_coco
 from visionkit.data.format import image_size, write_data_yaml
@@ -50,7 +51,7 @@ def test_detection_boxes_land_on_the_object_of_a_sideways_photo(tmp_path):
     write_data_yaml(root / "data.yaml", {"path": ".", "train": "images/val", "val": "images/val",
                                          "names": {0: "square"}})
 
-    ds = DetectionDataset([path], ["square"], 64, False, {}, cache_dir=root / "labels/val", verbose=False)
+    ds = DetectionDataset([path], ["square"], 64, False, resolve({}), cache_dir=root / "labels/val", verbose=False)
     img, targets, meta = ds[0]
     assert meta["shape"] == (DISPLAYED_H, DISPLAYED_W)
     s = 64

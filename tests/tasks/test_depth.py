@@ -112,7 +112,7 @@ def depth_dataset(root: Path, kind: str = "png", sizes=((64, 48), (48, 64), (64,
 
 def val_set(root: Path, depth_scale=1000.0) -> DepthDataset:
     files = sorted((root / "images/val").glob("*.png"))
-    return DepthDataset(files, 64, False, {**resolve({}, DepthTask.keys), "rect": False}, depth_scale, verbose=False)
+    return DepthDataset(files, 64, False, resolve({"rect": False}, DepthTask.keys), depth_scale, verbose=False)
 
 
 @pytest.mark.parametrize("case, message", [

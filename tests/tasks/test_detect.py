@@ -99,8 +99,7 @@ def _dataset(shapes_root, tmp_path, train=True, **kw):
     if not root.exists():
         shutil.copytree(shapes_root, root, ignore=shutil.ignore_patterns("classify", "*.cache.json"))
     files = sorted((root / "images/train").glob("*.jpg"))
-    args = {**resolve({}), "mosaic": 1.0, "degrees": 5.0, "translate": 0.1, "scale": 0.5, "fliplr": 0.5, "flipud": 0.0,
-            **kw}
+    args = resolve({}).replace(mosaic=1.0, degrees=5.0, translate=0.1, scale=0.5, fliplr=0.5, flipud=0.0, **kw)
     return root, DetectionDataset(files, ["circle", "square", "triangle", "star"], 64, train, args,
                                   cache_dir=root / "labels/train", verbose=False)
 
@@ -242,7 +241,7 @@ def test_polygon_labels_become_boxes(shapes_root, tmp_path):
     rows = read_label_file(label)
     assert all(len(c) > 4 for _, c in rows)  # shapes stores polygons; the detector reads their extents
     image = next(p for p in (shapes_root / "images/train").iterdir() if p.stem == label.stem)
-    ds = DetectionDataset([image], ["circle", "square", "triangle", "star"], 64, False, {"rect": False},
+    ds = DetectionDataset([image], ["circle", "square", "triangle", "star"], 64, False, resolve({"rect": False}),
                           verbose=False)
     for (cls, coords), target in zip(rows, ds.labels[0]):  # class, then the polygon's extent as cx cy w h
         xs, ys = coords[0::2], coords[1::2]
@@ -254,7 +253,7 @@ def test_rect_validation_batches_are_snug_and_map_back_exactly(tmp_path):
     from visionkit.engine.setup import make_loader
 
     files = mixed_aspect_dataset(tmp_path)
-    ds = DetectionDataset(files, ["box"], 64, False, {"rect": True}, verbose=False)
+    ds = DetectionDataset(files, ["box"], 64, False, resolve({"rect": True}), verbose=False)
     loader = make_loader(ds, 2, 0, False, torch.device("cpu"), collate)
     shapes = [tuple(imgs.shape[-2:]) for imgs, _, _ in loader]
     assert shapes == [(32, 64), (64, 64), (64, 32)]  # landscape 2:1 pair, the 4:3 pair, the portrait pair
@@ -271,7 +270,7 @@ def test_rect_validation_batches_are_snug_and_map_back_exactly(tmp_path):
             g = meta["gt"][0]
             expected = [(g[1] - g[3] / 2) * w0, (g[2] - g[4] / 2) * h0, (g[1] + g[3] / 2) * w0, (g[2] + g[4] / 2) * h0]
             assert np.allclose(back, expected, atol=1e-3)
-    square = DetectionDataset(files, ["box"], 64, False, {"rect": False}, verbose=False)
+    square = DetectionDataset(files, ["box"], 64, False, resolve({"rect": False}), verbose=False)
     square_loader = make_loader(square, 2, 0, False, torch.device("cpu"), collate)
     assert {tuple(imgs.shape[-2:]) for imgs, _, _ in square_loader} == {(64, 64)}
 

@@ -81,7 +81,7 @@ def mask_dataset(root: Path, sizes=((60, 40), (40, 60), (64, 64))) -> Path:
 
 def val_dataset(root: Path, num_classes=3, imgsz=64, **kw) -> SegmentationDataset:
     files = sorted((root / "images/val").glob("*.png"))
-    return SegmentationDataset(files, num_classes, imgsz, False, {**resolve({}), **kw}, verbose=False)
+    return SegmentationDataset(files, num_classes, imgsz, False, resolve({}).replace(**kw), verbose=False)
 
 
 def test_scores_are_computed_at_the_original_resolution(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +11,13 @@ from typing import Any
 
 import yaml
 
+from visionkit.cfg.settings import Settings
 from visionkit.errors import UsageError
 from visionkit.limits import MAX_IMGSZ
 from visionkit.yamlfile import read_yaml
+
+__all__ = ["Range", "Settings", "RANGES", "CHOICES", "resolve", "check_shared", "parse_kv", "task_defaults",
+           "task_rules", "load_defaults"]
 
 DEFAULT_CFG_PATH = Path(__file__).with_name("default.yaml")
 
@@ -117,24 +122,26 @@ def parse_kv(args: list[str]) -> dict[str, Any]:
     return out
 
 
-def check_overrides(overrides: dict[str, Any], defaults: dict[str, Any], source: str = "argument") -> dict[str, Any]:
-    """Check every key exists and every value fits the default's type; returns typed values."""
+def check_overrides(overrides: dict[str, Any], defaults: dict[str, Any], source: str = "argument",
+                    rules: dict[str, Range | tuple[str, ...]] | None = None) -> dict[str, Any]:
+    """Check every key exists and every value fits the default's type and the key's range or choices (``rules``:
+    a task's own, on top of :data:`RANGES` and :data:`CHOICES`); returns typed values."""
     out = {}
     for key, value in overrides.items():
         if key not in defaults:
             close = difflib.get_close_matches(key, list(defaults), n=1, cutoff=0.6)
             hint = f" Did you mean '{close[0]}'?" if close else " See `visionkit cfg` for every key."
             raise UsageError(f"unknown {source} '{key}'.{hint}")
-        out[key] = _coerce(key, value, defaults[key])
+        out[key] = _coerce(key, value, defaults[key], (rules or {}).get(key))
     return out
 
 
-def _coerce(key: str, value: Any, default: Any) -> Any:
+def _coerce(key: str, value: Any, default: Any, rule: Range | tuple[str, ...] | None = None) -> Any:
     bad = f"bad value {key}={value!r}: "
     if key == "imgsz" and isinstance(value, (str, list, tuple)):
         return _size_pair(value, bad)
-    if value is not None and key in RANGES:
-        rule = RANGES[key]
+    rule = rule if rule is not None else RANGES.get(key, CHOICES.get(key))
+    if value is not None and isinstance(rule, Range):
         if not rule.admits(value):
             raise UsageError(bad + f"expected {rule}")
         return float(value) if rule.type is float else value
@@ -143,6 +150,9 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in ids):
             raise UsageError(bad + "expected a class id or a list of them, e.g. classes=0 or classes=[0,2]")
         return ids
+    if value is None and default is not None:  # null means "decided by the model or data" only where that is so
+        raise UsageError(bad + f"{key} has no 'decided elsewhere' value; give a value like the default, "
+                               f"{key}={json.dumps(default)}")
     if value is None or default is None:
         return value
     if key in BOOL_OR_CHOICE:
@@ -167,10 +177,10 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         return float(value)
     if isinstance(default, str):
         value = str(value) if not isinstance(value, (list, dict)) else value
-        if key in CHOICES and value not in CHOICES[key]:
-            close = difflib.get_close_matches(str(value), CHOICES[key], n=1)
+        if isinstance(rule, tuple) and value not in rule:
+            close = difflib.get_close_matches(str(value), rule, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise UsageError(bad + f"choose one of {', '.join(CHOICES[key])}.{hint}")
+            raise UsageError(bad + f"choose one of {', '.join(rule)}.{hint}")
         return value
     return value
 
@@ -199,9 +209,17 @@ def load_cfg_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def task_defaults(task_keys: dict[str, tuple[Any, str]] | None) -> dict[str, Any]:
+TaskKeys = dict[str, tuple]  # key → (default, comment) or (default, comment, Range | choices)
+
+
+def task_defaults(task_keys: TaskKeys | None) -> dict[str, Any]:
     """The shared defaults plus a task's own keys (a task may also change a shared key's default)."""
-    return {**load_defaults(), **{k: default for k, (default, _) in (task_keys or {}).items()}}
+    return {**load_defaults(), **{k: spec[0] for k, spec in (task_keys or {}).items()}}
+
+
+def task_rules(task_keys: TaskKeys | None) -> dict[str, Range | tuple[str, ...]]:
+    """The ranges and choice lists a task declares for its keys (the optional third item of each)."""
+    return {k: spec[2] for k, spec in (task_keys or {}).items() if len(spec) > 2}
 
 
 def check_shared(overrides: dict[str, Any]) -> None:
@@ -211,17 +229,17 @@ def check_shared(overrides: dict[str, Any]) -> None:
     check_overrides({k: v for k, v in overrides.items() if k in defaults}, defaults)
 
 
-def resolve(overrides: dict[str, Any] | None = None,
-            task_keys: dict[str, tuple[Any, str]] | None = None) -> dict[str, Any]:
+def resolve(overrides: dict[str, Any] | None = None, task_keys: TaskKeys | None = None) -> Settings:
     """Defaults (shared and ``task_keys``), then ``cfg=FILE`` values, then ``overrides``; every key and value
-    checked, an unknown key with a did-you-mean."""
+    checked, an unknown key with a did-you-mean. Returns every key, read as attributes (:class:`Settings`)."""
     defaults = task_defaults(task_keys)
+    rules = task_rules(task_keys)
     overrides = dict(overrides or {})
-    merged = dict(defaults)
+    merged = Settings(defaults)
     cfg_file = overrides.get("cfg")
     if cfg_file:
         file_values = load_cfg_file(cfg_file)
         file_values.pop("cfg", None)
-        merged.update(check_overrides(file_values, defaults, source=f"key in {cfg_file}"))
-    merged.update(check_overrides(overrides, defaults))
+        merged.update(check_overrides(file_values, defaults, source=f"key in {cfg_file}", rules=rules))
+    merged.update(check_overrides(overrides, defaults, rules=rules))
     return merged

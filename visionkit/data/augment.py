@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
+from visionkit.cfg import Settings
+
 # defaults for augmentation keys left at null, by kind of data
 PROFILES: dict[str, dict[str, float]] = {
     # digits: never flipped (a flipped 2 is not a 2), small rotations as in the course
@@ -18,7 +20,7 @@ PROFILES: dict[str, dict[str, float]] = {
 AUG_KEYS = ("fliplr", "flipud", "degrees", "crop_scale", "color_jitter")
 
 
-def resolve_augment(args: dict[str, Any], profile: str) -> dict[str, float]:
+def resolve_augment(args: Settings, profile: str) -> dict[str, float]:
     """Augmentation keys with nulls filled from ``profile``."""
     base = PROFILES[profile]
     return {k: float(base[k] if args.get(k) is None else args[k]) for k in AUG_KEYS}
@@ -45,7 +47,7 @@ class CoarseDropout(torch.nn.Module):
         return img
 
 
-def classify_transforms(imgsz: int, train: bool, aug: dict[str, float], args: dict[str, Any],
+def classify_transforms(imgsz: int, train: bool, aug: dict[str, float], args: Settings,
                         mean: tuple[float, ...], std: tuple[float, ...], native_size: int | None = None) -> v2.Compose:
     """uint8 CHW tensor → normalised float CHW tensor of size ``imgsz``; random only when ``train``."""
     ops: list[Any] = []
@@ -65,11 +67,11 @@ def classify_transforms(imgsz: int, train: bool, aug: dict[str, float], args: di
             ops.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j))
     ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
     if train:
-        if args.get("cutout", 0) > 0:
-            ops.append(v2.RandomErasing(p=args["cutout"], scale=(0.02, 0.2), value=0))
-        if args.get("coarse_dropout", 0) > 0:
-            ops.append(CoarseDropout(args["coarse_dropout"], int(args.get("dropout_holes", 8)),
-                                     float(args.get("dropout_size", 0.1))))
+        if args.cutout > 0:
+            ops.append(v2.RandomErasing(p=args.cutout, scale=(0.02, 0.2), value=0))
+        if args.coarse_dropout > 0:
+            ops.append(CoarseDropout(args.coarse_dropout, int(args.dropout_holes),
+                                     float(args.dropout_size)))
     return v2.Compose(ops)
 
 
@@ -80,14 +82,14 @@ class BatchAugment(torch.nn.Module):
     brightness/contrast jitter, cutout and coarse dropout, each drawn per image from torch's RNG.
     """
 
-    def __init__(self, imgsz: int, train: bool, aug: dict[str, float], args: dict[str, Any],
+    def __init__(self, imgsz: int, train: bool, aug: dict[str, float], args: Settings,
                  mean: tuple[float, ...], std: tuple[float, ...]):
         super().__init__()
         self.imgsz, self.train_mode, self.aug = imgsz, train, aug
-        self.cutout = float(args.get("cutout", 0) or 0) if train else 0.0
-        self.coarse = float(args.get("coarse_dropout", 0) or 0) if train else 0.0
-        self.holes = int(args.get("dropout_holes", 8))
-        self.hole_size = float(args.get("dropout_size", 0.1))
+        self.cutout = args.cutout if train else 0.0
+        self.coarse = args.coarse_dropout if train else 0.0
+        self.holes = int(args.dropout_holes)
+        self.hole_size = float(args.dropout_size)
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from visionkit.cfg import check_overrides
+from visionkit.cfg import Settings, check_overrides
 from visionkit.errors import UsageError
 
 COMMON = {"verbose": (True, "print tables and progress")}
@@ -53,17 +53,16 @@ KEYS: dict[str, dict[str, tuple[Any, str]]] = {
 }
 
 
-def command_args(command: str, overrides: dict[str, Any]) -> dict[str, Any]:
+def command_args(command: str, overrides: dict[str, Any]) -> Settings:
     """Typed, checked keys of ``command``; a missing required key (default None) is named."""
     spec = {**KEYS[command], **COMMON}
     defaults = {k: v for k, (v, _) in spec.items()}
-    args = {**defaults, **check_overrides(overrides, defaults, source=f"key for `visionkit data {command}`")}
-    return args
+    return Settings({**defaults, **check_overrides(overrides, defaults, source=f"key for `visionkit data {command}`")})
 
 
-def _require(args: dict, *keys: str, command: str) -> None:
+def _require(args: Settings, *keys: str, command: str) -> None:
     for k in keys:
-        if args.get(k) in (None, ""):
+        if args[k] in (None, ""):
             raise UsageError(f"`visionkit data {command}` needs {k}=  ({KEYS[command][k][1]})")
 
 
@@ -86,27 +85,27 @@ def import_labelstudio(**overrides) -> dict:
     cmd = "import labelstudio"
     a = command_args(cmd, overrides)
     _require(a, "src", "out", command=cmd)
-    src = str(a["src"])
-    config_xml, headers, base_url, source_paths = None, {}, None, {"config": a["config"]}
+    src = str(a.src)
+    config_xml, headers, base_url, source_paths = None, {}, None, {"config": a.config}
     if src.startswith(("http://", "https://")):
-        if a["project"] is None:
+        if a.project is None:
             raise UsageError("a server import needs project=ID")
-        tasks, config_xml, headers = fetch_project(src, int(a["project"]), a["token"])
-        base_url, source = src, f"{src} project {a['project']}"
+        tasks, config_xml, headers = fetch_project(src, int(a.project), a.token)
+        base_url, source = src, f"{src} project {a.project}"
     else:
         source_paths["src"] = src
         tasks, fmt = load_export(src)
         source = f"{src} ({fmt})"
-    if a["config"]:
-        path = Path(a["config"])
+    if a.config:
+        path = Path(a.config)
         if not path.is_file():
             raise UsageError(f"config file '{path}' does not exist")
         config_xml = path.read_text()
-    return run_import(tasks, a["out"], exist_ok=a["exist_ok"], verbose=a["verbose"], source=source,
-                      source_paths=source_paths, config_xml=config_xml, names=_names(a["names"]),
-                      images_dir=a["images"],
-                      annotations=a["annotations"], predictions=a["predictions"], background=a["background"],
-                      unknown=a["unknown"], val=a["val"], test=a["test"], seed=a["seed"], download=a["download"],
+    return run_import(tasks, a.out, exist_ok=a.exist_ok, verbose=a.verbose, source=source,
+                      source_paths=source_paths, config_xml=config_xml, names=_names(a.names),
+                      images_dir=a.images,
+                      annotations=a.annotations, predictions=a.predictions, background=a.background,
+                      unknown=a.unknown, val=a.val, test=a.test, seed=a.seed, download=a.download,
                       headers=headers, base_url=base_url)
 
 
@@ -115,8 +114,8 @@ def import_coco(**overrides) -> dict:
 
     a = command_args("import coco", overrides)
     _require(a, "src", "images", "out", command="import coco")
-    return run_import(a["src"], a["images"], a["out"], val=a["val"], seed=a["seed"], exist_ok=a["exist_ok"],
-                      verbose=a["verbose"])
+    return run_import(a.src, a.images, a.out, val=a.val, seed=a.seed, exist_ok=a.exist_ok,
+                      verbose=a.verbose)
 
 
 def export_coco(**overrides) -> list[Path]:
@@ -124,7 +123,7 @@ def export_coco(**overrides) -> list[Path]:
 
     a = command_args("export coco", overrides)
     _require(a, "data", "out", command="export coco")
-    return run_export(a["data"], a["out"], exist_ok=a["exist_ok"], verbose=a["verbose"])
+    return run_export(a.data, a.out, exist_ok=a.exist_ok, verbose=a.verbose)
 
 
 def check(**overrides) -> dict:
@@ -132,7 +131,7 @@ def check(**overrides) -> dict:
 
     a = command_args("check", overrides)
     _require(a, "data", command="check")
-    return check_dataset(a["data"], verbose=a["verbose"])
+    return check_dataset(a.data, verbose=a.verbose)
 
 
 def stats(**overrides) -> dict:
@@ -140,7 +139,7 @@ def stats(**overrides) -> dict:
 
     a = command_args("stats", overrides)
     _require(a, "data", command="stats")
-    return dataset_stats(a["data"], a["out"], int(a["samples"]), verbose=a["verbose"])
+    return dataset_stats(a.data, a.out, int(a.samples), verbose=a.verbose)
 
 
 COMMANDS = {"import labelstudio": import_labelstudio, "import coco": import_coco, "export coco": export_coco,

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from visionkit.cfg import Settings
 from visionkit.data.ram_cache import check_ram_cache, resized_bytes
 from visionkit.data.transforms import Sample, letterbox_sample, rect_shapes, resize_long_side, train_augment
 from visionkit.errors import DataError
@@ -24,23 +25,23 @@ class DenseDataset(Dataset):
     dense = "mask"  # the Sample field this dataset fills: "mask" or "depth"
 
     def __init__(self, items: list[tuple[Path, tuple[int, int], Any]], imgsz: int, train: bool,
-                 args: dict[str, Any], default_mosaic: float = 1.0):
+                 args: Settings):
         """``items``: (image, (width, height) as displayed, where its map comes from) per usable image."""
         self.files = [f for f, _, _ in items]
         self.shapes = [s for _, s, _ in items]
         self.sources = [src for _, _, src in items]
         self.imgsz, self.train, self.a = imgsz, train, args
-        self.mosaic = float(args.get("mosaic", default_mosaic)) if train else 0.0
-        self.rect = not train and bool(args.get("rect", True))
+        self.mosaic = float(args.mosaic) if train else 0.0
+        self.rect = not train and bool(args.rect)
         self.batch_shapes: list[tuple[int, int]] | None = None
         if self.rect:  # similar aspect ratios side by side, so that each batch shares one snug shape
             order = sorted(range(len(self.files)), key=lambda i: self.shapes[i][1] / self.shapes[i][0])
             self.files, self.shapes, self.sources = ([seq[i] for i in order] for seq in
                                                      (self.files, self.shapes, self.sources))
-        if args.get("cache"):  # 3 bytes of image and up to 4 of map (float32 depth) per pixel
+        if args.cache:  # 3 bytes of image and up to 4 of map (float32 depth) per pixel
             check_ram_cache(len(self.files), resized_bytes(self.shapes, imgsz, 7), "train" if train else "val",
-                            bool(args.get("verbose", True)))
-        self._cache = [self._read(i) for i in range(len(self.files))] if args.get("cache") else None
+                            bool(args.verbose))
+        self._cache = [self._read(i) for i in range(len(self.files))] if args.cache else None
 
     def original(self, i: int) -> np.ndarray:
         """The map of image ``i`` at the image's original size."""

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import torch
 
+from visionkit.cfg import Settings
 from visionkit.edge import convert, metadata
 from visionkit.edge.graphs import EdgeInput
 from visionkit.engine.exporter import ExportError
@@ -30,10 +31,10 @@ N_CHECK_IMAGES = 4
 N_CALIBRATION_IMAGES = 32
 
 
-def edge_size(args: dict[str, Any], ckpt: dict, stride: int) -> tuple[int, int]:
+def edge_size(args: Settings, ckpt: dict, stride: int) -> tuple[int, int]:
     """(height, width) of the exported input: ``imgsz`` as one size or h,w (MediaPipe's ObjectDetector stretches
     every image to it), rounded up to the model stride."""
-    value = args.get("imgsz") or ckpt["imgsz"]
+    value = args.imgsz or ckpt["imgsz"]
     if isinstance(value, str):
         value = [v for v in value.replace("x", ",").split(",") if v.strip()]
     pair = list(value) if isinstance(value, (list, tuple)) else [value, value]
@@ -50,21 +51,21 @@ def edge_size(args: dict[str, Any], ckpt: dict, stride: int) -> tuple[int, int]:
     return rounded
 
 
-def export_mediapipe(net: torch.nn.Module, task, ckpt: dict, args: dict[str, Any], out: Path) -> Path:
+def export_mediapipe(net: torch.nn.Module, task, ckpt: dict, args: Settings, out: Path) -> Path:
     """Write ``out`` (.tflite with MediaPipe metadata), check it with MediaPipe Tasks; returns the path."""
     convert.require_edge_packages()
-    if args.get("half") and args.get("int8"):
+    if args.half and args.int8:
         raise UsageError("half=True and int8=True are two ways to shrink the file; pick one")
-    if args.get("dynamic"):
+    if args.dynamic:
         raise UsageError("dynamic=True does not apply to MediaPipe files: MediaPipe feeds one fixed input size (set "
                          "it with imgsz=H,W)")
-    verbose = args.get("verbose", True)
+    verbose = args.verbose
     net = net.cpu().eval().float()
     h, w = edge_size(args, ckpt, net.stride)
     inputs = EdgeInput(int(ckpt["in_channels"]), ckpt["mean"], ckpt["std"])
     graph = task.edge_graph(net, inputs, (h, w), args).eval()
-    calibration = _images(task, args, ckpt, "train", N_CALIBRATION_IMAGES, (h, w)) if args.get("int8") else None
-    if args.get("int8") and not calibration:
+    calibration = _images(task, args, ckpt, "train", N_CALIBRATION_IMAGES, (h, w)) if args.int8 else None
+    if args.int8 and not calibration:
         raise UsageError("int8=True calibrates on real images: pass data= (a dataset with a train split) or "
                          "source= (a folder of images like those the model will see)")
     check_images = _images(task, args, ckpt, "val", N_CHECK_IMAGES, (h, w)) or _noise_images(h, w)
@@ -89,9 +90,9 @@ def export_mediapipe(net: torch.nn.Module, task, ckpt: dict, args: dict[str, Any
                               f"kept at {failed} for inspection")
         summary = "MediaPipe vs PyTorch checked on " + f"{len(check_images)} image(s)"
         final = float_file
-        if args.get("half") or args.get("int8"):
-            precision = "float16 weights" if args.get("half") else "int8"
-            small = (convert.fp16_weights(float_model) if args.get("half")
+        if args.half or args.int8:
+            precision = "float16 weights" if args.half else "int8"
+            small = (convert.fp16_weights(float_model) if args.half
                      else convert.int8_static(float_model, [_as_input(i) for i in calibration]))
             small = convert.inline_buffers(small)  # the quantizer may store weights after the flatbuffer
             final = _with_metadata(small, {**record, "precision": precision}, graph, task)
@@ -263,10 +264,10 @@ def _noise_images(h: int, w: int) -> list[np.ndarray]:
     return images
 
 
-def _images(task, args: dict[str, Any], ckpt: dict, split: str, n: int, size: tuple[int, int]) -> list[np.ndarray]:
+def _images(task, args: Settings, ckpt: dict, split: str, n: int, size: tuple[int, int]) -> list[np.ndarray]:
     """Up to ``n`` RGB uint8 images at (h, w) (stretched, as MediaPipe feeds them): from ``source=`` when given,
     else from ``split`` of ``data=`` (or the data the checkpoint was trained on). Empty when neither is found."""
-    files = _source_files(args.get("source"))
+    files = _source_files(args.source)
     if not files:
         files = _split_files(task, args, ckpt, split)
     h, w = size
@@ -286,15 +287,15 @@ def _source_files(source) -> list[Path]:
     return [p for p in resolve_sources(source) if isinstance(p, Path) and not is_video(p)]
 
 
-def _split_files(task, args: dict[str, Any], ckpt: dict, split: str) -> list[Path]:
+def _split_files(task, args: Settings, ckpt: dict, split: str) -> list[Path]:
     from visionkit.data.format import is_image, split_images
 
     trained = ckpt.get("train_args", {}) or {}
-    data_args = {**args, "data": args.get("data") or trained.get("data") or ckpt.get("data"), "verbose": False}
+    data_args = args.replace(data=args.data or trained.get("data") or ckpt.get("data"), verbose=False)
     for key in ("root", "datasets_dir"):
-        if args.get(key) is None and trained.get(key) is not None:
+        if args[key] is None and trained.get(key) is not None:
             data_args[key] = trained[key]
-    if not data_args["data"]:
+    if not data_args.data:
         return []
     try:
         data = task.resolve_data(data_args)
@@ -314,12 +315,12 @@ def _split_files(task, args: dict[str, Any], ckpt: dict, split: str) -> list[Pat
     return files[::step]
 
 
-def _metric_change(float_path: Path, small_path: Path, task, args: dict[str, Any], ckpt: dict) -> str:
+def _metric_change(float_path: Path, small_path: Path, task, args: Settings, ckpt: dict) -> str:
     """'<metric> a → b (+d)' of the float and the compressed file on the validation split; '' without data."""
     from visionkit.api import Model
 
     trained = ckpt.get("train_args", {}) or {}
-    data = args.get("data") or trained.get("data") or ckpt.get("data")
+    data = args.data or trained.get("data") or ckpt.get("data")
     if not data:
         return ""
     scores, key = [], None
@@ -328,7 +329,7 @@ def _metric_change(float_path: Path, small_path: Path, task, args: dict[str, Any
         overrides = {"data": data, "verbose": False, "plots": False, "batch": 8, "workers": 0,
                      "project": str(float_path.parent / "val")}
         for key in ("root", "datasets_dir"):
-            value = args.get(key) if args.get(key) is not None else trained.get(key)
+            value = args[key] if args[key] is not None else trained.get(key)
             if value is not None:
                 overrides[key] = value
         try:

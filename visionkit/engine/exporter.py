@@ -10,11 +10,11 @@ import json
 import math
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from visionkit.cfg import Settings
 from visionkit.errors import UsageError, VisionkitError
 
 FORMATS = ("onnx", "mediapipe")
@@ -36,22 +36,22 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: dict[str, Any], out: Path) -> Path:
+def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: Settings, out: Path) -> Path:
     """Write ``out`` (.onnx) and verify it; returns the path."""
     import onnx
 
     stride = net.stride
-    imgsz = int(args.get("imgsz") or ckpt["imgsz"])
+    imgsz = int(args.imgsz or ckpt["imgsz"])
     if imgsz % stride:
         rounded = math.ceil(imgsz / stride) * stride
         warnings.warn(f"imgsz={imgsz} is not a multiple of the model stride {stride}; exporting at {rounded}",
                       stacklevel=2)
         imgsz = rounded
     batch = int(args.get("batch_export") or 1)
-    dynamic = bool(args.get("dynamic"))
+    dynamic = bool(args.dynamic)
     tol = _tolerance(args)
     device = torch.device("cpu")
-    if args.get("half"):
+    if args.half:
         if not torch.cuda.is_available():
             raise UsageError("half=True exports fp16 and needs CUDA; on CPU export fp32 (half=False)")
         device = torch.device("cuda:0")
@@ -59,7 +59,7 @@ def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: dict[str, Any], ou
     wrapper = task.export_wrapper(net, args).to(device).eval()
     channels = int(ckpt["in_channels"])
     sample = torch.rand(batch, channels, imgsz, imgsz, device=device)
-    if args.get("half"):
+    if args.half:
         wrapper, sample = wrapper.half(), sample.half()
     names_out = list(wrapper.output_names)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +67,7 @@ def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: dict[str, Any], ou
     try:  # a failed export leaves no half-written file behind
         _trace(wrapper, sample, tmp, args)
         model = onnx.load(str(tmp))
-        if args.get("simplify"):
+        if args.simplify:
             model = _simplify(model)
         meta = {
             "task": ckpt["task"], "names": json.dumps(ckpt["names"]), "imgsz": str(imgsz), "stride": str(stride),
@@ -99,7 +99,7 @@ def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: dict[str, Any], ou
         raise ExportError(f"onnxruntime differs from PyTorch by {diff:.3g} (> export_tol={tol:g}); the file is kept at "
                           f"{failed} for inspection")
     tmp.replace(out)
-    if args.get("verbose", True):
+    if args.verbose:
         print(f"exported {out} ({out.stat().st_size / 1e6:.1f} MB): onnx.checker passed, onnxruntime vs PyTorch "
               f"difference {diff:.2e} (max |diff| / max(1, max |output|); tolerance {tol:g})"
               + (f"; {wrapper.summary}" if getattr(wrapper, "summary", None) else ""))
@@ -107,9 +107,9 @@ def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: dict[str, Any], ou
 
 
 def _tolerance(args) -> float:
-    tol = args.get("export_tol")
+    tol = args.export_tol
     if tol is None:
-        return 1e-2 if args.get("half") else 1e-3  # fp16 carries ~3 significant digits
+        return 1e-2 if args.half else 1e-3  # fp16 carries ~3 significant digits
     if isinstance(tol, bool) or not isinstance(tol, (int, float)):
         raise UsageError(f"bad value export_tol={tol!r}: expected a number such as 0.001")
     return float(tol)
@@ -120,9 +120,9 @@ def _trace(wrapper, sample: torch.Tensor, path: Path, args) -> None:
     # mode would switch the shared network's BatchNorm to batch statistics
     wrapper.eval()
     axes = None
-    if args.get("dynamic"):
+    if args.dynamic:
         axes = {"images": {0: "batch", 2: "height", 3: "width"}, **getattr(wrapper, "dynamic_output_axes", {})}
-    opset = int(args.get("opset") or 17)
+    opset = args.opset
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
         try:
@@ -149,7 +149,7 @@ def _check(wrapper, path: Path, sample: torch.Tensor, stride: int, args) -> tupl
     numerically through its own export, and ``verify(network outputs, file outputs)`` lists what makes the file's
     outputs wrong for onnxruntime's own network outputs."""
     samples = [sample]
-    if args.get("dynamic"):
+    if args.dynamic:
         b, c, h, w = sample.shape
         samples.append(torch.rand(b + 2, c, h + stride, w, dtype=sample.dtype, device=sample.device))
     session = _session(path)

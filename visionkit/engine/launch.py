@@ -8,6 +8,7 @@ import os
 import shlex
 import signal
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,12 @@ class DistributedRunError(VisionkitError):
     """A process of a distributed run failed; the others were stopped."""
 
 
-def process_count(args: dict[str, Any]) -> int:
-    """How many processes a training command asks for on this machine: nproc=, else one per listed GPU."""
-    if args.get("nproc"):
-        return int(args["nproc"])
-    return max(1, len(cuda_ids(args.get("device"))))
+def process_count(settings: Mapping[str, Any]) -> int:
+    """How many processes a training command asks for on this machine: nproc=, else one per listed GPU. Takes the
+    resolved settings or the bare command-line overrides (the CLI decides before anything is resolved)."""
+    if settings.get("nproc"):
+        return int(settings["nproc"])
+    return max(1, len(cuda_ids(settings.get("device"))))
 
 
 def is_worker() -> bool:

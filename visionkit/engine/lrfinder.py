@@ -12,21 +12,22 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from visionkit.cfg import Settings
 from visionkit.engine.setup import build_optimizer
 from visionkit.tasks.base import Task
 
 
-def lr_range_test(net: torch.nn.Module, loader, task: Task, device: torch.device, args: dict[str, Any],
+def lr_range_test(net: torch.nn.Module, loader, task: Task, device: torch.device, args: Settings,
                   start_lr: float = 1e-7, end_lr: float = 10.0, num_iter: int = 100, beta: float = 0.98,
                   diverge: float = 4.0) -> dict[str, Any]:
     """Returns {'lrs', 'losses' (smoothed), 'suggested_lr', 'min_loss_lr'}."""
     model = copy.deepcopy(net).to(device).train()
-    optimizer, _ = build_optimizer(model, {**args, "lr0": start_lr})
+    optimizer, _ = build_optimizer(model, args.replace(lr0=start_lr))
     gamma = (end_lr / start_lr) ** (1 / max(num_iter - 1, 1))
     lrs, losses = [], []
     avg, best = 0.0, math.inf
     it = iter(loader)
-    bar = tqdm(range(num_iter), desc="lrfind", disable=not args.get("verbose", True), leave=False)
+    bar = tqdm(range(num_iter), desc="lrfind", disable=not args.verbose, leave=False)
     for step in bar:
         try:
             raw = next(it)

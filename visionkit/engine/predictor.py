@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from visionkit.cfg import Settings
 from visionkit.data.format import is_image
 from visionkit.errors import DataError
 from visionkit.tasks.base import Task
@@ -131,9 +132,9 @@ def _stem(name: str, item) -> str:
 class _Outputs:
     """Where one source's results go: annotated images or a video, and YOLO text rows."""
 
-    def __init__(self, task: Task, src, save_dir: Path | None, args: dict[str, Any], channels: int):
+    def __init__(self, task: Task, src, save_dir: Path | None, args: Settings, channels: int):
         self.task, self.src, self.save_dir, self.args, self.channels = task, src, save_dir, args, channels
-        self.save = bool(args.get("save")) and save_dir is not None
+        self.save = bool(args.save) and save_dir is not None
         self.writer = None
 
     def write(self, name: str, item, result: dict, fps: float) -> None:
@@ -151,7 +152,7 @@ class _Outputs:
         if self.save_dir is None:
             return
         stem = _stem(name, item)
-        if self.args.get("save_txt"):
+        if self.args.save_txt:
             labels = self.save_dir / "labels"
             labels.mkdir(exist_ok=True)
             (labels / f"{stem}.txt").write_text("".join(r + "\n" for r in self.task.yolo_rows(result)))
@@ -163,17 +164,17 @@ class _Outputs:
 
 
 @torch.no_grad()
-def predict(net: torch.nn.Module, task: Task, source, meta: dict[str, Any], args: dict[str, Any],
+def predict(net: torch.nn.Module, task: Task, source, meta: dict[str, Any], args: Settings,
             device: torch.device, save_dir: Path | None = None) -> list[dict]:
     """Run ``net`` on every image or frame of ``source``. ``meta`` holds names, imgsz, in_channels, mean, std."""
     net.eval()
-    if args.get("save_labelstudio"):  # a labeling config that does not fit the model fails before predicting
+    if args.save_labelstudio:  # a labeling config that does not fit the model fails before predicting
         from visionkit.data.labelstudio.predictions_export import labelstudio_target
 
         labelstudio_target(task.name, meta["names"], args)
     results: list[dict] = []
-    batch = max(1, int(args.get("batch", 16)))
-    verbose = bool(args.get("verbose", True))
+    batch = max(1, int(args.batch))
+    verbose = bool(args.verbose)
 
     def run(pending: list[tuple[str, Any, float, int]], sink: _Outputs, video) -> None:
         x, context = task.load_inputs([it for _, it, _, _ in pending], meta["imgsz"], meta["in_channels"],
@@ -210,7 +211,7 @@ def predict(net: torch.nn.Module, task: Task, source, meta: dict[str, Any], args
         (save_dir / "predictions.json").write_text(json.dumps(public, indent=1))
         if verbose:
             print(f"{len(results)} prediction(s) saved to {save_dir / 'predictions.json'}")
-        if args.get("save_labelstudio"):
+        if args.save_labelstudio:
             from visionkit.data.labelstudio.predictions_export import write_labelstudio_tasks
 
             write_labelstudio_tasks(results, task.name, meta["names"], save_dir, args, meta.get("model_path"), verbose)

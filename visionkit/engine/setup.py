@@ -5,21 +5,21 @@ from __future__ import annotations
 import copy
 import math
 import os
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from visionkit.cfg import Settings
 from visionkit.models.layers import is_norm_or_bias
 
 DEFAULT_LR = {"sgd": 0.01, "adamw": 0.001, "adam": 0.001}
 
 
-def resolve_imgsz(args: dict[str, Any], model_config: dict, native: int | None, stride: int = 1) -> int:
+def resolve_imgsz(args: Settings, model_config: dict, native: int | None, stride: int = 1) -> int:
     """The user's imgsz, else the preset's, else the data's native size, else 224; a multiple of ``stride``."""
-    imgsz = int(args.get("imgsz") or model_config.get("imgsz") or native or 224)
+    imgsz = int(args.imgsz or model_config.get("imgsz") or native or 224)
     if imgsz % stride:
         rounded = math.ceil(imgsz / stride) * stride
         print(f"imgsz={imgsz} is not a multiple of the model stride {stride}; using {rounded}")
@@ -118,22 +118,22 @@ def make_loader(dataset: Dataset, batch: int, workers: int, shuffle: bool, devic
                       persistent_workers=persistent and workers > 0)
 
 
-def build_optimizer(model: nn.Module, args: dict[str, Any]) -> tuple[torch.optim.Optimizer, str]:
+def build_optimizer(model: nn.Module, args: Settings) -> tuple[torch.optim.Optimizer, str]:
     """SGD (Nesterov), AdamW or Adam; no weight decay on biases and norm layers.
 
     ``optimizer=auto`` picks AdamW: it converges from scratch on small data without LR tuning. The user's lr0 is
     always used when given; otherwise the chosen optimizer's default lr (sgd 0.01, adamw/adam 0.001).
     """
-    name = args.get("optimizer", "auto")
+    name = args.optimizer
     chosen = "adamw" if name == "auto" else name
-    lr = float(args["lr0"]) if args.get("lr0") is not None else DEFAULT_LR[chosen]
+    lr = float(args.lr0) if args.lr0 is not None else DEFAULT_LR[chosen]
     decay, no_decay = [], []
     for pname, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if is_norm_or_bias(pname, p) else decay).append(p)
-    groups = [{"params": decay, "weight_decay": float(args.get("weight_decay", 0.0))},
+    groups = [{"params": decay, "weight_decay": float(args.weight_decay)},
               {"params": no_decay, "weight_decay": 0.0}]
-    momentum = float(args.get("momentum", 0.9))
+    momentum = float(args.momentum)
     if chosen == "sgd":
         opt = torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
     elif chosen == "adamw":
@@ -141,9 +141,9 @@ def build_optimizer(model: nn.Module, args: dict[str, Any]) -> tuple[torch.optim
     else:
         opt = torch.optim.Adam(groups, lr=lr, betas=(momentum, 0.999))
     how = " (optimizer=auto)" if name == "auto" else ""
-    source = "lr0" if args.get("lr0") is not None else "default"
+    source = "lr0" if args.lr0 is not None else "default"
     return opt, f"{type(opt).__name__}(lr={lr:g} [{source}], momentum={momentum:g}, weight_decay=" \
-                f"{float(args.get('weight_decay', 0.0)):g}){how}"
+                f"{float(args.weight_decay):g}){how}"
 
 
 class LRFactor:
@@ -169,19 +169,19 @@ class LRFactor:
         return f
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, args: dict[str, Any], iters_per_epoch: int):
+def build_scheduler(optimizer: torch.optim.Optimizer, args: Settings, iters_per_epoch: int):
     """A per-iteration scheduler; ``onecycle`` is torch's OneCycleLR (peak lr = lr0, its own warm phase)."""
-    total = int(args["epochs"]) * iters_per_epoch
-    kind = args.get("scheduler", "cosine")
+    total = int(args.epochs) * iters_per_epoch
+    kind = args.scheduler
     if kind == "onecycle":
         peak = [g["lr"] for g in optimizer.param_groups]
         # OneCycleLR divides by zero when a phase is under 2 steps long: keep very short runs away from that
         steps = max(total, 4)
-        pct = min(max(float(args.get("pct_start", 0.25)), 2 / steps), 0.5)
+        pct = min(max(float(args.pct_start), 2 / steps), 0.5)
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=steps, pct_start=pct,
                                                    cycle_momentum=isinstance(optimizer, torch.optim.SGD))
-    warmup = min(int(round(float(args.get("warmup_epochs", 0)) * iters_per_epoch)), total // 2)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, LRFactor(kind, total, warmup, float(args.get("lrf", 0.01))))
+    warmup = min(int(round(float(args.warmup_epochs) * iters_per_epoch)), total // 2)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, LRFactor(kind, total, warmup, float(args.lrf)))
 
 
 class ModelEMA:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 import yaml
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from visionkit.cfg import Settings
 from visionkit.engine import distributed
 from visionkit.engine.callbacks import Callbacks
 from visionkit.engine.results import ResultsLog
@@ -56,28 +56,28 @@ class Trainer:
     ``epoch``, ``loss``, ``metrics``, ``save_dir``, ``model``, ``ema``, ``optimizer``; set ``stop = True`` to end
     training after the current epoch."""
 
-    def __init__(self, task: Task, model_config: dict, args: dict[str, Any], callbacks: Callbacks | None = None,
+    def __init__(self, task: Task, model_config: dict, args: Settings, callbacks: Callbacks | None = None,
                  init_state: dict | None = None, explicit: set[str] | None = None):
         self.task = task
         self.explicit = set(explicit or ())  # keys the user actually set (the rest are defaults)
-        self.args = dict(args)
+        self.args = Settings(args)
         self.callbacks = callbacks or Callbacks()
         self.model_config = dict(model_config)
         self.init_state = init_state
-        self.resume_ckpt = self._find_resume() if self.args.get("resume") else None
+        self.resume_ckpt = self._find_resume() if self.args.resume else None
         self.stop = False
         self.epoch = 0
         self.loss: float | None = None
         self.metrics: dict[str, float] = {}
         self.best_fitness: float | None = None
-        self.verbose = bool(self.args.get("verbose", True))
+        self.verbose = bool(self.args.verbose)
         self.dist = distributed.SINGLE  # this process's place in a distributed run (set in _setup)
 
     # -- set-up ---------------------------------------------------------------------------------------------------
     def _find_resume(self) -> dict:
-        spec = self.args["resume"]
+        spec = self.args.resume
         if spec is True:
-            pattern = Path(self.args.get("project") or "runs") / self.task.name
+            pattern = Path(self.args.project) / self.task.name
             found = sorted(pattern.glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
             if not found:
                 raise CheckpointError(f"resume=True but no last.pt under {pattern}/*/weights/; pass resume=PATH")
@@ -87,7 +87,8 @@ class Trainer:
         ckpt = load_checkpoint(path, task=self.task.name)
         if "train_state" not in ckpt:
             raise CheckpointError(f"'{path}' has no training state (only last.pt files do); resume from last.pt")
-        saved = dict(ckpt["train_args"])
+        # the run's own settings; keys newer than the checkpoint keep their defaults
+        saved = Settings({**self.args, **ckpt["train_args"]})
         for key in RESUME_OVERRIDABLE:
             if key in self.explicit:
                 saved[key] = self.args[key]
@@ -104,57 +105,57 @@ class Trainer:
         a = self.args
         self.dist = distributed.env_info()
         if self.dist.enabled:  # a torchrun worker: join the group; rank 0 alone prints, validates and writes
-            self.device = distributed.setup(a.get("device"), self.dist)
+            self.device = distributed.setup(a.device, self.dist)
             self.verbose = self.verbose and self.dist.is_main
         else:
-            self.device = select_device(a.get("device"))
-        batch = int(a["batch"])
+            self.device = select_device(a.device)
+        batch = int(a.batch)
         if batch % self.dist.world_size:
             raise UsageError(f"batch={batch} is the global batch and must split evenly over the "
                              f"{self.dist.world_size} processes; use a multiple of {self.dist.world_size}")
         # every rank builds the same initial weights (DDP starts from rank 0's anyway); ranks then draw different
         # augmentation randomness
-        init_seeds(int(a["seed"]), bool(a.get("deterministic")))
+        init_seeds(int(a.seed), bool(a.deterministic))
         self.data = self.task.resolve_data(a)
         cfg = self.model_config
         if self.resume_ckpt is None:
             self.task.configure_model(cfg, self.data, a)
             cfg["task"] = self.task.name
-        self.memory_format = torch.channels_last if a.get("channels_last", True) else torch.contiguous_format
+        self.memory_format = torch.channels_last if a.channels_last else torch.contiguous_format
         self.model = build_model(cfg).to(self.device, memory_format=self.memory_format)
         if self.init_state is not None:
             self._load_matching(self.init_state)
         self.task.bind(self.model)
         self.net = self._parallel(self.model)  # what the training step calls: the model, or DDP around it
         if self.dist.rank:
-            init_seeds(int(a["seed"]) + self.dist.rank, bool(a.get("deterministic")))
+            init_seeds(int(a.seed) + self.dist.rank, bool(a.deterministic))
         self.imgsz = resolve_imgsz(a, cfg, self.data.native_imgsz, self.model.stride)
-        a["imgsz"] = self.imgsz
+        a.imgsz = self.imgsz
         if self.resume_ckpt is None:
             self.save_dir = distributed.broadcast(make_run_dir(a, self.task.name, "train") if self.dist.is_main
                                                   else None, self.dist)
         self.weights_dir = self.save_dir / "weights"
-        a["name"] = self.save_dir.name
+        a.name = self.save_dir.name
         if self.dist.is_main:
             self.weights_dir.mkdir(parents=True, exist_ok=True)
-            (self.save_dir / "args.yaml").write_text(yaml.safe_dump(a, sort_keys=False))
+            (self.save_dir / "args.yaml").write_text(yaml.safe_dump(a.plain(), sort_keys=False))
 
         self.train_set = self.task.build_dataset(self.data, "train", self.imgsz, True, a)
-        self.val_set = self.task.build_dataset(self.data, a.get("split", "val"), self.imgsz, False, a) \
-            if a.get("val", True) and self.dist.is_main else None
+        self.val_set = self.task.build_dataset(self.data, a.split, self.imgsz, False, a) \
+            if a.val and self.dist.is_main else None
         self.generator = torch.Generator()
         # one sampler for any number of processes: shuffled by (seed, epoch), rank r takes every world_size-th
         # index, so N processes together see the batches one process would; each item carries its epoch's seed
         self.sampler = EpochSeededSampler(DistributedSampler(
             self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True,
-            seed=int(a["seed"]), drop_last=False))
+            seed=int(a.seed), drop_last=False))
         self.train_loader = self._train_loader()
-        self.val_loader = make_loader(self.val_set, batch * 2, int(a["workers"]), False, self.device,
+        self.val_loader = make_loader(self.val_set, batch * 2, int(a.workers), False, self.device,
                                       self.task.collate_fn(), persistent=True) if self.val_set is not None else None
         self.optimizer, self.optimizer_desc = build_optimizer(self.model, a)
         self.scheduler = build_scheduler(self.optimizer, a, len(self.train_loader))
-        self.ema = ModelEMA(self.model, float(a.get("ema_decay", 0.9999))) if a.get("ema", True) else None
-        self.amp_dtype = amp_dtype(a.get("amp", True), self.device)
+        self.ema = ModelEMA(self.model, float(a.ema_decay)) if a.ema else None
+        self.amp_dtype = amp_dtype(a.amp, self.device)
         # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and needs none
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.results = ResultsLog(self.save_dir / "results.csv") if self.dist.is_main else None
@@ -166,15 +167,15 @@ class Trainer:
     def _train_loader(self):
         """The training loader: persistent workers (started once, reseeded every epoch through the sampler)."""
         self.loader_state = getattr(self.train_set, "mosaic", None)  # what a persistent worker's copy holds
-        return make_loader(EpochSeededDataset(self.train_set), int(self.args["batch"]) // self.dist.world_size,
-                           int(self.args["workers"]), True, self.device, self.task.collate_fn(), self.generator,
+        return make_loader(EpochSeededDataset(self.train_set), int(self.args.batch) // self.dist.world_size,
+                           int(self.args.workers), True, self.device, self.task.collate_fn(), self.generator,
                            self.sampler, persistent=True)
 
     def _parallel(self, model: torch.nn.Module) -> torch.nn.Module:
         """DistributedDataParallel around ``model`` in a distributed run (SyncBatchNorm first with sync_bn)."""
         if not self.dist.enabled:
             return model
-        if self.args.get("sync_bn"):
+        if self.args.sync_bn:
             if self.device.type == "cuda":
                 model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
                 self.model = model
@@ -211,7 +212,7 @@ class Trainer:
         self.start_epoch = ckpt["epoch"] + 1
         self.best_fitness = ckpt.get("best_fitness")
         if self.verbose:
-            print(f"resuming {self.save_dir} from epoch {self.start_epoch + 1}/{self.args['epochs']}")
+            print(f"resuming {self.save_dir} from epoch {self.start_epoch + 1}/{self.args.epochs}")
 
     # -- the loop -------------------------------------------------------------------------------------------------
     def train(self) -> dict[str, float]:
@@ -225,15 +226,15 @@ class Trainer:
     def _train(self) -> dict[str, float]:
         self._setup()
         a = self.args
-        epochs = int(a["epochs"])
+        epochs = int(a.epochs)
         if self.verbose:
-            procs = f", {self.dist.world_size} processes (global batch {a['batch']})" if self.dist.enabled else ""
+            procs = f", {self.dist.world_size} processes (global batch {a.batch})" if self.dist.enabled else ""
             print(f"{self.task.name}: {len(self.train_set)} train / {len(self.val_set or [])} val images, "
                   f"{len(self.data.names)} classes, imgsz {self.imgsz}, {num_params(self.model):,} parameters, "
-                  f"device {self.device}{procs}\noptimizer: {self.optimizer_desc}, scheduler: {a['scheduler']}\n"
+                  f"device {self.device}{procs}\noptimizer: {self.optimizer_desc}, scheduler: {a.scheduler}\n"
                   f"results → {self.save_dir}")
         self.callbacks.run("on_train_start", self)
-        patience, stale = int(a.get("patience", 0)), 0
+        patience, stale = a.patience, 0
         t_start = time.time()
         for epoch in range(self.start_epoch, epochs):
             self.epoch = epoch
@@ -255,7 +256,7 @@ class Trainer:
                 self.callbacks.run("on_val_end", self)
                 fitness = self.metrics[self.last_metrics_obj.fitness_key]
                 improved = self.last_metrics_obj.improved(fitness, self.best_fitness)
-            elif not a.get("val", True):  # no validation: the lowest training loss is best (stored negated)
+            elif not a.val:  # no validation: the lowest training loss is best (stored negated)
                 fitness = -self.loss
                 improved = self.best_fitness is None or fitness > self.best_fitness
             rngs = distributed.gather(rng_state(), self.dist)
@@ -282,7 +283,7 @@ class Trainer:
         if not self.dist.is_main:  # rank 0 plots and validates best.pt; the others are done
             self.callbacks.run("on_train_end", self)
             return {}
-        if a.get("plots", True):
+        if a.plots:
             self.results.plot(self.save_dir / "results.png")
         final = self._final_validation()
         self.callbacks.run("on_train_end", self)
@@ -296,12 +297,12 @@ class Trainer:
         self.model.train()
         # the sampler and one generator reseeded per epoch: shuffling and worker seeds depend only on (seed, epoch,
         # rank), so a resumed run sees the same batches as an uninterrupted one
-        self.sampler.set_epoch(epoch, epoch_seed(int(a["seed"]), epoch, self.dist.rank))
-        self.generator.manual_seed(int(a["seed"]) + epoch + 1_000_003 * self.dist.rank)
+        self.sampler.set_epoch(epoch, epoch_seed(int(a.seed), epoch, self.dist.rank))
+        self.generator.manual_seed(int(a.seed) + epoch + 1_000_003 * self.dist.rank)
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.verbose,
                    dynamic_ncols=True, leave=False)
         running, n = 0.0, 0
-        clip = float(a.get("clip_grad", 0) or 0)
+        clip = a.clip_grad
         # a sum over the batch (detection) is divided by the process count when DDP averages gradients: undo it
         scale = self.dist.world_size if self.task.loss_sums_over_batch else 1
         batches = iter(bar)
@@ -310,7 +311,7 @@ class Trainer:
                 raw = next(batches, None)
             if raw is None:
                 break
-            if n == 0 and epoch == self.start_epoch and a.get("plots", True) and self.dist.is_main:
+            if n == 0 and epoch == self.start_epoch and a.plots and self.dist.is_main:
                 self.task.plot_batch(raw, self.save_dir / "train_batch0.jpg", self.data.names)
             with self.timer("copy"):
                 batch = self.task.preprocess_batch(raw, self.device)
@@ -373,7 +374,7 @@ class Trainer:
         save_checkpoint(last, self.weights_dir / "last.pt")
         if improved:
             save_checkpoint(ckpt, self.weights_dir / "best.pt")
-        period = int(self.args.get("save_period", 0) or 0)
+        period = self.args.save_period
         if period and (epoch + 1) % period == 0:
             save_checkpoint(ckpt, self.weights_dir / f"epoch{epoch + 1}.pt")
 
@@ -390,7 +391,7 @@ class Trainer:
                                 self.amp_dtype, desc="best.pt", memory_format=self.memory_format)
         if self.verbose:
             print(obj.table())
-        if self.args.get("plots", True):
+        if self.args.plots:
             obj.plot(self.save_dir)
         self.best_path = best
         return metrics

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from visionkit.cfg import Settings
 from visionkit.errors import UsageError
 
 
@@ -85,9 +86,9 @@ def increment_path(base: Path, exist_ok: bool = False) -> Path:
     return candidate
 
 
-def make_run_dir(args: dict, task: str, mode: str) -> Path:
-    path = increment_path(Path(args.get("project") or "runs") / task / (args.get("name") or mode),
-                          bool(args.get("exist_ok")))
+def make_run_dir(args: Settings, task: str, mode: str) -> Path:
+    path = increment_path(Path(args.project) / task / (args.name or mode),
+                          bool(args.exist_ok))
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # read-only, full, or a name longer than the file system allows

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from typing import Any
 
 import torch
 from tqdm import tqdm
 
+from visionkit.cfg import Settings
 from visionkit.tasks.base import Metrics, Task
 
 
@@ -17,7 +17,7 @@ def autocast_context(device: torch.device, amp_dtype: torch.dtype | None):
 
 
 @torch.no_grad()
-def validate(net: torch.nn.Module, loader, task: Task, names: list[str], device: torch.device, args: dict[str, Any],
+def validate(net: torch.nn.Module, loader, task: Task, names: list[str], device: torch.device, args: Settings,
              amp_dtype: torch.dtype | None = None, desc: str = "val",
              memory_format: torch.memory_format = torch.contiguous_format) -> tuple[dict[str, float], Metrics]:
     """Evaluate ``net`` on ``loader``; returns ({'val_loss', metrics..., 'ms_preprocess', 'ms_inference',
@@ -27,7 +27,7 @@ def validate(net: torch.nn.Module, loader, task: Task, names: list[str], device:
     metrics = task.new_metrics(names)
     total_loss, batches, images = 0.0, 0, 0
     ms = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
-    bar = tqdm(loader, desc=desc, leave=False, disable=not args.get("verbose", True), dynamic_ncols=True)
+    bar = tqdm(loader, desc=desc, leave=False, disable=not args.verbose, dynamic_ncols=True)
     for raw in bar:
         t0 = time.perf_counter()
         batch = task.preprocess_batch(raw, device)

@@ -6,7 +6,7 @@ import logging
 import socket
 from typing import Any
 
-from visionkit.cfg import check_overrides
+from visionkit.cfg import Range, Settings, check_overrides
 from visionkit.errors import UsageError
 
 KEYS: dict[str, dict[str, tuple[Any, str]]] = {
@@ -27,14 +27,17 @@ KEYS: dict[str, dict[str, tuple[Any, str]]] = {
 }
 
 
+RULES = {"port": Range(int, 1, 65535), "conf": Range(float, 0, 1), "batch": Range(int, 1, 4096),
+         "log_level": ("debug", "info", "warning", "error")}
+
+
 def serve_labelstudio(**overrides) -> None:
     """Load the model once and serve the ML backend protocol until interrupted."""
     defaults = {k: v for k, (v, _) in KEYS["labelstudio"].items()}
-    args = {**defaults, **check_overrides(overrides, defaults, source="key for `visionkit serve labelstudio`")}
-    if not args["model"]:
+    args = Settings({**defaults, **check_overrides(overrides, defaults, source="key for `visionkit serve labelstudio`",
+                                                   rules=RULES)})
+    if not args.model:
         raise UsageError("`visionkit serve labelstudio` needs model=  (a best.pt, .onnx or .tflite)")
-    if str(args["log_level"]).lower() not in ("debug", "info", "warning", "error"):
-        raise UsageError(f"bad value log_level={args['log_level']!r}: debug, info, warning or error")
     try:
         import uvicorn
 
@@ -43,12 +46,12 @@ def serve_labelstudio(**overrides) -> None:
         raise UsageError(f"serving needs starlette and uvicorn: pip install 'visionkit[serve]' ({e})") from e
     from visionkit.serve.prelabeler import PreLabeler
 
-    level = str(args["log_level"]).upper()
+    level = args.log_level.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    labeler = PreLabeler(args["model"], conf=args["conf"], device=args["device"] or None, batch=args["batch"],
-                         names_map=args["names_map"], images=args["images"], url=args["url"], token=args["token"],
-                         imgsz=args["imgsz"])
-    host, port = str(args["host"]), int(args["port"])
+    labeler = PreLabeler(args.model, conf=args.conf, device=args.device or None, batch=args.batch,
+                         names_map=args.names_map, images=args.images, url=args.url, token=args.token,
+                         imgsz=args.imgsz)
+    host, port = str(args.host), args.port
     _check_port(host, port)
     print(f"visionkit ML backend for Label Studio: {labeler.task} model {labeler.model_version} "
           f"({len(labeler.names)} classes) on http://{host}:{port}\n"

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from visionkit.cfg import Settings
+
 
 @dataclass
 class DataInfo:
@@ -103,13 +105,13 @@ class Task:
         """What the head's ``num_classes`` must be for ``data`` (the number of classes; 1 for a depth map)."""
         return len(data.names)
 
-    def configure_model(self, config: dict[str, Any], data: DataInfo, args: dict[str, Any]) -> None:
+    def configure_model(self, config: dict[str, Any], data: DataInfo, args: Settings) -> None:
         """Fit a new model's config to the data and settings before it is built for training: the head's outputs
         (:meth:`num_outputs`), input channels, and anything the network must remember (what its output means)."""
         config["num_classes"] = self.num_outputs(data)
         config["in_channels"] = data.channels
 
-    def resolve_data(self, args: dict[str, Any]) -> DataInfo:
+    def resolve_data(self, args: Settings) -> DataInfo:
         raise NotImplementedError
 
     def bind(self, model) -> None:
@@ -122,7 +124,7 @@ class Task:
         """Draw a raw training batch with its labels, so a person can check the augmentation."""
         return None
 
-    def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: dict[str, Any]) -> Dataset:
+    def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: Settings) -> Dataset:
         raise NotImplementedError
 
     def collate_fn(self):
@@ -131,7 +133,7 @@ class Task:
     def preprocess_batch(self, batch: Any, device: torch.device) -> dict[str, Any]:
         raise NotImplementedError
 
-    def loss(self, outputs: Any, batch: dict[str, Any], args: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, outputs: Any, batch: dict[str, Any], args: Settings) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
 
     def new_metrics(self, names: list[str]) -> Metrics:
@@ -144,7 +146,7 @@ class Task:
         non-square one."""
         raise NotImplementedError
 
-    def postprocess(self, outputs: Any, context: list, args: dict[str, Any], names: list[str]) -> list[dict]:
+    def postprocess(self, outputs: Any, context: list, args: Settings, names: list[str]) -> list[dict]:
         """Raw network outputs → one result dict per image: JSON-ready values, plus arrays (a mask, a depth map)
         under keys starting with ``_``, which the API returns and predictions.json leaves out."""
         raise NotImplementedError
@@ -157,12 +159,12 @@ class Task:
         """The image (path or BGR array) with its result drawn on it (BGR uint8), for ``save=True``."""
         raise NotImplementedError
 
-    def export_wrapper(self, net, args: dict[str, Any]):
+    def export_wrapper(self, net, args: Settings):
         """The module whose outputs an exported file has (with ``output_names``, ``layout`` and
         ``dynamic_output_axes`` attributes)."""
         raise NotImplementedError(f"task '{self.name}' cannot be exported yet")
 
-    def edge_graph(self, net, inputs, size: tuple[int, int], args: dict[str, Any]):
+    def edge_graph(self, net, inputs, size: tuple[int, int], args: Settings):
         """The module a MediaPipe export (.tflite) converts: ``inputs`` (visionkit.edge.graphs.EdgeInput) turns the
         (1, H, W, 3) RGB input in 0..1 into the network's input; the module's ``kind`` names the MediaPipe Task
         that reads it (classifier, segmenter, value_map, detector, detector_nms) and its ``metadata`` holds what
@@ -173,6 +175,6 @@ class Task:
         """Rows for ``save_txt=True`` (tasks without a text form return none)."""
         return []
 
-    def save_result(self, item, result: dict, save_dir: Path, stem: str, args: dict[str, Any]) -> None:
+    def save_result(self, item, result: dict, save_dir: Path, stem: str, args: Settings) -> None:
         """Write this task's per-image files for ``predict`` (class-id masks, depth maps, ...) under ``save_dir``,
         named after ``stem``; called for every image or video frame. The default writes nothing."""

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import torch
 
+from visionkit.cfg import Settings
 from visionkit.data.dense import collate
 from visionkit.data.format import load_data_yaml, split_images
 from visionkit.data.rooms import ensure_rooms
@@ -21,15 +22,15 @@ from visionkit.tasks.base import Task
 GENERATED = {"shapes": ensure_shapes, "rooms": ensure_rooms}  # named datasets made locally, never downloaded
 
 
-def resolve_yaml_data(args: dict[str, Any], default: str, task: str) -> tuple[Path, dict[str, Any]]:
+def resolve_yaml_data(args: Settings, default: str, task: str) -> tuple[Path, dict[str, Any]]:
     """The data.yaml a box or dense task trains on (``data=`` a data.yaml, a folder holding one, or a generated
     dataset's name: ``shapes``, ``rooms`` (depth)) and
     its parsed spec; a missing validation split is an error rather than a silent fallback to training images."""
-    data = args.get("data") or default
+    data = args.data or default
     generator = GENERATED.get(str(data).lower())
     if generator is not None:  # a named dataset, generated on first use
-        root = generator(Path(args.get("datasets_dir") or "datasets") / str(data).lower(),
-                         verbose=args.get("verbose", True))
+        root = generator(Path(args.datasets_dir) / str(data).lower(),
+                         verbose=args.verbose)
         data = root / "data.yaml"
     path = Path(data)
     if path.is_dir() and (path / "data.yaml").is_file():
@@ -37,35 +38,35 @@ def resolve_yaml_data(args: dict[str, Any], default: str, task: str) -> tuple[Pa
     if path.suffix not in (".yaml", ".yml"):
         raise DataError(f"{task} data must be a data.yaml (or a folder holding one), got '{data}'")
     spec = load_data_yaml(path)
-    split = args.get("split", "val")
-    if spec.get(split) is None and split != "train" and args.get("val", True):
+    split = args.split
+    if spec.get(split) is None and split != "train" and args.val:
         raise DataError(f"'{path}' has no '{split}' split; add '{split}: images/{split}' (e.g. re-import with "
                         f"val=0.2) — visionkit does not silently validate on training images")
     return path, spec
 
 
-def split_files(data, split: str, train: bool, args: dict[str, Any]) -> list[Path]:
+def split_files(data, split: str, train: bool, args: Settings) -> list[Path]:
     """The image files of ``split`` of a data.yaml dataset (``data.extra["spec"]``); training keeps the first
     ``fraction`` of them. An empty split is an error naming it."""
     files = split_images(data.extra["spec"], split)
     if not files:
         raise DataError(f"split '{split}' of '{data.source}' has no images")
-    fraction = float(args.get("fraction", 1.0)) if train else 1.0
+    fraction = float(args.fraction) if train else 1.0
     return files[: max(1, int(len(files) * fraction))] if fraction < 1 else files
 
 
-def joint_augment_args(args: dict[str, Any]) -> dict[str, Any]:
+def joint_augment_args(args: Settings) -> dict[str, Any]:
     """``args`` with the geometry keys left at null filled for photos with boxes or masks: no rotation, horizontal
     flips half the time, no vertical flips."""
-    return {**args, "degrees": args.get("degrees") or 0.0,
-            "fliplr": 0.5 if args.get("fliplr") is None else args["fliplr"], "flipud": args.get("flipud") or 0.0}
+    return args.replace(degrees=args.degrees or 0.0, fliplr=0.5 if args.fliplr is None else args.fliplr,
+                        flipud=args.flipud or 0.0)
 
 
 def close_mosaic_epoch(trainer) -> None:
     """Switch the training set's mosaic off for the last ``close_mosaic`` epochs (images then look like the
     validation images the model will be scored on)."""
-    close = int(trainer.args.get("close_mosaic", 0) or 0)
-    if close and trainer.epoch >= int(trainer.args["epochs"]) - close and trainer.train_set.mosaic:
+    close = trainer.args.close_mosaic
+    if close and trainer.epoch >= int(trainer.args.epochs) - close and trainer.train_set.mosaic:
         trainer.train_set.close_mosaic()
         if trainer.verbose:
             print(f"mosaic off for the last {close} epoch(s)")

@@ -10,6 +10,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from visionkit.cfg import Settings
 from visionkit.data.labelstudio.prelabel import RegionWriter, Target, check_task, default_config, model_version, plan
 from visionkit.data.output import atomic_write_text
 from visionkit.errors import DataError, UsageError
@@ -18,28 +19,28 @@ TASKS_FILE = "labelstudio_tasks.json"
 CONFIG_FILE = "labelstudio_config.xml"
 
 
-def labelstudio_target(task: str, names: list[str], args: dict[str, Any]) -> tuple[str, Target]:
+def labelstudio_target(task: str, names: list[str], args: Settings) -> tuple[str, Target]:
     """The labeling config (label_config= or one made for the model) and where the regions go in it; called before
     predicting, so a config that does not fit fails first."""
-    if args.get("label_config"):
-        path = Path(str(args["label_config"]))
+    if args.label_config:
+        path = Path(str(args.label_config))
         if not path.is_file():
             raise UsageError(f"label_config '{path}' does not exist; give the project's labeling config (XML)")
         config = path.read_text()
     else:
         check_task(task)
         config = default_config(task, names)
-    return config, plan(task, names, config, args.get("names_map"))
+    return config, plan(task, names, config, args.names_map)
 
 
-def write_labelstudio_tasks(results: list[dict], task: str, names: list[str], save_dir: Path, args: dict[str, Any],
+def write_labelstudio_tasks(results: list[dict], task: str, names: list[str], save_dir: Path, args: Settings,
                             model_path: str | Path | None = None, verbose: bool = True) -> dict[str, Any]:
     """Write labelstudio_tasks.json (one task per predicted image file) and the labeling config it fits;
     returns a summary. Video frames and in-memory images have no file for Label Studio to show: counted, skipped."""
     config, target = labelstudio_target(task, names, args)
     files = [(r, Path(r["image"])) for r in results if Path(r["image"]).is_file()]
     skipped = len(results) - len(files)
-    root = Path(str(args["ls_root"])) if args.get("ls_root") else _common_folder([p for _, p in files])
+    root = Path(str(args.ls_root)) if args.ls_root else _common_folder([p for _, p in files])
     version = model_version(model_path) if model_path and Path(model_path).is_file() else "visionkit"
     writer = RegionWriter(target)
     tasks = []

@@ -12,10 +12,10 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from visionkit.cfg import Settings
 from visionkit.data.dense import DenseDataset
 from visionkit.data.format import depth_path, image_size, read_depth
 from visionkit.errors import DataError
@@ -55,7 +55,7 @@ class DepthDataset(DenseDataset):
 
     dense = "depth"
 
-    def __init__(self, files: list[Path], imgsz: int, train: bool, args: dict[str, Any],
+    def __init__(self, files: list[Path], imgsz: int, train: bool, args: Settings,
                  depth_scale: float | None, verbose: bool = True):
         items, counts = index_depth(files, depth_scale)
         if counts:
@@ -65,7 +65,7 @@ class DepthDataset(DenseDataset):
             raise DataError(f"none of {len(files)} image(s) has a usable depth map (depth/<split>/NAME.png with "
                             f"depth_scale, or NAME.npy in metres)")
         self.counts, self.depth_scale = counts, depth_scale
-        super().__init__(items, imgsz, train, args, default_mosaic=0.0)
+        super().__init__(items, imgsz, train, args)
 
     def original(self, i: int) -> np.ndarray:
         return read_depth(self.sources[i], self.depth_scale)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from visionkit.cfg import Settings
 from visionkit.data.transforms import content_box
 from visionkit.errors import CheckpointError, UsageError
 from visionkit.registry import register
@@ -58,28 +59,28 @@ class DepthTask(DenseTask):
         self.max_depth: float | None = None  # metrics' clip, from the settings (resolve_data)
 
     # -- data -----------------------------------------------------------------------------------------------------
-    def resolve_data(self, args: dict[str, Any]) -> DataInfo:
-        if args["depth_mode"] not in DEPTH_MODES:
-            raise UsageError(f"bad value depth_mode={args['depth_mode']!r}: choose relative or metric")
+    def resolve_data(self, args: Settings) -> DataInfo:
+        if args.depth_mode not in DEPTH_MODES:
+            raise UsageError(f"bad value depth_mode={args.depth_mode!r}: choose relative or metric")
         path, spec = resolve_yaml_data(args, self.default_data, self.name)
-        self.max_depth = args.get("max_depth")
+        self.max_depth = args.max_depth
         return DataInfo(["depth"], 3, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), source=str(path),
                         extra={"spec": spec, "depth_scale": spec.get("depth_scale")})
 
     def num_outputs(self, data: DataInfo) -> int:
         return 1
 
-    def configure_model(self, config: dict[str, Any], data: DataInfo, args: dict[str, Any]) -> None:
+    def configure_model(self, config: dict[str, Any], data: DataInfo, args: Settings) -> None:
         super().configure_model(config, data, args)
         head = config["head"] if isinstance(config["head"], dict) else {"name": config["head"]}
-        config["head"] = {**head, "output": "log_depth" if args["depth_mode"] == "metric" else "inverse_depth"}
+        config["head"] = {**head, "output": "log_depth" if args.depth_mode == "metric" else "inverse_depth"}
 
-    def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: dict[str, Any]):
+    def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: Settings):
         files = split_files(data, split, train, args)
         aug = joint_augment_args(args)
-        if args["depth_mode"] == "metric":
+        if args.depth_mode == "metric":
             aug["scale"] = 0.0  # zooming makes things look nearer without changing their depth
-        return DepthDataset(files, imgsz, train, aug, data.extra["depth_scale"], args.get("verbose", True))
+        return DepthDataset(files, imgsz, train, aug, data.extra["depth_scale"], args.verbose)
 
 
     # -- model-bound pieces -----------------------------------------------------------------------------------------
@@ -97,11 +98,11 @@ class DepthTask(DenseTask):
         """(B, H, W) values at the network resolution: metres or relative inverse depth (``self.kind``)."""
         return self.values(outputs) if self.values is not None else outputs.float()
 
-    def loss(self, outputs, batch: dict[str, Any], args: dict[str, Any]):
+    def loss(self, outputs, batch: dict[str, Any], args: Settings):
         raw = outputs[:, 0].float()
         if getattr(self.values, "output", "inverse_depth") == "log_depth":
-            return metric_loss(raw, batch["depth"], float(args["grad_weight"]))
-        return relative_loss(raw, batch["depth"], float(args["grad_weight"]))
+            return metric_loss(raw, batch["depth"], float(args.grad_weight))
+        return relative_loss(raw, batch["depth"], float(args.grad_weight))
 
     def new_metrics(self, names: list[str]) -> DepthMetrics:
         return DepthMetrics(self.to_original, lambda: self.kind, self.max_depth)
@@ -118,7 +119,7 @@ class DepthTask(DenseTask):
         return maps
 
     # -- calibration ---------------------------------------------------------------------------------------------
-    def calibrate(self, model, args: dict[str, Any]) -> dict[str, Any]:
+    def calibrate(self, model, args: Settings) -> dict[str, Any]:
         """Fit one scale and shift (inverse-depth space, closed form, over every valid pixel of the split) that turns
         a relative model's output into metres; store it in the checkpoint and print the metrics before and after."""
         from visionkit.engine.setup import make_loader
@@ -132,15 +133,15 @@ class DepthTask(DenseTask):
         if head.get("output") == "log_depth":
             raise UsageError("this model was trained with depth_mode=metric and already predicts metres; calibrate "
                              "applies to relative models")
-        args = {**args, "data": args.get("data") or ckpt.get("train_args", {}).get("data")}
+        args = args.replace(data=args.data or ckpt.get("train_args", {}).get("data"))
         data = self.resolve_data(args)
         net = model.net
         uncalibrated = {**head, "calibration": None}
         net.head.calibration = None
         self.bind(net)
-        device = select_device(args.get("device"))
-        ds = self.build_dataset(data, args.get("split", "val"), int(args.get("imgsz") or ckpt["imgsz"]), False, args)
-        loader = make_loader(ds, int(args["batch"]), int(args["workers"]), False, device, self.collate_fn())
+        device = select_device(args.device)
+        ds = self.build_dataset(data, args.split, int(args.imgsz or ckpt["imgsz"]), False, args)
+        loader = make_loader(ds, int(args.batch), int(args.workers), False, device, self.collate_fn())
         preds, gts = [], []
         net.to(device).eval()
         with torch.no_grad():
@@ -151,7 +152,7 @@ class DepthTask(DenseTask):
         p = np.concatenate([v[g > 0].ravel() for v, g in zip(preds, gts)]).astype(np.float64)
         t = np.concatenate([1.0 / g[g > 0].ravel() for g in gts]).astype(np.float64)
         (scale, shift), *_ = np.linalg.lstsq(np.stack([p, np.ones_like(p)], 1), t, rcond=None)
-        cap = args.get("max_depth")
+        cap = args.max_depth
         before = [score_image(v, g, "inverse_depth", cap) for v, g in zip(preds, gts)]
         metres = [1.0 / np.clip(v * scale + shift, 1e-6, None) for v in preds]
         after = [score_image(m, g, "metres", cap) for m, g in zip(metres, gts)]
@@ -159,11 +160,11 @@ class DepthTask(DenseTask):
                    for k in ("delta1", "abs_rel", "rmse")}
         ckpt["model_config"]["head"] = {**uncalibrated, "calibration": [float(scale), float(shift)]}
         ckpt["calibration"] = {"scale": float(scale), "shift": float(shift), "space": "inverse depth",
-                               "data": data.source, "split": args.get("split", "val"), "images": len(preds)}
+                               "data": data.source, "split": args.split, "images": len(preds)}
         save_checkpoint(ckpt, model.ckpt_path)
         model.config = dict(ckpt["model_config"])
         model._net = None
-        if args.get("verbose", True):
+        if args.verbose:
             print(f"calibrated on {len(preds)} image(s) of {data.source}: metres = 1 / ({scale:.6g} · output + "
                   f"{shift:.6g}); saved in {model.ckpt_path}")
             print(f"{'metric':<10} {'before (per-image aligned)':>28} {'after (calibrated, not aligned)':>32}")
@@ -172,7 +173,7 @@ class DepthTask(DenseTask):
         return {"scale": float(scale), "shift": float(shift), "metrics": summary}
 
     # -- prediction ----------------------------------------------------------------------------------------------
-    def postprocess(self, outputs, context: list, args: dict[str, Any], names: list[str]) -> list[dict]:
+    def postprocess(self, outputs, context: list, args: Settings, names: list[str]) -> list[dict]:
         unit = "metres" if self.kind == "metres" else "relative inverse depth"
         results = []
         for values in self.to_original(outputs, context):
@@ -205,9 +206,9 @@ class DepthTask(DenseTask):
             cv2.putText(legend, text, (18, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
         return np.concatenate([img, colour, legend], 1)
 
-    def save_result(self, item, result: dict, save_dir: Path, stem: str, args: dict[str, Any]) -> None:
+    def save_result(self, item, result: dict, save_dir: Path, stem: str, args: Settings) -> None:
         values = result["_depth"]
-        if args.get("save_depth"):
+        if args.save_depth:
             folder = save_dir / "depth"
             folder.mkdir(exist_ok=True)
             np.save(folder / f"{stem}.npy", values)
@@ -216,21 +217,21 @@ class DepthTask(DenseTask):
             else:  # relative: the range stretched to 16 bits
                 png = (self._nearness(values) * 65535).astype(np.uint16)
             cv2.imwrite(str(folder / f"{stem}.png"), png)
-        if args.get("save_ply"):
+        if args.save_ply:
             folder = save_dir / "depth"
             folder.mkdir(exist_ok=True)
             depth = values if self.kind == "metres" else 1.0 / np.clip(values - values.min() + 1e-3, 1e-6, None)
-            write_ply(folder / f"{stem}.ply", depth, read_bgr(item), float(args["fov"]))
+            write_ply(folder / f"{stem}.ply", depth, read_bgr(item), float(args.fov))
 
-    def export_wrapper(self, net, args: dict[str, Any]):
-        if args.get("nms") or args.get("argmax"):
-            raise UsageError(f"{'nms' if args.get('nms') else 'argmax'}=True does not apply to depth models; a depth "
+    def export_wrapper(self, net, args: Settings):
+        if args.nms or args.argmax:
+            raise UsageError(f"{'nms' if args.nms else 'argmax'}=True does not apply to depth models; a depth "
                              f"model exports one depth map")
         if getattr(net, "head", None) is None:
             raise CheckpointError("only a PyTorch depth checkpoint can be exported")
         return DepthExport(net)
 
-    def edge_graph(self, net, inputs, size, args: dict[str, Any]):
+    def edge_graph(self, net, inputs, size, args: Settings):
         from visionkit.edge.graphs import ValueMapGraph
 
         values = self.export_wrapper(net, args).values

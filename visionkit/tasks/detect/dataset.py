@@ -8,13 +8,13 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from visionkit.cfg import Settings
 from visionkit.data.format import image_size, read_label_file, row_to_box, sidecar_path
 from visionkit.data.ram_cache import check_ram_cache, resized_bytes
 from visionkit.data.transforms import Sample, letterbox_sample, rect_shapes, train_augment
@@ -88,7 +88,7 @@ def load_labels(files: list[Path], num_classes: int, cache_dir: Path | None) -> 
 class DetectionDataset(Dataset):
     """Items: (image uint8 (3, S, S), targets (n, 5) cls cx cy w h normalised, meta dict)."""
 
-    def __init__(self, files: list[Path], names: list[str], imgsz: int, train: bool, args: dict[str, Any],
+    def __init__(self, files: list[Path], names: list[str], imgsz: int, train: bool, args: Settings,
                  cache_dir: Path | None = None, verbose: bool = True):
         info = load_labels(files, len(names), cache_dir)
         if info["skipped"]:
@@ -104,17 +104,17 @@ class DetectionDataset(Dataset):
             raise DataError(f"no readable images among {len(files)} file(s)")
         self.names, self.imgsz, self.train = names, imgsz, train
         self.a = args
-        self.mosaic = float(args.get("mosaic", 1.0)) if train else 0.0
-        self.rect = not train and bool(args.get("rect", True))
+        self.mosaic = float(args.mosaic) if train else 0.0
+        self.rect = not train and bool(args.rect)
         self.batch_shapes: list[tuple[int, int]] | None = None  # per image, set by prepare_batches (rect)
         if self.rect:  # similar aspect ratios side by side, so that each batch shares one snug shape
             order = sorted(range(len(self.files)), key=lambda i: self.shapes[i][1] / self.shapes[i][0])
             self.files, self.labels, self.shapes = ([seq[i] for i in order] for seq in
                                                     (self.files, self.labels, self.shapes))
-        if args.get("cache"):
+        if args.cache:
             check_ram_cache(len(self.files), resized_bytes(self.shapes, imgsz, 3), "train" if train else "val",
                             verbose)
-        self._cache = [self._read(i) for i in range(len(self.files))] if args.get("cache") else None
+        self._cache = [self._read(i) for i in range(len(self.files))] if args.cache else None
 
     def prepare_batches(self, batch: int) -> None:
         """Called with the loader's batch size (unshuffled): rectangular batches when ``rect``."""

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
+from visionkit.cfg import Settings
 from visionkit.data.format import sidecar_path
 from visionkit.errors import DataError, UsageError
 from visionkit.registry import register
@@ -89,18 +90,18 @@ class DetectTask(Task):
         self.loss_fn = None
 
     # -- data -----------------------------------------------------------------------------------------------------
-    def resolve_data(self, args: dict[str, Any]) -> DataInfo:
+    def resolve_data(self, args: Settings) -> DataInfo:
         path, spec = resolve_yaml_data(args, self.default_data, self.name)
         if not spec.get("names"):
             raise DataError(f"'{path}' has no names: list the classes, e.g. names: {{0: cat, 1: dog}}")
         return DataInfo(spec["names"], 3, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), source=str(path), extra={"spec": spec})
 
-    def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: dict[str, Any]):
+    def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: Settings):
         files = split_files(data, split, train, args)
         cache_dir = sidecar_path(files[0]).parent
         cache_dir = cache_dir if cache_dir.is_dir() else None
         return DetectionDataset(files, data.names, imgsz, train, joint_augment_args(args), cache_dir,
-                                args.get("verbose", True))
+                                args.verbose)
 
     def collate_fn(self):
         return collate
@@ -121,26 +122,26 @@ class DetectTask(Task):
         self.graph_nms = json.loads(baked) if baked else None
         self.loss_fn = None
 
-    def export_wrapper(self, net, args: dict[str, Any]):
+    def export_wrapper(self, net, args: Settings):
         from visionkit.tasks.detect.export import DetectExport, DetectNMSExport
 
-        if args.get("argmax"):
+        if args.argmax:
             raise UsageError("argmax=True applies to segmenters; a detector exports boxes and scores (add nms=True "
                              "for a table of detections)")
-        if args.get("nms"):
-            conf = 0.25 if args.get("conf") is None else float(args["conf"])
-            return DetectNMSExport(net, conf, float(args.get("iou", 0.7)), int(args.get("max_det", 300)))
+        if args.nms:
+            conf = 0.25 if args.conf is None else float(args.conf)
+            return DetectNMSExport(net, conf, float(args.iou), int(args.max_det))
         return DetectExport(net)
 
-    def edge_graph(self, net, inputs, size, args: dict[str, Any]):
+    def edge_graph(self, net, inputs, size, args: Settings):
         from visionkit.edge.graphs import DetectorGraph, DetectorNMSGraph
 
         self.export_wrapper(net, args)  # the same refusals (argmax=)
         h, w = size
-        if args.get("nms"):
-            conf = 0.25 if args.get("conf") is None else float(args["conf"])
-            graph = DetectorNMSGraph(net, inputs, h, w, conf, float(args.get("iou", 0.7)),
-                                     int(args.get("max_det", 300)))
+        if args.nms:
+            conf = 0.25 if args.conf is None else float(args.conf)
+            graph = DetectorNMSGraph(net, inputs, h, w, conf, float(args.iou),
+                                     int(args.max_det))
             graph.metadata = {"nms": json.dumps({"conf": graph.conf, "iou": graph.iou, "max_det": graph.max_det})}
             return graph
         return DetectorGraph(net, inputs, h, w)
@@ -167,9 +168,9 @@ class DetectTask(Task):
                           f"file's detections filtered to conf > {max(conf, baked['conf']):g}. Export with nms=False "
                           f"(or matching conf=/iou=) for other thresholds", stacklevel=3)
 
-    def loss(self, outputs, batch: dict[str, Any], args: dict[str, Any]):
+    def loss(self, outputs, batch: dict[str, Any], args: Settings):
         if self.loss_fn is None:
-            self.loss_fn = DetectionLoss(self.head, float(args["box"]), float(args["cls"]), float(args["dfl"]))
+            self.loss_fn = DetectionLoss(self.head, float(args.box), float(args.cls), float(args.dfl))
         total, parts = self.loss_fn(outputs, batch["targets"], tuple(batch["img"].shape[-2:]))
         return total, {"loss": float(total.detach()) / batch["img"].shape[0], **parts}
 
@@ -197,11 +198,11 @@ class DetectTask(Task):
     def load_inputs(self, items: list, imgsz: int, channels: int, mean, std, rect: bool = False):
         return letterbox_batch(items, imgsz, rect)
 
-    def postprocess(self, outputs, context: list, args: dict[str, Any], names: list[str]) -> list[dict]:
-        conf = 0.25 if args.get("conf") is None else float(args["conf"])
-        self.check_graph_nms(conf, float(args.get("iou", 0.7)), "predict")
-        dets = self.detections(outputs, conf, float(args.get("iou", 0.7)), int(args.get("max_det", 300)),
-                               args.get("classes"))
+    def postprocess(self, outputs, context: list, args: Settings, names: list[str]) -> list[dict]:
+        conf = 0.25 if args.conf is None else float(args.conf)
+        self.check_graph_nms(conf, float(args.iou), "predict")
+        dets = self.detections(outputs, conf, float(args.iou), int(args.max_det),
+                               args.classes)
         results = []
         for (b, s, c), ctx in zip(dets, context):
             d = self._to_original(b, s, c, ctx)

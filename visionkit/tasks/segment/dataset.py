@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from visionkit.cfg import Settings
 from visionkit.data.dense import DenseDataset
 from visionkit.data.format import (
     IGNORE_INDEX,
@@ -75,7 +76,7 @@ class SegmentationDataset(DenseDataset):
 
     dense = "mask"
 
-    def __init__(self, files: list[Path], num_classes: int, imgsz: int, train: bool, args: dict[str, Any],
+    def __init__(self, files: list[Path], num_classes: int, imgsz: int, train: bool, args: Settings,
                  verbose: bool = True):
         items, skipped = index_masks(files, num_classes)
         orphans = orphan_masks(files)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from visionkit.cfg import Settings
 from visionkit.data.format import mask_names, write_mask
 from visionkit.data.transforms import content_box
 from visionkit.errors import DataError, UsageError
@@ -45,7 +46,7 @@ class SegmentTask(DenseTask):
     }
 
     # -- data -----------------------------------------------------------------------------------------------------
-    def resolve_data(self, args: dict[str, Any]) -> DataInfo:
+    def resolve_data(self, args: Settings) -> DataInfo:
         path, spec = resolve_yaml_data(args, self.default_data, self.name)
         names = mask_names(spec)
         if len(names) < 2:
@@ -53,19 +54,19 @@ class SegmentTask(DenseTask):
                             f"mask_names in data.yaml)")
         return DataInfo(names, 3, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), source=str(path), extra={"spec": spec})
 
-    def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: dict[str, Any]):
+    def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: Settings):
         files = split_files(data, split, train, args)
         return SegmentationDataset(files, len(data.names), imgsz, train, joint_augment_args(args),
-                                   args.get("verbose", True))
+                                   args.verbose)
 
 
     # -- training and validation ---------------------------------------------------------------------------------
-    def loss(self, outputs, batch: dict[str, Any], args: dict[str, Any]):
-        weights = args["class_weights"]
+    def loss(self, outputs, batch: dict[str, Any], args: Settings):
+        weights = args.class_weights
         if weights is not None and len(weights) != outputs.shape[1]:
             raise UsageError(f"class_weights has {len(weights)} values but the model has {outputs.shape[1]} mask "
                              f"classes")
-        return segmentation_loss(outputs, batch["mask"], float(args["dice"]), weights)
+        return segmentation_loss(outputs, batch["mask"], float(args.dice), weights)
 
     def new_metrics(self, names: list[str]) -> SegmentMetrics:
         return SegmentMetrics(names, self.class_maps)
@@ -104,7 +105,7 @@ class SegmentTask(DenseTask):
         return maps
 
     # -- prediction ----------------------------------------------------------------------------------------------
-    def postprocess(self, outputs, context: list, args: dict[str, Any], names: list[str]) -> list[dict]:
+    def postprocess(self, outputs, context: list, args: Settings, names: list[str]) -> list[dict]:
         results = []
         for mask, conf in self.class_maps(outputs, context, confidence=True):
             h, w = mask.shape
@@ -138,20 +139,20 @@ class SegmentTask(DenseTask):
             y += 16
         return img
 
-    def save_result(self, item, result: dict, save_dir: Path, stem: str, args: dict[str, Any]) -> None:
-        if args.get("save_masks"):
+    def save_result(self, item, result: dict, save_dir: Path, stem: str, args: Settings) -> None:
+        if args.save_masks:
             write_mask(save_dir / "masks" / f"{stem}.png", result["_mask"])
 
-    def export_wrapper(self, net, args: dict[str, Any]):
+    def export_wrapper(self, net, args: Settings):
         from visionkit.tasks.segment.export import SegmentArgmaxExport, SegmentExport
 
-        if args.get("nms"):
+        if args.nms:
             raise UsageError("nms=True applies to detectors; a segmenter exports logits or, with argmax=True, the "
                              "class map (drop nms=True)")
-        return SegmentArgmaxExport(net) if args.get("argmax") else SegmentExport(net)
+        return SegmentArgmaxExport(net) if args.argmax else SegmentExport(net)
 
-    def edge_graph(self, net, inputs, size, args: dict[str, Any]):
+    def edge_graph(self, net, inputs, size, args: Settings):
         from visionkit.edge.graphs import SegmenterGraph
 
-        self.export_wrapper(net, {**args, "argmax": False})  # MediaPipe takes the argmax itself (category mask)
+        self.export_wrapper(net, args.replace(argmax=False))  # MediaPipe takes the argmax itself (category mask)
         return SegmenterGraph(net, inputs)
