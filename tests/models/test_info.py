@@ -36,6 +36,9 @@ def test_course_models_meet_their_budgets():
     assert mnist["params"] < 20_000
     assert any(r.kind == "BatchNorm2d" for r in mnist["layers"]) and any(r.kind == "Dropout2d" for r in mnist["layers"])
     assert any(r.kind == "Conv2d" and r.params == 16 * 8 for r in mnist["layers"])  # a 1x1 transition
+    lean = model_info(Model("mnist-8k").net, 28, 1)
+    assert lean["params"] < 8_000 and lean["max_rf"] >= 28  # the last conv sees the whole digit
+    assert sum(r.kind == "MaxPool2d" for r in lean["layers"]) == 2
     cifar_model = Model("cifar-dilated")
     cifar = model_info(cifar_model.net, 32, 3)
     assert cifar["params"] < 200_000
@@ -105,3 +108,19 @@ def test_squeeze_excitation_gate_rescales_without_widening():
     assert rows["pool"].rf == float("inf") and rows["conv"].rf == 3
     info = model_info(nn.Sequential(Gated(), nn.Conv2d(4, 4, 3, padding=1)), 8, 1)
     assert info["layers"][-1].rf == 5 and info["max_rf"] == 5
+
+
+def test_cifar_dilated_rf_by_hand():
+    """The course's arithmetic over cifar-dilated's convs in order (a plain chain): RF_out = RF_in + (k-1)·d·jump_in,
+    jump_out = jump_in·s. It must agree with model_info, and the last conv before pooling must exceed 44 px."""
+    m = Model("cifar-dilated")
+    rf, jump, by_hand = 1, 1, []
+    for mod in m.net.backbone.modules():
+        if isinstance(mod, nn.Conv2d):
+            rf += (mod.kernel_size[0] - 1) * mod.dilation[0] * jump
+            jump *= mod.stride[0]
+            by_hand.append((rf, jump))
+    info = model_info(m.net, 32, 3)
+    convs = [(r.rf, r.jump) for r in info["layers"] if r.kind == "Conv2d"]
+    assert convs == by_hand
+    assert by_hand[-1] == (75, 8) and info["max_rf"] == 75 and 100_000 < info["params"] < 200_000

@@ -10,6 +10,7 @@ import torch
 
 from tests.conftest import TINY, run_cli
 from visionkit import Model
+from visionkit.cfg import resolve
 from visionkit.data.augment import CoarseDropout, classify_transforms, resolve_augment
 from visionkit.errors import CheckpointError, DataError, RegistryError, UsageError
 from visionkit.models.checkpoint import load_checkpoint, save_checkpoint
@@ -82,12 +83,13 @@ def _write_idx(folder, images, labels):
             f.write(struct.pack(">BBBB", 0, 0, 8, 1) + struct.pack(">I", len(arr)) + arr.tobytes())
 
 
-def test_mnist_from_local_idx_files(tmp_path):
+@pytest.mark.parametrize("preset", ["mnist-tiny", "mnist-8k"])
+def test_mnist_from_local_idx_files(tmp_path, preset):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (16, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, 16).astype(np.uint8)
     _write_idx(tmp_path / "mnist", images, labels)
-    m = Model("mnist-tiny")
+    m = Model(preset)
     metrics = m.train(**{**TINY, "imgsz": None}, data="mnist", root=str(tmp_path / "mnist"), project=str(tmp_path),
                       epochs=1)
     assert m.ckpt["imgsz"] == 28 and m.ckpt["in_channels"] == 1 and m.ckpt["names"][3] == "3"
@@ -170,10 +172,11 @@ def test_preset_of_another_task_is_refused():
 def test_augmentations_change_pixels_and_keep_shape():
     torch.manual_seed(0)
     img = torch.randint(0, 255, (3, 40, 40), dtype=torch.uint8)
-    args = {"cutout": 1.0, "coarse_dropout": 1.0, "dropout_holes": 4, "dropout_size": 0.2}
-    aug = resolve_augment({"degrees": 10.0}, "photos")
+    # full settings, as the engine passes them: defaults plus these overrides
+    args = resolve({"cutout": 1.0, "coarse_dropout": 1.0, "dropout_holes": 4, "dropout_size": 0.2})
+    aug = resolve_augment(resolve({"degrees": 10.0}), "photos")
     assert aug["fliplr"] == 0.5 and aug["degrees"] == 10.0
-    assert resolve_augment({}, "digits")["fliplr"] == 0.0
+    assert resolve_augment(resolve({}), "digits")["fliplr"] == 0.0
     train_tf = classify_transforms(32, True, aug, args, (0.5,) * 3, (0.25,) * 3)
     val_tf = classify_transforms(32, False, aug, args, (0.5,) * 3, (0.25,) * 3)
     a, b = train_tf(img), val_tf(img)

@@ -12,6 +12,14 @@ def mnist_tiny() -> dict:
             "backbone": {"name": "mnist_net", "out_strides": [4]}, "head": {"name": "linear"}}
 
 
+@register("model", "mnist-8k")
+def mnist_8k() -> dict:
+    """Course MNIST net, < 8k parameters (7,750), 28×28 grey digits."""
+    # no dropout: at 7.7k parameters the net underfits (train loss stays above val loss); rotation regularises
+    return {"task": "classify", "imgsz": 28, "in_channels": 1, "num_classes": 10,
+            "backbone": {"name": "mnist_lean", "out_strides": [4], "dropout": 0.0}, "head": {"name": "linear"}}
+
+
 @register("model", "cifar-dilated")
 def cifar_dilated() -> dict:
     """Depthwise-separable + dilated CNN, no max-pooling, RF > 44, < 200k parameters, 32×32 colour."""

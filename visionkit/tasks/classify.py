@@ -1,4 +1,5 @@
-"""Image classification: ImageFolder/IDX data, cross-entropy, top-1/top-5/per-class accuracy, confusion matrix."""
+"""Image classification: ImageFolder, IDX, CIFAR-10 and TinyImageNet data, cross-entropy, top-1/top-5/per-class
+accuracy, confusion matrix."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from visionkit.data import idx
+from visionkit.cfg import Settings
+from visionkit.data import cifar, idx, tinyimagenet
 from visionkit.data.augment import BatchAugment, classify_transforms, resolve_augment
 from visionkit.data.datasets import ArrayDataset, ImageFolderDataset, read_image
 from visionkit.data.format import class_folders, load_data_yaml
@@ -84,26 +86,39 @@ class ClassifyExport(torch.nn.Module):
 
 @register("task", "classify")
 class ClassifyTask(Task):
-    """Image classification: ImageFolder, MNIST/Fashion-MNIST IDX or shapes; top-1/top-5, confusion matrix."""
+    """Image classification: ImageFolder, MNIST/Fashion-MNIST IDX, CIFAR-10, TinyImageNet or shapes; top-1/top-5,
+    confusion matrix."""
 
     name = "classify"
     default_model = "mnist-tiny"
     default_data = "shapes"
     default_head = "linear"
+    keys = {
+        "download": (False, "data=cifar10: fetch the CIFAR-10 batches through torchvision when root= lacks them "
+                            "(visionkit never downloads unless asked)"),
+    }
 
     # -- data ---------------------------------------------------------------------------------------------------
-    def resolve_data(self, args: dict[str, Any]) -> DataInfo:
-        data = args.get("data") or self.default_data
-        datasets_dir = Path(args.get("datasets_dir") or "datasets")
+    def resolve_data(self, args: Settings) -> DataInfo:
+        data = args.data or self.default_data
+        datasets_dir = Path(args.datasets_dir)
         key = str(data).lower()
         if key in idx.IDX_NAMES:
-            candidates = [Path(args["root"])] if args.get("root") else []
+            candidates = [Path(args.root)] if args.root else []
             folder = idx.find_idx_dir(key, candidates + [datasets_dir / key])
             mean, std = idx.IDX_NORM[key]
             return DataInfo(idx.IDX_NAMES[key], 1, mean, std, source=key, native_imgsz=28,
                             profile="digits" if key == "mnist" else "grey-objects", extra={"idx_dir": str(folder)})
+        if key in ("cifar10", "cifar-10"):
+            return self._cifar_info(args, datasets_dir)
+        if key in ("tinyimagenet", "tiny-imagenet"):
+            candidates = [Path(args.root)] if args.root else []
+            root = tinyimagenet.find_root(candidates + [datasets_dir / "tinyimagenet"])
+            layout = tinyimagenet.read_layout(root)
+            return DataInfo(layout.names, 3, IMAGENET_MEAN, IMAGENET_STD, source="tinyimagenet",
+                            native_imgsz=tinyimagenet.NATIVE_IMGSZ, extra={"tinyimagenet_root": str(layout.root)})
         if key == "shapes":
-            root = ensure_shapes(datasets_dir / "shapes", verbose=args.get("verbose", True))
+            root = ensure_shapes(datasets_dir / "shapes", verbose=args.verbose)
             return self._folder_info(root / "classify", source=str(root / "data.yaml"))
         path = Path(data)
         if path.suffix in (".yaml", ".yml"):
@@ -115,7 +130,17 @@ class ClassifyTask(Task):
         if path.is_dir():
             return self._folder_info(path, source=str(path))
         raise DataError(f"dataset '{data}' not found: give a folder with train/<class>/ and val/<class>/, a data.yaml, "
-                        f"or one of: shapes, {', '.join(idx.IDX_NAMES)}")
+                        f"or one of: shapes, {', '.join(idx.IDX_NAMES)}, cifar10, tinyimagenet")
+
+    def _cifar_info(self, args: Settings, datasets_dir: Path) -> DataInfo:
+        candidates = ([Path(args.root)] if args.root else []) + [datasets_dir / "cifar10"]
+        folder = cifar.find_cifar_dir(candidates)
+        if folder is None:
+            if not args.download:
+                raise cifar.missing_error(candidates)
+            folder = cifar.download_cifar10(candidates[0])
+        return DataInfo(cifar.load_names(folder), 3, cifar.CIFAR10_MEAN, cifar.CIFAR10_STD, source="cifar10",
+                        native_imgsz=32, profile="photos", extra={"cifar_dir": str(folder)})
 
     def _folder_info(self, root: Path, source: str, names: list[str] | None = None) -> DataInfo:
         if not (root / "train").is_dir():
@@ -126,19 +151,27 @@ class ClassifyTask(Task):
             raise DataError(f"'{root / 'train'}' has no class folders; expected {root}/train/<class name>/<images>")
         return DataInfo(names, 3, IMAGENET_MEAN, IMAGENET_STD, source=source, extra={"root": str(root)})
 
-    def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: dict[str, Any]):
+    def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: Settings):
         aug = resolve_augment(args, data.profile)
-        fraction = float(args.get("fraction", 1.0)) if train else 1.0
+        fraction = float(args.fraction) if train else 1.0
         if "idx_dir" in data.extra:
             images, labels = idx.load_idx_split(Path(data.extra["idx_dir"]), split)
             batch_tf = BatchAugment(imgsz, train, aug, args, data.mean, data.std)
             return ArrayDataset(images, labels, data.names, batch_tf, fraction)
+        if "cifar_dir" in data.extra:  # 60k 32×32 images fit in 180 MB: served from memory like MNIST
+            images, labels = cifar.load_split(Path(data.extra["cifar_dir"]), split, len(data.names))
+            batch_tf = BatchAugment(imgsz, train, aug, args, data.mean, data.std)
+            return ArrayDataset(images, labels, data.names, batch_tf, fraction)
         tf = classify_transforms(imgsz, train, aug, args, data.mean, data.std, data.native_imgsz)
+        if "tinyimagenet_root" in data.extra:
+            layout = tinyimagenet.read_layout(Path(data.extra["tinyimagenet_root"]))
+            return tinyimagenet.FileListDataset(tinyimagenet.split_samples(layout, split), data.names, tf,
+                                                data.channels, cache=bool(args.cache), fraction=fraction)
         split_dir = Path(data.extra["root"]) / split
         if split != "train" and not split_dir.is_dir():
             raise DataError(f"classification dataset '{data.extra['root']}' has no {split}/ folder; "
                             f"add {split_dir}/<class>/*.jpg (or pass val=false to train without validation)")
-        return ImageFolderDataset(split_dir, data.names, tf, data.channels, cache=bool(args.get("cache")),
+        return ImageFolderDataset(split_dir, data.names, tf, data.channels, cache=bool(args.cache),
                                   require_all_classes=train, fraction=fraction)
 
     def preprocess_batch(self, batch, device: torch.device) -> dict[str, Any]:
@@ -147,8 +180,8 @@ class ClassifyTask(Task):
         return {"img": x.to(device, non_blocking=non_blocking), "cls": y.to(device, non_blocking=non_blocking)}
 
     # -- training and validation ---------------------------------------------------------------------------------
-    def loss(self, outputs: torch.Tensor, batch: dict[str, Any], args: dict[str, Any]):
-        loss = F.cross_entropy(outputs.float(), batch["cls"], label_smoothing=float(args.get("label_smoothing", 0.0)))
+    def loss(self, outputs: torch.Tensor, batch: dict[str, Any], args: Settings):
+        loss = F.cross_entropy(outputs.float(), batch["cls"], label_smoothing=float(args.label_smoothing))
         return loss, {"loss": float(loss.detach())}
 
     def new_metrics(self, names: list[str]) -> ClassifyMetrics:
@@ -164,20 +197,20 @@ class ClassifyTask(Task):
             batch.append((x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None])
         return torch.stack(batch), [None] * len(items)
 
-    def postprocess(self, outputs: torch.Tensor, context: list, args: dict[str, Any], names: list[str]) -> list[dict]:
+    def postprocess(self, outputs: torch.Tensor, context: list, args: Settings, names: list[str]) -> list[dict]:
         probs = outputs.float().softmax(1).cpu()
-        k = min(int(args.get("topk", 5)), probs.shape[1])
+        k = min(int(args.topk), probs.shape[1])
         top = probs.topk(k, dim=1)
         return [{"top": [{"class": int(c), "name": names[int(c)], "score": round(float(s), 6)}
                          for s, c in zip(ss, cc)]} for ss, cc in zip(top.values, top.indices)]
 
-    def export_wrapper(self, net, args: dict[str, Any]):
-        if args.get("nms") or args.get("argmax"):
-            raise UsageError(f"{'nms' if args.get('nms') else 'argmax'}=True applies to "
-                             f"{'detectors' if args.get('nms') else 'segmenters'}; a classifier exports its logits")
+    def export_wrapper(self, net, args: Settings):
+        if args.nms or args.argmax:
+            raise UsageError(f"{'nms' if args.nms else 'argmax'}=True applies to "
+                             f"{'detectors' if args.nms else 'segmenters'}; a classifier exports its logits")
         return ClassifyExport(net)
 
-    def edge_graph(self, net, inputs, size, args: dict[str, Any]):
+    def edge_graph(self, net, inputs, size, args: Settings):
         from visionkit.edge.graphs import ClassifierGraph
 
         self.export_wrapper(net, args)  # the same refusals (nms=, argmax=)

@@ -1,9 +1,11 @@
-"""Small CNNs from the course: an MNIST net under 20k parameters and a dilated, depthwise-separable CIFAR net."""
+"""Small CNNs from the course: MNIST nets under 20k and under 8k parameters and a dilated, depthwise-separable CIFAR
+net."""
 
 from __future__ import annotations
 
 from torch import nn
 
+from visionkit.errors import UsageError
 from visionkit.models.backbones.base import StagedBackbone
 from visionkit.models.layers import ConvBNAct, DepthwiseSeparableConv
 from visionkit.registry import register
@@ -33,6 +35,32 @@ class MNISTNet(StagedBackbone):
         super().__init__(stages, [1, 2, 4], [c, c, c + c // 4], out_strides, in_channels, "mnist_net")
 
 
+class MNISTLeanNet(StagedBackbone):
+    """The under-8k MNIST net: two 3×3 convs per resolution, each pair opened by a 1×1 squeeze after max-pooling.
+
+    28×28 → (stride 1) 28 → (stride 2) 14 → (stride 4) 7; receptive field 32 px at stride 4. With the default
+    ``widths`` (8, 16, 12, 16, 14, 16) and ``squeeze`` (8, 10) it has 7,580 parameters, plus 170 in a linear head.
+    The parameters go where they pay: the widest convs sit at 14×14 and 7×7, where a channel costs few FLOPs and
+    a digit's strokes are already combined; the 1×1s keep the 3×3 after each pool cheap.
+    """
+
+    def __init__(self, out_strides=None, in_channels: int = 1, widths: tuple[int, ...] = (8, 16, 12, 16, 14, 16),
+                 squeeze: tuple[int, ...] = (8, 10), dropout: float = 0.05):
+        if len(widths) != 6 or len(squeeze) != 2:
+            raise UsageError(f"mnist_lean: widths needs 6 values (two 3×3 convs at each of 3 resolutions) and squeeze "
+                             f"2 (the 1×1 after each max-pool); got widths={list(widths)}, squeeze={list(squeeze)}")
+        w, q = widths, squeeze
+        stages = [
+            nn.Sequential(_conv(in_channels, w[0], dropout), _conv(w[0], w[1], dropout)),
+            nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), _conv(w[1], q[0], 0, k=1),
+                          _conv(q[0], w[2], dropout), _conv(w[2], w[3], dropout)),
+            # no dropout on the last conv: its channels are all the linear head sees
+            nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), _conv(w[3], q[1], 0, k=1),
+                          _conv(q[1], w[4], dropout), _conv(w[4], w[5], 0)),
+        ]
+        super().__init__(stages, [1, 2, 4], [w[1], w[3], w[5]], out_strides, in_channels, "mnist_lean")
+
+
 class CIFARDilatedNet(StagedBackbone):
     """No max-pooling: depthwise-separable blocks, dilated convs to grow the receptive field, strided convs to
     downsample. Receptive field 75 px at 32×32 input, about 150k parameters.
@@ -56,6 +84,13 @@ class CIFARDilatedNet(StagedBackbone):
 def mnist_net(*, out_strides=None, in_channels: int = 1, width: int = 16, dropout: float = 0.05) -> MNISTNet:
     """Course MNIST net (strides 1, 2, 4)."""
     return MNISTNet(out_strides, in_channels, width, dropout)
+
+
+@register("backbone", "mnist_lean")
+def mnist_lean(*, out_strides=None, in_channels: int = 1, widths: tuple[int, ...] = (8, 16, 12, 16, 14, 16),
+               squeeze: tuple[int, ...] = (8, 10), dropout: float = 0.05) -> MNISTLeanNet:
+    """Course MNIST net under 8k parameters (strides 1, 2, 4)."""
+    return MNISTLeanNet(out_strides, in_channels, tuple(widths), tuple(squeeze), dropout)
 
 
 @register("backbone", "cifar_dilated")
