@@ -1,5 +1,8 @@
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 
 from tests.conftest import run_cli
 from visionkit.cfg import load_defaults, parse_kv, parse_value, resolve
@@ -127,3 +130,78 @@ def test_ranges_cover_every_numeric_key_and_admit_the_defaults():
     assert set(RANGES) <= set(defaults)  # no range for a key that does not exist
     assert resolve({"classes": 2})["classes"] == [2] and resolve({"classes": [0, 3]})["classes"] == [0, 3]
     assert resolve({"lr0": 1})["lr0"] == 1.0 and isinstance(resolve({"lr0": 1})["lr0"], float)
+
+
+def _task_keys():
+    from visionkit.registry import REGISTRY
+
+    return {name: REGISTRY.get("task", name).keys for name in REGISTRY.available("task")}
+
+
+def test_every_numeric_task_key_has_a_range_that_admits_its_default():
+    from visionkit.cfg import RANGES, Numbers, Range
+
+    for task, keys in _task_keys().items():
+        for key, (default, comment, *rule) in keys.items():
+            assert comment, f"{task} key {key} has no comment"
+            if key in RANGES:  # a task changing a shared key's default keeps the shared range
+                assert RANGES[key].admits(default), f"{task} default {key}={default} is outside {RANGES[key]}"
+            elif isinstance(default, (int, float)) and not isinstance(default, bool):
+                assert rule and isinstance(rule[0], Range), f"{task} key {key} has no declared range"
+                assert rule[0].admits(default), f"{task} default {key}={default} is outside {rule[0]}"
+            elif rule and isinstance(rule[0], tuple):
+                assert default in rule[0], f"{task} default {key}={default!r} is not among {rule[0]}"
+            elif rule:
+                assert isinstance(rule[0], (Range, Numbers)), f"{task} key {key}: unknown rule {rule[0]!r}"
+
+
+@pytest.mark.parametrize("task, kv, message", [
+    ("segment", "dice=-1", "dice=-1: expected a number in [0, 100]"),
+    ("segment", "class_weights=[1,-2]", "class_weights=[1, -2]: expected a number or a list of numbers"),
+    ("segment", "class_weights=abc", "class_weights='abc': expected a number or a list"),
+    ("detect", "box=nan", "box=nan: expected a number in [0, 1000]"),
+    ("depth", "depth_mode=absolut", "depth_mode='absolut': choose one of relative, metric"),
+    ("depth", "fov=180", "fov=180: expected a number in (0, 180)"),
+    ("depth", "max_depth=0", "max_depth=0: expected a number in (0, 1e+06]"),
+])
+def test_task_keys_are_checked_against_their_declared_rules(task, kv, message):
+    key, _, text = kv.partition("=")
+    with pytest.raises(UsageError) as e:
+        resolve({key: parse_value(text)}, _task_keys()[task])
+    assert message in str(e.value)
+
+
+def test_task_key_rules_coerce_good_values():
+    keys = _task_keys()
+    assert resolve({"class_weights": 2}, keys["segment"]).class_weights == [2.0]
+    assert resolve({"class_weights": [1, 0.5]}, keys["segment"]).class_weights == [1.0, 0.5]
+    assert resolve({"depth_mode": "metric"}, keys["depth"]).depth_mode == "metric"
+    assert resolve({"max_depth": 10}, keys["depth"]).max_depth == 10.0
+
+
+def test_settings_are_read_as_attributes_and_a_misspelling_says_so():
+    args = resolve({"epochs": 3})
+    assert args.epochs == 3 and args.batch == load_defaults()["batch"]  # defaults come from the one file
+    with pytest.raises(AttributeError, match="no setting 'epoch'; did you mean 'epochs'"):
+        _ = args.epoch
+    changed = args.replace(epochs=5)
+    assert changed.epochs == 5 and args.epochs == 3 and type(changed) is type(args)
+    assert type(args.plain()) is dict and yaml.safe_load(yaml.safe_dump(args.plain()))["epochs"] == 3
+
+
+def test_null_is_refused_where_a_key_has_no_decided_elsewhere_value():
+    with pytest.raises(UsageError, match=r"bad value cutout=None: .*cutout=0.0"):
+        resolve({"cutout": None})
+    assert resolve({"lr0": None}).lr0 is None  # null is the default: decided by the optimizer
+
+
+def test_no_second_defaults_in_the_package():
+    """Settings are read as attributes; ``args.get(key, default)`` would be a second default that can disagree
+    with cfg/default.yaml (the reason for the settings object)."""
+    import re
+
+    package = Path(__file__).resolve().parents[1] / "visionkit"
+    found = [f"{p.relative_to(package)}:{n}" for p in package.rglob("*.py")
+             for n, line in enumerate(p.read_text().splitlines(), 1)
+             if re.search(r"\bargs\.get\(", line)]
+    assert not found, f"args.get(...) reads a setting with a default of its own: {found}"

@@ -62,6 +62,7 @@ def session_runner(path: Path, imgsz: int):
 
 def visionkit_export(preset: str, imgsz: int, num_classes: int, work: Path, simplify: bool):
     """(exported file, PyTorch eager callable) for a preset at imgsz (untrained: latency ignores the weights)."""
+    from visionkit.cfg import resolve
     from visionkit.api import Model
     from visionkit.engine.exporter import export_onnx
     from visionkit.models.checkpoint import library_versions
@@ -71,10 +72,10 @@ def visionkit_export(preset: str, imgsz: int, num_classes: int, work: Path, simp
     net = m.net.eval()
     ckpt = {"task": m.task_name, "names": [str(i) for i in range(num_classes)], "imgsz": imgsz, "in_channels": 3,
             "mean": [0.0] * 3, "std": [1.0] * 3, "model_config": m.config, "versions": library_versions()}
-    path = export_onnx(net, m.task, ckpt, {"imgsz": imgsz, "verbose": False, "simplify": simplify},
+    path = export_onnx(net, m.task, ckpt, resolve({"imgsz": imgsz, "verbose": False, "simplify": simplify}, m.task.keys),
                        work / f"{preset}-{imgsz}.onnx")
     x = torch.rand(1, 3, imgsz, imgsz)
-    wrapper = m.task.export_wrapper(net, {}).eval()
+    wrapper = m.task.export_wrapper(net, resolve({}, m.task.keys)).eval()
 
     def eager():
         with torch.no_grad():

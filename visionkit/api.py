@@ -115,7 +115,7 @@ class Model:
                              f"(rect=True keeps the aspect ratio)")
         cfg = self.config
         for part in ("backbone", "neck", "head"):
-            if args.get(part):
+            if args[part]:
                 cfg[part] = {"name": args[part]}
         if args.weights:
             if not isinstance(cfg["backbone"], dict):
@@ -300,8 +300,8 @@ class Model:
             self.save_dir = path.parent
             return path
         args = self._args(overrides)
-        args.batch_export = int(overrides.get("batch", 1))
         out = self.ckpt_path.with_suffix(".onnx")
-        path = export_onnx(model_from_checkpoint(ckpt, self.ckpt_path), self.task, ckpt, args, out)
+        path = export_onnx(model_from_checkpoint(ckpt, self.ckpt_path), self.task, ckpt, args, out,
+                           batch=int(overrides.get("batch", 1)))  # the export's batch, not training's
         self.save_dir = path.parent
         return path

@@ -251,3 +251,49 @@ def test_checkpoint_files(content):
             return
     finally:
         shutil.rmtree(d)
+
+
+# -- ONNX metadata ---------------------------------------------------------------------------------------------------
+META_VALUE = st.one_of(JSONISH.map(json.dumps), st.text(max_size=12), st.integers(-5, 10**5).map(str),
+                       st.sampled_from(["nan", "inf", "[]", "[1]", '["a", 2]', "[0.5, 0.5, 0.5]", "[null]", "1e999"]))
+
+
+def _identity_onnx(path: Path, metadata: dict[str, str]) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 8, 8])
+    graph = helper.make_graph([helper.make_node("Identity", ["images"], ["logits"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+
+
+@FAST
+@given(st.dictionaries(st.sampled_from(["task", "names", "imgsz", "in_channels", "mean", "std", "model_config",
+                                        "nms", "layout"]), META_VALUE, max_size=9))
+@example({"task": "classify", "names": '["a"]', "imgsz": "8", "mean": '["x", 1, 2]'})  # found: mean of strings
+@example({"task": "classify", "names": "{}", "imgsz": "8", "std": "[0, 1, 1]"})  # found: a zero std
+@example({"task": "classify", "names": '[["a"]]', "imgsz": "8"})  # found: names that are not text
+def test_onnx_metadata(metadata):
+    from visionkit.runtime.onnx_backend import OnnxModel
+
+    d = _tmpdir()
+    try:
+        path = d / "x.onnx"
+        _identity_onnx(path, metadata)
+        try:
+            meta = OnnxModel(path).meta
+        except VisionkitError:
+            return
+        assert isinstance(meta["task"], str) and all(isinstance(n, str) for n in meta["names"])
+        assert isinstance(meta["imgsz"], int) and meta["in_channels"] == 3
+        for key in ("mean", "std"):
+            assert len(meta[key]) == 3 and all(isinstance(v, float) and math.isfinite(v) for v in meta[key])
+        assert all(v > 0 for v in meta["std"])
+        assert meta["model_config"] is None or isinstance(meta["model_config"], dict)
+    finally:
+        shutil.rmtree(d)

@@ -236,4 +236,4 @@ def test_wrong_task_and_export_options_are_clear_errors(trained):
     r = run_cli("export", f"model={m.ckpt_path}", "argmax=True")
     assert r.returncode == 2 and "does not apply to depth models" in r.stderr, r.stderr
     r = run_cli("depth", "train", "depth_mode=absolute")
-    assert r.returncode == 2 and "choose relative or metric" in r.stderr, r.stderr
+    assert r.returncode == 2 and "depth_mode='absolute': choose one of relative, metric" in r.stderr, r.stderr

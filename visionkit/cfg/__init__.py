@@ -16,7 +16,7 @@ from visionkit.errors import UsageError
 from visionkit.limits import MAX_IMGSZ
 from visionkit.yamlfile import read_yaml
 
-__all__ = ["Range", "Settings", "RANGES", "CHOICES", "resolve", "check_shared", "parse_kv", "task_defaults",
+__all__ = ["Range", "Numbers", "Settings", "RANGES", "CHOICES", "resolve", "check_shared", "parse_kv", "task_defaults",
            "task_rules", "load_defaults"]
 
 DEFAULT_CFG_PATH = Path(__file__).with_name("default.yaml")
@@ -57,6 +57,23 @@ class Range:
     def __str__(self) -> str:
         kind = "an integer" if self.type is int else "a number"
         return f"{kind} in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
+
+
+@dataclass(frozen=True)
+class Numbers:
+    """A key that takes a list of numbers (one number is a list of one), each within ``each``."""
+
+    each: Range
+
+    def coerce(self, value) -> list[float] | None:
+        """The list of numbers, or None when ``value`` is not one."""
+        items = value if isinstance(value, list) else [value]
+        if not items or not all(self.each.admits(v) for v in items):
+            return None
+        return [float(v) if self.each.type is float else v for v in items]
+
+    def __str__(self) -> str:
+        return f"a number or a list of numbers, each {self.each}"
 
 
 INF = math.inf
@@ -136,7 +153,7 @@ def check_overrides(overrides: dict[str, Any], defaults: dict[str, Any], source:
     return out
 
 
-def _coerce(key: str, value: Any, default: Any, rule: Range | tuple[str, ...] | None = None) -> Any:
+def _coerce(key: str, value: Any, default: Any, rule: Range | Numbers | tuple[str, ...] | None = None) -> Any:
     bad = f"bad value {key}={value!r}: "
     if key == "imgsz" and isinstance(value, (str, list, tuple)):
         return _size_pair(value, bad)
@@ -145,6 +162,11 @@ def _coerce(key: str, value: Any, default: Any, rule: Range | tuple[str, ...] | 
         if not rule.admits(value):
             raise UsageError(bad + f"expected {rule}")
         return float(value) if rule.type is float else value
+    if value is not None and isinstance(rule, Numbers):
+        numbers = rule.coerce(value)
+        if numbers is None:
+            raise UsageError(bad + f"expected {rule}")
+        return numbers
     if key == "classes" and value is not None:
         ids = value if isinstance(value, list) else [value]
         if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in ids):
@@ -209,7 +231,7 @@ def load_cfg_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-TaskKeys = dict[str, tuple]  # key → (default, comment) or (default, comment, Range | choices)
+TaskKeys = dict[str, tuple]  # key → (default, comment) or (default, comment, Range | Numbers | choices)
 
 
 def task_defaults(task_keys: TaskKeys | None) -> dict[str, Any]:
@@ -217,7 +239,7 @@ def task_defaults(task_keys: TaskKeys | None) -> dict[str, Any]:
     return {**load_defaults(), **{k: spec[0] for k, spec in (task_keys or {}).items()}}
 
 
-def task_rules(task_keys: TaskKeys | None) -> dict[str, Range | tuple[str, ...]]:
+def task_rules(task_keys: TaskKeys | None) -> dict[str, Range | Numbers | tuple[str, ...]]:
     """The ranges and choice lists a task declares for its keys (the optional third item of each)."""
     return {k: spec[2] for k, spec in (task_keys or {}).items() if len(spec) > 2}
 

@@ -23,7 +23,7 @@ AUG_KEYS = ("fliplr", "flipud", "degrees", "crop_scale", "color_jitter")
 def resolve_augment(args: Settings, profile: str) -> dict[str, float]:
     """Augmentation keys with nulls filled from ``profile``."""
     base = PROFILES[profile]
-    return {k: float(base[k] if args.get(k) is None else args[k]) for k in AUG_KEYS}
+    return {k: float(base[k] if args[k] is None else args[k]) for k in AUG_KEYS}
 
 
 class CoarseDropout(torch.nn.Module):

@@ -23,6 +23,54 @@ from visionkit.data.format import (
 from visionkit.errors import DataError
 
 TOL = 1e-6
+ANNOTATION_KINDS = ("labels", "masks", "depth")
+
+
+def layout_problems(files: list[Path]) -> dict[str, list]:
+    """Problems of a split's layout that make annotations silently wrong or missing:
+
+    - ``shared``: images whose stems collide (``a.jpg`` and ``a.png`` both read ``labels/.../a.txt``),
+      as (annotation stem path, [images]);
+    - ``folders``: label, mask or depth paths that are folders, not files;
+    - ``none``: [] or [the labels folder expected] when no image of the split has any label, mask or depth file.
+    """
+    by_sidecar: dict[Path, list[Path]] = {}
+    folders, found_any = [], False
+    for img in files:
+        try:
+            label = sidecar_path(img)
+        except DataError:  # not under images/: reported by the readers themselves
+            continue
+        by_sidecar.setdefault(label.with_suffix(""), []).append(img)
+        for kind in ANNOTATION_KINDS:
+            path = sidecar_path(img, kind)
+            candidates = [path, path.with_suffix(".npy")] if kind == "depth" else [path]
+            for p in candidates:
+                if p.is_dir():
+                    folders.append(p)
+                elif p.is_file():
+                    found_any = True
+    shared = [(stem, imgs) for stem, imgs in by_sidecar.items() if len(imgs) > 1]
+    none = [] if found_any or not files or not by_sidecar else [sidecar_path(files[0]).parent]
+    return {"shared": shared, "folders": folders, "none": none}
+
+
+def layout_messages(problems: dict[str, list], split: str) -> list[str]:
+    """One line per kind of layout problem, with its count and a first example."""
+    lines = []
+    if problems["shared"]:
+        stem, imgs = problems["shared"][0]
+        n = sum(len(i) for _, i in problems["shared"])
+        lines.append(f"{split}: {n} images share their annotation files with another image of the same stem (e.g. "
+                     f"{', '.join(p.name for p in imgs)} all read {stem.name}.txt/.png); rename them so each stem "
+                     f"is unique")
+    if problems["folders"]:
+        lines.append(f"{split}: {len(problems['folders'])} label/mask/depth path(s) are folders, not files (e.g. "
+                     f"'{problems['folders'][0]}'); their images are read as unlabelled")
+    if problems["none"]:
+        lines.append(f"{split}: no image has a label, mask or depth file (expected e.g. '{problems['none'][0]}/'"
+                     f"<stem>.txt); every image would be read as unlabelled — check the folder layout")
+    return lines
 
 
 def check_dataset(data: str | Path, verbose: bool = True) -> dict:
@@ -55,6 +103,15 @@ def check_dataset(data: str | Path, verbose: bool = True) -> dict:
             continue
         if not files:
             problem(spec.get(split), f"split '{split}' has no images")
+        layout = layout_problems(files)
+        for stem, imgs in layout["shared"]:
+            problem(stem.with_suffix(".txt"), f"images {', '.join(p.name for p in imgs)} share this annotation "
+                                              f"stem; rename them so that each image has its own label file")
+        for path in layout["folders"]:
+            problem(path, "is a folder, not a label/mask/depth file; its image is read as unlabelled")
+        if layout["none"]:
+            problem(layout["none"][0], f"split '{split}': none of its {len(files)} images has a label, mask or depth "
+                                       f"file; expected {layout['none'][0]}/<image stem>.txt (or masks/, depth/)")
         for img in files:
             counts[f"{split} images"] += 1
             for kind, path in (("image", img), ("label file", sidecar_path(img)), ("mask", sidecar_path(img, "masks")),

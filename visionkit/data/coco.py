@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from visionkit.data.format import (
@@ -120,7 +121,7 @@ def import_coco(src: str | Path | list, images: str | Path, out: str | Path, *, 
     names = [n for _, n in cats]
     cat_index = {cid: i for i, (cid, _) in enumerate(cats)}
     report: dict[str, Any] = {"source": [str(f) for f in files], "names": names, "images_written": 0,
-                              "annotations": Counter(), "skipped": [], "splits": Counter()}
+                              "annotations": Counter(), "skipped": [], "splits": Counter(), "resized": []}
     with atomic_dir(out, exist_ok, written_by="visionkit data import coco") as tmp:
         has_masks = any("segmentation" in a and a["segmentation"] for _, c in cocos for a in c.dataset["annotations"])
         for f, coco in cocos:
@@ -147,6 +148,10 @@ def import_coco(src: str | Path | list, images: str | Path, out: str | Path, *, 
               f"{sum(report['annotations'].values())} annotation(s) written, {len(report['skipped'])} skipped")
         for reason, n in Counter(s["reason"] for s in report["skipped"]).items():
             print(f"  skipped {n}: {reason}")
+        if report["resized"]:
+            r = report["resized"][0]
+            print(f"  {len(report['resized'])} image(s) differ in size from the JSON by a uniform scale (e.g. "
+                  f"{r['image']}: JSON {r['json']}, file {r['file']}); their regions were scaled to the file")
     return report
 
 
@@ -176,6 +181,22 @@ def _import_image(coco, info: dict, split: str, images: Path, root: Path, cat_in
         report["skipped"] += [{"annotation": a, "reason": "its image is missing"} for a in anns]
         return
     w, h = int(info["width"]), int(info["height"])
+    anns = coco.getAnnIds(imgIds=info["id"])
+    try:
+        fw, fh = image_size(src)  # as displayed, like the readers and annotation tools see it
+    except Exception as e:
+        report["skipped"].append({"image": file_name, "reason": f"image does not decode ({type(e).__name__}: {e})"})
+        report["skipped"] += [{"annotation": a, "reason": "its image does not decode"} for a in anns]
+        return
+    if (fw, fh) != (w, h):
+        if abs(fw / fh - w / h) > 0.01 * (w / h):  # not the same picture at another scale (a rotation, another file)
+            reason = (f"the JSON says {w}×{h} but the file is {fw}×{fh} (as displayed); fix the file or the JSON's "
+                      f"width/height")
+            report["skipped"].append({"image": file_name, "reason": reason})
+            report["skipped"] += [{"annotation": a, "reason": "its image's size differs from the JSON"} for a in anns]
+            return
+        # the same aspect: normalised boxes and polygons still hold; the mask is drawn at the JSON size and resized
+        report["resized"].append({"image": file_name, "json": f"{w}×{h}", "file": f"{fw}×{fh}"})
     name = safe_component(Path(file_name).name, f"image file_name (image {info['id']})")
     dst = root / "images" / split / name
     if dst.exists():
@@ -222,6 +243,8 @@ def _import_image(coco, info: dict, split: str, images: Path, root: Path, cat_in
     stem = Path(name).stem
     write_label_file(root / "labels" / split / f"{stem}.txt", rows)
     if mask is not None:
+        if mask.shape != (fh, fw):
+            mask = cv2.resize(mask, (fw, fh), interpolation=cv2.INTER_NEAREST)
         write_mask(root / "masks" / split / f"{stem}.png", mask)
     report["images_written"] += 1
     report["splits"][split] += 1

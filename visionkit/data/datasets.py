@@ -9,10 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
-from visionkit.data.format import class_folders, list_images
+from visionkit.data.format import class_folders, image_size, list_images
 from visionkit.errors import DataError
 
 
@@ -30,8 +29,7 @@ def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
 def verify_image(path: Path) -> str | None:
     """None when the file decodes as an image, else the reason it does not."""
     try:
-        with Image.open(path) as im:
-            im.verify()
+        image_size(path)  # verifies, and refuses a JPEG cut short (which OpenCV would decode half grey)
         return None
     except Exception as e:
         return f"{type(e).__name__}: {e}"

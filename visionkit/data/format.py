@@ -21,17 +21,40 @@ def is_image(path: Path) -> bool:
 EXIF_ORIENTATION = 0x0112
 
 
+def _ends_with_eoi(source) -> bool:
+    """True when a JPEG (path or binary file object) ends with the end-of-image marker FFD9 (trailing zero padding
+    allowed). A file cut short lacks it; OpenCV then decodes the missing part as grey without an error. Some
+    cameras append data after the marker, so a False only means "decode it all to be sure"."""
+    if hasattr(source, "seek"):
+        source.seek(0, 2)
+        size = source.tell()
+        source.seek(max(0, size - 64))
+        tail = source.read()
+    else:
+        with open(source, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 64))
+            tail = f.read()
+    return tail.rstrip(b"\x00").endswith(b"\xff\xd9")
+
+
 def image_size(source) -> tuple[int, int]:
     """(width, height) of an image file (path or binary file object) as it is displayed: EXIF orientations 5-8
     (quarter turns) swap the stored sides. cv2.imread, browsers and so Label Studio all apply the orientation,
-    so labels and masks refer to the displayed image. Verifies the file first; raises what PIL raises."""
+    so labels and masks refer to the displayed image. Verifies the file first (a JPEG cut short is refused too);
+    raises what PIL raises."""
     from PIL import Image
 
     with Image.open(source) as im:
         im.verify()
+        truncated = im.format == "JPEG" and not _ends_with_eoi(source)
     if hasattr(source, "seek"):
         source.seek(0)
     with Image.open(source) as im:
+        if truncated:  # no end-of-image marker: decode it all (PIL refuses a truncated file; OpenCV would not)
+            im.load()
+            if hasattr(source, "seek"):
+                source.seek(0)
         w, h = im.size
         try:
             orientation = int(im.getexif().get(EXIF_ORIENTATION, 1))

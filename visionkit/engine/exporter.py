@@ -36,8 +36,8 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: Settings, out: Path) -> Path:
-    """Write ``out`` (.onnx) and verify it; returns the path."""
+def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: Settings, out: Path, batch: int = 1) -> Path:
+    """Write ``out`` (.onnx) with a fixed ``batch`` (unless ``args.dynamic``) and verify it; returns the path."""
     import onnx
 
     stride = net.stride
@@ -47,7 +47,6 @@ def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: Settings, out: Pat
         warnings.warn(f"imgsz={imgsz} is not a multiple of the model stride {stride}; exporting at {rounded}",
                       stacklevel=2)
         imgsz = rounded
-    batch = int(args.get("batch_export") or 1)
     dynamic = bool(args.dynamic)
     tol = _tolerance(args)
     device = torch.device("cpu")

@@ -5,6 +5,7 @@ metadata a task wrote (through its export wrapper's ``metadata``) is passed on a
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -54,15 +55,21 @@ class OnnxModel(ExportedModel):
         names = overrides.get("names") or json.loads(raw.get("names", "[]"))
         if isinstance(names, str):
             names = [n.strip() for n in names.split(",")]
+        if not isinstance(names, list) or not all(isinstance(n, (str, int)) and not isinstance(n, bool)
+                                                  for n in names):
+            raise ValueError(f"names must be a list of class names, got {str(names)[:80]}")
         channels = int(raw.get("in_channels", 3))
+        config = json.loads(raw["model_config"]) if "model_config" in raw else None
+        if config is not None and not isinstance(config, dict):
+            raise ValueError(f"model_config must be a mapping, got {type(config).__name__}")
         meta = {
-            "task": overrides.get("task") or raw.get("task"),
-            "names": list(names),
+            "task": str(overrides.get("task") or raw.get("task")),
+            "names": [str(n) for n in names],
             "imgsz": int(overrides.get("imgsz") or raw.get("imgsz")),
             "in_channels": channels,
-            "mean": json.loads(raw.get("mean", json.dumps([0.0] * channels))),
-            "std": json.loads(raw.get("std", json.dumps([1.0] * channels))),
-            "model_config": json.loads(raw["model_config"]) if "model_config" in raw else None,
+            "mean": _per_channel(raw, "mean", 0.0, channels),
+            "std": _per_channel(raw, "std", 1.0, channels),
+            "model_config": config,
             "data": None,
             "metadata": dict(raw),  # everything the file says; a task reads its own keys (e.g. detect's "nms")
         }
@@ -113,3 +120,14 @@ class OnnxModel(ExportedModel):
     def fixed_size(self) -> bool:
         """True for a file exported without dynamic=True: it takes only its own height and width."""
         return all(isinstance(d, int) for d in self.session.get_inputs()[0].shape[2:])
+
+
+def _per_channel(raw: dict[str, str], key: str, default: float, channels: int) -> list[float]:
+    """``mean`` / ``std`` of the metadata: one finite number per input channel (std above 0); ValueError if not."""
+    values = json.loads(raw[key]) if key in raw else [default] * channels
+    if (not isinstance(values, list) or len(values) != channels
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+            or (key == "std" and not all(v > 0 for v in values))):
+        raise ValueError(f"{key} must be {channels} finite number(s){' above 0' if key == 'std' else ''}, got "
+                         f"{str(values)[:80]}")
+    return [float(v) for v in values]

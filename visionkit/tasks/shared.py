@@ -3,6 +3,7 @@ frames, default geometry for the joint transforms, and the confusion-matrix plot
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 
 from visionkit.cfg import Settings
+from visionkit.data.check import layout_messages, layout_problems
 from visionkit.data.dense import collate
 from visionkit.data.format import load_data_yaml, split_images
 from visionkit.data.rooms import ensure_rooms
@@ -47,10 +49,13 @@ def resolve_yaml_data(args: Settings, default: str, task: str) -> tuple[Path, di
 
 def split_files(data, split: str, train: bool, args: Settings) -> list[Path]:
     """The image files of ``split`` of a data.yaml dataset (``data.extra["spec"]``); training keeps the first
-    ``fraction`` of them. An empty split is an error naming it."""
+    ``fraction`` of them. An empty split is an error naming it; a layout that loses annotations (images sharing a
+    stem, label paths that are folders, no annotation file at all) is warned about with counts."""
     files = split_images(data.extra["spec"], split)
     if not files:
         raise DataError(f"split '{split}' of '{data.source}' has no images")
+    for line in layout_messages(layout_problems(files), f"'{data.source}' split '{split}'"):
+        warnings.warn(line, stacklevel=2)
     fraction = float(args.fraction) if train else 1.0
     return files[: max(1, int(len(files) * fraction))] if fraction < 1 else files
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from visionkit.cfg import Settings
+from visionkit.cfg import Range, Settings
 from visionkit.data.transforms import content_box
 from visionkit.errors import CheckpointError, UsageError
 from visionkit.registry import register
@@ -41,16 +41,17 @@ class DepthTask(DenseTask):
     modes = ("calibrate",)
     keys = {
         "depth_mode": ("relative", "relative: inverse depth up to scale and shift (MiDaS loss, any mix of datasets); "
-                                   "metric: metres (log-depth head, SILog loss)"),
-        "grad_weight": (0.5, "weight of the multi-scale gradient-matching loss"),
+                                   "metric: metres (log-depth head, SILog loss)", DEPTH_MODES),
+        "grad_weight": (0.5, "weight of the multi-scale gradient-matching loss", Range(float, 0, 100)),
         "max_depth": (None, "metrics: clip predicted depth to this many metres (null = each image's largest valid "
-                            "depth)"),
+                            "depth)", Range(float, 0, 1e6, open_low=True)),
         "mosaic": (0.0, "depth: off by default (a mosaic puts four scenes of unrelated depth scale in one image)"),
         "save_depth": (False, "predict: save raw maps: depth/<image>.npy (float32) and a 16-bit PNG (mm when "
                               "metric)"),
         "save_ply": (False, "predict: save a coloured point cloud per image (depth/<image>.ply; needs metres "
                             "for true scale)"),
-        "fov": (60.0, "save_ply: horizontal field of view of the camera in degrees"),
+        "fov": (60.0, "save_ply: horizontal field of view of the camera in degrees", Range(float, 0, 180, open_low=True,
+                                                                                          open_high=True)),
     }
 
     def __init__(self):
@@ -60,8 +61,6 @@ class DepthTask(DenseTask):
 
     # -- data -----------------------------------------------------------------------------------------------------
     def resolve_data(self, args: Settings) -> DataInfo:
-        if args.depth_mode not in DEPTH_MODES:
-            raise UsageError(f"bad value depth_mode={args.depth_mode!r}: choose relative or metric")
         path, spec = resolve_yaml_data(args, self.default_data, self.name)
         self.max_depth = args.max_depth
         return DataInfo(["depth"], 3, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), source=str(path),

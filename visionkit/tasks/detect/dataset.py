@@ -42,13 +42,18 @@ def load_labels(files: list[Path], num_classes: int, cache_dir: Path | None) -> 
     if cache_file and cache_file.is_file():
         try:
             cached = json.loads(cache_file.read_text())
-            if cached.get("hash") == stamp.hexdigest():
+            if isinstance(cached, dict) and cached.get("hash") == stamp.hexdigest():
                 cached["labels"] = [np.asarray(a, dtype=np.float32).reshape(-1, 5) for a in cached["labels"]]
                 cached["files"] = [Path(f) for f in cached["files"]]
+                cached["shapes"] = [(int(w), int(h)) for w, h in cached["shapes"]]
+                if not len(cached["labels"]) == len(cached["files"]) == len(cached["shapes"]):
+                    raise ValueError("cache lists of different lengths")
+                cached["skipped"], cached["fixed"], cached["dropped"] = (list(cached["skipped"]), int(cached["fixed"]),
+                                                                         int(cached["dropped"]))
                 cached["from_cache"] = True
                 return cached
-        except (json.JSONDecodeError, KeyError, ValueError):
-            pass  # a broken cache is rebuilt
+        except (ValueError, KeyError, TypeError, AttributeError, OSError):
+            pass  # a cache of the wrong shape, version or type, or cut short, is rebuilt
     labels, shapes, kept, skipped = [], [], [], []
     fixed = dropped = 0
     for f in files:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
-from visionkit.cfg import Settings
+from visionkit.cfg import Range, Settings
 from visionkit.data.format import sidecar_path
 from visionkit.errors import DataError, UsageError
 from visionkit.registry import register
@@ -79,9 +79,9 @@ class DetectTask(Task):
     default_neck = "pan"
     default_head = "yolo"
     keys = {
-        "box": (7.5, "CIoU box loss gain"),
-        "cls": (0.5, "classification (BCE) loss gain"),
-        "dfl": (1.5, "distribution focal loss gain"),
+        "box": (7.5, "CIoU box loss gain", Range(float, 0, 1000)),
+        "cls": (0.5, "classification (BCE) loss gain", Range(float, 0, 1000)),
+        "dfl": (1.5, "distribution focal loss gain", Range(float, 0, 1000)),
     }
 
     def __init__(self):

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from visionkit.cfg import Settings
+from visionkit.cfg import Numbers, Range, Settings
 from visionkit.data.format import mask_names, write_mask
 from visionkit.data.transforms import content_box
 from visionkit.errors import DataError, UsageError
@@ -40,8 +40,10 @@ class SegmentTask(DenseTask):
     default_head = "unet"
     backbone_strides = (2, 4, 8, 16, 32)  # or the deepest run of these the backbone has
     keys = {
-        "dice": (0.5, "weight of the soft Dice loss added to cross-entropy (0 = cross-entropy only)"),
-        "class_weights": (None, "cross-entropy weight per mask class, e.g. [0.5, 1, 2] (null = equal)"),
+        "dice": (0.5, "weight of the soft Dice loss added to cross-entropy (0 = cross-entropy only)",
+                 Range(float, 0, 100)),
+        "class_weights": (None, "cross-entropy weight per mask class, e.g. [0.5, 1, 2] (null = equal)",
+                          Numbers(Range(float, 0, 1e6))),
         "save_masks": (False, "predict: also save raw class-id PNGs (masks/<image>.png, original size)"),
     }
 
