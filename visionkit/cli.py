@@ -178,7 +178,7 @@ def _cfg() -> int:
         keys = REGISTRY.get("task", name).keys
         if keys:
             print(f"\n# --- {name}: keys of this task only " + "-" * max(0, 80 - len(name)))
-            for key, (default, comment) in keys.items():
+            for key, (default, comment, *_) in keys.items():
                 print(f"{f'{key}: {json.dumps(default)}':<23} # {comment}")  # JSON values are valid YAML
     return 0
 
