@@ -15,7 +15,7 @@ LS_PKG ?= label-studio==1.23.*
 EDGE_VENV ?= .venv-edge
 EDGE_PY := $(EDGE_VENV)/bin/python
 
-.PHONY: venv install dev demo test test-quick lint fuzz bench-classify bench-edge labelstudio edge clean
+.PHONY: venv install dev demo test test-quick lint format fuzz bench-classify bench-edge labelstudio edge clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -58,8 +58,14 @@ test-quick: $(VENV)/.installed
 fuzz: $(VENV)/.installed
 	HYPOTHESIS_PROFILE=fuzz $(VPY) -m pytest -n 2 -q -p no:cacheprovider tests/fuzz
 
+# the same checks CI runs first: lint rules, then formatting (`make format` rewrites the files)
 lint: $(VENV)/.installed
-	$(VPY) -m ruff check visionkit tests tools
+	$(VPY) -m ruff check visionkit tests tools examples
+	$(VPY) -m ruff format --check visionkit tests tools examples
+
+format: $(VENV)/.installed
+	$(VPY) -m ruff format visionkit tests tools examples
+	$(VPY) -m ruff check --fix visionkit tests tools examples
 
 bench-classify: $(VENV)/.installed
 	$(VPY) tools/bench_classify.py --data ../shared/data/mnist

@@ -21,8 +21,9 @@ from mediapipe.tasks.python import BaseOptions, vision
 
 
 def detect(model_path: str, image_path: str, score_threshold: float = 0.0, max_results: int = -1) -> list[dict]:
-    options = vision.ObjectDetectorOptions(base_options=BaseOptions(model_asset_path=model_path),
-                                           score_threshold=score_threshold, max_results=max_results)
+    options = vision.ObjectDetectorOptions(
+        base_options=BaseOptions(model_asset_path=model_path), score_threshold=score_threshold, max_results=max_results
+    )
     rgb = cv2.cvtColor(cv2.imread(image_path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     with vision.ObjectDetector.create_from_options(options) as detector:
         result = detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
@@ -30,8 +31,13 @@ def detect(model_path: str, image_path: str, score_threshold: float = 0.0, max_r
     for d in result.detections:
         b = d.bounding_box
         for c in d.categories:  # detections that share one box come back as one Detection with several categories
-            rows.append({"name": c.category_name, "score": round(c.score, 6),
-                         "box": [b.origin_x, b.origin_y, b.origin_x + b.width, b.origin_y + b.height]})
+            rows.append(
+                {
+                    "name": c.category_name,
+                    "score": round(c.score, 6),
+                    "box": [b.origin_x, b.origin_y, b.origin_x + b.width, b.origin_y + b.height],
+                }
+            )
     return rows
 
 

@@ -31,12 +31,11 @@ def letterbox(img: np.ndarray, size: int, stride: int, snug: bool) -> tuple[np.n
         img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR if r > 1 else cv2.INTER_AREA)
     top, left = (out_h - nh) // 2, (out_w - nw) // 2
     canvas = np.full((out_h, out_w, 3), 114, np.uint8)
-    canvas[top:top + nh, left:left + nw] = img
+    canvas[top : top + nh, left : left + nw] = img
     return canvas, r, (left, top)
 
 
-def detect(session: ort.InferenceSession, bgr: np.ndarray, imgsz: int, stride: int, names: list[str]
-           ) -> list[dict]:
+def detect(session: ort.InferenceSession, bgr: np.ndarray, imgsz: int, stride: int, names: list[str]) -> list[dict]:
     dynamic = not all(isinstance(d, int) for d in session.get_inputs()[0].shape[2:])
     canvas, scale, (left, top) = letterbox(bgr, imgsz, stride, snug=dynamic)
     x = canvas[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255  # BGR→RGB, HWC→CHW, 0..1
@@ -46,10 +45,20 @@ def detect(session: ort.InferenceSession, bgr: np.ndarray, imgsz: int, stride: i
     h, w = bgr.shape[:2]
     found = []
     for x1, y1, x2, y2, score, cls in table[0, : int(count[0])]:
-        box = [float(np.clip((x1 - left) / scale, 0, w)), float(np.clip((y1 - top) / scale, 0, h)),
-               float(np.clip((x2 - left) / scale, 0, w)), float(np.clip((y2 - top) / scale, 0, h))]
-        found.append({"class": int(cls), "name": names[int(cls)], "score": round(float(score), 5),
-                      "box": [round(v, 2) for v in box]})
+        box = [
+            float(np.clip((x1 - left) / scale, 0, w)),
+            float(np.clip((y1 - top) / scale, 0, h)),
+            float(np.clip((x2 - left) / scale, 0, w)),
+            float(np.clip((y2 - top) / scale, 0, h)),
+        ]
+        found.append(
+            {
+                "class": int(cls),
+                "name": names[int(cls)],
+                "score": round(float(score), 5),
+                "box": [round(v, 2) for v in box],
+            }
+        )
     return found
 
 

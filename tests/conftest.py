@@ -49,8 +49,9 @@ def classify_dir(shapes_root, tmp_path) -> Path:
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``python -m visionkit ARGS`` and capture its output."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "visionkit", *args], cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "visionkit", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600
+    )
 
 
 def mixed_aspect_dataset(root: Path) -> list[Path]:
@@ -64,7 +65,8 @@ def mixed_aspect_dataset(root: Path) -> list[Path]:
         img[y1:y2, x1:x2] = 255
         cv2.imwrite(str(root / f"images/val/{k}.png"), img)
         (root / f"labels/val/{k}.txt").write_text(
-            f"0 {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}\n")
+            f"0 {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}\n"
+        )
     return sorted((root / "images/val").glob("*.png"))
 
 
@@ -109,8 +111,16 @@ def train_tiny(task: str, model: str, shapes_root: Path, tmp_path_factory):
     from visionkit import Model
 
     m = Model(model, task=task)
-    m.train(**{**TINY, "epochs": 1, "imgsz": 64, "close_mosaic": 0, "data": str(shapes_root / "data.yaml"),
-               "project": str(tmp_path_factory.mktemp(task))})
+    m.train(
+        **{
+            **TINY,
+            "epochs": 1,
+            "imgsz": 64,
+            "close_mosaic": 0,
+            "data": str(shapes_root / "data.yaml"),
+            "project": str(tmp_path_factory.mktemp(task)),
+        }
+    )
     return m
 
 
@@ -130,8 +140,12 @@ def serve_labelstudio(model: Path, *extra: str, port: int | None = None):
     to a temporary file (``proc.log``), never a pipe that could fill up and stall the server."""
     port = port or free_port()
     log = tempfile.TemporaryFile("w+")
-    proc = subprocess.Popen([sys.executable, "-m", "visionkit", "serve", "labelstudio", f"model={model}",
-                             f"port={port}", *extra], stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "visionkit", "serve", "labelstudio", f"model={model}", f"port={port}", *extra],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     proc.log = log
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120

@@ -36,10 +36,17 @@ def test_unknown_key_suggests():
         resolve({"epoch": 3})
 
 
-@pytest.mark.parametrize("kv, msg", [({"epochs": 2.5}, "expected an integer"),
-                                     ({"amp": 3}, "true, false or one of bf16, fp16"),
-                                     ({"amp": "fp32"}, "amp='fp32'"), ({"plots": 3}, "true or false"),
-                                     ({"optimizer": "adamm"}, "Did you mean 'adam'"), ({"lrf": "x"}, "a number")])
+@pytest.mark.parametrize(
+    "kv, msg",
+    [
+        ({"epochs": 2.5}, "expected an integer"),
+        ({"amp": 3}, "true, false or one of bf16, fp16"),
+        ({"amp": "fp32"}, "amp='fp32'"),
+        ({"plots": 3}, "true or false"),
+        ({"optimizer": "adamm"}, "Did you mean 'adam'"),
+        ({"lrf": "x"}, "a number"),
+    ],
+)
 def test_bad_values(kv, msg):
     with pytest.raises(UsageError, match=msg):
         resolve(kv)
@@ -101,17 +108,25 @@ def test_broken_yaml_says_where(tmp_path):
     assert r.returncode == 2 and "is not valid YAML at line 2" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("kv, message", [
-    ("imgsz=abc", "imgsz='abc': expected an integer in [1, 8192], or height,width"),
-    ("imgsz=-5", "imgsz=-5: expected an integer in [1, 8192]"),
-    ("batch=0", "batch=0: expected an integer in [1, 65536]"), ("batch=-1", "batch=-1: expected an integer"),
-    ("lr0=nan", "lr0=nan: expected a number in (0, 10]"), ("lr0=abc", "lr0='abc': expected a number"),
-    ("lr0=inf", "lr0=inf: expected a number"), ("conf=abc", "conf='abc': expected a number in [0, 1]"),
-    ("max_det=-1", "max_det=-1: expected an integer in [1, 100000]"),
-    ("classes=abc", "classes='abc': expected a class id"),
-    ("iou=7", "iou=7: expected a number in [0, 1]"), ("epochs=0", "epochs=0: expected an integer in [1, 1e+06]"),
-    ("epochs=2.5", "epochs=2.5: expected an integer"), ("momentum=1", "momentum=1: expected a number in [0, 1)"),
-])
+@pytest.mark.parametrize(
+    "kv, message",
+    [
+        ("imgsz=abc", "imgsz='abc': expected an integer in [1, 8192], or height,width"),
+        ("imgsz=-5", "imgsz=-5: expected an integer in [1, 8192]"),
+        ("batch=0", "batch=0: expected an integer in [1, 65536]"),
+        ("batch=-1", "batch=-1: expected an integer"),
+        ("lr0=nan", "lr0=nan: expected a number in (0, 10]"),
+        ("lr0=abc", "lr0='abc': expected a number"),
+        ("lr0=inf", "lr0=inf: expected a number"),
+        ("conf=abc", "conf='abc': expected a number in [0, 1]"),
+        ("max_det=-1", "max_det=-1: expected an integer in [1, 100000]"),
+        ("classes=abc", "classes='abc': expected a class id"),
+        ("iou=7", "iou=7: expected a number in [0, 1]"),
+        ("epochs=0", "epochs=0: expected an integer in [1, 1e+06]"),
+        ("epochs=2.5", "epochs=2.5: expected an integer"),
+        ("momentum=1", "momentum=1: expected a number in [0, 1)"),
+    ],
+)
 def test_every_number_has_a_type_and_a_range(kv, message):
     key, _, text = kv.partition("=")
     with pytest.raises(UsageError) as e:
@@ -155,15 +170,18 @@ def test_every_numeric_task_key_has_a_range_that_admits_its_default():
                 assert isinstance(rule[0], (Range, Numbers)), f"{task} key {key}: unknown rule {rule[0]!r}"
 
 
-@pytest.mark.parametrize("task, kv, message", [
-    ("segment", "dice=-1", "dice=-1: expected a number in [0, 100]"),
-    ("segment", "class_weights=[1,-2]", "class_weights=[1, -2]: expected a number or a list of numbers"),
-    ("segment", "class_weights=abc", "class_weights='abc': expected a number or a list"),
-    ("detect", "box=nan", "box=nan: expected a number in [0, 1000]"),
-    ("depth", "depth_mode=absolut", "depth_mode='absolut': choose one of relative, metric"),
-    ("depth", "fov=180", "fov=180: expected a number in (0, 180)"),
-    ("depth", "max_depth=0", "max_depth=0: expected a number in (0, 1e+06]"),
-])
+@pytest.mark.parametrize(
+    "task, kv, message",
+    [
+        ("segment", "dice=-1", "dice=-1: expected a number in [0, 100]"),
+        ("segment", "class_weights=[1,-2]", "class_weights=[1, -2]: expected a number or a list of numbers"),
+        ("segment", "class_weights=abc", "class_weights='abc': expected a number or a list"),
+        ("detect", "box=nan", "box=nan: expected a number in [0, 1000]"),
+        ("depth", "depth_mode=absolut", "depth_mode='absolut': choose one of relative, metric"),
+        ("depth", "fov=180", "fov=180: expected a number in (0, 180)"),
+        ("depth", "max_depth=0", "max_depth=0: expected a number in (0, 1e+06]"),
+    ],
+)
 def test_task_keys_are_checked_against_their_declared_rules(task, kv, message):
     key, _, text = kv.partition("=")
     with pytest.raises(UsageError) as e:
@@ -201,7 +219,10 @@ def test_no_second_defaults_in_the_package():
     import re
 
     package = Path(__file__).resolve().parents[1] / "visionkit"
-    found = [f"{p.relative_to(package)}:{n}" for p in package.rglob("*.py")
-             for n, line in enumerate(p.read_text().splitlines(), 1)
-             if re.search(r"\bargs\.get\(", line)]
+    found = [
+        f"{p.relative_to(package)}:{n}"
+        for p in package.rglob("*.py")
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if re.search(r"\bargs\.get\(", line)
+    ]
     assert not found, f"args.get(...) reads a setting with a default of its own: {found}"

@@ -63,8 +63,17 @@ def test_plugin_trains_from_the_cli(shapes_root, tmp_path):
     assert listed.returncode == 0, listed.stderr
     assert "tiny_plugin_net" in listed.stdout and "brokenplugin FAILED" in listed.stdout
     args = [f"{k}={v}" for k, v in TINY.items()]
-    r = run_cli("classify", "train", "model=tiny_plugin_net", f"data={shapes_root / 'data.yaml'}", "epochs=1",
-                f"project={tmp_path / 'runs'}", *args, cwd=tmp_path, env=env)
+    r = run_cli(
+        "classify",
+        "train",
+        "model=tiny_plugin_net",
+        f"data={shapes_root / 'data.yaml'}",
+        "epochs=1",
+        f"project={tmp_path / 'runs'}",
+        *args,
+        cwd=tmp_path,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     ckpt = torch.load(tmp_path / "runs/classify/train/weights/best.pt", weights_only=True)
     assert ckpt["model_config"]["backbone"]["name"] == "tiny_plugin_net"

@@ -19,8 +19,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="folder with the four MNIST IDX files (.gz or not)")
     ap.add_argument("--model", default="mnist-tiny", help="model preset (mnist-tiny, mnist-8k) or checkpoint")
-    ap.add_argument("--max-params", type=int, default=None,
-                    help="parameter budget to check (default: 8,000 for mnist-8k, else 20,000)")
+    ap.add_argument(
+        "--max-params",
+        type=int,
+        default=None,
+        help="parameter budget to check (default: 8,000 for mnist-8k, else 20,000)",
+    )
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr0", type=float, default=0.05)
@@ -41,15 +45,30 @@ def main() -> None:
     model.add_callback("on_epoch_start", lambda t: epoch_times.append(time.perf_counter()))
     model.add_callback("on_epoch_end", lambda t: epoch_times.__setitem__(-1, time.perf_counter() - epoch_times[-1]))
     t0 = time.perf_counter()
-    metrics = model.train(data="mnist", root=a.data, epochs=a.epochs, batch=a.batch, optimizer="sgd", lr0=a.lr0,
-                          scheduler="onecycle", weight_decay=5e-4, workers=a.workers, device=a.device,
-                          project=project, patience=0, seed=a.seed, verbose=False)
+    metrics = model.train(
+        data="mnist",
+        root=a.data,
+        epochs=a.epochs,
+        batch=a.batch,
+        optimizer="sgd",
+        lr0=a.lr0,
+        scheduler="onecycle",
+        weight_decay=5e-4,
+        workers=a.workers,
+        device=a.device,
+        project=project,
+        patience=0,
+        seed=a.seed,
+        verbose=False,
+    )
     wall = time.perf_counter() - t0
     acc = metrics["top1"]
     print(f"model        {a.model}")
     print(f"parameters   {params:,} (target < {budget:,}: {'ok' if params < budget else 'MISSED'})")
-    print(f"epochs       {a.epochs} (target <= 15)\nsec/epoch    {sum(epoch_times) / len(epoch_times):.1f} "
-          f"(train + val, {a.workers} workers)\nwall         {wall:.0f} s")
+    print(
+        f"epochs       {a.epochs} (target <= 15)\nsec/epoch    {sum(epoch_times) / len(epoch_times):.1f} "
+        f"(train + val, {a.workers} workers)\nwall         {wall:.0f} s"
+    )
     print(f"test top-1   {acc * 100:.2f}% (best.pt; target >= 99.40%: {'ok' if acc >= 0.994 else 'MISSED'})")
     # best.pt is picked on the val split, which for MNIST is the test set: the last epoch is the unpicked figure
     with open(model.save_dir / "results.csv") as f:

@@ -77,19 +77,45 @@ def train_visionkit(data: str, a, epochs: int, project: str, val_images: list[Pa
 
     model = Model("depth-n")
     t0 = time.perf_counter()
-    model.train(data=data, epochs=epochs, imgsz=a.imgsz, batch=a.batch, workers=a.workers, device="cpu",
-                project=project, name="train", exist_ok=True, plots=False, verbose=False, seed=0, patience=0)
+    model.train(
+        data=data,
+        epochs=epochs,
+        imgsz=a.imgsz,
+        batch=a.batch,
+        workers=a.workers,
+        device="cpu",
+        project=project,
+        name="train",
+        exist_ok=True,
+        plots=False,
+        verbose=False,
+        seed=0,
+        patience=0,
+    )
     wall = time.perf_counter() - t0
-    own = model.val(data=data, imgsz=a.imgsz, batch=a.batch, workers=a.workers, device="cpu", verbose=False,
-                    plots=False, project=project)
+    own = model.val(
+        data=data,
+        imgsz=a.imgsz,
+        batch=a.batch,
+        workers=a.workers,
+        device="cpu",
+        verbose=False,
+        plots=False,
+        project=project,
+    )
     maps = Path(project) / "maps"
     maps.mkdir(parents=True, exist_ok=True)
-    for r in model.predict([str(p) for p in val_images], imgsz=a.imgsz, device="cpu", verbose=False,
-                           project=project, rect=False):
+    for r in model.predict(
+        [str(p) for p in val_images], imgsz=a.imgsz, device="cpu", verbose=False, project=project, rect=False
+    ):
         np.save(maps / f"{Path(r['image']).stem}.npy", r["_depth"])  # relative model: inverse depth already
     params = sum(p.numel() for p in model.net.parameters())
-    return {"params": params, "wall": wall, "own": {"delta1": own["delta1"], "abs_rel": own["abs_rel"]},
-            "maps": str(maps)}
+    return {
+        "params": params,
+        "wall": wall,
+        "own": {"delta1": own["delta1"], "abs_rel": own["abs_rel"]},
+        "maps": str(maps),
+    }
 
 
 def main() -> None:
@@ -115,34 +141,60 @@ def main() -> None:
     n_train = len(split_images(spec, "train"))
     work = Path(tempfile.mkdtemp(prefix="bench_depth_"))
     ul_data = work / "data_ul.yaml"
-    ul_data.write_text(yaml.safe_dump({"path": str(spec["root"]), "train": spec["train"], "val": spec["val"],
-                                       "names": {0: "depth"}, "depth_scale": spec["depth_scale"]}))
-    print(f"data {data}: {n_train} train / {len(val_images)} val images; imgsz {a.imgsz}, {a.epochs} epochs, "
-          f"batch {a.batch}, {a.threads} threads, {a.workers} workers")
+    ul_data.write_text(
+        yaml.safe_dump(
+            {
+                "path": str(spec["root"]),
+                "train": spec["train"],
+                "val": spec["val"],
+                "names": {0: "depth"},
+                "depth_scale": spec["depth_scale"],
+            }
+        )
+    )
+    print(
+        f"data {data}: {n_train} train / {len(val_images)} val images; imgsz {a.imgsz}, {a.epochs} epochs, "
+        f"batch {a.batch}, {a.threads} threads, {a.workers} workers"
+    )
     results = {"visionkit depth-n": train_visionkit(data, a, a.epochs, str(work / "visionkit"), val_images)}
     py = ensure_ultralytics(REPO / ".venv-ultralytics")
-    payload = {"data": str(ul_data), "epochs": a.epochs, "imgsz": a.imgsz, "batch": a.batch, "workers": a.workers,
-               "val_images": [str(p) for p in val_images], "project": str(work / "ultralytics")}
+    payload = {
+        "data": str(ul_data),
+        "epochs": a.epochs,
+        "imgsz": a.imgsz,
+        "batch": a.batch,
+        "workers": a.workers,
+        "val_images": [str(p) for p in val_images],
+        "project": str(work / "ultralytics"),
+    }
     results["ultralytics yolo26n-depth"] = run_in_venv(py, UL_SCRIPT, payload, {**os.environ})
-    print(f"\n{'model':<28} {'params':>10} {'train img/s':>12} {'wall s':>8} {'delta1':>8} {'abs_rel':>8} "
-          f"{'rmse':>8}   (aligned, original resolution)")
+    print(
+        f"\n{'model':<28} {'params':>10} {'train img/s':>12} {'wall s':>8} {'delta1':>8} {'abs_rel':>8} "
+        f"{'rmse':>8}   (aligned, original resolution)"
+    )
     rows = {}
     for name, r in results.items():
         s = score(Path(r["maps"]), val_images, spec["depth_scale"])
         rows[name] = {**r, **s, "ips": n_train * a.epochs / r["wall"]}
-        print(f"{name:<28} {r['params']:>10,} {rows[name]['ips']:>12.1f} {r['wall']:>8.1f} {s['delta1']:>8.4f} "
-              f"{s['abs_rel']:>8.4f} {s['rmse']:>8.4f}   own validator: {json.dumps(r['own'])[:120]}")
+        print(
+            f"{name:<28} {r['params']:>10,} {rows[name]['ips']:>12.1f} {r['wall']:>8.1f} {s['delta1']:>8.4f} "
+            f"{s['abs_rel']:>8.4f} {s['rmse']:>8.4f}   own validator: {json.dumps(r['own'])[:120]}"
+        )
     ours, ul = rows["visionkit depth-n"], rows["ultralytics yolo26n-depth"]
-    print(f"visionkit / ultralytics: images/s {ours['ips'] / ul['ips']:.2f}x, delta1 "
-          f"{ours['delta1'] / ul['delta1']:.2f}x (higher is better), abs_rel "
-          f"{ours['abs_rel'] / ul['abs_rel']:.2f}x (lower is better)")
+    print(
+        f"visionkit / ultralytics: images/s {ours['ips'] / ul['ips']:.2f}x, delta1 "
+        f"{ours['delta1'] / ul['delta1']:.2f}x (higher is better), abs_rel "
+        f"{ours['abs_rel'] / ul['abs_rel']:.2f}x (lower is better)"
+    )
     if a.equal_time:
         epochs = max(1, int(ul["wall"] / (ours["wall"] / a.epochs)))
         r = train_visionkit(data, a, epochs, str(work / "visionkit_equal"), val_images)
         s = score(Path(r["maps"]), val_images, spec["depth_scale"])
-        print(f"equal wall-clock: visionkit {epochs} epochs in {r['wall']:.0f}s → delta1 {s['delta1']:.4f}, abs_rel "
-              f"{s['abs_rel']:.4f} vs Ultralytics {a.epochs} epochs in {ul['wall']:.0f}s → {ul['delta1']:.4f}, "
-              f"{ul['abs_rel']:.4f}")
+        print(
+            f"equal wall-clock: visionkit {epochs} epochs in {r['wall']:.0f}s → delta1 {s['delta1']:.4f}, abs_rel "
+            f"{s['abs_rel']:.4f} vs Ultralytics {a.epochs} epochs in {ul['wall']:.0f}s → {ul['delta1']:.4f}, "
+            f"{ul['abs_rel']:.4f}"
+        )
     print(f"work folder: {work}")
 
 

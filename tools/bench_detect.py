@@ -59,8 +59,20 @@ def ensure_ultralytics(venv: Path, extra: tuple[str, ...] = ()) -> Path:
     import torch
     import torchvision
 
-    subprocess.run([str(py), "-m", "pip", "install", "-q", f"torch=={torch.__version__.split('+')[0]}",
-                    f"torchvision=={torchvision.__version__.split('+')[0]}", "ultralytics", *extra], check=True)
+    subprocess.run(
+        [
+            str(py),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            f"torch=={torch.__version__.split('+')[0]}",
+            f"torchvision=={torchvision.__version__.split('+')[0]}",
+            "ultralytics",
+            *extra,
+        ],
+        check=True,
+    )
     return py
 
 
@@ -76,13 +88,30 @@ def train_visionkit(data: str, a, epochs: int, project: str) -> dict:
 
     model = Model("yolo-n")
     t0 = time.perf_counter()
-    model.train(data=data, epochs=epochs, imgsz=a.imgsz, batch=a.batch, workers=a.workers, project=project,
-                close_mosaic=a.close_mosaic, plots=False, verbose=False, seed=0, patience=0)
+    model.train(
+        data=data,
+        epochs=epochs,
+        imgsz=a.imgsz,
+        batch=a.batch,
+        workers=a.workers,
+        project=project,
+        close_mosaic=a.close_mosaic,
+        plots=False,
+        verbose=False,
+        seed=0,
+        patience=0,
+    )
     wall = time.perf_counter() - t0
     metrics = model.val(data=data, plots=True, verbose=False, project=project, batch=a.batch)
     info = model.info(imgsz=a.imgsz, verbose=False)
-    return {"params": info["params"], "gflops": info["flops"] / 1e9, "wall": wall, "map": metrics["mAP50-95"],
-            "map50": metrics["mAP50"], "val_dir": model.save_dir}
+    return {
+        "params": info["params"],
+        "gflops": info["flops"] / 1e9,
+        "wall": wall,
+        "map": metrics["mAP50-95"],
+        "map50": metrics["mAP50"],
+        "val_dir": model.save_dir,
+    }
 
 
 def main() -> None:
@@ -110,19 +139,37 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="vk-bench-detect-"))
     # Ultralytics resolves a relative `path` against its own datasets folder: hand it an absolute one
     ul_yaml = work / "data_ultralytics.yaml"
-    ul_yaml.write_text(yaml.safe_dump({"path": str(spec["root"]), "train": spec["train"], "val": spec["val"],
-                                       "names": {i: n for i, n in enumerate(spec["names"])}}))
+    ul_yaml.write_text(
+        yaml.safe_dump(
+            {
+                "path": str(spec["root"]),
+                "train": spec["train"],
+                "val": spec["val"],
+                "names": {i: n for i, n in enumerate(spec["names"])},
+            }
+        )
+    )
     py = ensure_ultralytics(Path(a.venv))
-    print(f"data {data}: {n_train} train images; imgsz {a.imgsz}, epochs {a.epochs}, batch {a.batch}, "
-          f"{a.threads} threads, {a.workers} workers; work dir {work}")
+    print(
+        f"data {data}: {n_train} train images; imgsz {a.imgsz}, epochs {a.epochs}, batch {a.batch}, "
+        f"{a.threads} threads, {a.workers} workers; work dir {work}"
+    )
 
     vk = train_visionkit(data, a, a.epochs, str(work / "visionkit"))
     print(f"visionkit done in {vk['wall']:.0f} s")
     env = {**os.environ, "YOLO_OFFLINE": "1", "OMP_NUM_THREADS": str(a.threads), "YOLO_VERBOSE": "False"}
-    args = {"data": str(ul_yaml), "epochs": a.epochs, "imgsz": a.imgsz, "batch": a.batch, "workers": a.workers,
-            "project": str(work / "ultralytics"), "close_mosaic": a.close_mosaic}
-    proc = subprocess.run([str(py), "-c", UL_SCRIPT, json.dumps(args)], env=env, capture_output=True, text=True,
-                          cwd=work)
+    args = {
+        "data": str(ul_yaml),
+        "epochs": a.epochs,
+        "imgsz": a.imgsz,
+        "batch": a.batch,
+        "workers": a.workers,
+        "project": str(work / "ultralytics"),
+        "close_mosaic": a.close_mosaic,
+    }
+    proc = subprocess.run(
+        [str(py), "-c", UL_SCRIPT, json.dumps(args)], env=env, capture_output=True, text=True, cwd=work
+    )
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
     if proc.returncode or line is None:
         sys.exit(f"Ultralytics run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -131,23 +178,30 @@ def main() -> None:
 
     # one pycocotools evaluation of both models' predictions against the same ground truth
     gt = json.loads((vk["val_dir"] / "ground_truth_coco.json").read_text())
+
     def key(stem) -> str:  # Ultralytics turns numeric file stems into integers ("00480" → 480)
         return str(int(stem)) if str(stem).isdigit() else str(stem)
 
     stem_to_id = {key(Path(im["file_name"]).stem): im["id"] for im in gt["images"]}
     vk_dets = json.loads((vk["val_dir"] / "predictions_coco.json").read_text())
     # outside COCO itself, Ultralytics writes category_id = class index + 1
-    ul_dets = [{**d, "image_id": stem_to_id[key(d["image_id"])], "category_id": d["category_id"] - 1}
-               for d in json.loads(Path(ul["predictions"]).read_text()) if key(d["image_id"]) in stem_to_id]
+    ul_dets = [
+        {**d, "image_id": stem_to_id[key(d["image_id"])], "category_id": d["category_id"] - 1}
+        for d in json.loads(Path(ul["predictions"]).read_text())
+        if key(d["image_id"]) in stem_to_id
+    ]
     vk_coco, ul_coco = coco_map(gt, vk_dets), coco_map(gt, ul_dets)
 
-    rows = [("parameters", vk["params"], ul["params"], "{:,.0f}"), ("GFLOPs", vk["gflops"], ul["gflops"], "{:.2f}"),
-            ("train images/s", a.epochs * n_train / vk["wall"], a.epochs * n_train / ul["wall"], "{:.1f}"),
-            ("wall time (s)", vk["wall"], ul["wall"], "{:.0f}"),
-            ("mAP50-95 (own validator)", vk["map"], ul["map"], "{:.4f}"),
-            ("mAP50 (own validator)", vk["map50"], ul["map50"], "{:.4f}"),
-            ("mAP50-95 (pycocotools, both)", vk_coco[0], ul_coco[0], "{:.4f}"),
-            ("mAP50 (pycocotools, both)", vk_coco[1], ul_coco[1], "{:.4f}")]
+    rows = [
+        ("parameters", vk["params"], ul["params"], "{:,.0f}"),
+        ("GFLOPs", vk["gflops"], ul["gflops"], "{:.2f}"),
+        ("train images/s", a.epochs * n_train / vk["wall"], a.epochs * n_train / ul["wall"], "{:.1f}"),
+        ("wall time (s)", vk["wall"], ul["wall"], "{:.0f}"),
+        ("mAP50-95 (own validator)", vk["map"], ul["map"], "{:.4f}"),
+        ("mAP50 (own validator)", vk["map50"], ul["map50"], "{:.4f}"),
+        ("mAP50-95 (pycocotools, both)", vk_coco[0], ul_coco[0], "{:.4f}"),
+        ("mAP50 (pycocotools, both)", vk_coco[1], ul_coco[1], "{:.4f}"),
+    ]
     print(f"\n{'':<30} {'visionkit yolo-n':>18} {'Ultralytics v8n':>18} {'ratio vk/UL':>12}")
     for name, v, u, fmt in rows:
         ratio = v / u if u else float("nan")
@@ -155,8 +209,10 @@ def main() -> None:
     if a.equal_time:
         epochs_eq = max(1, int(a.epochs * ul["wall"] / vk["wall"]))
         eq = train_visionkit(data, a, epochs_eq, str(work / "visionkit_equal_time"))
-        print(f"\nequal wall-clock: visionkit {epochs_eq} epochs in {eq['wall']:.0f} s → mAP50-95 {eq['map']:.4f} vs "
-              f"Ultralytics {ul['map']:.4f} in {ul['wall']:.0f} s: ratio {eq['map'] / max(ul['map'], 1e-9):.3f}")
+        print(
+            f"\nequal wall-clock: visionkit {epochs_eq} epochs in {eq['wall']:.0f} s → mAP50-95 {eq['map']:.4f} vs "
+            f"Ultralytics {ul['map']:.4f} in {ul['wall']:.0f} s: ratio {eq['map'] / max(ul['map'], 1e-9):.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -19,8 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-CASES = [("classify", "mnist-tiny", "shapes"), ("segment", "unet-n", "shapes"), ("depth", "depth-n", "rooms"),
-         ("detect", "yolo-n", "shapes")]
+CASES = [
+    ("classify", "mnist-tiny", "shapes"),
+    ("segment", "unet-n", "shapes"),
+    ("depth", "depth-n", "rooms"),
+    ("detect", "yolo-n", "shapes"),
+]
 
 
 def median_ms(fn, runs: int) -> float:
@@ -42,9 +46,18 @@ def measure(task: str, preset: str, data: str, opt, work: Path) -> tuple:
 
     imgsz = 32 if task == "classify" else opt.imgsz
     m = Model(preset, task=task)
-    m.train(data=data, epochs=opt.epochs, imgsz=imgsz, batch=16, workers=0, verbose=False, plots=False,
-            project=str(work / task), datasets_dir=str(work / "datasets"), **({"close_mosaic": 1}
-                                                                              if task == "detect" else {}))
+    m.train(
+        data=data,
+        epochs=opt.epochs,
+        imgsz=imgsz,
+        batch=16,
+        workers=0,
+        verbose=False,
+        plots=False,
+        project=str(work / task),
+        datasets_dir=str(work / "datasets"),
+        **({"close_mosaic": 1} if task == "detect" else {}),
+    )
     val_kw = {"verbose": False, "plots": False, "workers": 0, "project": str(work / "val")}
     export_kw = {"verbose": False, **({"nms": True, "conf": 0.001, "iou": 0.7} if task == "detect" else {})}
     files = {}
@@ -68,7 +81,7 @@ def measure(task: str, preset: str, data: str, opt, work: Path) -> tuple:
     interp = tfl.Interpreter(model_path=str(files["fp32"]), num_threads=2)
     interp.allocate_tensors()
     inp = interp.get_input_details()[0]["index"]
-    x_tfl = (rgb[None].astype(np.float32) / 255)
+    x_tfl = rgb[None].astype(np.float32) / 255
 
     def run_tfl():
         interp.set_tensor(inp, x_tfl)
@@ -102,12 +115,16 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_edge_"))
     rows = [measure(task, preset, data, opt, work) for task, preset, data in CASES if task in opt.tasks.split(",")]
     print(f"\nbatch 1, {torch.get_num_threads()} threads, median of {opt.runs} runs (ms); sizes in MB")
-    print(f"{'task':9} {'preset':11} {'input':8} {'MediaPipe':>9} {'LiteRT':>7} {'ORT':>7} {'torch':>7} "
-          f"{'MP/ORT':>7} {'fp32':>6} {'fp16':>6} {'int8':>6}  metric: .pt / fp32 / int8 (change)")
+    print(
+        f"{'task':9} {'preset':11} {'input':8} {'MediaPipe':>9} {'LiteRT':>7} {'ORT':>7} {'torch':>7} "
+        f"{'MP/ORT':>7} {'fp32':>6} {'fp16':>6} {'int8':>6}  metric: .pt / fp32 / int8 (change)"
+    )
     for task, preset, size, mp_ms, tfl_ms, ort_ms, pt_ms, sizes, key, mt in rows:
-        print(f"{task:9} {preset:11} {size:8} {mp_ms:9.2f} {tfl_ms:7.2f} {ort_ms:7.2f} {pt_ms:7.2f} "
-              f"{mp_ms / ort_ms:7.2f} {sizes['fp32']:6.2f} {sizes['fp16']:6.2f} {sizes['int8']:6.2f}  "
-              f"{key} {mt['pt']:.4f} / {mt['fp32']:.4f} / {mt['int8']:.4f} ({mt['int8'] - mt['fp32']:+.4f})")
+        print(
+            f"{task:9} {preset:11} {size:8} {mp_ms:9.2f} {tfl_ms:7.2f} {ort_ms:7.2f} {pt_ms:7.2f} "
+            f"{mp_ms / ort_ms:7.2f} {sizes['fp32']:6.2f} {sizes['fp16']:6.2f} {sizes['int8']:6.2f}  "
+            f"{key} {mt['pt']:.4f} / {mt['fp32']:.4f} / {mt['int8']:.4f} ({mt['int8'] - mt['fp32']:+.4f})"
+        )
 
 
 if __name__ == "__main__":

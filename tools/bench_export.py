@@ -62,18 +62,31 @@ def session_runner(path: Path, imgsz: int):
 
 def visionkit_export(preset: str, imgsz: int, num_classes: int, work: Path, simplify: bool):
     """(exported file, PyTorch eager callable) for a preset at imgsz (untrained: latency ignores the weights)."""
-    from visionkit.cfg import resolve
     from visionkit.api import Model
+    from visionkit.cfg import resolve
     from visionkit.engine.exporter import export_onnx
     from visionkit.models.checkpoint import library_versions
 
     m = Model(preset)
     m.config["num_classes"] = num_classes
     net = m.net.eval()
-    ckpt = {"task": m.task_name, "names": [str(i) for i in range(num_classes)], "imgsz": imgsz, "in_channels": 3,
-            "mean": [0.0] * 3, "std": [1.0] * 3, "model_config": m.config, "versions": library_versions()}
-    path = export_onnx(net, m.task, ckpt, resolve({"imgsz": imgsz, "verbose": False, "simplify": simplify}, m.task.keys),
-                       work / f"{preset}-{imgsz}.onnx")
+    ckpt = {
+        "task": m.task_name,
+        "names": [str(i) for i in range(num_classes)],
+        "imgsz": imgsz,
+        "in_channels": 3,
+        "mean": [0.0] * 3,
+        "std": [1.0] * 3,
+        "model_config": m.config,
+        "versions": library_versions(),
+    }
+    path = export_onnx(
+        net,
+        m.task,
+        ckpt,
+        resolve({"imgsz": imgsz, "verbose": False, "simplify": simplify}, m.task.keys),
+        work / f"{preset}-{imgsz}.onnx",
+    )
     x = torch.rand(1, 3, imgsz, imgsz)
     wrapper = m.task.export_wrapper(net, resolve({}, m.task.keys)).eval()
 
@@ -92,8 +105,13 @@ def ultralytics_export(imgsz: int, venv: Path, work: Path) -> Path:
 
         py = ensure_ultralytics(venv)
     subprocess.run([str(py), "-m", "pip", "install", "-q", "onnx", "onnxslim", "onnxruntime"], check=True)
-    out = subprocess.run([str(py), "-c", UL_EXPORT, str(imgsz)], capture_output=True, text=True, cwd=work,
-                         env={"YOLO_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [str(py), "-c", UL_EXPORT, str(imgsz)],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env={"YOLO_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("ONNX_PATH ")), None)
     if line is None:
         sys.exit(f"Ultralytics export failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
@@ -112,16 +130,20 @@ def main() -> None:
     ap.add_argument("--simplify", action="store_true", help="export with simplify=True (onnxslim), as Ultralytics does")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vk-bench-export-"))
-    print(f"median ms per image, batch 1, {torch.get_num_threads()} threads, {a.runs} runs, visionkit simplify="
-          f"{a.simplify} (Ultralytics: simplify=True)")
+    print(
+        f"median ms per image, batch 1, {torch.get_num_threads()} threads, {a.runs} runs, visionkit simplify="
+        f"{a.simplify} (Ultralytics: simplify=True)"
+    )
     print(f"{'model':<28} {'PyTorch':>9} {'onnxruntime':>12} {'UL yolov8n ORT':>15} {'vk ORT / UL':>12}")
     for size in a.sizes:
         path, eager = visionkit_export("yolo-n", size, 80, work, a.simplify)
         ul_path = ultralytics_export(size, Path(a.venv), work)
         eager_ms = median_ms(eager, a.runs)
         ort_ms, ul = interleaved_ms([session_runner(path, size), session_runner(ul_path, size)], a.runs)
-        print(f"{'yolo-n @' + str(size) + ' (80 classes)':<28} {eager_ms:>9.2f} {ort_ms:>12.2f} {ul:>15.2f} "
-              f"{ort_ms / ul:>12.3f}")
+        print(
+            f"{'yolo-n @' + str(size) + ' (80 classes)':<28} {eager_ms:>9.2f} {ort_ms:>12.2f} {ul:>15.2f} "
+            f"{ort_ms / ul:>12.3f}"
+        )
     path, eager = visionkit_export("mobilenet-v3-small-cls", 224, 1000, work, a.simplify)
     eager, ort_ms = median_ms(eager, a.runs), median_ms(session_runner(path, 224), a.runs)
     print(f"{'mobilenet-v3-small-cls @224':<28} {eager:>9.2f} {ort_ms:>12.2f} {'-':>15} {'-':>12}")

@@ -52,9 +52,17 @@ def step_throughput(imgsz: int, batch: int, steps: int, device: torch.device) ->
     for amp in (False, "bf16", "fp16"):
         ips, finite = timed_steps(amp, imgsz, batch, steps, device)
         base = base or ips
-        report(figure="train_step", model="yolo-n", imgsz=imgsz, batch=batch, amp=str(amp), images_per_s=round(ips, 1),
-               ratio_vs_fp32=round(ips / base, 2), loss_finite=finite,
-               peak_mem_gb=round(torch.cuda.max_memory_allocated() / 1e9, 2) if device.type == "cuda" else None)
+        report(
+            figure="train_step",
+            model="yolo-n",
+            imgsz=imgsz,
+            batch=batch,
+            amp=str(amp),
+            images_per_s=round(ips, 1),
+            ratio_vs_fp32=round(ips / base, 2),
+            loss_finite=finite,
+            peak_mem_gb=round(torch.cuda.max_memory_allocated() / 1e9, 2) if device.type == "cuda" else None,
+        )
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
 
@@ -71,9 +79,12 @@ def timed_steps(amp, imgsz: int, batch: int, steps: int, device: torch.device) -
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     imgs = torch.rand(batch, 3, imgsz, imgsz, device=device).contiguous(memory_format=torch.channels_last)
     n = batch * 8  # 8 boxes per image
-    rows = [torch.arange(batch, device=device).repeat_interleave(8)[:, None].float(),
-            torch.randint(0, cfg["num_classes"], (n, 1), device=device).float(),
-            torch.rand(n, 2, device=device) * 0.6 + 0.2, torch.rand(n, 2, device=device) * 0.2 + 0.05]
+    rows = [
+        torch.arange(batch, device=device).repeat_interleave(8)[:, None].float(),
+        torch.randint(0, cfg["num_classes"], (n, 1), device=device).float(),
+        torch.rand(n, 2, device=device) * 0.6 + 0.2,
+        torch.rand(n, 2, device=device) * 0.2 + 0.05,
+    ]
     batch_dict = {"img": imgs, "targets": torch.cat(rows, 1)}
     loss_args = resolve({}, task.keys)  # the loss gains (box, cls, dfl) at their defaults
     losses = []
@@ -104,24 +115,45 @@ def end_to_end(epochs: int, imgsz: int, batch: int, project: Path, data: Path, d
         times: list[tuple[int, float]] = []  # (epoch, time) at every batch end
         m.add_callback("on_batch_end", lambda t, log=times: (sync(device), log.append((t.epoch, time.perf_counter()))))
         t0 = time.perf_counter()
-        metrics = m.train(data=str(data), imgsz=imgsz, epochs=epochs, batch=batch, workers=8, amp=amp,
-                          device="0" if device.type == "cuda" else "cpu", project=str(project), name=f"amp_{amp}",
-                          verbose=False, plots=False, close_mosaic=min(2, epochs - 1))
+        metrics = m.train(
+            data=str(data),
+            imgsz=imgsz,
+            epochs=epochs,
+            batch=batch,
+            workers=8,
+            amp=amp,
+            device="0" if device.type == "cuda" else "cpu",
+            project=str(project),
+            name=f"amp_{amp}",
+            verbose=False,
+            plots=False,
+            close_mosaic=min(2, epochs - 1),
+        )
         wall = time.perf_counter() - t0
         per_epoch = len(times) // epochs
         # images/s within epochs (from each epoch's first batch to its last: worker start-up and validation left
         # out), the first epoch skipped (cudnn autotuning)
         spans = [[t for e, t in times if e == epoch] for epoch in range(1, epochs)]
         seen = sum(len(s) - 1 for s in spans) * batch
-        report(figure="train_end_to_end", model="yolo-n", imgsz=imgsz, batch=batch, epochs=epochs, amp=amp,
-               batches_per_epoch=per_epoch, train_images_per_s=round(seen / sum(s[-1] - s[0] for s in spans), 1),
-               wall_s=round(wall, 1), mAP50_95=round(metrics.get("mAP50-95", float("nan")), 4))
+        report(
+            figure="train_end_to_end",
+            model="yolo-n",
+            imgsz=imgsz,
+            batch=batch,
+            epochs=epochs,
+            amp=amp,
+            batches_per_epoch=per_epoch,
+            train_images_per_s=round(seen / sum(s[-1] - s[0] for s in spans), 1),
+            wall_s=round(wall, 1),
+            mAP50_95=round(metrics.get("mAP50-95", float("nan")), 4),
+        )
         best = m.ckpt_path
     return best
 
 
-def epochs_vs_steps(images: int, epochs: int, imgsz: int, batch: int, workers: int, project: Path,
-                    device: torch.device) -> None:
+def epochs_vs_steps(
+    images: int, epochs: int, imgsz: int, batch: int, workers: int, project: Path, device: torch.device
+) -> None:
     """End-to-end images/s over whole epochs (validation included; the first epoch left out) next to the step
     throughput of the same model, batch, size and amp."""
     from visionkit.data.synthetic import generate_shapes
@@ -134,15 +166,38 @@ def epochs_vs_steps(images: int, epochs: int, imgsz: int, batch: int, workers: i
     marks: list[float] = []
     m.add_callback("on_epoch_start", lambda t: (sync(device), marks.append(time.perf_counter())))
     m.add_callback("on_epoch_end", lambda t: (sync(device), marks.append(time.perf_counter())))
-    m.train(data=str(data / "data.yaml"), imgsz=imgsz, epochs=epochs, batch=batch, workers=workers, amp=amp,
-            device="0" if device.type == "cuda" else "cpu", project=str(project), name="epochs", verbose=False,
-            plots=False, close_mosaic=0, exist_ok=True)
+    m.train(
+        data=str(data / "data.yaml"),
+        imgsz=imgsz,
+        epochs=epochs,
+        batch=batch,
+        workers=workers,
+        amp=amp,
+        device="0" if device.type == "cuda" else "cpu",
+        project=str(project),
+        name="epochs",
+        verbose=False,
+        plots=False,
+        close_mosaic=0,
+        exist_ok=True,
+    )
     spans = [marks[i + 1] - marks[i] for i in range(0, len(marks), 2)][1:]  # first epoch: warm-up, left out
     e2e = images * len(spans) / sum(spans)
-    report(figure="epochs_vs_steps", model="yolo-n", device=str(device), imgsz=imgsz, batch=batch, amp=str(amp),
-           images=images, workers=workers, step_images_per_s=round(step_ips, 1),
-           end_to_end_images_per_s=round(e2e, 1), ratio=round(e2e / step_ips, 3),
-           time_split=m.trainer.timer.summary(), data_share=round(m.trainer.timer.shares().get("data", 0.0), 3))
+    report(
+        figure="epochs_vs_steps",
+        model="yolo-n",
+        device=str(device),
+        imgsz=imgsz,
+        batch=batch,
+        amp=str(amp),
+        images=images,
+        workers=workers,
+        step_images_per_s=round(step_ips, 1),
+        end_to_end_images_per_s=round(e2e, 1),
+        ratio=round(e2e / step_ips, 3),
+        time_split=m.trainer.timer.summary(),
+        data_share=round(m.trainer.timer.shares().get("data", 0.0), 3),
+    )
 
 
 def half_export(ckpt: Path, data: Path, project: Path) -> None:
@@ -151,12 +206,22 @@ def half_export(ckpt: Path, data: Path, project: Path) -> None:
     for nms in (False, True):
         t0 = time.perf_counter()
         path = m.export(half=True, dynamic=True, nms=nms, conf=0.001 if nms else None, verbose=True)
-        report(figure="export_half", nms=nms, seconds=round(time.perf_counter() - t0, 1), file=str(path),
-               size_mb=round(path.stat().st_size / 1e6, 2))
+        report(
+            figure="export_half",
+            nms=nms,
+            seconds=round(time.perf_counter() - t0, 1),
+            file=str(path),
+            size_mb=round(path.stat().st_size / 1e6, 2),
+        )
         onnx_model = Model(str(path))
         got = onnx_model.val(data=str(data), project=str(project), verbose=False, plots=False)
-        report(figure="half_onnx_val", nms=nms, pytorch_mAP50_95=round(ref["mAP50-95"], 4),
-               onnx_fp16_mAP50_95=round(got["mAP50-95"], 4), diff=round(abs(ref["mAP50-95"] - got["mAP50-95"]), 4))
+        report(
+            figure="half_onnx_val",
+            nms=nms,
+            pytorch_mAP50_95=round(ref["mAP50-95"], 4),
+            onnx_fp16_mAP50_95=round(got["mAP50-95"], 4),
+            diff=round(abs(ref["mAP50-95"] - got["mAP50-95"]), 4),
+        )
         path.rename(path.with_name(f"best_half_nms{int(nms)}.onnx"))
 
 
@@ -168,8 +233,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--project", default="runs/bench_gpu")
     ap.add_argument("--out", default="bench_gpu.json")
-    ap.add_argument("--parts", default="steps,train,export,epochs",
-                    help="which of steps, train, export, epochs to run")
+    ap.add_argument("--parts", default="steps,train,export,epochs", help="which of steps, train, export, epochs to run")
     ap.add_argument("--images", type=int, default=5000, help="epochs part: training images generated")
     ap.add_argument("--workers", type=int, default=8, help="epochs part: loader workers")
     ap.add_argument("--smoke", action="store_true", help="tiny CPU run of the script's code paths (no CUDA figures)")
@@ -189,21 +253,33 @@ def main() -> None:
     else:
         device = torch.device("cuda")
         torch.backends.cudnn.benchmark = True
-        report(figure="device", name=torch.cuda.get_device_name(0), torch=torch.__version__,
-               bf16=torch.cuda.is_bf16_supported())
+        report(
+            figure="device",
+            name=torch.cuda.get_device_name(0),
+            torch=torch.__version__,
+            bf16=torch.cuda.is_bf16_supported(),
+        )
     project = Path(a.project)
     try:
         parts = set(a.parts.split(","))
         if "steps" in parts:
             step_throughput(a.imgsz, a.batch, a.steps, device)
         data = ensure_shapes(Path("datasets/shapes"), verbose=False) / "data.yaml"
-        best = end_to_end(a.epochs, 320 if device.type == "cuda" else 64, 32 if device.type == "cuda" else 8,
-                          project, data, device)
+        best = end_to_end(
+            a.epochs, 320 if device.type == "cuda" else 64, 32 if device.type == "cuda" else 8, project, data, device
+        )
         if device.type == "cuda" and "export" in parts:  # fp16 export needs CUDA
             half_export(best, data, project)
         if "epochs" in parts:
-            epochs_vs_steps(a.images if device.type == "cuda" else 16, a.epochs if device.type == "cuda" else 2,
-                            a.imgsz, a.batch, a.workers if device.type == "cuda" else 0, project, device)
+            epochs_vs_steps(
+                a.images if device.type == "cuda" else 16,
+                a.epochs if device.type == "cuda" else 2,
+                a.imgsz,
+                a.batch,
+                a.workers if device.type == "cuda" else 0,
+                project,
+                device,
+            )
     finally:
         Path(a.out).write_text(json.dumps(RESULTS, indent=1))
 

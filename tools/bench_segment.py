@@ -128,16 +128,38 @@ def train_visionkit(data: str, a, epochs: int, project: str, val_images: list[Pa
 
     model = Model("unet-n")
     t0 = time.perf_counter()
-    model.train(data=data, epochs=epochs, imgsz=a.imgsz, batch=a.batch, workers=a.workers, device="cpu",
-                project=project, name="train", exist_ok=True, close_mosaic=a.close_mosaic, plots=False,
-                verbose=False, seed=0, patience=0)
+    model.train(
+        data=data,
+        epochs=epochs,
+        imgsz=a.imgsz,
+        batch=a.batch,
+        workers=a.workers,
+        device="cpu",
+        project=project,
+        name="train",
+        exist_ok=True,
+        close_mosaic=a.close_mosaic,
+        plots=False,
+        verbose=False,
+        seed=0,
+        patience=0,
+    )
     wall = time.perf_counter() - t0
-    own = model.val(data=data, imgsz=a.imgsz, batch=a.batch, workers=a.workers, device="cpu", verbose=False,
-                    plots=False, project=project)
+    own = model.val(
+        data=data,
+        imgsz=a.imgsz,
+        batch=a.batch,
+        workers=a.workers,
+        device="cpu",
+        verbose=False,
+        plots=False,
+        project=project,
+    )
     maps = Path(project) / "maps"
     maps.mkdir(parents=True, exist_ok=True)
-    for r in model.predict([str(p) for p in val_images], imgsz=a.imgsz, device="cpu", verbose=False,
-                           project=project, rect=False):
+    for r in model.predict(
+        [str(p) for p in val_images], imgsz=a.imgsz, device="cpu", verbose=False, project=project, rect=False
+    ):
         cv2.imwrite(str(maps / f"{Path(r['image']).stem}.png"), r["_mask"])
     params = sum(p.numel() for p in model.net.parameters())
     return {"params": params, "wall": wall, "miou_own": own["mIoU"], "maps": str(maps)}
@@ -177,47 +199,75 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_segment_"))
     # Ultralytics' semantic layout: names are the mask values, masks found through masks_dir
     ul_data = work / "data_ul.yaml"
-    ul_data.write_text(yaml.safe_dump({"path": str(spec["root"]), "train": spec["train"], "val": spec["val"],
-                                       "names": dict(enumerate(names)), "masks_dir": "masks"}))
-    payload = {"data": str(ul_data), "epochs": a.epochs, "imgsz": a.imgsz, "batch": a.batch, "workers": a.workers,
-               "close_mosaic": a.close_mosaic, "val_images": [str(p) for p in val_images]}
+    ul_data.write_text(
+        yaml.safe_dump(
+            {
+                "path": str(spec["root"]),
+                "train": spec["train"],
+                "val": spec["val"],
+                "names": dict(enumerate(names)),
+                "masks_dir": "masks",
+            }
+        )
+    )
+    payload = {
+        "data": str(ul_data),
+        "epochs": a.epochs,
+        "imgsz": a.imgsz,
+        "batch": a.batch,
+        "workers": a.workers,
+        "close_mosaic": a.close_mosaic,
+        "val_images": [str(p) for p in val_images],
+    }
     results = {}
-    print(f"data {data}: {len(split_images(spec, 'train'))} train / {len(val_images)} val images, {len(names)} "
-          f"mask classes; imgsz {a.imgsz}, {a.epochs} epochs, batch {a.batch}, {a.threads} threads, "
-          f"{a.workers} workers")
+    print(
+        f"data {data}: {len(split_images(spec, 'train'))} train / {len(val_images)} val images, {len(names)} "
+        f"mask classes; imgsz {a.imgsz}, {a.epochs} epochs, batch {a.batch}, {a.threads} threads, "
+        f"{a.workers} workers"
+    )
     results["visionkit unet-n"] = train_visionkit(data, a, a.epochs, str(work / "visionkit"), val_images)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     if "ultralytics" not in a.skip or "smp" not in a.skip:
         py = ensure_ultralytics(REPO / ".venv-ultralytics", extra=("segmentation-models-pytorch",))
         if "ultralytics" not in a.skip:
-            results["ultralytics yolo26n-sem"] = run_in_venv(py, UL_SCRIPT, {**payload,
-                                                             "project": str(work / "ultralytics")}, env)
+            results["ultralytics yolo26n-sem"] = run_in_venv(
+                py, UL_SCRIPT, {**payload, "project": str(work / "ultralytics")}, env
+            )
         if "smp" not in a.skip:
-            results["smp Unet resnet18"] = run_in_venv(py, SMP_SCRIPT, {**payload, "data": data,
-                                                       "project": str(work / "smp")}, env)
+            results["smp Unet resnet18"] = run_in_venv(
+                py, SMP_SCRIPT, {**payload, "data": data, "project": str(work / "smp")}, env
+            )
     n_train = len(split_images(spec, "train"))
-    print(f"\n{'model':<26} {'params':>10} {'train img/s':>12} {'wall s':>8} {'mIoU':>7} {'mDice':>7} "
-          f"{'pix acc':>8} {'own mIoU':>9}")
+    print(
+        f"\n{'model':<26} {'params':>10} {'train img/s':>12} {'wall s':>8} {'mIoU':>7} {'mDice':>7} "
+        f"{'pix acc':>8} {'own mIoU':>9}"
+    )
     rows = {}
     for name, r in results.items():
         s = score(Path(r["maps"]), val_images, names)
         rows[name] = {**r, **s, "ips": n_train * a.epochs / r["wall"]}
         own = f"{r['miou_own']:.4f}" if r["miou_own"] is not None else "-"
-        print(f"{name:<26} {r['params']:>10,} {rows[name]['ips']:>12.1f} {r['wall']:>8.1f} {s['mIoU']:>7.4f} "
-              f"{s['mDice']:>7.4f} {s['pixel_acc']:>8.4f} {own:>9}")
+        print(
+            f"{name:<26} {r['params']:>10,} {rows[name]['ips']:>12.1f} {r['wall']:>8.1f} {s['mIoU']:>7.4f} "
+            f"{s['mDice']:>7.4f} {s['pixel_acc']:>8.4f} {own:>9}"
+        )
     ours = rows["visionkit unet-n"]
     for name, r in rows.items():
         if r is not ours:
-            print(f"visionkit / {name}: images/s {ours['ips'] / r['ips']:.2f}x, mIoU at equal epochs "
-                  f"{ours['mIoU'] / max(r['mIoU'], 1e-9):.2f}x")
+            print(
+                f"visionkit / {name}: images/s {ours['ips'] / r['ips']:.2f}x, mIoU at equal epochs "
+                f"{ours['mIoU'] / max(r['mIoU'], 1e-9):.2f}x"
+            )
     ul = rows.get("ultralytics yolo26n-sem")
     if a.equal_time and ul is not None:
         epochs = max(1, int(ul["wall"] / (ours["wall"] / a.epochs)))
         r = train_visionkit(data, a, epochs, str(work / "visionkit_equal"), val_images)
         s = score(Path(r["maps"]), val_images, names)
-        print(f"equal wall-clock: visionkit {epochs} epochs in {r['wall']:.0f}s → mIoU {s['mIoU']:.4f} vs "
-              f"Ultralytics {a.epochs} epochs in {ul['wall']:.0f}s → {ul['mIoU']:.4f} "
-              f"({s['mIoU'] / max(ul['mIoU'], 1e-9):.2f}x)")
+        print(
+            f"equal wall-clock: visionkit {epochs} epochs in {r['wall']:.0f}s → mIoU {s['mIoU']:.4f} vs "
+            f"Ultralytics {a.epochs} epochs in {ul['wall']:.0f}s → {ul['mIoU']:.4f} "
+            f"({s['mIoU'] / max(ul['mIoU'], 1e-9):.2f}x)"
+        )
     print(f"work folder: {work}")
 
 

@@ -42,12 +42,16 @@ def visionkit_chain(sample: Sample, size: int, rng: np.random.Generator) -> Samp
 
 
 def torchvision_chain(size: int) -> v2.Compose:
-    return v2.Compose([
-        v2.Resize(size - 1, max_size=size, antialias=True), v2.Pad([0, 0, 0, size // 4], fill=114),
-        v2.RandomAffine(degrees=10.0, translate=(0.1, 0.1), scale=(0.5, 1.5), fill=114),
-        v2.ColorJitter(brightness=0.4, saturation=0.7, hue=0.015), v2.RandomHorizontalFlip(0.5),
-        v2.SanitizeBoundingBoxes(labels_getter=lambda inputs: inputs[1]["labels"]),
-    ])
+    return v2.Compose(
+        [
+            v2.Resize(size - 1, max_size=size, antialias=True),
+            v2.Pad([0, 0, 0, size // 4], fill=114),
+            v2.RandomAffine(degrees=10.0, translate=(0.1, 0.1), scale=(0.5, 1.5), fill=114),
+            v2.ColorJitter(brightness=0.4, saturation=0.7, hue=0.015),
+            v2.RandomHorizontalFlip(0.5),
+            v2.SanitizeBoundingBoxes(labels_getter=lambda inputs: inputs[1]["labels"]),
+        ]
+    )
 
 
 def timed(fn, repeats: int) -> float:

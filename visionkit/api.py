@@ -1,11 +1,11 @@
 """The Python API. Everything the CLI does goes through here::
 
-    from visionkit import Model
-    m = Model("mnist-tiny")
-    m.train(data="mnist", epochs=3)
-    m.val()
-    m.predict("digits/")
-    Model("runs/classify/train/weights/best.pt").predict("img.png")
+from visionkit import Model
+m = Model("mnist-tiny")
+m.train(data="mnist", epochs=3)
+m.val()
+m.predict("digits/")
+Model("runs/classify/train/weights/best.pt").predict("img.png")
 """
 
 from __future__ import annotations
@@ -25,8 +25,13 @@ from visionkit.yamlfile import read_yaml
 class Model:
     """A model for one task: a preset name, a backbone name, a model YAML/dict, or a checkpoint path."""
 
-    def __init__(self, model: str | Path | dict | None = None, task: str | None = None,
-                 names: list[str] | None = None, imgsz: int | None = None):
+    def __init__(
+        self,
+        model: str | Path | dict | None = None,
+        task: str | None = None,
+        names: list[str] | None = None,
+        imgsz: int | None = None,
+    ):
         """``names`` and ``imgsz`` are only for an ONNX or .tflite file exported by another tool (no visionkit
         metadata)."""
         self.callbacks = Callbacks()
@@ -68,8 +73,9 @@ class Model:
         cfg_task = self.config.get("task")
         if task is not None and cfg_task is not None and cfg_task != task:
             named = model if model is not None else f"{self._task(task).default_model}' (the task's default_model"
-            raise UsageError(f"model '{named}' is a {cfg_task} model, not {task}; pick a {task} model "
-                             f"(`visionkit models model`)")
+            raise UsageError(
+                f"model '{named}' is a {cfg_task} model, not {task}; pick a {task} model (`visionkit models model`)"
+            )
         self.task_name = task or cfg_task
         if self.task_name is None:
             raise UsageError(f"model '{model}' does not say its task; pass task=")
@@ -110,9 +116,11 @@ class Model:
     def _args(self, overrides: dict[str, Any]) -> dict[str, Any]:
         args = resolve(overrides, self.task.keys)
         if isinstance(args.imgsz, list):
-            raise UsageError(f"imgsz={','.join(map(str, args.imgsz))}: height,width applies to `export "
-                             f"format=mediapipe` (a fixed deployment input); train, val and predict take one size "
-                             f"(rect=True keeps the aspect ratio)")
+            raise UsageError(
+                f"imgsz={','.join(map(str, args.imgsz))}: height,width applies to `export "
+                f"format=mediapipe` (a fixed deployment input); train, val and predict take one size "
+                f"(rect=True keeps the aspect ratio)"
+            )
         cfg = self.config
         for part in ("backbone", "neck", "head"):
             if args[part]:
@@ -133,10 +141,12 @@ class Model:
 
         args = self._args(overrides)
         if process_count(args) > 1 and not is_worker():
-            raise UsageError(f"device={args.device} nproc={args.nproc} asks for "
-                             f"{process_count(args)} training processes: run this script with `torchrun "
-                             f"--nproc-per-node={process_count(args)} script.py`, or train from the command line "
-                             f"(`visionkit {self.task_name} train device=...` starts them itself)")
+            raise UsageError(
+                f"device={args.device} nproc={args.nproc} asks for "
+                f"{process_count(args)} training processes: run this script with `torchrun "
+                f"--nproc-per-node={process_count(args)} script.py`, or train from the command line "
+                f"(`visionkit {self.task_name} train device=...` starts them itself)"
+            )
         init = self.ckpt["state_dict"] if self.ckpt and not args.resume else None
         if init is not None and not args.imgsz:
             args.imgsz = self.ckpt["imgsz"]
@@ -184,8 +194,10 @@ class Model:
         save_dir = make_run_dir(args, self.task_name, "val")
         if args.verbose:
             print(obj.table())
-            print(f"speed per image: {metrics['ms_preprocess']:.2f} ms pre-process, {metrics['ms_inference']:.2f} ms "
-                  f"inference, {metrics['ms_postprocess']:.2f} ms post-process; plots in {save_dir}")
+            print(
+                f"speed per image: {metrics['ms_preprocess']:.2f} ms pre-process, {metrics['ms_inference']:.2f} ms "
+                f"inference, {metrics['ms_postprocess']:.2f} ms post-process; plots in {save_dir}"
+            )
         if args.plots:
             obj.plot(save_dir)
         self.save_dir = save_dir
@@ -222,9 +234,15 @@ class Model:
         ckpt = self._require_ckpt("predict")
         args = self._args(overrides)
         device = select_device(args.device)
-        meta = {"names": ckpt["names"], "imgsz": int(args.imgsz or ckpt["imgsz"]),
-                "in_channels": ckpt["in_channels"], "mean": ckpt["mean"], "std": ckpt["std"],
-                "rect": bool(args.rect), "model_path": self.ckpt_path}
+        meta = {
+            "names": ckpt["names"],
+            "imgsz": int(args.imgsz or ckpt["imgsz"]),
+            "in_channels": ckpt["in_channels"],
+            "mean": ckpt["mean"],
+            "std": ckpt["std"],
+            "rect": bool(args.rect),
+            "model_path": self.ckpt_path,
+        }
         task = self.task
         task.bind(self.net)
         return args, meta, device, task
@@ -247,12 +265,15 @@ class Model:
         ds = task.build_dataset(data, "train", imgsz, True, args)
         loader = make_loader(ds, int(args.batch), int(args.workers), True, device, task.collate_fn())
         task.bind(net)
-        result = lr_range_test(net, loader, task, device, args, float(args.start_lr), float(args.end_lr),
-                               int(args.num_iter))
+        result = lr_range_test(
+            net, loader, task, device, args, float(args.start_lr), float(args.end_lr), int(args.num_iter)
+        )
         save_dir = make_run_dir(args, self.task_name, "lrfind")
         result["plot"] = str(plot_lr_range(result, save_dir / "lrfind.png"))
-        print(f"suggested lr0={result['suggested_lr']:.3g} (steepest descent; lowest loss at "
-              f"{result['min_loss_lr']:.3g}); plot: {result['plot']}")
+        print(
+            f"suggested lr0={result['suggested_lr']:.3g} (steepest descent; lowest loss at "
+            f"{result['min_loss_lr']:.3g}); plot: {result['plot']}"
+        )
         self.save_dir = save_dir
         return result
 
@@ -263,8 +284,10 @@ class Model:
         size = int(imgsz or (self.ckpt or {}).get("imgsz") or self.config.get("imgsz") or 224)
         info = model_info(self.net, size, int(self.config.get("in_channels", 3)))
         if verbose:
-            parts = [self.config[k]["name"] if isinstance(self.config.get(k), dict) else self.config.get(k)
-                     for k in ("backbone", "neck", "head")]
+            parts = [
+                self.config[k]["name"] if isinstance(self.config.get(k), dict) else self.config.get(k)
+                for k in ("backbone", "neck", "head")
+            ]
             print(format_info(info, str(self.ckpt_path or self.label or " + ".join(str(p) for p in parts if p))))
         return info
 
@@ -275,8 +298,10 @@ class Model:
         task = self.task
         if name in task.modes:
             return lambda **overrides: getattr(task, name)(self, self._args(overrides))
-        raise AttributeError(f"'Model' has no attribute '{name}' (task '{self.task_name}' modes: "
-                             f"{', '.join(task.modes) or 'none beyond the common ones'})")
+        raise AttributeError(
+            f"'Model' has no attribute '{name}' (task '{self.task_name}' modes: "
+            f"{', '.join(task.modes) or 'none beyond the common ones'})"
+        )
 
     def export(self, **overrides) -> Path:
         """Export the checkpoint next to it, checked against PyTorch; returns the file's path.
@@ -295,13 +320,24 @@ class Model:
 
             args = self._args({k: v for k, v in overrides.items() if k != "imgsz"})
             args.imgsz = overrides.get("imgsz")  # one size or h,w: read by the MediaPipe exporter
-            path = export_mediapipe(model_from_checkpoint(ckpt, self.ckpt_path), self.task, ckpt, args,
-                                    self.ckpt_path.with_suffix(".tflite"))
+            path = export_mediapipe(
+                model_from_checkpoint(ckpt, self.ckpt_path),
+                self.task,
+                ckpt,
+                args,
+                self.ckpt_path.with_suffix(".tflite"),
+            )
             self.save_dir = path.parent
             return path
         args = self._args(overrides)
         out = self.ckpt_path.with_suffix(".onnx")
-        path = export_onnx(model_from_checkpoint(ckpt, self.ckpt_path), self.task, ckpt, args, out,
-                           batch=int(overrides.get("batch", 1)))  # the export's batch, not training's
+        path = export_onnx(
+            model_from_checkpoint(ckpt, self.ckpt_path),
+            self.task,
+            ckpt,
+            args,
+            out,
+            batch=int(overrides.get("batch", 1)),
+        )  # the export's batch, not training's
         self.save_dir = path.parent
         return path

@@ -115,8 +115,9 @@ def _models(rest: list[str]) -> int:
         kv = parse_kv(rest[1:])
         unknown = set(kv) - {"model", "imgsz", "task"}
         if unknown:
-            raise UsageError(f"`visionkit models info` takes model=, imgsz= and task=; got "
-                             f"{', '.join(sorted(unknown))}")
+            raise UsageError(
+                f"`visionkit models info` takes model=, imgsz= and task=; got {', '.join(sorted(unknown))}"
+            )
         if "model" not in kv:
             raise UsageError("visionkit models info model=NAME [imgsz=N]")
         Model(str(kv["model"]), task=kv.get("task")).info(imgsz=kv.get("imgsz"))
@@ -129,15 +130,17 @@ def _models(rest: list[str]) -> int:
             pattern = rest[1] if len(rest) > 1 else "*"
         else:
             pattern = rest[0]
-    for k in ([kind] if kind else kinds):
+    for k in [kind] if kind else kinds:
         names = REGISTRY.available(k, pattern)
         print(f"{k} ({len(names)}):")
         for n in names:
             doc = (REGISTRY.get(k, n).__doc__ or "").strip().splitlines()
             print(f"  {n:<24} {doc[0] if doc else ''}")
     if REGISTRY.plugins_loaded or REGISTRY.plugins_failed:
-        print(f"plugins: {', '.join(REGISTRY.plugins_loaded) or 'none'}"
-              + "".join(f"; {p} FAILED ({e})" for p, e in REGISTRY.plugins_failed.items()))
+        print(
+            f"plugins: {', '.join(REGISTRY.plugins_loaded) or 'none'}"
+            + "".join(f"; {p} FAILED ({e})" for p, e in REGISTRY.plugins_failed.items())
+        )
     return 0
 
 
@@ -148,8 +151,10 @@ def _data(rest: list[str]) -> int:
     words = [w for w in rest if "=" not in w][:2]
     name = " ".join(words[:2]) if words[:1] in (["import"], ["export"]) else " ".join(words[:1])
     if name not in COMMANDS:
-        raise UsageError(f"unknown data command '{' '.join(words)}'; use one of: "
-                         f"{', '.join('visionkit data ' + c for c in COMMANDS)}")
+        raise UsageError(
+            f"unknown data command '{' '.join(words)}'; use one of: "
+            f"{', '.join('visionkit data ' + c for c in COMMANDS)}"
+        )
     overrides = parse_kv([w for w in rest if "=" in w or w not in words])
     result = COMMANDS[name](**overrides)
     if name == "check" and result["errors"]:
@@ -191,8 +196,10 @@ def _version() -> int:
 
     from visionkit import __version__
 
-    print(f"visionkit {__version__}\ntorch {torch.__version__} (cuda available: {torch.cuda.is_available()})\n"
-          f"torchvision {torchvision.__version__}\npython {platform.python_version()}")
+    print(
+        f"visionkit {__version__}\ntorch {torch.__version__} (cuda available: {torch.cuda.is_available()})\n"
+        f"torchvision {torchvision.__version__}\npython {platform.python_version()}"
+    )
     return 0
 
 

@@ -22,8 +22,10 @@ def read_yaml(path: str | Path, what: str, error: type[VisionkitError]) -> Any:
         return yaml.safe_load(text)
     except yaml.constructor.ConstructorError as e:
         where = f" (line {e.problem_mark.line + 1})" if e.problem_mark else ""
-        raise error(f"{what} '{path}' uses a tag plain YAML does not allow{where}: {e.problem}; only plain YAML "
-                    f"(mappings, lists, strings, numbers) is read, never Python objects") from None
+        raise error(
+            f"{what} '{path}' uses a tag plain YAML does not allow{where}: {e.problem}; only plain YAML "
+            f"(mappings, lists, strings, numbers) is read, never Python objects"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -23,8 +23,9 @@ from visionkit.data.format import (
 
 def _boxes(root, split):
     spec = load_data_yaml(root / "data.yaml")
-    return {f.name: [(c, row_to_box(xy)) for c, xy in read_label_file(sidecar_path(f))]
-            for f in split_images(spec, split)}
+    return {
+        f.name: [(c, row_to_box(xy)) for c, xy in read_label_file(sidecar_path(f))] for f in split_images(spec, split)
+    }
 
 
 def _box_dataset(root):
@@ -39,8 +40,9 @@ def _box_dataset(root):
                 cx, cy = rng.uniform(0.3, 0.7, 2)
                 rows.append((int(rng.integers(3)), [cx, cy, rng.uniform(0.05, 0.3), rng.uniform(0.05, 0.3)]))
             write_label_file(root / "labels" / split / f"{split}{i}.txt", rows)
-    write_data_yaml(root / "data.yaml", {"path": ".", "train": "images/train", "val": "images/val",
-                                         "names": ["a", "b", "c"]})
+    write_data_yaml(
+        root / "data.yaml", {"path": ".", "train": "images/train", "val": "images/val", "names": ["a", "b", "c"]}
+    )
     return root
 
 
@@ -71,20 +73,37 @@ def test_coco_rle_masks_and_crowd_regions(tmp_path):
     m[5:20, 10:30] = 1
     rle = mask_utils.encode(np.asfortranarray(m))
     rle["counts"] = rle["counts"].decode()
-    coco = {"images": [{"id": 1, "file_name": "x.png", "width": 60, "height": 40}],
-            "categories": [{"id": 7, "name": "blob"}, {"id": 3, "name": "thing"}],
-            "annotations": [
-                {"id": 1, "image_id": 1, "category_id": 7, "bbox": [10, 5, 20, 15], "segmentation": rle,
-                 "area": 300, "iscrowd": 0},
-                {"id": 2, "image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10], "segmentation": [],
-                 "area": 100, "iscrowd": 1}]}
+    coco = {
+        "images": [{"id": 1, "file_name": "x.png", "width": 60, "height": 40}],
+        "categories": [{"id": 7, "name": "blob"}, {"id": 3, "name": "thing"}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 7,
+                "bbox": [10, 5, 20, 15],
+                "segmentation": rle,
+                "area": 300,
+                "iscrowd": 0,
+            },
+            {
+                "id": 2,
+                "image_id": 1,
+                "category_id": 3,
+                "bbox": [0, 0, 10, 10],
+                "segmentation": [],
+                "area": 100,
+                "iscrowd": 1,
+            },
+        ],
+    }
     (tmp_path / "c.json").write_text(json.dumps(coco))
     report = import_coco(str(tmp_path / "c.json"), images, tmp_path / "out", val=0.0, verbose=False)
     assert report["names"] == ["thing", "blob"]  # ordered by category id
     assert report["skipped"] == [{"annotation": 2, "reason": "crowd region (iscrowd=1)"}]
     mask = cv2.imread(str(tmp_path / "out/masks/train/x.png"), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(mask == 2, m.astype(bool))  # blob = class 1 → mask value 2
-    (cls, row), = read_label_file(tmp_path / "out/labels/train/x.txt")
+    ((cls, row),) = read_label_file(tmp_path / "out/labels/train/x.txt")
     assert cls == 1 and np.allclose(row, [20 / 60, 12.5 / 40, 20 / 60, 15 / 40])
 
 

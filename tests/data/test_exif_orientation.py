@@ -48,8 +48,9 @@ def test_detection_boxes_land_on_the_object_of_a_sideways_photo(tmp_path):
     cx, cy = (x1 + x2) / 2 / DISPLAYED_W, (y1 + y2) / 2 / DISPLAYED_H
     w, h = (x2 - x1) / DISPLAYED_W, (y2 - y1) / DISPLAYED_H
     (root / "labels/val/phone.txt").write_text(f"0 {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
-    write_data_yaml(root / "data.yaml", {"path": ".", "train": "images/val", "val": "images/val",
-                                         "names": {0: "square"}})
+    write_data_yaml(
+        root / "data.yaml", {"path": ".", "train": "images/val", "val": "images/val", "names": {0: "square"}}
+    )
 
     ds = DetectionDataset([path], ["square"], 64, False, resolve({}), cache_dir=root / "labels/val", verbose=False)
     img, targets, meta = ds[0]
@@ -77,19 +78,46 @@ def test_labelstudio_masks_have_the_displayed_size(tmp_path):
     images.mkdir()
     sideways_jpeg(images / "phone.jpg")
     x1, y1, x2, y2 = BOX
-    points = [[x1 / DISPLAYED_W * 100, y1 / DISPLAYED_H * 100], [x2 / DISPLAYED_W * 100, y1 / DISPLAYED_H * 100],
-              [x2 / DISPLAYED_W * 100, y2 / DISPLAYED_H * 100], [x1 / DISPLAYED_W * 100, y2 / DISPLAYED_H * 100]]
-    region = {"id": "p", "from_name": "label", "to_name": "image", "type": "polygonlabels",
-              "original_width": DISPLAYED_W, "original_height": DISPLAYED_H, "image_rotation": 0,
-              "value": {"points": points, "closed": True, "polygonlabels": ["square"]}}
-    tasks = [{"id": 1, "data": {"image": "/data/upload/1/0a1b2c3d-phone.jpg"}, "predictions": [],
-              "annotations": [{"id": 2, "result": [region], "was_cancelled": False, "ground_truth": False,
-                               "created_at": "2026-01-01", "updated_at": "2026-01-01"}]}]
-    config = ('<View><Image name="image" value="$image"/><PolygonLabels name="label" toName="image">'
-              '<Label value="square"/></PolygonLabels></View>')
+    points = [
+        [x1 / DISPLAYED_W * 100, y1 / DISPLAYED_H * 100],
+        [x2 / DISPLAYED_W * 100, y1 / DISPLAYED_H * 100],
+        [x2 / DISPLAYED_W * 100, y2 / DISPLAYED_H * 100],
+        [x1 / DISPLAYED_W * 100, y2 / DISPLAYED_H * 100],
+    ]
+    region = {
+        "id": "p",
+        "from_name": "label",
+        "to_name": "image",
+        "type": "polygonlabels",
+        "original_width": DISPLAYED_W,
+        "original_height": DISPLAYED_H,
+        "image_rotation": 0,
+        "value": {"points": points, "closed": True, "polygonlabels": ["square"]},
+    }
+    tasks = [
+        {
+            "id": 1,
+            "data": {"image": "/data/upload/1/0a1b2c3d-phone.jpg"},
+            "predictions": [],
+            "annotations": [
+                {
+                    "id": 2,
+                    "result": [region],
+                    "was_cancelled": False,
+                    "ground_truth": False,
+                    "created_at": "2026-01-01",
+                    "updated_at": "2026-01-01",
+                }
+            ],
+        }
+    ]
+    config = (
+        '<View><Image name="image" value="$image"/><PolygonLabels name="label" toName="image">'
+        '<Label value="square"/></PolygonLabels></View>'
+    )
     import_labelstudio(tasks, tmp_path / "out", images_dir=images, config_xml=config, val=0.0, verbose=False)
     mask = cv2.imread(str(tmp_path / "out/masks/train/phone.png"), cv2.IMREAD_UNCHANGED)
     assert mask.shape == (DISPLAYED_H, DISPLAYED_W)
-    assert mask[y1 + 2:y2 - 2, x1 + 2:x2 - 2].min() == 1 and mask[:, :x1 - 2].max() == 0
+    assert mask[y1 + 2 : y2 - 2, x1 + 2 : x2 - 2].min() == 1 and mask[:, : x1 - 2].max() == 0
     photo = cv2.imread(str(tmp_path / "out/images/train/phone.jpg"), cv2.IMREAD_COLOR)
     assert photo[mask == 1].mean() > 200  # the mask lies on the square in the image as decoded

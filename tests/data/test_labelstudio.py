@@ -105,14 +105,33 @@ def test_keypoints_skipped_with_count(tmp_path):
 
 
 def _rect(x, y, w, h, label="cat", rotation=0.0, rid="r", ow=320, oh=200):
-    return {"id": rid, "from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": ow,
-            "original_height": oh, "image_rotation": 0,
-            "value": {"x": x, "y": y, "width": w, "height": h, "rotation": rotation, "rectanglelabels": [label]}}
+    return {
+        "id": rid,
+        "from_name": "label",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "original_width": ow,
+        "original_height": oh,
+        "image_rotation": 0,
+        "value": {"x": x, "y": y, "width": w, "height": h, "rotation": rotation, "rectanglelabels": [label]},
+    }
 
 
 def _task(tid, image, results=None, cancelled=False, predictions=None, gt=False):
-    anns = [] if results is None else [{"id": 100 + tid, "result": results, "was_cancelled": cancelled,
-                                        "ground_truth": gt, "created_at": "2026-01-01", "updated_at": "2026-01-01"}]
+    anns = (
+        []
+        if results is None
+        else [
+            {
+                "id": 100 + tid,
+                "result": results,
+                "was_cancelled": cancelled,
+                "ground_truth": gt,
+                "created_at": "2026-01-01",
+                "updated_at": "2026-01-01",
+            }
+        ]
+    )
     return {"id": tid, "data": {"image": image}, "annotations": anns, "predictions": predictions or []}
 
 
@@ -121,7 +140,7 @@ def test_rotation_is_applied_in_pixel_space_on_a_non_square_image(tmp_path):
     # in pixels (160, 50), 64 × 20 → corners (160,50) (160,114) (140,114) (140,50)
     t = _task(1, "/data/upload/1/0a1b2c3d-img2.png", [_rect(50, 25, 20, 10, rotation=90)])
     rep = run([t], tmp_path / "r", config_xml=CONFIGS["detect"])
-    (cls, row), = read_label_file(tmp_path / "r/labels/train/img2.txt")
+    ((cls, row),) = read_label_file(tmp_path / "r/labels/train/img2.txt")
     assert np.allclose(row, [150 / 320, 82 / 200, 20 / 320, 64 / 200], atol=1e-6)
     assert rep["rotated_boxes"] == 1
     # rotating in percent space (a known converter bug) would give x 40-50 %, y 25-45 % instead
@@ -178,8 +197,10 @@ def test_local_files_and_same_base_names(tmp_path):
     (images / "b").mkdir()
     shutil.copy(IMAGES / "img0.png", images / "a/photo.png")
     shutil.copy(IMAGES / "img1.png", images / "b/photo.png")
-    tasks = [_task(1, "/data/local-files/?d=a/photo.png", [_rect(1, 1, 5, 5)]),
-             _task(2, "/data/local-files/?d=b/photo.png", [_rect(1, 1, 5, 5)])]
+    tasks = [
+        _task(1, "/data/local-files/?d=a/photo.png", [_rect(1, 1, 5, 5)]),
+        _task(2, "/data/local-files/?d=b/photo.png", [_rect(1, 1, 5, 5)]),
+    ]
     run(tasks, tmp_path / "o", images_dir=images, config_xml=CONFIGS["detect"])
     out = sorted((tmp_path / "o/images/train").iterdir())
     assert [p.name for p in out] == ["photo_t1.png", "photo_t2.png"]
@@ -187,8 +208,9 @@ def test_local_files_and_same_base_names(tmp_path):
     assert out[1].read_bytes() == (images / "b/photo.png").read_bytes()
 
 
-@pytest.mark.parametrize("url", ["/data/local-files/?d=../../etc/passwd", "/data/local-files/?d=/etc/passwd",
-                                 "../../etc/passwd"])
+@pytest.mark.parametrize(
+    "url", ["/data/local-files/?d=../../etc/passwd", "/data/local-files/?d=/etc/passwd", "../../etc/passwd"]
+)
 def test_paths_from_task_data_cannot_escape(tmp_path, url):
     with pytest.raises(UnsafePathError, match="refused image path"):
         run([_task(1, url, [_rect(1, 1, 5, 5)])], tmp_path / "o")
@@ -196,8 +218,9 @@ def test_paths_from_task_data_cannot_escape(tmp_path, url):
 
 
 def test_split_by_task_is_deterministic_and_reruns_are_byte_identical(tmp_path):
-    tasks = [_task(i, f"/data/upload/1/0a1b2c3d-img{i % 6}.png", [_rect(i, i, 10, 10, rid=f"r{i}")])
-             for i in range(1, 11)]
+    tasks = [
+        _task(i, f"/data/upload/1/0a1b2c3d-img{i % 6}.png", [_rect(i, i, 10, 10, rid=f"r{i}")]) for i in range(1, 11)
+    ]
     rep = run(tasks, tmp_path / "s", config_xml=CONFIGS["detect"], val=0.2, test=0.1, seed=3)
     assert rep["splits"] == {"test": 1, "train": 7, "val": 2}
     before = {p.relative_to(tmp_path / "s"): p.read_bytes() for p in (tmp_path / "s").rglob("*") if p.is_file()}
@@ -224,8 +247,16 @@ def test_json_min_is_accepted_with_a_warning(tmp_path):
 def test_cli_import_prints_the_table_and_writes_the_report(tmp_path):
     cfg = tmp_path / "config.xml"
     cfg.write_text(CONFIGS["brush"])
-    r = run_cli("data", "import", "labelstudio", f"src={LS / 'brush_JSON.json'}", f"images={IMAGES}",
-                f"out={tmp_path / 'ds'}", f"config={cfg}", "val=0")
+    r = run_cli(
+        "data",
+        "import",
+        "labelstudio",
+        f"src={LS / 'brush_JSON.json'}",
+        f"images={IMAGES}",
+        f"out={tmp_path / 'ds'}",
+        f"config={cfg}",
+        "val=0",
+    )
     assert r.returncode == 0, r.stderr
     assert "brushlabels" in r.stdout and "2 in export = 2 written + 0 skipped" in r.stdout
     report = json.loads((tmp_path / "ds/import_report.json").read_text())

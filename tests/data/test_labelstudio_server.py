@@ -43,16 +43,29 @@ def server(tmp_path_factory):
         pytest.skip(reason)
     data = tmp_path_factory.mktemp("labelstudio")
     port = _free_port()
-    env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data), "LABEL_STUDIO_USERNAME": "test@example.com",
-           "LABEL_STUDIO_PASSWORD": "visionkit-pass", "LABEL_STUDIO_USER_TOKEN": TOKEN,
-           "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true", "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
-           "LABEL_STUDIO_LATEST_VERSION_CHECK": "false", "OMP_NUM_THREADS": "1",
-           # let it reach the ML backend test's server on 127.0.0.1: the backend itself, and the webhook Label Studio
-           # 1.23 registers beside it (checked by the SSRF guard)
-           "LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "false", "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "false"}
+    env = {
+        **os.environ,
+        "LABEL_STUDIO_BASE_DATA_DIR": str(data),
+        "LABEL_STUDIO_USERNAME": "test@example.com",
+        "LABEL_STUDIO_PASSWORD": "visionkit-pass",
+        "LABEL_STUDIO_USER_TOKEN": TOKEN,
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+        "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+        "LABEL_STUDIO_LATEST_VERSION_CHECK": "false",
+        "OMP_NUM_THREADS": "1",
+        # let it reach the ML backend test's server on 127.0.0.1: the backend itself, and the webhook Label Studio
+        # 1.23 registers beside it (checked by the SSRF guard)
+        "LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "false",
+        "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "false",
+    }
     log = open(data / "server.log", "w")
-    proc = subprocess.Popen([str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 300  # cold start runs the database migrations (about a minute here)
@@ -65,8 +78,9 @@ def server(tmp_path_factory):
             except OSError:
                 pass
             if time.time() > deadline:
-                pytest.fail(f"label-studio did not answer /health in 300 s:\n"
-                            f"{(data / 'server.log').read_text()[-3000:]}")
+                pytest.fail(
+                    f"label-studio did not answer /health in 300 s:\n{(data / 'server.log').read_text()[-3000:]}"
+                )
             time.sleep(1)
         yield url
     finally:
@@ -80,17 +94,34 @@ def server(tmp_path_factory):
 
 def _upload(url: str, project: int, path: Path) -> None:
     boundary = uuid.uuid4().hex
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
-            f"Content-Type: image/png\r\n\r\n").encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
-    req = urllib.request.Request(f"{url}/api/projects/{project}/import", data=body, method="POST",
-                                 headers={"Authorization": f"Token {TOKEN}",
-                                          "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + path.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    req = urllib.request.Request(
+        f"{url}/api/projects/{project}/import",
+        data=body,
+        method="POST",
+        headers={"Authorization": f"Token {TOKEN}", "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert json.loads(urllib.request.urlopen(req, timeout=60).read())["task_count"] == 1
 
 
 def _region(rid, rtype, value, control):
-    return {"id": rid, "from_name": control, "to_name": "image", "type": rtype, "original_width": 320,
-            "original_height": 200, "image_rotation": 0, "value": value}
+    return {
+        "id": rid,
+        "from_name": control,
+        "to_name": "image",
+        "type": rtype,
+        "original_width": 320,
+        "original_height": 200,
+        "image_rotation": 0,
+        "value": value,
+    }
 
 
 def test_import_from_a_live_server(server, tmp_path):
@@ -102,32 +133,77 @@ def test_import_from_a_live_server(server, tmp_path):
         _upload(server, project, LS / "images" / name)
     tasks = {Path(t.data["image"]).name.split("-", 1)[1]: t.id for t in client.tasks.list(project=project)}
     brush = json.loads((LS / "task_brush.json").read_text())["annotations"][0]["result"][0]["value"]
-    client.annotations.create(id=tasks["img0.png"], was_cancelled=False, result=[
-        _region("c1", "rectanglelabels", {"x": 10, "y": 10, "width": 40, "height": 50, "rotation": 0,
-                                          "rectanglelabels": ["cat"]}, "box"),
-        _region("d1", "rectanglelabels", {"x": 50, "y": 25, "width": 20, "height": 10, "rotation": 30,
-                                          "rectanglelabels": ["dog"]}, "box"),
-        _region("p1", "polygonlabels", {"points": [[10, 10], [60, 12.5], [55, 70], [12, 65]], "closed": True,
-                                        "polygonlabels": ["road"]}, "poly"),
-    ])
-    client.annotations.create(id=tasks["img5.png"], was_cancelled=False, result=[
-        _region("s1", "brushlabels", {"format": "rle", "rle": brush["rle"], "brushlabels": ["sky"]}, "brush"),
-        _region("c2", "rectanglelabels", {"x": 5, "y": 50, "width": 30, "height": 20, "rotation": 0,
-                                          "rectanglelabels": ["cat"]}, "box"),
-    ])
-    client.annotations.create(id=tasks["img5.png"], was_cancelled=True, result=[
-        _region("x1", "rectanglelabels", {"x": 1, "y": 1, "width": 5, "height": 5, "rotation": 0,
-                                          "rectanglelabels": ["dog"]}, "box")])
+    client.annotations.create(
+        id=tasks["img0.png"],
+        was_cancelled=False,
+        result=[
+            _region(
+                "c1",
+                "rectanglelabels",
+                {"x": 10, "y": 10, "width": 40, "height": 50, "rotation": 0, "rectanglelabels": ["cat"]},
+                "box",
+            ),
+            _region(
+                "d1",
+                "rectanglelabels",
+                {"x": 50, "y": 25, "width": 20, "height": 10, "rotation": 30, "rectanglelabels": ["dog"]},
+                "box",
+            ),
+            _region(
+                "p1",
+                "polygonlabels",
+                {"points": [[10, 10], [60, 12.5], [55, 70], [12, 65]], "closed": True, "polygonlabels": ["road"]},
+                "poly",
+            ),
+        ],
+    )
+    client.annotations.create(
+        id=tasks["img5.png"],
+        was_cancelled=False,
+        result=[
+            _region("s1", "brushlabels", {"format": "rle", "rle": brush["rle"], "brushlabels": ["sky"]}, "brush"),
+            _region(
+                "c2",
+                "rectanglelabels",
+                {"x": 5, "y": 50, "width": 30, "height": 20, "rotation": 0, "rectanglelabels": ["cat"]},
+                "box",
+            ),
+        ],
+    )
+    client.annotations.create(
+        id=tasks["img5.png"],
+        was_cancelled=True,
+        result=[
+            _region(
+                "x1",
+                "rectanglelabels",
+                {"x": 1, "y": 1, "width": 5, "height": 5, "rotation": 0, "rectanglelabels": ["dog"]},
+                "box",
+            )
+        ],
+    )
 
     out = tmp_path / "ds"
-    r = run_cli("data", "import", "labelstudio", f"src={server}", f"project={project}", f"token={TOKEN}",
-                f"out={out}", "val=0", cwd=tmp_path)
+    r = run_cli(
+        "data",
+        "import",
+        "labelstudio",
+        f"src={server}",
+        f"project={project}",
+        f"token={TOKEN}",
+        f"out={out}",
+        "val=0",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr + r.stdout
     report = json.loads((out / "import_report.json").read_text())
     assert report["regions"] == {"in_export": 6, "written": 5, "skipped": 1}
     assert report["skipped_regions"][0]["reason"] == "cancelled annotation"
-    assert report["written_by_kind"] == {"brushlabels": {"sky": 1}, "polygonlabels": {"road": 1},
-                                         "rectanglelabels": {"cat": 2, "dog": 1}}
+    assert report["written_by_kind"] == {
+        "brushlabels": {"sky": 1},
+        "polygonlabels": {"road": 1},
+        "rectanglelabels": {"cat": 2, "dog": 1},
+    }
     assert report["rotated_boxes"] == 1
     assert report["classes"]["names"] == ["cat", "dog", "road", "sky"]  # the server's labeling config order
     # images came over HTTP from the server, byte for byte, with the upload hash removed from their names
@@ -140,20 +216,40 @@ def test_import_from_a_live_server(server, tmp_path):
     assert (out / "labels/train/img0.txt").read_text().count("\n") == 3
 
     # the token may also come from the environment
-    r = run_cli("data", "import", "labelstudio", f"src={server}", f"project={project}", f"out={out}", "val=0",
-                "exist_ok", cwd=tmp_path, env={"LABEL_STUDIO_API_KEY": TOKEN})
+    r = run_cli(
+        "data",
+        "import",
+        "labelstudio",
+        f"src={server}",
+        f"project={project}",
+        f"out={out}",
+        "val=0",
+        "exist_ok",
+        cwd=tmp_path,
+        env={"LABEL_STUDIO_API_KEY": TOKEN},
+    )
     assert r.returncode == 0, r.stderr
-    r = run_cli("data", "import", "labelstudio", f"src={server}", f"project={project}", "token=wrong-token",
-                f"out={tmp_path / 'no'}", cwd=tmp_path)
+    r = run_cli(
+        "data",
+        "import",
+        "labelstudio",
+        f"src={server}",
+        f"project={project}",
+        "token=wrong-token",
+        f"out={tmp_path / 'no'}",
+        cwd=tmp_path,
+    )
     assert r.returncode == 1 and not (tmp_path / "no").exists()
 
 
 SHAPES = ["circle", "square", "triangle", "star"]
 PRELABEL_CONFIGS = {
     "detect": '<View><Image name="image" value="$image"/><RectangleLabels name="box" toName="image">'
-              + "".join(f'<Label value="{n}"/>' for n in SHAPES) + "</RectangleLabels></View>",
+    + "".join(f'<Label value="{n}"/>' for n in SHAPES)
+    + "</RectangleLabels></View>",
     "segment": '<View><Image name="image" value="$image"/><BrushLabels name="paint" toName="image">'
-               + "".join(f'<Label value="{n}"/>' for n in SHAPES) + "</BrushLabels></View>",
+    + "".join(f'<Label value="{n}"/>' for n in SHAPES)
+    + "</BrushLabels></View>",
 }
 
 
@@ -173,20 +269,24 @@ def test_ml_backend_prelabels_a_live_project(server, shapes_root, tmp_path_facto
         files.append(tmp_path / f"shape{k}.png")
         cv2.imwrite(str(files[-1]), img)
     client = LabelStudio(base_url=server, api_key=TOKEN)
-    for task_name, model_name, spread in (("detect", "yolo-n", spread_head), ("segment", "unet-n",
-                                                                            spread_segmenter_head)):
+    for task_name, model_name, spread in (
+        ("detect", "yolo-n", spread_head),
+        ("segment", "unet-n", spread_segmenter_head),
+    ):
         trained = train_tiny(task_name, model_name, shapes_root, tmp_path_factory)
         spread(trained)
         model = Model(str(trained.ckpt_path))
-        project = client.projects.create(title=f"visionkit prelabel {task_name}",
-                                         label_config=PRELABEL_CONFIGS[task_name]).id
+        project = client.projects.create(
+            title=f"visionkit prelabel {task_name}", label_config=PRELABEL_CONFIGS[task_name]
+        ).id
         for f in files:
             _upload(server, project, f)
         proc, url = serve_labelstudio(model.ckpt_path, "conf=0.25")
         try:
             client.ml.create(url=url, project=project, title="visionkit")
-            client.actions.create(id="retrieve_tasks_predictions", project=project,
-                                  selected_items={"all": True, "excluded": []})
+            client.actions.create(
+                id="retrieve_tasks_predictions", project=project, selected_items={"all": True, "excluded": []}
+            )
             names = {t.id: Path(t.data["image"]).name.split("-", 1)[1] for t in client.tasks.list(project=project)}
             predictions = list(client.predictions.list(project=project))
         finally:
@@ -208,8 +308,9 @@ def test_ml_backend_prelabels_a_live_project(server, shapes_root, tmp_path_facto
                     expected = [x1 / w * 100, y1 / h * 100, (x2 - x1) / w * 100, (y2 - y1) / h * 100]
                     assert np.abs(np.subtract([v["x"], v["y"], v["width"], v["height"]], expected)).max() <= 0.01
             else:
-                painted = {r["value"]["brushlabels"][0]: decode_brush_mask(r["value"]["rle"], h, w) == 255
-                           for r in p.result}
+                painted = {
+                    r["value"]["brushlabels"][0]: decode_brush_mask(r["value"]["rle"], h, w) == 255 for r in p.result
+                }
                 expected = {a["name"]: want["_mask"] == a["class"] for a in want["classes"] if a["class"] != 0}
                 assert painted.keys() == expected.keys() and len(expected) >= 1
                 assert all(np.array_equal(painted[n], expected[n]) for n in expected)

@@ -107,8 +107,7 @@ def test_a_split_without_any_label_file_is_an_error_in_check_and_a_warning_in_tr
     with pytest.warns(UserWarning, match="no image has a label, mask or depth file"):
         task.build_dataset(task.resolve_data(args), "train", 64, False, args)
     labelled = _dataset(tmp_path / "ok", {"train": ["a.jpg"], "val": ["v.jpg"]})
-    assert not [p for p in check_dataset(labelled / "data.yaml", verbose=False)["problems"]
-                if p["severity"] == "error"]
+    assert not [p for p in check_dataset(labelled / "data.yaml", verbose=False)["problems"] if p["severity"] == "error"]
 
 
 def _coco(tmp_path, sizes):
@@ -118,9 +117,17 @@ def _coco(tmp_path, sizes):
     for i, (name, (jw, jh, fw, fh)) in enumerate(sizes.items(), 1):
         cv2.imwrite(str(tmp_path / "imgs" / name), np.zeros((fh, fw, 3), np.uint8))
         images.append({"id": i, "file_name": name, "width": jw, "height": jh})
-        anns.append({"id": 10 * i, "image_id": i, "category_id": 1, "bbox": [jw * 0.25, jh * 0.25, jw * 0.5, jh * 0.5],
-                     "area": 1.0, "iscrowd": 0,
-                     "segmentation": [[jw * 0.25, jh * 0.25, jw * 0.75, jh * 0.25, jw * 0.75, jh * 0.75]]})
+        anns.append(
+            {
+                "id": 10 * i,
+                "image_id": i,
+                "category_id": 1,
+                "bbox": [jw * 0.25, jh * 0.25, jw * 0.5, jh * 0.5],
+                "area": 1.0,
+                "iscrowd": 0,
+                "segmentation": [[jw * 0.25, jh * 0.25, jw * 0.75, jh * 0.25, jw * 0.75, jh * 0.75]],
+            }
+        )
     src = tmp_path / "instances.json"
     src.write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "thing"}]}))
     return src
@@ -144,8 +151,9 @@ def test_coco_sizes_that_differ_from_the_files_are_scaled_or_skipped_never_silen
     assert not (root / "images/train/turned.png").exists()
 
 
-@pytest.mark.parametrize("content", ["[1, 2, 3]", '{"hash": 5}', "{\"hash\": \"x\", \"labels\": 3", "null", "\xff\xfe",
-                                     "same-hash-wrong-shapes"])
+@pytest.mark.parametrize(
+    "content", ["[1, 2, 3]", '{"hash": 5}', '{"hash": "x", "labels": 3', "null", "\xff\xfe", "same-hash-wrong-shapes"]
+)
 def test_a_label_cache_that_is_not_what_it_should_be_is_rebuilt(tmp_path, content):
     root = _dataset(tmp_path / "ds", {"train": ["a.jpg", "b.jpg"], "val": ["v.jpg"]})
     files = sorted((root / "images/train").glob("*.jpg"))

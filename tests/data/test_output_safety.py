@@ -33,19 +33,39 @@ def user_folder(tmp_path: Path) -> Path:
     photos = tmp_path / "photos"
     shutil.copytree(LS / "images", photos)
     (photos / "notes.txt").write_text("my notes\n")
-    task = {"id": 1, "data": {"image": "/data/upload/1/0a1b2c3d-img0.png"},
-            "annotations": [{"id": 7, "result": [
-                {"id": "r1", "type": "rectanglelabels", "from_name": "label", "to_name": "image",
-                 "original_width": 320, "original_height": 200,
-                 "value": {"x": 10, "y": 10, "width": 20, "height": 20, "rotation": 0,
-                           "rectanglelabels": ["cat"]}}]}]}
+    task = {
+        "id": 1,
+        "data": {"image": "/data/upload/1/0a1b2c3d-img0.png"},
+        "annotations": [
+            {
+                "id": 7,
+                "result": [
+                    {
+                        "id": "r1",
+                        "type": "rectanglelabels",
+                        "from_name": "label",
+                        "to_name": "image",
+                        "original_width": 320,
+                        "original_height": 200,
+                        "value": {
+                            "x": 10,
+                            "y": 10,
+                            "width": 20,
+                            "height": 20,
+                            "rotation": 0,
+                            "rectanglelabels": ["cat"],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
     (photos / "export.json").write_text(json.dumps([task]))
     return photos
 
 
 def ls_import(src: Path, images: Path, out: Path, *extra: str):
-    return run_cli("data", "import", "labelstudio", f"src={src}", f"images={images}", f"out={out}", "val=0",
-                   *extra)
+    return run_cli("data", "import", "labelstudio", f"src={src}", f"images={images}", f"out={out}", "val=0", *extra)
 
 
 @pytest.mark.parametrize("where", ["same", "parent", "inside"])
@@ -73,19 +93,36 @@ def test_import_refuses_an_out_that_holds_the_export_file(tmp_path):
 
 def test_coco_import_refuses_overlaps(tmp_path):
     photos = user_folder(tmp_path)
-    coco = {"images": [{"id": 1, "file_name": "img0.png", "width": 320, "height": 200}],
-            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 40], "iscrowd": 0,
-                             "area": 2000}],
-            "categories": [{"id": 1, "name": "cat"}]}
+    coco = {
+        "images": [{"id": 1, "file_name": "img0.png", "width": 320, "height": 200}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 40], "iscrowd": 0, "area": 2000}
+        ],
+        "categories": [{"id": 1, "name": "cat"}],
+    }
     (photos / "instances.json").write_text(json.dumps(coco))
     before = snapshot(tmp_path)
     for out in (photos, tmp_path):
-        r = run_cli("data", "import", "coco", f"src={photos / 'instances.json'}", f"images={photos}", f"out={out}",
-                    "exist_ok=True")
+        r = run_cli(
+            "data",
+            "import",
+            "coco",
+            f"src={photos / 'instances.json'}",
+            f"images={photos}",
+            f"out={out}",
+            "exist_ok=True",
+        )
         assert r.returncode == 2 and "never writes where it reads" in r.stderr, r.stderr
     assert snapshot(tmp_path) == before
-    r = run_cli("data", "import", "coco", f"src={photos / 'instances.json'}", f"images={photos}",
-                f"out={tmp_path / 'ds'}", "val=0")
+    r = run_cli(
+        "data",
+        "import",
+        "coco",
+        f"src={photos / 'instances.json'}",
+        f"images={photos}",
+        f"out={tmp_path / 'ds'}",
+        "val=0",
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "ds/labels/train/img0.txt").is_file()
 
@@ -128,8 +165,9 @@ def test_coco_export_does_not_overwrite_without_exist_ok(tmp_path, shapes_root):
     assert json.loads((out / "instances_train.json").read_text())["images"]
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", "../../../x", "/abs/x", "a/b", "a\\b", "C:evil", "tab\tname",
-                                  "x" * 256])
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", "../../../x", "/abs/x", "a/b", "a\\b", "C:evil", "tab\tname", "x" * 256]
+)
 def test_safe_component_refuses(name):
     with pytest.raises(UnsafeNameError, match="refused"):
         safe_component(name, "class name")
@@ -141,16 +179,37 @@ def test_safe_component_accepts(name):
 
 
 def choice_task(tid: int, image: str, choice: str) -> dict:
-    return {"id": tid, "data": {"image": image}, "annotations": [{"id": tid * 10, "result": [
-        {"id": f"c{tid}", "type": "choices", "from_name": "scene", "to_name": "image",
-         "value": {"choices": [choice]}}]}]}
+    return {
+        "id": tid,
+        "data": {"image": image},
+        "annotations": [
+            {
+                "id": tid * 10,
+                "result": [
+                    {
+                        "id": f"c{tid}",
+                        "type": "choices",
+                        "from_name": "scene",
+                        "to_name": "image",
+                        "value": {"choices": [choice]},
+                    }
+                ],
+            }
+        ],
+    }
 
 
 @pytest.mark.parametrize("bad", ["../../../escaped", "/tmp/escaped_abs", ".."])
 def test_a_choice_never_becomes_a_path_outside_out(tmp_path, bad):
     export = tmp_path / "export.json"
-    export.write_text(json.dumps([choice_task(1, "/data/upload/1/0a1b2c3d-img0.png", bad),
-                                  choice_task(2, "/data/upload/1/0a1b2c3d-img1.png", "indoor")]))
+    export.write_text(
+        json.dumps(
+            [
+                choice_task(1, "/data/upload/1/0a1b2c3d-img0.png", bad),
+                choice_task(2, "/data/upload/1/0a1b2c3d-img1.png", "indoor"),
+            ]
+        )
+    )
     r = ls_import(export, LS / "images", tmp_path / "work/ds")
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "work/ds/import_report.json").read_text())
@@ -167,8 +226,10 @@ def test_a_config_with_an_unsafe_choice_is_refused(tmp_path):
     export = tmp_path / "export.json"
     export.write_text(json.dumps([choice_task(1, "/data/upload/1/0a1b2c3d-img0.png", "indoor")]))
     config = tmp_path / "config.xml"
-    config.write_text('<View><Image name="image" value="$image"/><Choices name="scene" toName="image">'
-                      '<Choice value="indoor"/><Choice value="../up"/></Choices></View>')
+    config.write_text(
+        '<View><Image name="image" value="$image"/><Choices name="scene" toName="image">'
+        '<Choice value="indoor"/><Choice value="../up"/></Choices></View>'
+    )
     r = ls_import(export, LS / "images", tmp_path / "ds", f"config={config}")
     assert r.returncode == 1 and "refused choice in the labeling config '../up'" in r.stderr, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.xml", "export.json"]
@@ -188,7 +249,7 @@ def hostile_rle(count: int) -> list[int]:
     bits = f"{count:032b}" + f"{7:05b}" + "1111" * 4
     bits += ("1" + "11" + "1" * 16 + "1" * 8) * 20
     bits += "0" * (-len(bits) % 8)
-    return list(int(bits[i:i + 8], 2).to_bytes(1, "big")[0] for i in range(0, len(bits), 8))
+    return list(int(bits[i : i + 8], 2).to_bytes(1, "big")[0] for i in range(0, len(bits), 8))
 
 
 def test_a_tiny_rle_declaring_four_billion_values_is_refused_before_allocation(tmp_path):
@@ -198,11 +259,22 @@ def test_a_tiny_rle_declaring_four_billion_values_is_refused_before_allocation(t
         decode_rle(rle)
     with pytest.raises(DataError, match="region's size needs"):
         decode_rle(rle, expected=320 * 200 * 4)
-    brush = {"id": "b1", "type": "brushlabels", "from_name": "tag", "to_name": "image", "original_width": 65536,
-             "original_height": 16384, "value": {"format": "rle", "rle": rle, "brushlabels": ["sky"]}}
-    task = {"id": 1, "data": {"image": "/data/upload/1/0a1b2c3d-img0.png"},
-            "annotations": [{"id": 5, "result": [brush, {**brush, "id": "b2", "original_width": 320,
-                                                         "original_height": 200}]}]}
+    brush = {
+        "id": "b1",
+        "type": "brushlabels",
+        "from_name": "tag",
+        "to_name": "image",
+        "original_width": 65536,
+        "original_height": 16384,
+        "value": {"format": "rle", "rle": rle, "brushlabels": ["sky"]},
+    }
+    task = {
+        "id": 1,
+        "data": {"image": "/data/upload/1/0a1b2c3d-img0.png"},
+        "annotations": [
+            {"id": 5, "result": [brush, {**brush, "id": "b2", "original_width": 320, "original_height": 200}]}
+        ],
+    }
     export = tmp_path / "export.json"
     export.write_text(json.dumps([task]))
     r = ls_import(export, LS / "images", tmp_path / "ds", "background=True")
@@ -217,8 +289,16 @@ def tiny_checkpoint(path: Path, **edits) -> Path:
     """A real, loadable checkpoint of the mnist-tiny preset (random weights), with ``edits`` applied."""
     config = REGISTRY.build("model", "mnist-tiny")
     net = build_model(config)
-    ckpt = {"task": "classify", "model_config": config, "state_dict": net.state_dict(),
-            "names": [str(i) for i in range(10)], "imgsz": 28, "in_channels": 1, "mean": [0.5], "std": [0.5]}
+    ckpt = {
+        "task": "classify",
+        "model_config": config,
+        "state_dict": net.state_dict(),
+        "names": [str(i) for i in range(10)],
+        "imgsz": 28,
+        "in_channels": 1,
+        "mean": [0.5],
+        "std": [0.5],
+    }
     for key, value in edits.items():
         if key.startswith("config."):
             ckpt["model_config"] = {**ckpt["model_config"], key.split(".", 1)[1]: value}
@@ -235,23 +315,38 @@ def digit_image(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("edit, message", [
-    ({"config.num_classes": 10**9}, "num_classes=1000000000"),
-    ({"imgsz": 100000}, "imgsz=100000"),
-    ({"config.backbone": {"name": "mnist_net", "out_strides": [4], "width": 4096}}, "do not fit its model_config"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ({"config.num_classes": 10**9}, "num_classes=1000000000"),
+        ({"imgsz": 100000}, "imgsz=100000"),
+        ({"config.backbone": {"name": "mnist_net", "out_strides": [4], "width": 4096}}, "do not fit its model_config"),
+    ],
+)
 def test_a_checkpoint_declaring_huge_sizes_is_refused(tmp_path, edit, message):
     bad = tiny_checkpoint(tmp_path / "bad.pt", **edit)
-    r = run_cli("classify", "predict", f"model={bad}", f"source={digit_image(tmp_path)}", "device=cpu",
-                f"project={tmp_path / 'runs'}")
+    r = run_cli(
+        "classify",
+        "predict",
+        f"model={bad}",
+        f"source={digit_image(tmp_path)}",
+        "device=cpu",
+        f"project={tmp_path / 'runs'}",
+    )
     assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
     assert message in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
 
 
 def test_a_sound_checkpoint_still_predicts(tmp_path):
     good = tiny_checkpoint(tmp_path / "good.pt")
-    r = run_cli("classify", "predict", f"model={good}", f"source={digit_image(tmp_path)}", "device=cpu",
-                f"project={tmp_path / 'runs'}")
+    r = run_cli(
+        "classify",
+        "predict",
+        f"model={good}",
+        f"source={digit_image(tmp_path)}",
+        "device=cpu",
+        f"project={tmp_path / 'runs'}",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
 
 
@@ -268,8 +363,13 @@ def test_onnx_metadata_and_export_imgsz_are_bounded(tmp_path):
         if prop.key == "imgsz":
             prop.value = "100000"
     onnx.save(model, str(tmp_path / "bad.onnx"))
-    r = run_cli("classify", "predict", f"model={tmp_path / 'bad.onnx'}", f"source={digit_image(tmp_path)}",
-                f"project={tmp_path / 'runs'}")
+    r = run_cli(
+        "classify",
+        "predict",
+        f"model={tmp_path / 'bad.onnx'}",
+        f"source={digit_image(tmp_path)}",
+        f"project={tmp_path / 'runs'}",
+    )
     assert r.returncode == 1 and "imgsz=100000" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
 
 

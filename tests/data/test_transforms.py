@@ -15,8 +15,8 @@ GREYS = {1: 60, 2: 160}  # a class's pixels have this grey; background is 0
 def scene(k: int) -> Sample:
     """A 64×48 image whose grey level encodes the mask class, and a depth equal to the class (background 10)."""
     mask = np.zeros((48, 64), np.uint8)
-    mask[8 + k: 24 + k, 6: 30] = 1
-    mask[28:44, 36 + k: 58] = 2
+    mask[8 + k : 24 + k, 6:30] = 1
+    mask[28:44, 36 + k : 58] = 2
     image = np.zeros((48, 64, 3), np.uint8)
     for cls, grey in GREYS.items():
         image[mask == cls] = grey
@@ -26,8 +26,9 @@ def scene(k: int) -> Sample:
 
 def interior(region: np.ndarray) -> np.ndarray:
     """The region less its 1-pixel border, where a bilinearly warped image blends with its neighbours."""
-    return cv2.erode(region.astype(np.uint8), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT,
-                     borderValue=0).astype(bool)
+    return cv2.erode(
+        region.astype(np.uint8), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0
+    ).astype(bool)
 
 
 def check_aligned(s: Sample) -> None:
@@ -45,8 +46,17 @@ def check_aligned(s: Sample) -> None:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_mosaic_affine_and_flips_move_dense_maps_with_the_image(seed):
-    args = {**resolve({}), "degrees": 15.0, "shear": 3.0, "fliplr": 0.5, "flipud": 0.5, "hsv_h": 0.0, "hsv_s": 0.0,
-            "hsv_v": 0.0, "cutout": 0.0}
+    args = {
+        **resolve({}),
+        "degrees": 15.0,
+        "shear": 3.0,
+        "fliplr": 0.5,
+        "flipud": 0.5,
+        "hsv_h": 0.0,
+        "hsv_s": 0.0,
+        "hsv_v": 0.0,
+        "cutout": 0.0,
+    }
     rng = np.random.default_rng(seed)
     s = train_augment(0, scene, 4, 64, rng, args, mosaic=1.0 if seed % 2 else 0.0)
     assert s.image.shape == (64, 64, 3) and s.mask.shape == s.depth.shape == (64, 64)

@@ -11,8 +11,10 @@ MISSING = [name for name in ("litert_torch", "mediapipe") if importlib.util.find
 def pytest_collection_modifyitems(config, items):
     if not MISSING:
         return
-    skip = pytest.mark.skip(reason=f"{' and '.join(MISSING)} not installed: MediaPipe tests run in .venv-edge "
-                                   f"(`make edge`; `make test` runs them there)")
+    skip = pytest.mark.skip(
+        reason=f"{' and '.join(MISSING)} not installed: MediaPipe tests run in .venv-edge "
+        f"(`make edge`; `make test` runs them there)"
+    )
     for item in items:
         if "tests/edge/" in str(item.fspath).replace("\\", "/"):
             item.add_marker(skip)

@@ -159,8 +159,9 @@ def test_fp16_and_int8_report_size_and_metric(classifier, shapes_root, capsys):
     out = capsys.readouterr().out
     assert "int8" in out and "val top1" in out
     assert small.stat().st_size < float_size
-    assert Model(str(small)).predict(str(sorted((shapes_root / "images/val").glob("*.jpg"))[0]), verbose=False,
-                                     save=False)[0]["top"]
+    assert Model(str(small)).predict(
+        str(sorted((shapes_root / "images/val").glob("*.jpg"))[0]), verbose=False, save=False
+    )[0]["top"]
 
 
 def test_bad_input(classifier, detector, tmp_path):
@@ -207,8 +208,14 @@ def test_cli_export_and_predict_with_tflite(classifier, shapes_root, tmp_path):
     r = run_cli("export", f"model={best}", "format=mediapipe", "imgsz=32,48")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "MediaPipe classifier, input 32x48" in r.stdout
-    r = run_cli("classify", "predict", f"model={best.with_suffix('.tflite')}",
-                f"source={shapes_root / 'images/val'}", f"project={tmp_path}", "verbose=false")
+    r = run_cli(
+        "classify",
+        "predict",
+        f"model={best.with_suffix('.tflite')}",
+        f"source={shapes_root / 'images/val'}",
+        f"project={tmp_path}",
+        "verbose=false",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     preds = json.loads((tmp_path / "classify/predict/predictions.json").read_text())
     assert len(preds) == len(list((shapes_root / "images/val").glob("*.jpg")))
@@ -220,10 +227,12 @@ def test_standalone_example_matches_visionkit(detector, shapes_root, tmp_path):
     path = detector.export(format="mediapipe", nms=True, conf=0.3, iou=0.5, verbose=False)
     # an image at the input size: visionkit's letterbox and MediaPipe's stretch are then both the identity
     image = tmp_path / "scene.png"
-    cv2.imwrite(str(image), cv2.resize(cv2.imread(str(sorted((shapes_root / "images/val").glob("*.jpg"))[0])),
-                                       (64, 64)))
-    out = subprocess.run([sys.executable, str(EXAMPLE), str(path), str(image)], capture_output=True, text=True,
-                         timeout=300)
+    cv2.imwrite(
+        str(image), cv2.resize(cv2.imread(str(sorted((shapes_root / "images/val").glob("*.jpg"))[0])), (64, 64))
+    )
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLE), str(path), str(image)], capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     rows = json.loads(out.stdout)
     ours = Model(str(path)).predict(str(image), verbose=False, save=False, project=str(tmp_path))[0]["detections"]
@@ -296,8 +305,10 @@ def test_a_tflite_model_serves_label_studio_choices(classifier, shapes_root, tmp
     labeler = PreLabeler(path, images=str(image.parent))
     assert labeler.model_version.startswith("best.tflite@")
     client = TestClient(create_app(labeler))
-    body = {"tasks": [{"id": 1, "data": {"image": image.name}}], "label_config": default_config("classify",
-                                                                                                 classifier.names)}
+    body = {
+        "tasks": [{"id": 1, "data": {"image": image.name}}],
+        "label_config": default_config("classify", classifier.names),
+    }
     got = client.post("/predict", json=body).json()["results"][0]
     top = Model(str(path)).infer([cv2.imread(str(image))])[0]["top"][0]
     assert got["result"][0]["value"] == {"choices": [top["name"]]}

@@ -23,8 +23,22 @@ pytestmark = pytest.mark.slow  # subprocesses and servers: `pytest -m "not slow"
 
 # no augmentation, no dropout, a model without BatchNorm (LayerNorm works per image): 1 and 2 processes then
 # compute the same gradients, up to the order of float sums
-EXACT = ["model=vit-tiny", "imgsz=32", "batch=8", "device=cpu", "workers=0", "seed=3", "fliplr=0", "flipud=0",
-         "degrees=0", "crop_scale=1.0", "color_jitter=0", "plots=false", "lr0=0.002", "warmup_epochs=0"]
+EXACT = [
+    "model=vit-tiny",
+    "imgsz=32",
+    "batch=8",
+    "device=cpu",
+    "workers=0",
+    "seed=3",
+    "fliplr=0",
+    "flipud=0",
+    "degrees=0",
+    "crop_scale=1.0",
+    "color_jitter=0",
+    "plots=false",
+    "lr0=0.002",
+    "warmup_epochs=0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +104,21 @@ def test_a_killed_rank_ends_the_job_and_the_run_resumes_exactly(tiny_folder, tmp
     reference = train(tiny_folder, tmp_path / "ref", "epochs=4", "nproc=2")
     assert reference.returncode == 0
     tag = uuid.uuid4().hex
-    cmd = [sys.executable, "-m", "visionkit", "classify", "train", f"data={tiny_folder}",
-           f"project={tmp_path / 'crash'}", *EXACT, "epochs=4", "nproc=2"]
-    proc = subprocess.Popen(cmd, env={**os.environ, "VISIONKIT_TEST_TAG": tag}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "visionkit",
+        "classify",
+        "train",
+        f"data={tiny_folder}",
+        f"project={tmp_path / 'crash'}",
+        *EXACT,
+        "epochs=4",
+        "nproc=2",
+    ]
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, "VISIONKIT_TEST_TAG": tag}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     results = tmp_path / "crash/classify/train/results.csv"
     deadline = time.time() + 240
     while time.time() < deadline and (not results.is_file() or results.read_text().count("\n") < 3):
@@ -117,12 +142,26 @@ def test_a_killed_rank_ends_the_job_and_the_run_resumes_exactly(tiny_folder, tmp
         assert a["top1"] == pytest.approx(b["top1"], abs=1e-9)
 
 
-@pytest.mark.parametrize("task, model, metric", [("detect", "yolo-n", "mAP50-95"), ("segment", "unet-n", "mIoU"),
-                                                  ("depth", "depth-n", "delta1")])
+@pytest.mark.parametrize(
+    "task, model, metric",
+    [("detect", "yolo-n", "mAP50-95"), ("segment", "unet-n", "mIoU"), ("depth", "depth-n", "delta1")],
+)
 def test_every_dense_task_trains_on_two_processes(shapes_root, tmp_path, task, model, metric):
-    r = run_cli(task, "train", f"data={shapes_root / 'data.yaml'}", f"model={model}", "imgsz=64", "epochs=1",
-                "batch=8", "device=cpu", "nproc=2", "workers=1", "plots=false", "close_mosaic=0",
-                f"project={tmp_path}")
+    r = run_cli(
+        task,
+        "train",
+        f"data={shapes_root / 'data.yaml'}",
+        f"model={model}",
+        "imgsz=64",
+        "epochs=1",
+        "batch=8",
+        "device=cpu",
+        "nproc=2",
+        "workers=1",
+        "plots=false",
+        "close_mosaic=0",
+        f"project={tmp_path}",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     ckpt = torch.load(tmp_path / task / "train/weights/best.pt", weights_only=True)
     assert ckpt["train_args"]["nproc"] == 2 and metric in ckpt["metrics"]

@@ -31,8 +31,12 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "onnxruntime_detect.py"
 @pytest.fixture(scope="module")
 def detector(shapes_root, tmp_path_factory):
     m = Model("yolo-n")
-    m.train(**{**TINY, "imgsz": 64, "close_mosaic": 0}, data=str(shapes_root / "data.yaml"),
-            project=str(tmp_path_factory.mktemp("det")), epochs=1)
+    m.train(
+        **{**TINY, "imgsz": 64, "close_mosaic": 0},
+        data=str(shapes_root / "data.yaml"),
+        project=str(tmp_path_factory.mktemp("det")),
+        epochs=1,
+    )
     return m
 
 
@@ -93,8 +97,13 @@ def test_detector_with_nms_in_graph(detector, shapes_root, tmp_path):
     files = sorted((shapes_root / "images/val").glob("*.jpg"))
     found = 0
     for size in (64, 96):
-        images = torch.stack([torch.from_numpy(letterbox(cv2.imread(str(f)), size)[0][..., ::-1].copy())
-                              .permute(2, 0, 1).float() / 255 for f in files[:3]])
+        images = torch.stack(
+            [
+                torch.from_numpy(letterbox(cv2.imread(str(f)), size)[0][..., ::-1].copy()).permute(2, 0, 1).float()
+                / 255
+                for f in files[:3]
+            ]
+        )
         for batch in (1, 3):
             x = images[:batch]
             with torch.no_grad():
@@ -120,8 +129,7 @@ def test_detector_with_nms_in_graph(detector, shapes_root, tmp_path):
     with pytest.warns(UserWarning, match="NMS in the graph"):
         ort_model.predict(images[:1], project=str(tmp_path), verbose=False, conf=conf / 10)
     with pytest.warns(UserWarning, match="validation"):  # mAP from the file's own (filtered) detections
-        metrics = ort_model.val(data=str(shapes_root / "data.yaml"), project=str(tmp_path), verbose=False,
-                                plots=False)
+        metrics = ort_model.val(data=str(shapes_root / "data.yaml"), project=str(tmp_path), verbose=False, plots=False)
     assert 0.0 <= metrics["mAP50-95"] <= 1.0
 
 
@@ -204,9 +212,16 @@ def test_fp16_detector_graph_is_valid_onnx(nms, tmp_path):
     path = tmp_path / "fp16.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, (torch.rand(1, 3, 64, 64).half(),), str(path), dynamo=False,
-                          input_names=["images"], output_names=list(wrapper.output_names),
-                          dynamic_axes={"images": {0: "b", 2: "h", 3: "w"}}, opset_version=17)
+        torch.onnx.export(
+            wrapper,
+            (torch.rand(1, 3, 64, 64).half(),),
+            str(path),
+            dynamo=False,
+            input_names=["images"],
+            output_names=list(wrapper.output_names),
+            dynamic_axes={"images": {0: "b", 2: "h", 3: "w"}},
+            opset_version=17,
+        )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     outs = session.run(None, {"images": np.random.rand(2, 3, 96, 64).astype(np.float16)})
     expected = [(2, 10, 6), (2,)] if nms else [(2, 126, 4), (2, 126, 3)]
@@ -219,8 +234,10 @@ def test_rect_validation_on_both_backends(detector, tmp_path):
     file falls back to square batches by itself."""
     root = tmp_path / "mixed"
     mixed_aspect_dataset(root)
-    write_data_yaml(root / "data.yaml", {"path": ".", "train": "images/val", "val": "images/val",
-                                         "names": dict(enumerate(detector.ckpt["names"]))})
+    write_data_yaml(
+        root / "data.yaml",
+        {"path": ".", "train": "images/val", "val": "images/val", "names": dict(enumerate(detector.ckpt["names"]))},
+    )
     kw = {"data": str(root / "data.yaml"), "project": str(tmp_path), "verbose": False, "plots": False, "batch": 2}
     rect = detector.val(**kw)
     dynamic = Model(str(detector.export(dynamic=True, verbose=False))).val(**kw)
@@ -240,5 +257,4 @@ def test_rect_validation_on_both_backends(detector, tmp_path):
     for x, y, z in zip(ref, got, standalone):
         for other in (y, z):
             assert [d["class"] for d in x["detections"]] == [d["class"] for d in other["detections"]]
-            assert np.allclose([d["box"] for d in x["detections"]], [d["box"] for d in other["detections"]],
-                               atol=0.05)
+            assert np.allclose([d["box"] for d in x["detections"]], [d["box"] for d in other["detections"]], atol=0.05)

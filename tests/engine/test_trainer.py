@@ -74,8 +74,10 @@ def test_callbacks_fire_in_order_and_lr0_is_honoured(classify_dir, tmp_path):
     for ev in ("on_train_start", "on_epoch_start", "on_batch_end", "on_val_end", "on_epoch_end", "on_train_end"):
         m.add_callback(ev, lambda t, ev=ev: events.append(ev))
     seen = {}
-    m.add_callback("on_train_start", lambda t: seen.update(lr=t.optimizer.param_groups[0]["initial_lr"],
-                                                            opt=type(t.optimizer).__name__))
+    m.add_callback(
+        "on_train_start",
+        lambda t: seen.update(lr=t.optimizer.param_groups[0]["initial_lr"], opt=type(t.optimizer).__name__),
+    )
     m.train(**TINY, data=str(classify_dir), project=str(tmp_path), epochs=1, lr0=0.0123)
     assert seen == {"lr": 0.0123, "opt": "AdamW"}
     assert events[0] == "on_train_start" and events[1] == "on_epoch_start" and events[-1] == "on_train_end"
@@ -90,8 +92,16 @@ def test_schedulers_and_optimizers(classify_dir, tmp_path, scheduler, optimizer)
     lrs = []
     m = Model("mnist-tiny")
     m.add_callback("on_batch_end", lambda t: lrs.append(t.optimizer.param_groups[0]["lr"]))
-    m.train(**TINY, data=str(classify_dir), project=str(tmp_path), epochs=2, lr0=0.01, scheduler=scheduler,
-            optimizer=optimizer, warmup_epochs=0.0)
+    m.train(
+        **TINY,
+        data=str(classify_dir),
+        project=str(tmp_path),
+        epochs=2,
+        lr0=0.01,
+        scheduler=scheduler,
+        optimizer=optimizer,
+        warmup_epochs=0.0,
+    )
     assert len(lrs) == 4
     if scheduler == "onecycle":
         # rises to lr0, then anneals far below it (the lr after the very last step is never used)
@@ -146,10 +156,21 @@ def test_ram_cache_says_its_size_and_refuses_what_does_not_fit(classify_dir, tmp
 def test_persistent_workers_restart_when_mosaic_closes(shapes_root, tmp_path):
     seen = []
     m = Model("yolo-n", task="detect")
-    m.add_callback("on_epoch_start", lambda t: seen.append((id(t.train_loader), t.train_loader.dataset.mosaic,
-                                                             t.train_loader.persistent_workers)))
-    m.train(**{**TINY, "data": str(shapes_root / "data.yaml"), "project": str(tmp_path), "epochs": 2,
-               "imgsz": 64, "close_mosaic": 1, "workers": 1})
+    m.add_callback(
+        "on_epoch_start",
+        lambda t: seen.append((id(t.train_loader), t.train_loader.dataset.mosaic, t.train_loader.persistent_workers)),
+    )
+    m.train(
+        **{
+            **TINY,
+            "data": str(shapes_root / "data.yaml"),
+            "project": str(tmp_path),
+            "epochs": 2,
+            "imgsz": 64,
+            "close_mosaic": 1,
+            "workers": 1,
+        }
+    )
     (loader1, mosaic1, persistent), (loader2, mosaic2, _) = seen
     assert persistent and mosaic1 == 1.0 and mosaic2 == 0.0 and loader1 != loader2  # new workers see mosaic off
 

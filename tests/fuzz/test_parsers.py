@@ -24,13 +24,17 @@ FAST = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, Heal
 
 # numbers as a file might hold them: ordinary, huge, negative, NaN and inf spelled several ways, and junk
 NUMBER_TEXT = st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True).map(repr), st.integers(-10, 10).map(str),
-    st.floats(0, 1).map(lambda v: f"{v:.6f}"), st.sampled_from(["nan", "NaN", "inf", "-inf", "1e999", "-0", "0x10"]),
-    st.text(max_size=5))
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers(-10, 10).map(str),
+    st.floats(0, 1).map(lambda v: f"{v:.6f}"),
+    st.sampled_from(["nan", "NaN", "inf", "-inf", "1e999", "-0", "0x10"]),
+    st.text(max_size=5),
+)
 JSONISH = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-    max_leaves=20)
+    max_leaves=20,
+)
 
 
 def _tmpdir() -> Path:
@@ -84,8 +88,31 @@ def test_brush_rle_round_trip(h, w, seed, density):
 
 
 # -- the key=value command line --------------------------------------------------------------------------------------
-KEYS = st.sampled_from(["imgsz", "batch", "epochs", "lr0", "conf", "iou", "classes", "device", "amp", "optimizer",
-                        "resume", "cache", "max_det", "mosaic", "seed", "nproc", "fliplr", "epoch", "", "=", "name"])
+KEYS = st.sampled_from(
+    [
+        "imgsz",
+        "batch",
+        "epochs",
+        "lr0",
+        "conf",
+        "iou",
+        "classes",
+        "device",
+        "amp",
+        "optimizer",
+        "resume",
+        "cache",
+        "max_det",
+        "mosaic",
+        "seed",
+        "nproc",
+        "fliplr",
+        "epoch",
+        "",
+        "=",
+        "name",
+    ]
+)
 
 
 @FAST
@@ -105,9 +132,15 @@ def test_command_line_values(argv):
 
 # -- data.yaml -------------------------------------------------------------------------------------------------------
 @FAST
-@given(st.one_of(JSONISH.map(lambda v: json.dumps(v)), st.text(max_size=80),
-                 st.dictionaries(st.sampled_from(["path", "train", "val", "names", "nc", "mask_names", "test"]),
-                                 JSONISH, max_size=5).map(json.dumps)))
+@given(
+    st.one_of(
+        JSONISH.map(lambda v: json.dumps(v)),
+        st.text(max_size=80),
+        st.dictionaries(
+            st.sampled_from(["path", "train", "val", "names", "nc", "mask_names", "test"]), JSONISH, max_size=5
+        ).map(json.dumps),
+    )
+)
 @example('{"path": 1}')  # found: a number where a folder belongs was a TypeError
 @example('{"path": "\\u0000"}')  # found: a NUL byte in a path was a ValueError
 @example('{"names": {"a": "x"}}')
@@ -128,21 +161,53 @@ def test_data_yaml(text):
 
 
 # -- Label Studio tasks and regions ------------------------------------------------------------------------------
-REGION = st.fixed_dictionaries({
-    "type": st.sampled_from(["rectanglelabels", "polygonlabels", "brushlabels", "choices", "keypointlabels", "x"]),
-    "value": st.dictionaries(st.sampled_from(["x", "y", "width", "height", "rotation", "points", "rle", "format",
-                                              "rectanglelabels", "polygonlabels", "brushlabels", "choices"]),
-                             JSONISH | st.floats(allow_nan=True, allow_infinity=True), max_size=8),
-    "original_width": st.one_of(st.integers(-5, 50), st.floats(allow_nan=True), st.text(max_size=3)),
-    "original_height": st.one_of(st.integers(-5, 50), st.floats(allow_nan=True), st.text(max_size=3)),
-    "from_name": st.sampled_from(["box", "label", ""]), "to_name": st.just("image"),
-})
-TASK = st.fixed_dictionaries({
-    "id": st.integers(0, 100), "data": st.fixed_dictionaries({"image": st.sampled_from(
-        ["/data/upload/1/abcd1234-img.png", "img.png", "../etc/passwd", "/abs.png", "", "s3://b/img.png"])}),
-    "annotations": st.lists(st.fixed_dictionaries({"id": st.integers(0, 9), "was_cancelled": st.booleans(),
-                                                   "result": st.lists(REGION, max_size=4)}), max_size=2),
-})
+REGION = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(["rectanglelabels", "polygonlabels", "brushlabels", "choices", "keypointlabels", "x"]),
+        "value": st.dictionaries(
+            st.sampled_from(
+                [
+                    "x",
+                    "y",
+                    "width",
+                    "height",
+                    "rotation",
+                    "points",
+                    "rle",
+                    "format",
+                    "rectanglelabels",
+                    "polygonlabels",
+                    "brushlabels",
+                    "choices",
+                ]
+            ),
+            JSONISH | st.floats(allow_nan=True, allow_infinity=True),
+            max_size=8,
+        ),
+        "original_width": st.one_of(st.integers(-5, 50), st.floats(allow_nan=True), st.text(max_size=3)),
+        "original_height": st.one_of(st.integers(-5, 50), st.floats(allow_nan=True), st.text(max_size=3)),
+        "from_name": st.sampled_from(["box", "label", ""]),
+        "to_name": st.just("image"),
+    }
+)
+TASK = st.fixed_dictionaries(
+    {
+        "id": st.integers(0, 100),
+        "data": st.fixed_dictionaries(
+            {
+                "image": st.sampled_from(
+                    ["/data/upload/1/abcd1234-img.png", "img.png", "../etc/passwd", "/abs.png", "", "s3://b/img.png"]
+                )
+            }
+        ),
+        "annotations": st.lists(
+            st.fixed_dictionaries(
+                {"id": st.integers(0, 9), "was_cancelled": st.booleans(), "result": st.lists(REGION, max_size=4)}
+            ),
+            max_size=2,
+        ),
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -152,16 +217,50 @@ def ls_images(tmp_path_factory) -> Path:
     return d
 
 
-FOUND_TASK = [{"id": 0, "data": {"image": "img.png"}, "annotations": [{"id": 0, "was_cancelled": False, "result": [
-    {"type": "rectanglelabels", "value": {"rectanglelabels": 1.0}, "from_name": "box", "to_name": "image"},
-    {"type": "rectanglelabels", "value": {"x": float("nan"), "y": 1, "width": 2, "height": 3,
-                                          "rectanglelabels": ["a"]}, "from_name": "box", "to_name": "image"},
-    {"type": "rectanglelabels", "value": {"x": 1, "y": 1, "width": -2, "height": 3, "rectanglelabels": ["a"]},
-     "from_name": "box", "to_name": "image"},
-    {"type": "polygonlabels", "value": {"points": [[1, 2], [3], "x"], "polygonlabels": ["a"]}, "from_name": "box",
-     "to_name": "image"},
-    {"type": "rectanglelabels", "value": {"x": 1, "y": 1, "width": 20, "height": 30, "rectanglelabels": ["a"]},
-     "from_name": "box", "to_name": "image"}]}]}]
+FOUND_TASK = [
+    {
+        "id": 0,
+        "data": {"image": "img.png"},
+        "annotations": [
+            {
+                "id": 0,
+                "was_cancelled": False,
+                "result": [
+                    {
+                        "type": "rectanglelabels",
+                        "value": {"rectanglelabels": 1.0},
+                        "from_name": "box",
+                        "to_name": "image",
+                    },
+                    {
+                        "type": "rectanglelabels",
+                        "value": {"x": float("nan"), "y": 1, "width": 2, "height": 3, "rectanglelabels": ["a"]},
+                        "from_name": "box",
+                        "to_name": "image",
+                    },
+                    {
+                        "type": "rectanglelabels",
+                        "value": {"x": 1, "y": 1, "width": -2, "height": 3, "rectanglelabels": ["a"]},
+                        "from_name": "box",
+                        "to_name": "image",
+                    },
+                    {
+                        "type": "polygonlabels",
+                        "value": {"points": [[1, 2], [3], "x"], "polygonlabels": ["a"]},
+                        "from_name": "box",
+                        "to_name": "image",
+                    },
+                    {
+                        "type": "rectanglelabels",
+                        "value": {"x": 1, "y": 1, "width": 20, "height": 30, "rectanglelabels": ["a"]},
+                        "from_name": "box",
+                        "to_name": "image",
+                    },
+                ],
+            }
+        ],
+    }
+]
 
 
 @FAST
@@ -187,28 +286,59 @@ def test_label_studio_tasks(ls_images, tasks):
 
 
 # -- COCO JSON -------------------------------------------------------------------------------------------------------
-COCO = st.fixed_dictionaries({
-    "images": st.lists(st.fixed_dictionaries({"id": st.integers(0, 3) | st.text(max_size=2),
-                                              "file_name": st.sampled_from(["img.png", "../x.png", "", "none.png"]),
-                                              "width": st.integers(-1, 40) | st.floats(allow_nan=True),
-                                              "height": st.integers(-1, 40) | st.floats(allow_nan=True)}),
-                       max_size=3),
-    "annotations": st.lists(st.fixed_dictionaries({
-        "id": st.integers(0, 9), "image_id": st.integers(0, 3) | st.text(max_size=2), "category_id": st.integers(0, 3),
-        "bbox": st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-5, 50), max_size=5) | JSONISH,
-        "segmentation": JSONISH, "iscrowd": st.integers(0, 1)}), max_size=4),
-    "categories": st.lists(st.fixed_dictionaries({"id": st.integers(0, 3), "name": st.text(max_size=6)}), max_size=3),
-})
+COCO = st.fixed_dictionaries(
+    {
+        "images": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "id": st.integers(0, 3) | st.text(max_size=2),
+                    "file_name": st.sampled_from(["img.png", "../x.png", "", "none.png"]),
+                    "width": st.integers(-1, 40) | st.floats(allow_nan=True),
+                    "height": st.integers(-1, 40) | st.floats(allow_nan=True),
+                }
+            ),
+            max_size=3,
+        ),
+        "annotations": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "id": st.integers(0, 9),
+                    "image_id": st.integers(0, 3) | st.text(max_size=2),
+                    "category_id": st.integers(0, 3),
+                    "bbox": st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-5, 50), max_size=5)
+                    | JSONISH,
+                    "segmentation": JSONISH,
+                    "iscrowd": st.integers(0, 1),
+                }
+            ),
+            max_size=4,
+        ),
+        "categories": st.lists(
+            st.fixed_dictionaries({"id": st.integers(0, 3), "name": st.text(max_size=6)}), max_size=3
+        ),
+    }
+)
 
 
 @FAST
 @given(COCO)
-@example({"images": [{"id": 0, "file_name": "img.png", "width": 30, "height": 20},
-                     {"id": "0", "file_name": "img.png", "width": 30, "height": 20}],
-          "annotations": [], "categories": []})  # found: mixed id types were a TypeError
-@example({"images": [{"id": 0, "file_name": "img.png", "width": 30, "height": 20}],
-          "annotations": [{"id": 1, "image_id": 0, "category_id": 1, "bbox": [1, float("nan")], "iscrowd": 0}],
-          "categories": [{"id": 1, "name": "a"}]})  # found: a short bbox was an IndexError
+@example(
+    {
+        "images": [
+            {"id": 0, "file_name": "img.png", "width": 30, "height": 20},
+            {"id": "0", "file_name": "img.png", "width": 30, "height": 20},
+        ],
+        "annotations": [],
+        "categories": [],
+    }
+)  # found: mixed id types were a TypeError
+@example(
+    {
+        "images": [{"id": 0, "file_name": "img.png", "width": 30, "height": 20}],
+        "annotations": [{"id": 1, "image_id": 0, "category_id": 1, "bbox": [1, float("nan")], "iscrowd": 0}],
+        "categories": [{"id": 1, "name": "a"}],
+    }
+)  # found: a short bbox was an IndexError
 def test_coco_json(ls_images, coco):
     from visionkit.data.coco import import_coco
 
@@ -229,10 +359,19 @@ def test_coco_json(ls_images, coco):
 
 # -- checkpoints -----------------------------------------------------------------------------------------------------
 @FAST
-@given(st.one_of(st.binary(max_size=200), JSONISH.map(lambda v: ("obj", v)),
-                 st.dictionaries(st.sampled_from(["format", "task", "model_config", "state_dict", "names", "imgsz",
-                                                  "in_channels", "mean", "std"]), JSONISH, max_size=9)
-                 .map(lambda v: ("obj", v))))
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        JSONISH.map(lambda v: ("obj", v)),
+        st.dictionaries(
+            st.sampled_from(
+                ["format", "task", "model_config", "state_dict", "names", "imgsz", "in_channels", "mean", "std"]
+            ),
+            JSONISH,
+            max_size=9,
+        ).map(lambda v: ("obj", v)),
+    )
+)
 @example(b"")  # found: an empty file was an IndexError while the error message was built
 def test_checkpoint_files(content):
     from visionkit.models.checkpoint import load_checkpoint, model_from_checkpoint
@@ -254,8 +393,12 @@ def test_checkpoint_files(content):
 
 
 # -- ONNX metadata ---------------------------------------------------------------------------------------------------
-META_VALUE = st.one_of(JSONISH.map(json.dumps), st.text(max_size=12), st.integers(-5, 10**5).map(str),
-                       st.sampled_from(["nan", "inf", "[]", "[1]", '["a", 2]', "[0.5, 0.5, 0.5]", "[null]", "1e999"]))
+META_VALUE = st.one_of(
+    JSONISH.map(json.dumps),
+    st.text(max_size=12),
+    st.integers(-5, 10**5).map(str),
+    st.sampled_from(["nan", "inf", "[]", "[1]", '["a", 2]', "[0.5, 0.5, 0.5]", "[null]", "1e999"]),
+)
 
 
 def _identity_onnx(path: Path, metadata: dict[str, str]) -> None:
@@ -273,8 +416,13 @@ def _identity_onnx(path: Path, metadata: dict[str, str]) -> None:
 
 
 @FAST
-@given(st.dictionaries(st.sampled_from(["task", "names", "imgsz", "in_channels", "mean", "std", "model_config",
-                                        "nms", "layout"]), META_VALUE, max_size=9))
+@given(
+    st.dictionaries(
+        st.sampled_from(["task", "names", "imgsz", "in_channels", "mean", "std", "model_config", "nms", "layout"]),
+        META_VALUE,
+        max_size=9,
+    )
+)
 @example({"task": "classify", "names": '["a"]', "imgsz": "8", "mean": '["x", 1, 2]'})  # found: mean of strings
 @example({"task": "classify", "names": "{}", "imgsz": "8", "std": "[0, 1, 1]"})  # found: a zero std
 @example({"task": "classify", "names": '[["a"]]', "imgsz": "8"})  # found: names that are not text

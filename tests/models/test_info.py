@@ -9,8 +9,13 @@ from visionkit.models.info import count_flops, layer_table, model_info
 
 def test_receptive_field_matches_hand_computation():
     # conv3 p1 → conv3 p1 → maxpool2 → conv3 p1 → conv3 dilation 2, p2
-    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), nn.MaxPool2d(2),
-                        nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=2, dilation=2))
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.Conv2d(4, 4, 3, padding=1),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 3, padding=1),
+        nn.Conv2d(4, 4, 3, padding=2, dilation=2),
+    )
     rows = layer_table(net, torch.zeros(1, 1, 16, 16))
     # by hand: RF r += (k'-1)·j; j *= s; start += ((k'-1)/2 - p)·j
     assert [r.rf for r in rows] == [3, 5, 6, 10, 18]

@@ -49,8 +49,9 @@ def test_every_neck_keeps_strides_and_declares_its_channels(neck):
     with torch.no_grad():
         feats = module(backbone(torch.randn(2, 3, 64, 64)))
     assert tuple(module.strides) == tuple(backbone.strides)
-    assert [tuple(f.shape) for f in feats] == [(2, c, 64 // s, 64 // s) for c, s in
-                                               zip(module.channels, module.strides)]
+    assert [tuple(f.shape) for f in feats] == [
+        (2, c, 64 // s, 64 // s) for c, s in zip(module.channels, module.strides)
+    ]
 
 
 @pytest.mark.parametrize("head", available("head"))

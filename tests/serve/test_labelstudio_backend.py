@@ -120,15 +120,25 @@ def test_mask_polygons_trace_each_part():
 
 # -- the offline path: predict → tasks JSON → import ---------------------------------------------------------------
 def _import(tasks_json: Path, images: Path, config: Path, out: Path) -> dict:
-    r = run_cli("data", "import", "labelstudio", f"src={tasks_json}", f"images={images}", f"config={config}",
-                "predictions=True", f"out={out}", "val=0")
+    r = run_cli(
+        "data",
+        "import",
+        "labelstudio",
+        f"src={tasks_json}",
+        f"images={images}",
+        f"config={config}",
+        "predictions=True",
+        f"out={out}",
+        "val=0",
+    )
     assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-2000:]
     return json.loads((out / "import_report.json").read_text())
 
 
 def test_offline_round_trip_boxes(detector, images, tmp_path):
-    results = detector.predict(str(images), save_labelstudio=True, project=str(tmp_path / "p"), conf=0.25,
-                               verbose=False)
+    results = detector.predict(
+        str(images), save_labelstudio=True, project=str(tmp_path / "p"), conf=0.25, verbose=False
+    )
     run = detector.save_dir
     tasks = json.loads((run / "labelstudio_tasks.json").read_text())
     assert len(tasks) == 4 and tasks[0]["data"]["image"] == "/data/local-files/?d=im0.png"
@@ -140,9 +150,18 @@ def test_offline_round_trip_boxes(detector, images, tmp_path):
     for r in results:
         w, h = r["width"], r["height"]
         rows = read_label_file(tmp_path / "ds/labels/train" / (Path(r["image"]).stem + ".txt"))
-        expected = [(d["class"], [(d["box"][0] + d["box"][2]) / 2 / w, (d["box"][1] + d["box"][3]) / 2 / h,
-                                  (d["box"][2] - d["box"][0]) / w, (d["box"][3] - d["box"][1]) / h])
-                    for d in r["detections"]]
+        expected = [
+            (
+                d["class"],
+                [
+                    (d["box"][0] + d["box"][2]) / 2 / w,
+                    (d["box"][1] + d["box"][3]) / 2 / h,
+                    (d["box"][2] - d["box"][0]) / w,
+                    (d["box"][3] - d["box"][1]) / h,
+                ],
+            )
+            for d in r["detections"]
+        ]
         assert [c for c, _ in rows] == [c for c, _ in expected]
         assert np.abs(np.array([xy for _, xy in rows]) - np.array([xy for _, xy in expected])).max() <= 1e-6
 
@@ -158,8 +177,9 @@ def test_offline_round_trip_masks_and_polygons(segmenter, images, tmp_path):
         assert np.array_equal(mask, r["_mask"])
     config = tmp_path / "poly.xml"
     config.write_text(default_config("segment", segmenter.names, "polygonlabels"))
-    segmenter.predict(str(images), save_labelstudio=True, label_config=str(config), project=str(tmp_path / "q"),
-                      verbose=False)
+    segmenter.predict(
+        str(images), save_labelstudio=True, label_config=str(config), project=str(tmp_path / "q"), verbose=False
+    )
     tasks = json.loads((segmenter.save_dir / "labelstudio_tasks.json").read_text())
     regions = [g for t in tasks for g in t["predictions"][0]["result"]]
     assert regions and all(g["type"] == "polygonlabels" and len(g["value"]["points"]) >= 3 for g in regions)
@@ -170,8 +190,9 @@ def test_offline_refuses_a_config_that_does_not_fit(detector, images, tmp_path):
     config = tmp_path / "c.xml"
     config.write_text(RECT.replace('"star"', '"dog"'))
     with pytest.raises(UsageError, match="'dog' that the model does not know"):
-        detector.predict(str(images), save_labelstudio=True, label_config=str(config), project=str(tmp_path / "p"),
-                         verbose=False)
+        detector.predict(
+            str(images), save_labelstudio=True, label_config=str(config), project=str(tmp_path / "p"), verbose=False
+        )
     assert not (tmp_path / "p").exists() or not any((tmp_path / "p").rglob("labelstudio_tasks.json"))
 
 
@@ -194,11 +215,18 @@ def test_server_protocol_order_errors_and_bad_bodies(detector, images):
     client, labeler = _client(detector, images=str(images), conf=0.25, batch=3)
     health = client.get("/health").json()
     assert health["status"] == "UP" and health["task"] == "detect"
-    setup = client.post("/setup", json={"project": "3.1700000000", "schema": RECT, "hostname": "http://127.0.0.1:9",
-                                        "access_token": "t"}).json()
+    setup = client.post(
+        "/setup",
+        json={"project": "3.1700000000", "schema": RECT, "hostname": "http://127.0.0.1:9", "access_token": "t"},
+    ).json()
     assert setup == {"model_version": labeler.model_version} and labeler.model_version.startswith("best.pt@")
-    tasks = [_task(1, "im0.png"), _task(2, "missing.png"), _task(3, "im1.png"), _task(4, "im2.png"),
-             {"id": 5, "data": {"picture": "/data/local-files/?d=../../etc/passwd"}}]
+    tasks = [
+        _task(1, "im0.png"),
+        _task(2, "missing.png"),
+        _task(3, "im1.png"),
+        _task(4, "im2.png"),
+        {"id": 5, "data": {"picture": "/data/local-files/?d=../../etc/passwd"}},
+    ]
     r = client.post("/predict", json={"tasks": tasks, "label_config": RECT, "project": "3.1700000000"})
     assert r.status_code == 200
     results = r.json()["results"]
@@ -216,8 +244,11 @@ def test_server_protocol_order_errors_and_bad_bodies(detector, images):
             assert v["rectanglelabels"] == [d["name"]] and region["score"] == pytest.approx(d["score"], abs=1e-5)
             assert (region["original_width"], region["original_height"]) == (w, h)
             x1, y1, x2, y2 = d["box"]
-            assert np.allclose([v["x"], v["y"], v["width"], v["height"]],
-                               [x1 / w * 100, y1 / h * 100, (x2 - x1) / w * 100, (y2 - y1) / h * 100], atol=1e-9)
+            assert np.allclose(
+                [v["x"], v["y"], v["width"], v["height"]],
+                [x1 / w * 100, y1 / h * 100, (x2 - x1) / w * 100, (y2 - y1) / h * 100],
+                atol=1e-9,
+            )
         assert got["score"] == pytest.approx(np.mean([d["score"] for d in want["detections"]]), abs=1e-4)
     # bad bodies get 400 with a message, a config without a rectangle tag 422; the server keeps answering
     assert client.post("/predict", content=b"{not json").status_code == 400
@@ -244,8 +275,9 @@ def test_a_thousand_tasks_in_batches_of_bounded_size(detector, images, monkeypat
     assert r.status_code == 200 and len(r.json()["results"]) == 1000
     assert max(sizes) == 8 and sum(sizes) == 1000  # never more than one batch of decoded images at once
     first, fifth = r.json()["results"][0], r.json()["results"][4]
-    assert first["result"] == fifth["result"] or [g["value"] for g in first["result"]] == \
-        [g["value"] for g in fifth["result"]]  # the same image gives the same regions in any batch
+    assert first["result"] == fifth["result"] or [g["value"] for g in first["result"]] == [
+        g["value"] for g in fifth["result"]
+    ]  # the same image gives the same regions in any batch
 
 
 def test_segmenter_and_classifier_regions(segmenter, shapes_root, images, tmp_path_factory):
@@ -275,8 +307,15 @@ def test_cli_server_answers_health_during_a_batch_and_refuses_a_busy_port(detect
     proc, url = serve_labelstudio(detector.ckpt_path, f"images={slow}", "batch=4", "imgsz=640")
     try:
         answer: dict = {}
-        worker = threading.Thread(target=lambda: answer.update(post_json(f"{url}/predict", {
-            "tasks": [{"id": i, "data": {"picture": "big.png"}} for i in range(64)], "label_config": RECT}, 300)))
+        worker = threading.Thread(
+            target=lambda: answer.update(
+                post_json(
+                    f"{url}/predict",
+                    {"tasks": [{"id": i, "data": {"picture": "big.png"}} for i in range(64)], "label_config": RECT},
+                    300,
+                )
+            )
+        )
         worker.start()
         busy_seen, t0 = [], time.time()
         while worker.is_alive() and time.time() - t0 < 300:
@@ -326,8 +365,12 @@ def test_a_failure_stays_with_its_task_and_bad_bodies_are_answered(detector, ima
         return infer(batch, **kw)
 
     monkeypatch.setattr(labeler.model, "infer", flaky)
-    tasks = [_task(1, "im0.png"), _task(2, "im1.png"), _task(3, "im2.png"),
-             {"id": 4, "data": {"picture": "http://[127.0.0.1/x.png"}}]  # a malformed URL
+    tasks = [
+        _task(1, "im0.png"),
+        _task(2, "im1.png"),
+        _task(3, "im2.png"),
+        {"id": 4, "data": {"picture": "http://[127.0.0.1/x.png"}},
+    ]  # a malformed URL
     results = client.post("/predict", json={"tasks": tasks, "label_config": RECT}).json()["results"]
     assert len(results) == 4
     assert results[1]["result"] == [] and "RuntimeError: out of memory" in results[1]["error"]
@@ -376,8 +419,12 @@ def test_the_token_goes_to_the_label_studio_server_only(tmp_path):
     home, home_url = server(redirect_to=other_url)
     try:
         loader = TaskImages(base_url=home_url, headers={"Authorization": "Token secret"})
-        for ref in ("/data/upload/1/abcd1234-x.png", f"{other_url}/data/upload/1/abcd1234-x.png",
-                    f"{other_url}/pic.png", "/data/upload/9/abcd1234-redir.png"):
+        for ref in (
+            "/data/upload/1/abcd1234-x.png",
+            f"{other_url}/data/upload/1/abcd1234-x.png",
+            f"{other_url}/pic.png",
+            "/data/upload/9/abcd1234-redir.png",
+        ):
             img = loader.load({"id": 1, "data": {"image": ref}}, "image")
             assert img.shape == (6, 8, 3)
     finally:

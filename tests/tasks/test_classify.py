@@ -48,13 +48,15 @@ def test_val_and_predict(trained, shapes_root, tmp_path):
     assert set(metrics) >= {"top1", "top5", "val_loss"}
     assert (trained.save_dir / "confusion_matrix.png").is_file()
     imgs = sorted((shapes_root / "images/val").glob("*.jpg"))[:3]
-    results = trained.predict(str(shapes_root / "images/val/*.jpg"), project=str(tmp_path), save=True, verbose=False,
-                              topk=2)
+    results = trained.predict(
+        str(shapes_root / "images/val/*.jpg"), project=str(tmp_path), save=True, verbose=False, topk=2
+    )
     assert len(results) == 8 and all(len(r["top"]) == 2 for r in results)
     # the scores are the network's own softmax, best first: recomputed here from a direct forward pass
     ck = trained.ckpt
-    x, _ = trained.task.load_inputs([Path(r["image"]) for r in results], ck["imgsz"], ck["in_channels"], ck["mean"],
-                                    ck["std"])
+    x, _ = trained.task.load_inputs(
+        [Path(r["image"]) for r in results], ck["imgsz"], ck["in_channels"], ck["mean"], ck["std"]
+    )
     with torch.no_grad():
         probs = trained.net.eval()(x).softmax(1)
     for r, p in zip(results, probs):
@@ -65,8 +67,14 @@ def test_val_and_predict(trained, shapes_root, tmp_path):
     assert saved == results
     assert (trained.save_dir / f"{imgs[0].stem}.jpg").is_file()
     # the same image through the CLI gives the same top class
-    r = run_cli("classify", "predict", f"model={trained.ckpt_path}", f"source={imgs[0]}",
-                f"project={tmp_path / 'cli'}", "verbose=false")
+    r = run_cli(
+        "classify",
+        "predict",
+        f"model={trained.ckpt_path}",
+        f"source={imgs[0]}",
+        f"project={tmp_path / 'cli'}",
+        "verbose=false",
+    )
     assert r.returncode == 0, r.stderr
     cli = json.loads((tmp_path / "cli/classify/predict/predictions.json").read_text())
     one = [x for x in results if x["image"].endswith(imgs[0].name)][0]
@@ -90,8 +98,9 @@ def test_mnist_from_local_idx_files(tmp_path, preset):
     labels = rng.integers(0, 10, 16).astype(np.uint8)
     _write_idx(tmp_path / "mnist", images, labels)
     m = Model(preset)
-    metrics = m.train(**{**TINY, "imgsz": None}, data="mnist", root=str(tmp_path / "mnist"), project=str(tmp_path),
-                      epochs=1)
+    metrics = m.train(
+        **{**TINY, "imgsz": None}, data="mnist", root=str(tmp_path / "mnist"), project=str(tmp_path), epochs=1
+    )
     assert m.ckpt["imgsz"] == 28 and m.ckpt["in_channels"] == 1 and m.ckpt["names"][3] == "3"
     assert m.ckpt["mean"] == [0.1307]
     # val with no data= finds the same IDX files (root= from the training args) and agrees with training
@@ -120,8 +129,9 @@ def test_corrupt_image_is_skipped_and_counted(classify_dir, tmp_path):
     bad.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
     m = Model("mnist-tiny")
     counted = {}
-    m.add_callback("on_train_start", lambda t: counted.update(skipped=[p.name for p, _ in t.train_set.skipped],
-                                                               n=len(t.train_set)))
+    m.add_callback(
+        "on_train_start", lambda t: counted.update(skipped=[p.name for p, _ in t.train_set.skipped], n=len(t.train_set))
+    )
     with pytest.warns(UserWarning, match="skipped 1 corrupt image.*broken.jpg"):
         m.train(**TINY, data=str(classify_dir), project=str(tmp_path))
     assert counted == {"skipped": ["broken.jpg"], "n": 16}

@@ -28,9 +28,13 @@ def direct_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     """The textbook definitions, one pixel list at a time, independent of the package."""
     p = np.array([v for v, g in zip(pred.ravel(), gt.ravel()) if g > 0])
     g = np.array([v for v in gt.ravel() if v > 0])
-    out = {"abs_rel": np.mean(abs(p - g) / g), "sq_rel": np.mean((p - g) ** 2 / g),
-           "rmse": np.sqrt(np.mean((p - g) ** 2)), "rmse_log": np.sqrt(np.mean((np.log(p) - np.log(g)) ** 2)),
-           "log10": np.mean(abs(np.log10(p) - np.log10(g)))}
+    out = {
+        "abs_rel": np.mean(abs(p - g) / g),
+        "sq_rel": np.mean((p - g) ** 2 / g),
+        "rmse": np.sqrt(np.mean((p - g) ** 2)),
+        "rmse_log": np.sqrt(np.mean((np.log(p) - np.log(g)) ** 2)),
+        "log10": np.mean(abs(np.log10(p) - np.log10(g))),
+    }
     d = np.log(p) - np.log(g)
     out["silog"] = 100 * np.sqrt(np.mean(d**2) - np.mean(d) ** 2)
     for k in (1, 2, 3):
@@ -96,7 +100,7 @@ def depth_dataset(root: Path, kind: str = "png", sizes=((64, 48), (48, 64), (64,
         for k, (w, h) in enumerate(sizes):
             yy = np.mgrid[0:h, 0:w][0]
             depth = 2.0 + 3.0 * (1 - yy / h)  # far at the top, near at the bottom
-            depth[h // 4: h // 2, w // 4: w // 2] = 1.2
+            depth[h // 4 : h // 2, w // 4 : w // 2] = 1.2
             img = np.clip(255 - depth[..., None] * 40, 0, 255).astype(np.uint8).repeat(3, 2)
             cv2.imwrite(str(root / "images" / split / f"{k}.png"), img)
             if kind == "png":
@@ -115,12 +119,15 @@ def val_set(root: Path, depth_scale=1000.0) -> DepthDataset:
     return DepthDataset(files, 64, False, resolve({"rect": False}, DepthTask.keys), depth_scale, verbose=False)
 
 
-@pytest.mark.parametrize("case, message", [
-    ("size", r"is 32×24 but its image .* is 64×48"),
-    ("8bit", "is 8-bit; depth PNGs must be single-channel 16-bit"),
-    ("rgb", "is an RGB image"),
-    ("scale", "has no 'depth_scale'"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("size", r"is 32×24 but its image .* is 64×48"),
+        ("8bit", "is 8-bit; depth PNGs must be single-channel 16-bit"),
+        ("rgb", "is an RGB image"),
+        ("scale", "has no 'depth_scale'"),
+    ],
+)
 def test_bad_depth_files_are_clear_errors(tmp_path, case, message):
     depth_dataset(tmp_path / "d")
     path = tmp_path / "d/depth/val/0.png"
@@ -178,8 +185,9 @@ def test_calibration_turns_a_relative_model_into_metres(trained, tmp_path):
     path = calibrated.export(dynamic=True)
     common = {**DEPTH, "data": str(data)}
     pt, ort = calibrated.val(**common), Model(str(path)).val(**common)
-    assert ort["abs_rel"] == pytest.approx(pt["abs_rel"], rel=1e-3) and ort["delta1"] == pytest.approx(pt["delta1"],
-                                                                                                      abs=1e-3)
+    assert ort["abs_rel"] == pytest.approx(pt["abs_rel"], rel=1e-3) and ort["delta1"] == pytest.approx(
+        pt["delta1"], abs=1e-3
+    )
 
 
 def test_calibrate_needs_depth_and_a_relative_model(trained, tmp_path):
@@ -187,8 +195,10 @@ def test_calibrate_needs_depth_and_a_relative_model(trained, tmp_path):
     nodepth = tmp_path / "n"
     (nodepth / "images/val").mkdir(parents=True)
     cv2.imwrite(str(nodepth / "images/val/a.png"), np.zeros((8, 8, 3), np.uint8))
-    write_data_yaml(nodepth / "data.yaml", {"path": ".", "train": "images/val", "val": "images/val", "names": ["x"],
-                                            "depth_scale": 1000.0})
+    write_data_yaml(
+        nodepth / "data.yaml",
+        {"path": ".", "train": "images/val", "val": "images/val", "names": ["x"], "depth_scale": 1000.0},
+    )
     r = run_cli("depth", "calibrate", f"model={m.ckpt_path}", f"data={nodepth / 'data.yaml'}", "imgsz=64")
     assert r.returncode == 1 and "has a usable depth map" in r.stderr, r.stderr[-1500:]
     metric = tmp_path / "metric.pt"
@@ -212,8 +222,9 @@ def test_metric_mode_predicts_metres_and_val_is_not_aligned(tmp_path):
 
 def test_predict_saves_npy_png_ply_and_overlay(trained, tmp_path):
     m, data, root = trained
-    results = m.predict(str(root / "d/images/val"), save=True, save_depth=True, save_ply=True,
-                        project=str(tmp_path), **DEPTH)
+    results = m.predict(
+        str(root / "d/images/val"), save=True, save_depth=True, save_ply=True, project=str(tmp_path), **DEPTH
+    )
     for r in results:
         stem = Path(r["image"]).stem
         raw = np.load(m.save_dir / "depth" / f"{stem}.npy")

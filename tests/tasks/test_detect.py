@@ -36,8 +36,9 @@ def test_assigner_picks_anchors_inside_the_box():
     scores = torch.full((1, 4, 2), 0.5)
     boxes = torch.tensor([[[0.0, 0, 10, 10], [10, 0, 20, 10], [20, 0, 30, 10], [30, 0, 40, 10]]])
     gt = torch.tensor([[[0.0, 0, 20, 10]]])
-    t_boxes, t_scores, fg = TaskAlignedAssigner(topk=10)(scores, boxes, points, torch.tensor([[1.0]]), gt,
-                                                          torch.tensor([[True]]))
+    t_boxes, t_scores, fg = TaskAlignedAssigner(topk=10)(
+        scores, boxes, points, torch.tensor([[1.0]]), gt, torch.tensor([[True]])
+    )
     assert fg.tolist() == [[True, True, False, False]]
     assert t_scores[0, :2, 1].gt(0).all() and t_scores[0, :, 0].eq(0).all()
     assert torch.equal(t_boxes[0, 0], gt[0, 0])
@@ -46,11 +47,11 @@ def test_assigner_picks_anchors_inside_the_box():
 def test_nms_is_class_aware_and_filters():
     boxes = torch.tensor([[[0.0, 0, 10, 10], [1, 1, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60]]])
     scores = torch.tensor([[[0.9, 0.0], [0.8, 0.0], [0.0, 0.7], [0.1, 0.0]]])
-    (b, s, c), = nms(boxes, scores, conf=0.25, iou=0.5, max_det=10)
+    ((b, s, c),) = nms(boxes, scores, conf=0.25, iou=0.5, max_det=10)
     assert s.tolist() == pytest.approx([0.9, 0.7]) and c.tolist() == [0, 1]  # same-class overlap suppressed
-    (b, s, c), = nms(boxes, scores, conf=0.25, iou=0.5, max_det=10, classes=[1])
+    ((b, s, c),) = nms(boxes, scores, conf=0.25, iou=0.5, max_det=10, classes=[1])
     assert c.tolist() == [1]
-    (b, s, c), = nms(boxes, scores, conf=0.05, iou=0.5, max_det=1)
+    ((b, s, c),) = nms(boxes, scores, conf=0.05, iou=0.5, max_det=1)
     assert len(s) == 1
 
 
@@ -64,8 +65,11 @@ def _metrics_for(dets_per_image, gts):
 
 def test_map_matches_known_values_and_cocoeval_run_directly(tmp_path):
     gt = np.array([[0, 0.25, 0.5, 0.2, 0.4], [1, 0.7, 0.5, 0.3, 0.6]], np.float32)  # 200×100 image
-    exact = {"boxes": np.array([[30.0, 30, 70, 70], [110, 20, 170, 80]]), "scores": np.array([0.9, 0.8]),
-             "classes": np.array([0, 1])}
+    exact = {
+        "boxes": np.array([[30.0, 30, 70, 70], [110, 20, 170, 80]]),
+        "scores": np.array([0.9, 0.8]),
+        "classes": np.array([0, 1]),
+    }
     m = _metrics_for([exact], [gt])
     assert m.compute()["mAP50-95"] == pytest.approx(1.0) and m.compute()["mAP50"] == pytest.approx(1.0)
     # shift the first box so its IoU is 0.6: it counts at thresholds .50, .55, .60 only (3 of 10)
@@ -100,8 +104,9 @@ def _dataset(shapes_root, tmp_path, train=True, **kw):
         shutil.copytree(shapes_root, root, ignore=shutil.ignore_patterns("classify", "*.cache.json"))
     files = sorted((root / "images/train").glob("*.jpg"))
     args = resolve({}).replace(mosaic=1.0, degrees=5.0, translate=0.1, scale=0.5, fliplr=0.5, flipud=0.0, **kw)
-    return root, DetectionDataset(files, ["circle", "square", "triangle", "star"], 64, train, args,
-                                  cache_dir=root / "labels/train", verbose=False)
+    return root, DetectionDataset(
+        files, ["circle", "square", "triangle", "star"], 64, train, args, cache_dir=root / "labels/train", verbose=False
+    )
 
 
 def test_augmented_samples_keep_boxes_inside(shapes_root, tmp_path):
@@ -121,12 +126,23 @@ def test_letterbox_metadata_maps_back_exactly(shapes_root, tmp_path):
     img, targets, meta = ds[0]
     h0, w0 = meta["shape"]
     s = 64
-    xyxy = torch.stack([(targets[:, 1] - targets[:, 3] / 2) * s, (targets[:, 2] - targets[:, 4] / 2) * s,
-                        (targets[:, 1] + targets[:, 3] / 2) * s, (targets[:, 2] + targets[:, 4] / 2) * s], 1)
+    xyxy = torch.stack(
+        [
+            (targets[:, 1] - targets[:, 3] / 2) * s,
+            (targets[:, 2] - targets[:, 4] / 2) * s,
+            (targets[:, 1] + targets[:, 3] / 2) * s,
+            (targets[:, 2] + targets[:, 4] / 2) * s,
+        ],
+        1,
+    )
     back = DetectTask._to_original(xyxy, torch.ones(len(xyxy)), torch.zeros(len(xyxy)), meta)["boxes"]
     gt = meta["gt"]
-    expected = np.c_[(gt[:, 1] - gt[:, 3] / 2) * w0, (gt[:, 2] - gt[:, 4] / 2) * h0,
-                     (gt[:, 1] + gt[:, 3] / 2) * w0, (gt[:, 2] + gt[:, 4] / 2) * h0]
+    expected = np.c_[
+        (gt[:, 1] - gt[:, 3] / 2) * w0,
+        (gt[:, 2] - gt[:, 4] / 2) * h0,
+        (gt[:, 1] + gt[:, 3] / 2) * w0,
+        (gt[:, 2] + gt[:, 4] / 2) * h0,
+    ]
     assert np.allclose(back, expected, atol=1e-3)
 
 
@@ -166,8 +182,7 @@ def test_no_val_split_is_a_clear_error(shapes_root, tmp_path):
 
 def test_train_val_predict_end_to_end(shapes_root, tmp_path):
     m = Model("yolo-n")
-    metrics = m.train(**{**DET, "plots": True}, data=str(shapes_root / "data.yaml"), project=str(tmp_path),
-                      epochs=1)
+    metrics = m.train(**{**DET, "plots": True}, data=str(shapes_root / "data.yaml"), project=str(tmp_path), epochs=1)
     run = m.save_dir
     for f in ("train_batch0.jpg", "results.csv", "pr_curve.png", "confusion_matrix.png", "weights/best.pt"):
         assert (run / f).is_file(), f
@@ -176,8 +191,9 @@ def test_train_val_predict_end_to_end(shapes_root, tmp_path):
     assert again["mAP50-95"] == pytest.approx(metrics["mAP50-95"], abs=1e-6)
 
     images = sorted((shapes_root / "images/val").glob("*.jpg"))[:3]
-    res = m.predict([str(p) for p in images], project=str(tmp_path), save=True, save_txt=True, conf=0.0,
-                    max_det=5, verbose=False)
+    res = m.predict(
+        [str(p) for p in images], project=str(tmp_path), save=True, save_txt=True, conf=0.0, max_det=5, verbose=False
+    )
     assert len(res) == 3 and all(len(r["detections"]) <= 5 for r in res)
     assert all(0 <= d["box"][0] <= d["box"][2] <= r["width"] for r in res for d in r["detections"])
     assert (m.save_dir / f"{images[0].stem}.jpg").is_file()
@@ -189,26 +205,37 @@ def test_train_val_predict_end_to_end(shapes_root, tmp_path):
     for p in images:
         writer.write(cv2.imread(str(p)))
     writer.release()
-    r = run_cli("detect", "predict", f"model={m.ckpt_path}", f"source={video}", "save", "conf=0.01",
-                f"project={tmp_path / 'cli'}", "verbose=false")
+    r = run_cli(
+        "detect",
+        "predict",
+        f"model={m.ckpt_path}",
+        f"source={video}",
+        "save",
+        "conf=0.01",
+        f"project={tmp_path / 'cli'}",
+        "verbose=false",
+    )
     assert r.returncode == 0, r.stderr
     frames = json.loads((tmp_path / "cli/detect/predict/predictions.json").read_text())
     assert [f["image"] for f in frames] == [f"{video}#{i}" for i in range(3)]
     assert (tmp_path / "cli/detect/predict/clip.mp4").stat().st_size > 0
 
 
-@pytest.mark.parametrize("backbone, neck", [("mobilenet_v3_small", "pan"), ("csp_darknet", "fpn"),
-                                            ("resnet18", "pan")])
+@pytest.mark.parametrize("backbone, neck", [("mobilenet_v3_small", "pan"), ("csp_darknet", "fpn"), ("resnet18", "pan")])
 def test_any_backbone_and_neck(shapes_root, tmp_path, backbone, neck):
     m = Model("yolo-n")
-    m.train(**DET, data=str(shapes_root / "data.yaml"), project=str(tmp_path), backbone=backbone, neck=neck,
-            fraction=0.5)
+    m.train(
+        **DET, data=str(shapes_root / "data.yaml"), project=str(tmp_path), backbone=backbone, neck=neck, fraction=0.5
+    )
     cfg = m.ckpt["model_config"]
     assert cfg["backbone"]["name"] == backbone and cfg["neck"]["name"] == neck
     # the network built from the checkpoint has those parts, and they reach the head at every stride it reads
-    fresh = {"backbone": type(REGISTRY.build("backbone", backbone, **{k: v for k, v in cfg["backbone"].items()
-                                                                     if k != "name"})),
-             "neck": {"pan": "PANNeck", "fpn": "FPNNeck"}[neck]}
+    fresh = {
+        "backbone": type(
+            REGISTRY.build("backbone", backbone, **{k: v for k, v in cfg["backbone"].items() if k != "name"})
+        ),
+        "neck": {"pan": "PANNeck", "fpn": "FPNNeck"}[neck],
+    }
     assert type(m.net.backbone) is fresh["backbone"] and type(m.net.neck).__name__ == fresh["neck"]
     with torch.no_grad():
         outs = m.net.eval()(torch.zeros(1, 3, 64, 64))
@@ -241,8 +268,9 @@ def test_polygon_labels_become_boxes(shapes_root, tmp_path):
     rows = read_label_file(label)
     assert all(len(c) > 4 for _, c in rows)  # shapes stores polygons; the detector reads their extents
     image = next(p for p in (shapes_root / "images/train").iterdir() if p.stem == label.stem)
-    ds = DetectionDataset([image], ["circle", "square", "triangle", "star"], 64, False, resolve({"rect": False}),
-                          verbose=False)
+    ds = DetectionDataset(
+        [image], ["circle", "square", "triangle", "star"], 64, False, resolve({"rect": False}), verbose=False
+    )
     for (cls, coords), target in zip(rows, ds.labels[0]):  # class, then the polygon's extent as cx cy w h
         xs, ys = coords[0::2], coords[1::2]
         expected = [(min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs), max(ys) - min(ys)]
@@ -261,9 +289,10 @@ def test_rect_validation_batches_are_snug_and_map_back_exactly(tmp_path):
         h, w = imgs.shape[-2:]
         for i, meta in enumerate(metas):
             t = targets[targets[:, 0] == i][0]
-            xyxy = torch.tensor([[(t[2] - t[4] / 2) * w, (t[3] - t[5] / 2) * h,
-                                  (t[2] + t[4] / 2) * w, (t[3] + t[5] / 2) * h]])
-            inside = imgs[i, :, int(xyxy[0, 1]) + 1:int(xyxy[0, 3]) - 1, int(xyxy[0, 0]) + 1:int(xyxy[0, 2]) - 1]
+            xyxy = torch.tensor(
+                [[(t[2] - t[4] / 2) * w, (t[3] - t[5] / 2) * h, (t[2] + t[4] / 2) * w, (t[3] + t[5] / 2) * h]]
+            )
+            inside = imgs[i, :, int(xyxy[0, 1]) + 1 : int(xyxy[0, 3]) - 1, int(xyxy[0, 0]) + 1 : int(xyxy[0, 2]) - 1]
             assert inside.float().mean() > 200  # the target lies on the white box
             back = DetectTask._to_original(xyxy, torch.ones(1), torch.zeros(1), meta)["boxes"][0]
             h0, w0 = meta["shape"]

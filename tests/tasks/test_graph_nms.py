@@ -45,10 +45,21 @@ def test_detection_table_matches_torchvision_nms_in_pytorch_and_onnxruntime(tmp_
     path = tmp_path / "table.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, random_candidates(2, 64, 3, 0), str(path), dynamo=False,
-                          input_names=["boxes", "scores"], output_names=["detections", "num_detections"],
-                          dynamic_axes={"boxes": {0: "b", 1: "n"}, "scores": {0: "b", 1: "n"},
-                                        "detections": {0: "b"}, "num_detections": {0: "b"}}, opset_version=17)
+        torch.onnx.export(
+            module,
+            random_candidates(2, 64, 3, 0),
+            str(path),
+            dynamo=False,
+            input_names=["boxes", "scores"],
+            output_names=["detections", "num_detections"],
+            dynamic_axes={
+                "boxes": {0: "b", 1: "n"},
+                "scores": {0: "b", 1: "n"},
+                "detections": {0: "b"},
+                "num_detections": {0: "b"},
+            },
+            opset_version=17,
+        )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch, n in [(1, 64), (3, 64), (3, 300), (1, 7)]:  # other batch sizes and candidate counts than traced
         boxes, scores = random_candidates(batch, n, 3, seed=batch * 1000 + n)

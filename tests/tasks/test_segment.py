@@ -67,15 +67,16 @@ def mask_dataset(root: Path, sizes=((60, 40), (40, 60), (64, 64))) -> Path:
         (root / "masks" / split).mkdir(parents=True)
         for k, (w, h) in enumerate(sizes):
             mask = np.zeros((h, w), np.uint8)
-            mask[h // 4: h // 2, w // 5: w // 2] = 1
+            mask[h // 4 : h // 2, w // 5 : w // 2] = 1
             cv2.circle(mask, (3 * w // 4, 3 * h // 4), min(w, h) // 6, 2, -1)
             img = np.full((h, w, 3), 40, np.uint8)
             img[mask == 1] = (0, 0, 255)
             img[mask == 2] = (255, 0, 0)
             cv2.imwrite(str(root / "images" / split / f"{k}.png"), img)
             cv2.imwrite(str(root / "masks" / split / f"{k}.png"), mask)
-    write_data_yaml(root / "data.yaml", {"path": ".", "train": "images/train", "val": "images/val",
-                                         "names": ["red", "blue"]})
+    write_data_yaml(
+        root / "data.yaml", {"path": ".", "train": "images/train", "val": "images/val", "names": ["red", "blue"]}
+    )
     return root / "data.yaml"
 
 
@@ -135,11 +136,14 @@ def test_data_check_and_segment_follow_the_same_rule(tmp_path):
         val_dataset(tmp_path / "d", rect=False)[0]
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("size", r"is 30×20 but its image .* is 60×40"),
-    ("rgb", "is an RGB image; a mask must be a single-channel 8-bit PNG"),
-    ("16bit", "is a 16-bit image"),
-])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("size", r"is 30×20 but its image .* is 60×40"),
+        ("rgb", "is an RGB image; a mask must be a single-channel 8-bit PNG"),
+        ("16bit", "is a 16-bit image"),
+    ],
+)
 def test_bad_masks_are_clear_errors(tmp_path, kind, message):
     mask_dataset(tmp_path / "d")
     path = tmp_path / "d/masks/val/0.png"
@@ -205,7 +209,7 @@ def test_video_frames_get_one_mask_each(trained, tmp_path):
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (64, 48))
     for k in range(3):
         frame = np.full((48, 64, 3), 40, np.uint8)
-        frame[10:30, 8 + 10 * k: 28 + 10 * k] = (0, 0, 255)
+        frame[10:30, 8 + 10 * k : 28 + 10 * k] = (0, 0, 255)
         writer.write(frame)
     writer.release()
     results = m.predict(str(video), save=True, save_masks=True, project=str(tmp_path / "p"), **SEG)
@@ -238,14 +242,29 @@ def test_a_label_studio_import_trains_directly(tmp_path, kind):
     config.write_text(json.loads((LS / "label_configs.json").read_text())[kind])
     src = tmp_path / "export.json"
     shutil.copy(LS / f"{kind}_JSON.json", src)
-    r = run_cli("data", "import", "labelstudio", f"src={src}", f"images={LS / 'images'}", f"out={tmp_path / 'ds'}",
-                f"config={config}", "val=0")
+    r = run_cli(
+        "data",
+        "import",
+        "labelstudio",
+        f"src={src}",
+        f"images={LS / 'images'}",
+        f"out={tmp_path / 'ds'}",
+        f"config={config}",
+        "val=0",
+    )
     assert r.returncode == 0, r.stderr
     masks = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in (tmp_path / "ds/masks/train").glob("*.png")]
     assert masks and max(int(m.max()) for m in masks) >= 1  # the regions became mask classes
     args = [f"{k}={v}" for k, v in SEG.items()]
-    r = run_cli("segment", "train", f"data={tmp_path / 'ds/data.yaml'}", "epochs=1", "val=false",
-                f"project={tmp_path / 'runs'}", *args)
+    r = run_cli(
+        "segment",
+        "train",
+        f"data={tmp_path / 'ds/data.yaml'}",
+        "epochs=1",
+        "val=false",
+        f"project={tmp_path / 'runs'}",
+        *args,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     ckpt = torch.load(tmp_path / "runs/segment/train/weights/best.pt", weights_only=True)
     assert ckpt["names"][0] == "background" and len(ckpt["names"]) >= 2

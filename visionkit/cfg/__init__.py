@@ -16,8 +16,19 @@ from visionkit.errors import UsageError
 from visionkit.limits import MAX_IMGSZ
 from visionkit.yamlfile import read_yaml
 
-__all__ = ["Range", "Numbers", "Settings", "RANGES", "CHOICES", "resolve", "check_shared", "parse_kv", "task_defaults",
-           "task_rules", "load_defaults"]
+__all__ = [
+    "Range",
+    "Numbers",
+    "Settings",
+    "RANGES",
+    "CHOICES",
+    "resolve",
+    "check_shared",
+    "parse_kv",
+    "task_defaults",
+    "task_rules",
+    "load_defaults",
+]
 
 DEFAULT_CFG_PATH = Path(__file__).with_name("default.yaml")
 
@@ -80,25 +91,51 @@ INF = math.inf
 # every numeric key: its type and range, declared once (null still means "decided by the model or data"); a value
 # of the wrong type, outside the range, NaN or infinite is refused with the range in the message
 RANGES: dict[str, Range] = {
-    "imgsz": Range(int, 1, MAX_IMGSZ), "nproc": Range(int, 1, 1024), "epochs": Range(int, 1, 1_000_000),
-    "batch": Range(int, 1, 1 << 16), "workers": Range(int, 0, 1024), "seed": Range(int, 0, 2**32 - 1),
-    "lr0": Range(float, 0, 10, open_low=True), "lrf": Range(float, 0, 1),
-    "momentum": Range(float, 0, 1, open_high=True), "weight_decay": Range(float, 0, 1),
+    "imgsz": Range(int, 1, MAX_IMGSZ),
+    "nproc": Range(int, 1, 1024),
+    "epochs": Range(int, 1, 1_000_000),
+    "batch": Range(int, 1, 1 << 16),
+    "workers": Range(int, 0, 1024),
+    "seed": Range(int, 0, 2**32 - 1),
+    "lr0": Range(float, 0, 10, open_low=True),
+    "lrf": Range(float, 0, 1),
+    "momentum": Range(float, 0, 1, open_high=True),
+    "weight_decay": Range(float, 0, 1),
     "warmup_epochs": Range(float, 0, INF, open_high=True),
     "pct_start": Range(float, 0, 1, open_low=True, open_high=True),
-    "clip_grad": Range(float, 0, INF, open_high=True), "ema_decay": Range(float, 0, 1, open_low=True, open_high=True),
+    "clip_grad": Range(float, 0, INF, open_high=True),
+    "ema_decay": Range(float, 0, 1, open_low=True, open_high=True),
     "label_smoothing": Range(float, 0, 1, open_high=True),
-    "patience": Range(int, 0, 1_000_000), "save_period": Range(int, 0, 1_000_000),
-    "fliplr": Range(float, 0, 1), "flipud": Range(float, 0, 1), "degrees": Range(float, 0, 180),
-    "crop_scale": Range(float, 0, 1, open_low=True), "color_jitter": Range(float, 0, 1),
-    "cutout": Range(float, 0, 1), "coarse_dropout": Range(float, 0, 1), "dropout_holes": Range(int, 1, 1024),
-    "dropout_size": Range(float, 0, 1, open_low=True), "mosaic": Range(float, 0, 1),
-    "close_mosaic": Range(int, 0, 1_000_000), "mixup": Range(float, 0, 1), "scale": Range(float, 0, 1, open_high=True),
-    "translate": Range(float, 0, 1), "shear": Range(float, 0, 90, open_high=True), "hsv_h": Range(float, 0, 1),
-    "hsv_s": Range(float, 0, 1), "hsv_v": Range(float, 0, 1), "conf": Range(float, 0, 1), "iou": Range(float, 0, 1),
-    "max_det": Range(int, 1, 100_000), "topk": Range(int, 1, 100_000), "start_lr": Range(float, 0, 10, open_low=True),
-    "end_lr": Range(float, 0, 1000, open_low=True), "num_iter": Range(int, 2, 1_000_000), "opset": Range(int, 7, 30),
-    "export_tol": Range(float, 0, INF, open_low=True, open_high=True), "fraction": Range(float, 0, 1, open_low=True),
+    "patience": Range(int, 0, 1_000_000),
+    "save_period": Range(int, 0, 1_000_000),
+    "fliplr": Range(float, 0, 1),
+    "flipud": Range(float, 0, 1),
+    "degrees": Range(float, 0, 180),
+    "crop_scale": Range(float, 0, 1, open_low=True),
+    "color_jitter": Range(float, 0, 1),
+    "cutout": Range(float, 0, 1),
+    "coarse_dropout": Range(float, 0, 1),
+    "dropout_holes": Range(int, 1, 1024),
+    "dropout_size": Range(float, 0, 1, open_low=True),
+    "mosaic": Range(float, 0, 1),
+    "close_mosaic": Range(int, 0, 1_000_000),
+    "mixup": Range(float, 0, 1),
+    "scale": Range(float, 0, 1, open_high=True),
+    "translate": Range(float, 0, 1),
+    "shear": Range(float, 0, 90, open_high=True),
+    "hsv_h": Range(float, 0, 1),
+    "hsv_s": Range(float, 0, 1),
+    "hsv_v": Range(float, 0, 1),
+    "conf": Range(float, 0, 1),
+    "iou": Range(float, 0, 1),
+    "max_det": Range(int, 1, 100_000),
+    "topk": Range(int, 1, 100_000),
+    "start_lr": Range(float, 0, 10, open_low=True),
+    "end_lr": Range(float, 0, 1000, open_low=True),
+    "num_iter": Range(int, 2, 1_000_000),
+    "opset": Range(int, 7, 30),
+    "export_tol": Range(float, 0, INF, open_low=True, open_high=True),
+    "fraction": Range(float, 0, 1, open_low=True),
 }
 
 
@@ -139,8 +176,12 @@ def parse_kv(args: list[str]) -> dict[str, Any]:
     return out
 
 
-def check_overrides(overrides: dict[str, Any], defaults: dict[str, Any], source: str = "argument",
-                    rules: dict[str, Range | tuple[str, ...]] | None = None) -> dict[str, Any]:
+def check_overrides(
+    overrides: dict[str, Any],
+    defaults: dict[str, Any],
+    source: str = "argument",
+    rules: dict[str, Range | tuple[str, ...]] | None = None,
+) -> dict[str, Any]:
     """Check every key exists and every value fits the default's type and the key's range or choices (``rules``:
     a task's own, on top of :data:`RANGES` and :data:`CHOICES`); returns typed values."""
     out = {}
@@ -173,8 +214,9 @@ def _coerce(key: str, value: Any, default: Any, rule: Range | Numbers | tuple[st
             raise UsageError(bad + "expected a class id or a list of them, e.g. classes=0 or classes=[0,2]")
         return ids
     if value is None and default is not None:  # null means "decided by the model or data" only where that is so
-        raise UsageError(bad + f"{key} has no 'decided elsewhere' value; give a value like the default, "
-                               f"{key}={json.dumps(default)}")
+        raise UsageError(
+            bad + f"{key} has no 'decided elsewhere' value; give a value like the default, {key}={json.dumps(default)}"
+        )
     if value is None or default is None:
         return value
     if key in BOOL_OR_CHOICE:

@@ -43,12 +43,19 @@ class CoarseDropout(torch.nn.Module):
         for _ in range(int(torch.randint(1, self.max_holes + 1, ()))):
             y = int(torch.randint(0, max(1, h - side + 1), ()))
             x = int(torch.randint(0, max(1, w - side + 1), ()))
-            img[..., y:y + side, x:x + side] = 0
+            img[..., y : y + side, x : x + side] = 0
         return img
 
 
-def classify_transforms(imgsz: int, train: bool, aug: dict[str, float], args: Settings,
-                        mean: tuple[float, ...], std: tuple[float, ...], native_size: int | None = None) -> v2.Compose:
+def classify_transforms(
+    imgsz: int,
+    train: bool,
+    aug: dict[str, float],
+    args: Settings,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    native_size: int | None = None,
+) -> v2.Compose:
     """uint8 CHW tensor → normalised float CHW tensor of size ``imgsz``; random only when ``train``."""
     ops: list[Any] = []
     if train and aug["crop_scale"] < 1.0:
@@ -70,8 +77,7 @@ def classify_transforms(imgsz: int, train: bool, aug: dict[str, float], args: Se
         if args.cutout > 0:
             ops.append(v2.RandomErasing(p=args.cutout, scale=(0.02, 0.2), value=0))
         if args.coarse_dropout > 0:
-            ops.append(CoarseDropout(args.coarse_dropout, int(args.dropout_holes),
-                                     float(args.dropout_size)))
+            ops.append(CoarseDropout(args.coarse_dropout, int(args.dropout_holes), float(args.dropout_size)))
     return v2.Compose(ops)
 
 
@@ -82,8 +88,15 @@ class BatchAugment(torch.nn.Module):
     brightness/contrast jitter, cutout and coarse dropout, each drawn per image from torch's RNG.
     """
 
-    def __init__(self, imgsz: int, train: bool, aug: dict[str, float], args: Settings,
-                 mean: tuple[float, ...], std: tuple[float, ...]):
+    def __init__(
+        self,
+        imgsz: int,
+        train: bool,
+        aug: dict[str, float],
+        args: Settings,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+    ):
         super().__init__()
         self.imgsz, self.train_mode, self.aug = imgsz, train, aug
         self.cutout = args.cutout if train else 0.0
@@ -96,8 +109,9 @@ class BatchAugment(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         if x.shape[-2:] != (self.imgsz, self.imgsz):
-            x = torch.nn.functional.interpolate(x, size=(self.imgsz, self.imgsz), mode="bilinear",
-                                                antialias=True, align_corners=False)
+            x = torch.nn.functional.interpolate(
+                x, size=(self.imgsz, self.imgsz), mode="bilinear", antialias=True, align_corners=False
+            )
         if self.train_mode:
             x = self._geometric(x)
             x = self._photometric(x)
@@ -158,7 +172,11 @@ class BatchAugment(torch.nn.Module):
             y0 = (torch.rand(b) * (h - hh + 1)).long()
             x0 = (torch.rand(b) * (w - ww + 1)).long()
             on = (apply & (k < count)).view(b, 1, 1).to(x.device)
-            hole = (ys >= y0.view(b, 1, 1).to(x.device)) & (ys < (y0 + hh).view(b, 1, 1).to(x.device)) & \
-                   (xs >= x0.view(b, 1, 1).to(x.device)) & (xs < (x0 + ww).view(b, 1, 1).to(x.device))
+            hole = (
+                (ys >= y0.view(b, 1, 1).to(x.device))
+                & (ys < (y0 + hh).view(b, 1, 1).to(x.device))
+                & (xs >= x0.view(b, 1, 1).to(x.device))
+                & (xs < (x0 + ww).view(b, 1, 1).to(x.device))
+            )
             keep &= ~(hole & on).unsqueeze(1)
         return x * keep

@@ -61,15 +61,21 @@ def layout_messages(problems: dict[str, list], split: str) -> list[str]:
     if problems["shared"]:
         stem, imgs = problems["shared"][0]
         n = sum(len(i) for _, i in problems["shared"])
-        lines.append(f"{split}: {n} images share their annotation files with another image of the same stem (e.g. "
-                     f"{', '.join(p.name for p in imgs)} all read {stem.name}.txt/.png); rename them so each stem "
-                     f"is unique")
+        lines.append(
+            f"{split}: {n} images share their annotation files with another image of the same stem (e.g. "
+            f"{', '.join(p.name for p in imgs)} all read {stem.name}.txt/.png); rename them so each stem "
+            f"is unique"
+        )
     if problems["folders"]:
-        lines.append(f"{split}: {len(problems['folders'])} label/mask/depth path(s) are folders, not files (e.g. "
-                     f"'{problems['folders'][0]}'); their images are read as unlabelled")
+        lines.append(
+            f"{split}: {len(problems['folders'])} label/mask/depth path(s) are folders, not files (e.g. "
+            f"'{problems['folders'][0]}'); their images are read as unlabelled"
+        )
     if problems["none"]:
-        lines.append(f"{split}: no image has a label, mask or depth file (expected e.g. '{problems['none'][0]}/'"
-                     f"<stem>.txt); every image would be read as unlabelled — check the folder layout")
+        lines.append(
+            f"{split}: no image has a label, mask or depth file (expected e.g. '{problems['none'][0]}/'"
+            f"<stem>.txt); every image would be read as unlabelled — check the folder layout"
+        )
     return lines
 
 
@@ -105,20 +111,31 @@ def check_dataset(data: str | Path, verbose: bool = True) -> dict:
             problem(spec.get(split), f"split '{split}' has no images")
         layout = layout_problems(files)
         for stem, imgs in layout["shared"]:
-            problem(stem.with_suffix(".txt"), f"images {', '.join(p.name for p in imgs)} share this annotation "
-                                              f"stem; rename them so that each image has its own label file")
+            problem(
+                stem.with_suffix(".txt"),
+                f"images {', '.join(p.name for p in imgs)} share this annotation "
+                f"stem; rename them so that each image has its own label file",
+            )
         for path in layout["folders"]:
             problem(path, "is a folder, not a label/mask/depth file; its image is read as unlabelled")
         if layout["none"]:
-            problem(layout["none"][0], f"split '{split}': none of its {len(files)} images has a label, mask or depth "
-                                       f"file; expected {layout['none'][0]}/<image stem>.txt (or masks/, depth/)")
+            problem(
+                layout["none"][0],
+                f"split '{split}': none of its {len(files)} images has a label, mask or depth "
+                f"file; expected {layout['none'][0]}/<image stem>.txt (or masks/, depth/)",
+            )
         for img in files:
             counts[f"{split} images"] += 1
-            for kind, path in (("image", img), ("label file", sidecar_path(img)), ("mask", sidecar_path(img, "masks")),
-                               ("depth map", depth_path(img))):
+            for kind, path in (
+                ("image", img),
+                ("label file", sidecar_path(img)),
+                ("mask", sidecar_path(img, "masks")),
+                ("depth map", depth_path(img)),
+            ):
                 if path is not None and (path.exists() or path.is_symlink()) and escapes(path):
-                    problem(path, f"{kind} leaves the dataset folder through a symlink (to {path.resolve()})",
-                            "warning")
+                    problem(
+                        path, f"{kind} leaves the dataset folder through a symlink (to {path.resolve()})", "warning"
+                    )
             try:
                 with Image.open(img) as im:
                     im.load()  # a truncated file fails here, not at training time
@@ -187,8 +204,7 @@ def _check_depth(img: Path, size, depth_scale: float | None, counts, problem) ->
         return
     counts["depth maps"] += 1
     if invalid.get("invalid values"):
-        problem(path, f"{invalid['invalid values']} negative or non-finite depth value(s), read as invalid",
-                "warning")
+        problem(path, f"{invalid['invalid values']} negative or non-finite depth value(s), read as invalid", "warning")
     if depth.shape[::-1] != tuple(size):
         problem(path, f"depth is {depth.shape[1]}×{depth.shape[0]} but the image is {size[0]}×{size[1]}")
     valid = depth > 0

@@ -50,18 +50,26 @@ def _is_int(v) -> bool:
 
 def _finite_numbers(values) -> bool:
     return isinstance(values, (list, tuple)) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+    )
 
 
 def _check_structure(coco, path: Path) -> None:
     """Images and categories must be what COCO says they are (a DataError naming the entry otherwise); an
     annotation's own problems are reported per annotation when it is imported."""
     for i, img in enumerate(coco.dataset.get("images") or []):
-        ok = isinstance(img, dict) and _is_int(img.get("id")) and isinstance(img.get("file_name"), str) \
-            and img["file_name"] and all(_is_int(img.get(k)) and 0 < img[k] <= 1 << 16 for k in ("width", "height"))
+        ok = (
+            isinstance(img, dict)
+            and _is_int(img.get("id"))
+            and isinstance(img.get("file_name"), str)
+            and img["file_name"]
+            and all(_is_int(img.get(k)) and 0 < img[k] <= 1 << 16 for k in ("width", "height"))
+        )
         if not ok:
-            raise DataError(f"'{path}': images[{i}] needs an integer id, a file_name and positive integer width and "
-                            f"height; got {str(img)[:120]}")
+            raise DataError(
+                f"'{path}': images[{i}] needs an integer id, a file_name and positive integer width and "
+                f"height; got {str(img)[:120]}"
+            )
     for i, cat in enumerate(coco.dataset.get("categories") or []):
         if not (isinstance(cat, dict) and _is_int(cat.get("id")) and isinstance(cat.get("name"), str)):
             raise DataError(f"'{path}': categories[{i}] needs an integer id and a name; got {str(cat)[:120]}")
@@ -103,8 +111,16 @@ class _redirect:
         return self._cm.__exit__(*exc)
 
 
-def import_coco(src: str | Path | list, images: str | Path, out: str | Path, *, val: float = 0.2, seed: int = 0,
-                exist_ok: bool = False, verbose: bool = True) -> dict:
+def import_coco(
+    src: str | Path | list,
+    images: str | Path,
+    out: str | Path,
+    *,
+    val: float = 0.2,
+    seed: int = 0,
+    exist_ok: bool = False,
+    verbose: bool = True,
+) -> dict:
     """COCO instances file(s) → dataset. Several files are placed by the split word in their names
     (instances_train.json → train); one file is split by image with ``val``. Returns the report."""
     files = [Path(s) for s in (src if isinstance(src, (list, tuple)) else [src])]
@@ -112,16 +128,24 @@ def import_coco(src: str | Path | list, images: str | Path, out: str | Path, *, 
     out = Path(out)
     if not images.is_dir():
         raise DataError(f"images folder '{images}' does not exist")
-    prepare_output(out, exist_ok, {"images": images, **{f"src[{i}]" if len(files) > 1 else "src": f
-                                                         for i, f in enumerate(files)}})
+    prepare_output(
+        out, exist_ok, {"images": images, **{f"src[{i}]" if len(files) > 1 else "src": f for i, f in enumerate(files)}}
+    )
     cocos = [(f, _load(f)) for f in files]
     for f, coco in cocos:
         _check_structure(coco, f)
     cats = sorted({c["id"]: c["name"] for _, coco in cocos for c in coco.loadCats(coco.getCatIds())}.items())
     names = [n for _, n in cats]
     cat_index = {cid: i for i, (cid, _) in enumerate(cats)}
-    report: dict[str, Any] = {"source": [str(f) for f in files], "names": names, "images_written": 0,
-                              "annotations": Counter(), "skipped": [], "splits": Counter(), "resized": []}
+    report: dict[str, Any] = {
+        "source": [str(f) for f in files],
+        "names": names,
+        "images_written": 0,
+        "annotations": Counter(),
+        "skipped": [],
+        "splits": Counter(),
+        "resized": [],
+    }
     with atomic_dir(out, exist_ok, written_by="visionkit data import coco") as tmp:
         has_masks = any("segmentation" in a and a["segmentation"] for _, c in cocos for a in c.dataset["annotations"])
         for f, coco in cocos:
@@ -144,14 +168,18 @@ def import_coco(src: str | Path | list, images: str | Path, out: str | Path, *, 
         report["splits"] = dict(report["splits"])
         (tmp / "import_report.json").write_text(json.dumps(report, indent=1) + "\n")
     if verbose:
-        print(f"imported {report['images_written']} image(s) into {out} (splits: {report['splits']}); "
-              f"{sum(report['annotations'].values())} annotation(s) written, {len(report['skipped'])} skipped")
+        print(
+            f"imported {report['images_written']} image(s) into {out} (splits: {report['splits']}); "
+            f"{sum(report['annotations'].values())} annotation(s) written, {len(report['skipped'])} skipped"
+        )
         for reason, n in Counter(s["reason"] for s in report["skipped"]).items():
             print(f"  skipped {n}: {reason}")
         if report["resized"]:
             r = report["resized"][0]
-            print(f"  {len(report['resized'])} image(s) differ in size from the JSON by a uniform scale (e.g. "
-                  f"{r['image']}: JSON {r['json']}, file {r['file']}); their regions were scaled to the file")
+            print(
+                f"  {len(report['resized'])} image(s) differ in size from the JSON by a uniform scale (e.g. "
+                f"{r['image']}: JSON {r['json']}, file {r['file']}); their regions were scaled to the file"
+            )
     return report
 
 
@@ -166,8 +194,9 @@ def _assign_splits(path: Path, ids: list[int], n_files: int, val: float, seed: i
     return {ids[j]: ("val" if rank < n_val else "train") for rank, j in enumerate(order)}
 
 
-def _import_image(coco, info: dict, split: str, images: Path, root: Path, cat_index: dict, has_masks: bool,
-                  report: dict) -> None:
+def _import_image(
+    coco, info: dict, split: str, images: Path, root: Path, cat_index: dict, has_masks: bool, report: dict
+) -> None:
     from pycocotools import mask as mask_utils
 
     file_name = info["file_name"]
@@ -190,8 +219,10 @@ def _import_image(coco, info: dict, split: str, images: Path, root: Path, cat_in
         return
     if (fw, fh) != (w, h):
         if abs(fw / fh - w / h) > 0.01 * (w / h):  # not the same picture at another scale (a rotation, another file)
-            reason = (f"the JSON says {w}×{h} but the file is {fw}×{fh} (as displayed); fix the file or the JSON's "
-                      f"width/height")
+            reason = (
+                f"the JSON says {w}×{h} but the file is {fw}×{fh} (as displayed); fix the file or the JSON's "
+                f"width/height"
+            )
             report["skipped"].append({"image": file_name, "reason": reason})
             report["skipped"] += [{"annotation": a, "reason": "its image's size differs from the JSON"} for a in anns]
             return
@@ -269,16 +300,20 @@ def export_coco(data: str | Path, out: str | Path, exist_ok: bool = False, verbo
     splits = [s for s in SPLIT_WORDS if spec.get(s) is not None]
     existing = [out / f"instances_{s}.json" for s in splits if (out / f"instances_{s}.json").exists()]
     if existing and not exist_ok:
-        raise UsageError(f"{', '.join(map(str, existing))} already exist(s); pass exist_ok=True to overwrite, or "
-                         f"choose another out=")
+        raise UsageError(
+            f"{', '.join(map(str, existing))} already exist(s); pass exist_ok=True to overwrite, or choose another out="
+        )
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for split in splits:
         files = split_images(spec, split)
         base = (spec["root"] / spec[split]) if isinstance(spec[split], str) else spec["root"]
-        coco: dict[str, Any] = {"info": {"description": f"exported by visionkit from {data}", "split": split},
-                                "images": [], "annotations": [],
-                                "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)]}
+        coco: dict[str, Any] = {
+            "info": {"description": f"exported by visionkit from {data}", "split": split},
+            "images": [],
+            "annotations": [],
+            "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)],
+        }
         counts: dict[str, int] = defaultdict(int)
         for img_id, f in enumerate(files, 1):
             w, h = image_size(f)
@@ -286,8 +321,13 @@ def export_coco(data: str | Path, out: str | Path, exist_ok: bool = False, verbo
             coco["images"].append({"id": img_id, "file_name": rel, "width": w, "height": h})
             for cls, coords in read_label_file(sidecar_path(f), len(names)):
                 cx, cy, bw, bh = row_to_box(coords)
-                ann = {"id": len(coco["annotations"]) + 1, "image_id": img_id, "category_id": cls + 1,
-                       "bbox": [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h], "iscrowd": 0}
+                ann = {
+                    "id": len(coco["annotations"]) + 1,
+                    "image_id": img_id,
+                    "category_id": cls + 1,
+                    "bbox": [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h],
+                    "iscrowd": 0,
+                }
                 if len(coords) > 4:
                     poly = (np.asarray(coords).reshape(-1, 2) * [w, h]).reshape(-1).tolist()
                     ann["segmentation"] = [poly]

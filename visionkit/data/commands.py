@@ -101,12 +101,27 @@ def import_labelstudio(**overrides) -> dict:
         if not path.is_file():
             raise UsageError(f"config file '{path}' does not exist")
         config_xml = path.read_text()
-    return run_import(tasks, a.out, exist_ok=a.exist_ok, verbose=a.verbose, source=source,
-                      source_paths=source_paths, config_xml=config_xml, names=_names(a.names),
-                      images_dir=a.images,
-                      annotations=a.annotations, predictions=a.predictions, background=a.background,
-                      unknown=a.unknown, val=a.val, test=a.test, seed=a.seed, download=a.download,
-                      headers=headers, base_url=base_url)
+    return run_import(
+        tasks,
+        a.out,
+        exist_ok=a.exist_ok,
+        verbose=a.verbose,
+        source=source,
+        source_paths=source_paths,
+        config_xml=config_xml,
+        names=_names(a.names),
+        images_dir=a.images,
+        annotations=a.annotations,
+        predictions=a.predictions,
+        background=a.background,
+        unknown=a.unknown,
+        val=a.val,
+        test=a.test,
+        seed=a.seed,
+        download=a.download,
+        headers=headers,
+        base_url=base_url,
+    )
 
 
 def import_coco(**overrides) -> dict:
@@ -114,8 +129,7 @@ def import_coco(**overrides) -> dict:
 
     a = command_args("import coco", overrides)
     _require(a, "src", "images", "out", command="import coco")
-    return run_import(a.src, a.images, a.out, val=a.val, seed=a.seed, exist_ok=a.exist_ok,
-                      verbose=a.verbose)
+    return run_import(a.src, a.images, a.out, val=a.val, seed=a.seed, exist_ok=a.exist_ok, verbose=a.verbose)
 
 
 def export_coco(**overrides) -> list[Path]:
@@ -142,5 +156,10 @@ def stats(**overrides) -> dict:
     return dataset_stats(a.data, a.out, int(a.samples), verbose=a.verbose)
 
 
-COMMANDS = {"import labelstudio": import_labelstudio, "import coco": import_coco, "export coco": export_coco,
-            "check": check, "stats": stats}
+COMMANDS = {
+    "import labelstudio": import_labelstudio,
+    "import coco": import_coco,
+    "export coco": export_coco,
+    "check": check,
+    "stats": stats,
+}

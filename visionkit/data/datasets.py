@@ -38,12 +38,21 @@ def verify_image(path: Path) -> str | None:
 class ImageFolderDataset(Dataset):
     """``root/<class>/*.jpg``. Corrupt files are skipped with one warning and counted in ``skipped``."""
 
-    def __init__(self, split_dir: Path, names: list[str] | None = None, transform: Callable | None = None,
-                 channels: int = 3, cache: bool = False, require_all_classes: bool = True, fraction: float = 1.0):
+    def __init__(
+        self,
+        split_dir: Path,
+        names: list[str] | None = None,
+        transform: Callable | None = None,
+        channels: int = 3,
+        cache: bool = False,
+        require_all_classes: bool = True,
+        fraction: float = 1.0,
+    ):
         split_dir = Path(split_dir)
         if not split_dir.is_dir():
-            raise DataError(f"classification split folder '{split_dir}' does not exist; expected "
-                            f"{split_dir}/<class name>/<images>")
+            raise DataError(
+                f"classification split folder '{split_dir}' does not exist; expected {split_dir}/<class name>/<images>"
+            )
         folders = class_folders(split_dir)
         self.names = names if names is not None else [f.name for f in folders]
         if not self.names:
@@ -110,8 +119,14 @@ class ArrayDataset(Dataset):
     which is far cheaper than per-image transforms for small images such as MNIST digits.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, names: list[str],
-                 batch_transform: Callable | None = None, fraction: float = 1.0):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        names: list[str],
+        batch_transform: Callable | None = None,
+        fraction: float = 1.0,
+    ):
         if images.ndim == 3:
             images = images[..., None]
         if fraction < 1.0:

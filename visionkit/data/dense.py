@@ -24,8 +24,7 @@ class DenseDataset(Dataset):
 
     dense = "mask"  # the Sample field this dataset fills: "mask" or "depth"
 
-    def __init__(self, items: list[tuple[Path, tuple[int, int], Any]], imgsz: int, train: bool,
-                 args: Settings):
+    def __init__(self, items: list[tuple[Path, tuple[int, int], Any]], imgsz: int, train: bool, args: Settings):
         """``items``: (image, (width, height) as displayed, where its map comes from) per usable image."""
         self.files = [f for f, _, _ in items]
         self.shapes = [s for _, s, _ in items]
@@ -36,11 +35,13 @@ class DenseDataset(Dataset):
         self.batch_shapes: list[tuple[int, int]] | None = None
         if self.rect:  # similar aspect ratios side by side, so that each batch shares one snug shape
             order = sorted(range(len(self.files)), key=lambda i: self.shapes[i][1] / self.shapes[i][0])
-            self.files, self.shapes, self.sources = ([seq[i] for i in order] for seq in
-                                                     (self.files, self.shapes, self.sources))
+            self.files, self.shapes, self.sources = (
+                [seq[i] for i in order] for seq in (self.files, self.shapes, self.sources)
+            )
         if args.cache:  # 3 bytes of image and up to 4 of map (float32 depth) per pixel
-            check_ram_cache(len(self.files), resized_bytes(self.shapes, imgsz, 7), "train" if train else "val",
-                            bool(args.verbose))
+            check_ram_cache(
+                len(self.files), resized_bytes(self.shapes, imgsz, 7), "train" if train else "val", bool(args.verbose)
+            )
         self._cache = [self._read(i) for i in range(len(self.files))] if args.cache else None
 
     def original(self, i: int) -> np.ndarray:
@@ -81,8 +82,14 @@ class DenseDataset(Dataset):
             s = self.sample(i)
             h1, w1 = s.hw
             s, r, pad = letterbox_sample(s, size)
-            meta = {"index": i, "file": str(self.files[i]), "shape": (h0, w0), "scale": (r * w1 / w0, r * h1 / h0),
-                    "pad": pad, "gt": self.original(i)}
+            meta = {
+                "index": i,
+                "file": str(self.files[i]),
+                "shape": (h0, w0),
+                "scale": (r * w1 / w0, r * h1 / h0),
+                "pad": pad,
+                "gt": self.original(i),
+            }
         rgb = np.ascontiguousarray(s.image[..., ::-1].transpose(2, 0, 1))
         return torch.from_numpy(rgb), torch.from_numpy(np.ascontiguousarray(getattr(s, self.dense))), meta
 

@@ -102,8 +102,9 @@ def names_list(names: Any, source: Path | str) -> list[str]:
         try:
             ids = sorted(int(k) for k in names)
         except (TypeError, ValueError):
-            raise DataError(f"'{source}': names ids must be integers 0..N-1, got {short_prefix(str(list(names)))}") \
-                from None
+            raise DataError(
+                f"'{source}': names ids must be integers 0..N-1, got {short_prefix(str(list(names)))}"
+            ) from None
         if ids != list(range(len(ids))):
             raise DataError(f"'{source}': names ids must be 0..{len(ids) - 1} without gaps, got {ids}")
         return [str(names[k] if k in names else names[str(k)]) for k in ids]
@@ -132,8 +133,10 @@ def sidecar_path(image: str | Path, kind: str = "labels") -> Path:
         if parts[i] == "images":
             parts[i] = kind
             return Path(*parts).with_suffix(LABEL_DIRS[kind])
-    raise DataError(f"'{image}' is not under an images/ folder, so its {kind} file cannot be found; "
-                    f"lay the dataset out as images/<split>/ and {kind}/<split>/")
+    raise DataError(
+        f"'{image}' is not under an images/ folder, so its {kind} file cannot be found; "
+        f"lay the dataset out as images/<split>/ and {kind}/<split>/"
+    )
 
 
 def depth_path(image: str | Path) -> Path | None:
@@ -163,8 +166,9 @@ def read_label_file(path: Path, num_classes: int | None = None) -> list[tuple[in
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not a text file (invalid UTF-8 at byte {e.start}); a YOLO label file holds rows "
-                        f"'cls cx cy w h'") from None
+        raise DataError(
+            f"{path}: not a text file (invalid UTF-8 at byte {e.start}); a YOLO label file holds rows 'cls cx cy w h'"
+        ) from None
     except OSError as e:  # a folder where a label file belongs, unreadable
         raise DataError(f"{path}: cannot read the label file ({e.strerror})") from None
     for n, line in enumerate(text.splitlines(), 1):
@@ -175,17 +179,23 @@ def read_label_file(path: Path, num_classes: int | None = None) -> list[tuple[in
             cls = int(parts[0])
             coords = [float(v) for v in parts[1:]]
         except ValueError:
-            raise DataError(f"{path}:{n}: not a YOLO row (starts {short_prefix(line)}); expected numbers "
-                            f"'cls cx cy w h' or 'cls x1 y1 x2 y2 ...'") from None
+            raise DataError(
+                f"{path}:{n}: not a YOLO row (starts {short_prefix(line)}); expected numbers "
+                f"'cls cx cy w h' or 'cls x1 y1 x2 y2 ...'"
+            ) from None
         if not all(math.isfinite(v) for v in coords):
-            raise DataError(f"{path}:{n}: a coordinate is not a finite number (starts {short_prefix(line)}); fix the "
-                            f"row")
+            raise DataError(
+                f"{path}:{n}: a coordinate is not a finite number (starts {short_prefix(line)}); fix the row"
+            )
         if len(coords) != 4 and (len(coords) < 6 or len(coords) % 2):
-            raise DataError(f"{path}:{n}: expected 'cls cx cy w h' or 'cls x1 y1 x2 y2 x3 y3 ...', got {len(coords)} "
-                            f"numbers")
+            raise DataError(
+                f"{path}:{n}: expected 'cls cx cy w h' or 'cls x1 y1 x2 y2 x3 y3 ...', got {len(coords)} numbers"
+            )
         if cls < 0 or (num_classes is not None and cls >= num_classes):
-            raise DataError(f"{path}:{n}: class id {cls} is outside 0..{(num_classes or 1) - 1} (the names in "
-                            f"data.yaml); fix the row or add the class to names")
+            raise DataError(
+                f"{path}:{n}: class id {cls} is outside 0..{(num_classes or 1) - 1} (the names in "
+                f"data.yaml); fix the row or add the class to names"
+            )
         rows.append((cls, coords))
     return rows
 
@@ -258,10 +268,17 @@ def mask_header(path: Path) -> tuple[int, int]:
     except Exception as e:
         raise DataError(f"cannot decode mask '{path}': {type(e).__name__}: {e}") from e
     if mode not in MASK_MODES:
-        kind = {"RGB": "an RGB image", "RGBA": "an RGBA image", "I;16": "a 16-bit image", "I": "a 32-bit image",
-                "1": "a 1-bit image"}.get(mode, f"mode {mode}")
-        raise DataError(f"mask '{path}' is {kind}; a mask must be a single-channel 8-bit PNG of class ids (grey or "
-                        f"palette), 255 = ignore")
+        kind = {
+            "RGB": "an RGB image",
+            "RGBA": "an RGBA image",
+            "I;16": "a 16-bit image",
+            "I": "a 32-bit image",
+            "1": "a 1-bit image",
+        }.get(mode, f"mode {mode}")
+        raise DataError(
+            f"mask '{path}' is {kind}; a mask must be a single-channel 8-bit PNG of class ids (grey or "
+            f"palette), 255 = ignore"
+        )
     return size
 
 
@@ -300,11 +317,15 @@ def read_depth(path: Path, depth_scale: float | None = None, counts: dict | None
             raise DataError(f"cannot decode depth '{path}'")
         if raw.ndim != 2 or raw.dtype != np.uint16:
             kind = "an RGB image" if raw.ndim == 3 else f"{raw.dtype.itemsize * 8}-bit"
-            raise DataError(f"depth '{path}' is {kind}; depth PNGs must be single-channel 16-bit (value / "
-                            f"depth_scale = metres), or store float32 metres in a .npy file")
+            raise DataError(
+                f"depth '{path}' is {kind}; depth PNGs must be single-channel 16-bit (value / "
+                f"depth_scale = metres), or store float32 metres in a .npy file"
+            )
         if depth_scale is None:
-            raise DataError(f"depth '{path}' is a 16-bit PNG but data.yaml has no 'depth_scale' (PNG values per "
-                            f"metre, e.g. depth_scale: 1000 for millimetres); add it")
+            raise DataError(
+                f"depth '{path}' is a 16-bit PNG but data.yaml has no 'depth_scale' (PNG values per "
+                f"metre, e.g. depth_scale: 1000 for millimetres); add it"
+            )
         depth = raw.astype(np.float32) / float(depth_scale)
     bad = ~np.isfinite(depth) | (depth < 0)
     if counts is not None:

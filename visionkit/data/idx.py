@@ -15,8 +15,18 @@ IDX_FILES = {
 }
 IDX_NAMES = {
     "mnist": [str(i) for i in range(10)],
-    "fashion-mnist": ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
-                      "ankle boot"],
+    "fashion-mnist": [
+        "t-shirt/top",
+        "trouser",
+        "pullover",
+        "dress",
+        "coat",
+        "sandal",
+        "shirt",
+        "sneaker",
+        "bag",
+        "ankle boot",
+    ],
 }
 # where each named set may already lie on this machine besides ``datasets/NAME`` and ``root=``
 SYSTEM_DIRS = {"fashion-mnist": ["/usr/share/datasets/fashion-mnist"]}
@@ -35,7 +45,7 @@ def read_idx(path: Path) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DataError(f"'{path}' is not an unsigned-byte IDX file (bad magic number)")
     ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
         raise DataError(f"'{path}' is truncated: expected {int(np.prod(dims))} values, found {body.size}")

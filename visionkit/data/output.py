@@ -53,9 +53,11 @@ def safe_component(name, what: str) -> str:
     elif len(text.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
         why = f"it is longer than {MAX_NAME_BYTES} bytes"
     if why:
-        raise UnsafeNameError(f"refused {what} {name!r} as a file or folder name: {why}. Rename it in the source "
-                              f"(names may not be empty, '.', '..', absolute, or contain '/', '\\' or control "
-                              f"characters)")
+        raise UnsafeNameError(
+            f"refused {what} {name!r} as a file or folder name: {why}. Rename it in the source "
+            f"(names may not be empty, '.', '..', absolute, or contain '/', '\\' or control "
+            f"characters)"
+        )
     return text
 
 
@@ -69,10 +71,12 @@ def check_sources(out: str | Path, sources: dict[str, str | Path | None]) -> Non
             continue
         source = Path(src).resolve()
         if target == source or target in source.parents or source in target.parents:
-            relation = ("is" if target == source else "contains" if target in source.parents else "lies inside")
-            raise UsageError(f"out='{out}' {relation} {key}='{src}': an import never writes where it reads, since "
-                             f"replacing out would delete the source files. Choose an out= folder outside "
-                             f"{key}= (e.g. datasets/NAME)")
+            relation = "is" if target == source else "contains" if target in source.parents else "lies inside"
+            raise UsageError(
+                f"out='{out}' {relation} {key}='{src}': an import never writes where it reads, since "
+                f"replacing out would delete the source files. Choose an out= folder outside "
+                f"{key}= (e.g. datasets/NAME)"
+            )
 
 
 def foreign_files(out: Path) -> list[Path]:
@@ -109,11 +113,16 @@ def check_replaceable(out: str | Path, exist_ok: bool) -> None:
     if foreign:
         listed = ", ".join(str(p.relative_to(out)) for p in foreign[:5])
         more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
-        origin = ("it has no visionkit manifest, so it was not written by a visionkit import"
-                  if not (out / MANIFEST).is_file() else f"they are not in its {MANIFEST}")
-        raise UsageError(f"refused to replace '{out}': it holds {len(foreign)} file(s) visionkit did not write "
-                         f"({listed}{more}); {origin}. Nothing was changed. Choose another out=, or move those "
-                         f"files away first")
+        origin = (
+            "it has no visionkit manifest, so it was not written by a visionkit import"
+            if not (out / MANIFEST).is_file()
+            else f"they are not in its {MANIFEST}"
+        )
+        raise UsageError(
+            f"refused to replace '{out}': it holds {len(foreign)} file(s) visionkit did not write "
+            f"({listed}{more}); {origin}. Nothing was changed. Choose another out=, or move those "
+            f"files away first"
+        )
 
 
 def prepare_output(out: str | Path, exist_ok: bool, sources: dict[str, str | Path | None]) -> Path:

@@ -30,11 +30,13 @@ def available_bytes() -> int | None:
 def check_ram_cache(images: int, nbytes: int, what: str, verbose: bool = True) -> None:
     """Print the cache's size; a DataError when ``nbytes`` is more than HEADROOM of the available memory."""
     avail = available_bytes()
-    gib = 2 ** 30
+    gib = 2**30
     if avail is not None and nbytes > HEADROOM * avail:
-        raise DataError(f"cache=ram for {images} {what} images needs about {nbytes / gib:.1f} GB, but only "
-                        f"{avail / gib:.1f} GB of memory is available; train with cache=false (images are then read "
-                        f"from disk each epoch), a smaller imgsz, or on a machine with more memory")
+        raise DataError(
+            f"cache=ram for {images} {what} images needs about {nbytes / gib:.1f} GB, but only "
+            f"{avail / gib:.1f} GB of memory is available; train with cache=false (images are then read "
+            f"from disk each epoch), a smaller imgsz, or on a machine with more memory"
+        )
     if verbose:
         free = f" of {avail / gib:.1f} GB available" if avail is not None else ""
         print(f"caching {images} {what} images in RAM: about {nbytes / gib:.2f} GB{free}")

@@ -43,9 +43,14 @@ def _planes(rays, origin, room) -> list[tuple[np.ndarray, np.ndarray, int]]:
     """(t, normal, surface id) for the room's six faces; t = inf where a ray does not hit the face's side."""
     half_w, depth_back, floor, ceiling = room
     out = []
-    for axis, value, normal, sid in ((1, floor, (0, 1, 0), 0), (1, ceiling, (0, -1, 0), 1),
-                                     (2, depth_back, (0, 0, -1), 2), (0, -half_w, (1, 0, 0), 3),
-                                     (0, half_w, (-1, 0, 0), 3), (2, -1.0, (0, 0, 1), 2)):
+    for axis, value, normal, sid in (
+        (1, floor, (0, 1, 0), 0),
+        (1, ceiling, (0, -1, 0), 1),
+        (2, depth_back, (0, 0, -1), 2),
+        (0, -half_w, (1, 0, 0), 3),
+        (0, half_w, (-1, 0, 0), 3),
+        (2, -1.0, (0, 0, 1), 2),
+    ):
         d = rays[..., axis]
         with np.errstate(divide="ignore", invalid="ignore"):
             t = (value - origin[axis]) / d
@@ -102,8 +107,15 @@ def render_room(index: int, seed: int, h: int, w: int) -> dict[str, np.ndarray]:
         best_t[closer], normal[closer], surface[closer] = t[closer], n, sid
     for k in range(int(rng.integers(2, 6))):
         size = rng.uniform(0.3, 1.3, 3)
-        box = (rng.uniform(-room[0] + 0.6, room[0] - 0.6), rng.uniform(1.5, room[1] - 0.8), size[0], size[1],
-               size[2], rng.uniform(0, math.pi), room[2])
+        box = (
+            rng.uniform(-room[0] + 0.6, room[0] - 0.6),
+            rng.uniform(1.5, room[1] - 0.8),
+            size[0],
+            size[1],
+            size[2],
+            rng.uniform(0, math.pi),
+            room[2],
+        )
         t, n = _box_hits(rays, origin, box)
         closer = t < best_t
         best_t[closer], normal[closer], surface[closer] = t[closer], n[closer], 4 + k
@@ -122,8 +134,15 @@ def render_room(index: int, seed: int, h: int, w: int) -> dict[str, np.ndarray]:
     return {"image": np.ascontiguousarray(image), "depth": best_t.astype(np.float32), "room": room}
 
 
-def generate_rooms(root: str | Path, n_train: int = 400, n_val: int = 100, height: int = 192, width: int = 256,
-                   seed: int = 0, verbose: bool = True) -> Path:
+def generate_rooms(
+    root: str | Path,
+    n_train: int = 400,
+    n_val: int = 100,
+    height: int = 192,
+    width: int = 256,
+    seed: int = 0,
+    verbose: bool = True,
+) -> Path:
     """Write the rooms dataset under ``root`` (atomically)."""
     root = Path(root)
     with atomic_dir(root, exist_ok=True, written_by="visionkit rooms generator") as tmp:
@@ -133,14 +152,28 @@ def generate_rooms(root: str | Path, n_train: int = 400, n_val: int = 100, heigh
             (tmp / "depth" / split).mkdir(parents=True)
             for _ in range(count):
                 scene = render_room(index, seed, height, width)
-                cv2.imwrite(str(tmp / "images" / split / f"{index:05d}.jpg"), scene["image"],
-                            [cv2.IMWRITE_JPEG_QUALITY, 92])
+                cv2.imwrite(
+                    str(tmp / "images" / split / f"{index:05d}.jpg"), scene["image"], [cv2.IMWRITE_JPEG_QUALITY, 92]
+                )
                 depth_mm = np.clip(np.round(scene["depth"] * 1000), 0, 65535).astype(np.uint16)
                 cv2.imwrite(str(tmp / "depth" / split / f"{index:05d}.png"), depth_mm)
                 index += 1
-        data = {"path": ".", "train": "images/train", "val": "images/val", "names": {0: "scene"},
-                "depth_scale": 1000.0, "generator": {"name": "rooms", "version": ROOMS_VERSION, "n_train": n_train,
-                                                     "n_val": n_val, "height": height, "width": width, "seed": seed}}
+        data = {
+            "path": ".",
+            "train": "images/train",
+            "val": "images/val",
+            "names": {0: "scene"},
+            "depth_scale": 1000.0,
+            "generator": {
+                "name": "rooms",
+                "version": ROOMS_VERSION,
+                "n_train": n_train,
+                "n_val": n_val,
+                "height": height,
+                "width": width,
+                "seed": seed,
+            },
+        }
         (tmp / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     if verbose:
         print(f"rooms: wrote {n_train} train + {n_val} val scenes ({width}×{height}) to {root}")

@@ -10,9 +10,27 @@ import numpy as np
 
 from visionkit.data.format import load_data_yaml, read_label_file, row_to_box, sidecar_path, split_images
 
-PALETTE = np.array([[56, 56, 255], [151, 157, 255], [31, 112, 255], [29, 178, 255], [49, 210, 207], [10, 249, 72],
-                    [23, 204, 146], [134, 219, 61], [52, 147, 26], [187, 212, 0], [168, 153, 44], [255, 194, 0],
-                    [147, 69, 52], [255, 115, 100], [236, 24, 0], [255, 56, 132]], dtype=np.uint8)
+PALETTE = np.array(
+    [
+        [56, 56, 255],
+        [151, 157, 255],
+        [31, 112, 255],
+        [29, 178, 255],
+        [49, 210, 207],
+        [10, 249, 72],
+        [23, 204, 146],
+        [134, 219, 61],
+        [52, 147, 26],
+        [187, 212, 0],
+        [168, 153, 44],
+        [255, 194, 0],
+        [147, 69, 52],
+        [255, 115, 100],
+        [236, 24, 0],
+        [255, 56, 132],
+    ],
+    dtype=np.uint8,
+)
 
 
 def dataset_stats(data: str | Path, out: str | Path, samples: int = 16, verbose: bool = True) -> dict:
@@ -38,10 +56,14 @@ def dataset_stats(data: str | Path, out: str | Path, samples: int = 16, verbose:
         step = max(1, len(files) // max(1, samples // 2))
         shown += files[::step][: samples // 2]
     shown = shown[:samples]
-    result = {"images": dict(images_per_split),
-              "instances": {s: {names[c] if c < len(names) else str(c): n for c, n in sorted(cnt.items())}
-                            for s, cnt in per_split.items()},
-              "box_sizes": _size_bins(sizes)}
+    result = {
+        "images": dict(images_per_split),
+        "instances": {
+            s: {names[c] if c < len(names) else str(c): n for c, n in sorted(cnt.items())}
+            for s, cnt in per_split.items()
+        },
+        "box_sizes": _size_bins(sizes),
+    }
     result["histogram"] = str(_plot_sizes(sizes, out / "box_sizes.png")) if sizes else None
     result["mosaic"] = str(_mosaic(shown, names, spec, out / "mosaic.png")) if shown else None
     if verbose:
@@ -53,8 +75,15 @@ def _size_bins(sizes: list[float]) -> dict[str, int]:
     """Objects by sqrt(relative area): tiny < 0.05 ≤ small < 0.15 ≤ medium < 0.4 ≤ large."""
     bins = Counter()
     for s in sizes:
-        bins["tiny (<5%)" if s < 0.05 else "small (5-15%)" if s < 0.15 else "medium (15-40%)" if s < 0.4
-             else "large (>=40%)"] += 1
+        bins[
+            "tiny (<5%)"
+            if s < 0.05
+            else "small (5-15%)"
+            if s < 0.15
+            else "medium (15-40%)"
+            if s < 0.4
+            else "large (>=40%)"
+        ] += 1
     return dict(bins)
 
 
@@ -108,7 +137,7 @@ def _mosaic(files: list[Path], names: list[str], spec: dict, path: Path, tile: i
     grid = np.full((rows * tile, cols * tile, 3), 114, np.uint8)
     for i, t in enumerate(tiles):
         r, c = divmod(i, cols)
-        grid[r * tile:(r + 1) * tile, c * tile:(c + 1) * tile] = t
+        grid[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] = t
     cv2.imwrite(str(path), grid)
     return path
 

@@ -88,8 +88,14 @@ def render_scene(index: int, seed: int = 0, size: int = 320) -> dict:
         z = rng.uniform(1.0, 1.5) if primary else rng.uniform(1.7, 2.6)
         colour = rng.uniform(0, 255, size=3)
         colour[rng.integers(3)] = rng.choice([0.0, 255.0])  # saturated, so shapes stand out from the texture
-        objects.append({"cls": cls, "poly": shape_polygon(NAMES[cls], cx, cy, r, rng.uniform(0, 2 * math.pi)),
-                        "depth": float(z), "colour": colour})
+        objects.append(
+            {
+                "cls": cls,
+                "poly": shape_polygon(NAMES[cls], cx, cy, r, rng.uniform(0, 2 * math.pi)),
+                "depth": float(z),
+                "colour": colour,
+            }
+        )
     # painter's algorithm: far to near, so the mask and depth show what the camera sees
     for obj in sorted(objects, key=lambda o: -o["depth"]):
         pts = np.round(obj["poly"]).astype(np.int32)
@@ -101,8 +107,13 @@ def render_scene(index: int, seed: int = 0, size: int = 320) -> dict:
         mask[inside] = obj["cls"] + 1
         depth[inside] = obj["depth"]
     image = cv2.GaussianBlur(img.astype(np.uint8), (3, 3), 0)  # soften aliased edges like a camera would
-    return {"image": image, "objects": objects, "mask": mask, "depth": depth.astype(np.float32),
-            "primary": objects[0]["cls"]}
+    return {
+        "image": image,
+        "objects": objects,
+        "mask": mask,
+        "depth": depth.astype(np.float32),
+        "primary": objects[0]["cls"],
+    }
 
 
 def polygon_row(cls: int, poly: np.ndarray, size: int) -> str:
@@ -110,8 +121,9 @@ def polygon_row(cls: int, poly: np.ndarray, size: int) -> str:
     return f"{cls} {coords}"
 
 
-def generate_shapes(root: str | Path, n_train: int = 480, n_val: int = 120, size: int = 320, seed: int = 0,
-                    verbose: bool = True) -> Path:
+def generate_shapes(
+    root: str | Path, n_train: int = 480, n_val: int = 120, size: int = 320, seed: int = 0, verbose: bool = True
+) -> Path:
     """Write the shapes dataset under ``root`` (atomically: a temporary folder renamed at the end)."""
     root = Path(root)
     with atomic_dir(root, exist_ok=True, written_by="visionkit shapes generator") as tmp:
@@ -134,12 +146,22 @@ def generate_shapes(root: str | Path, n_train: int = 480, n_val: int = 120, size
                 _link_or_copy(image_path, tmp / "classify" / split / NAMES[scene["primary"]] / f"{stem}.jpg")
                 index += 1
         data = {
-            "path": ".", "train": "images/train", "val": "images/val",
+            "path": ".",
+            "train": "images/train",
+            "val": "images/val",
             "names": {i: n for i, n in enumerate(NAMES)},
             "mask_names": {0: "background", **{i + 1: n for i, n in enumerate(NAMES)}},
-            "ignore_index": 255, "depth_scale": 1000.0, "classify": "classify",
-            "generator": {"name": "shapes", "version": GENERATOR_VERSION, "n_train": n_train, "n_val": n_val,
-                          "size": size, "seed": seed},
+            "ignore_index": 255,
+            "depth_scale": 1000.0,
+            "classify": "classify",
+            "generator": {
+                "name": "shapes",
+                "version": GENERATOR_VERSION,
+                "n_train": n_train,
+                "n_val": n_val,
+                "size": size,
+                "seed": seed,
+            },
         }
         (tmp / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     if verbose:

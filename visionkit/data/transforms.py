@@ -73,8 +73,9 @@ def resize_long_side(sample: Sample, imgsz: int) -> Sample:
     return sample
 
 
-def letterbox(img: np.ndarray, size: int | tuple[int, int], pad_value: int | float = PAD_VALUE,
-              interpolation: int | None = None) -> tuple[np.ndarray, float, tuple[int, int]]:
+def letterbox(
+    img: np.ndarray, size: int | tuple[int, int], pad_value: int | float = PAD_VALUE, interpolation: int | None = None
+) -> tuple[np.ndarray, float, tuple[int, int]]:
     """Resize keeping the aspect ratio to fit ``size`` (a side, or (height, width)), pad to it (centred).
     Returns the image, the scale and the (left, top) padding. ``interpolation`` defaults to linear when
     enlarging and area when shrinking (pass cv2.INTER_NEAREST for masks and depth)."""
@@ -87,7 +88,7 @@ def letterbox(img: np.ndarray, size: int | tuple[int, int], pad_value: int | flo
         img = cv2.resize(img, (nw, nh), interpolation=inter)
     top, left = (out_h - nh) // 2, (out_w - nw) // 2
     out = np.full((out_h, out_w, *img.shape[2:]), pad_value, img.dtype)
-    out[top:top + nh, left:left + nw] = img
+    out[top : top + nh, left : left + nw] = img
     return out, r, (left, top)
 
 
@@ -113,7 +114,7 @@ def rect_shapes(sizes: list[tuple[int, int]], imgsz: int, batch: int, stride: in
     resized to ``imgsz``, as ``letterbox`` resizes it."""
     shapes = []
     for start in range(0, len(sizes), batch):
-        group = sizes[start:start + batch]
+        group = sizes[start : start + batch]
         fitted = [(max(1, round(h * imgsz / max(w, h))), max(1, round(w * imgsz / max(w, h)))) for w, h in group]
         shape = tuple(math.ceil(max(side) / stride) * stride for side in zip(*fitted))
         shapes += [shape] * len(group)
@@ -160,8 +161,17 @@ def mosaic4(load: Callable[[int], Sample], index: int, count: int, s: int, rng: 
     return canvas
 
 
-def random_affine(sample: Sample, rng: np.random.Generator, s: int, *, degrees: float = 0.0, scale: float = 0.5,
-                  shear: float = 0.0, translate: float = 0.1, border: int = 0) -> Sample:
+def random_affine(
+    sample: Sample,
+    rng: np.random.Generator,
+    s: int,
+    *,
+    degrees: float = 0.0,
+    scale: float = 0.5,
+    shear: float = 0.0,
+    translate: float = 0.1,
+    border: int = 0,
+) -> Sample:
     """Random rotation, scale, shear and translation; the output is s×s. ``border`` < 0 crops a mosaic canvas.
 
     Boxes become the enclosing box of their warped corners, clipped; a box left under 2 px wide or high, or with
@@ -251,26 +261,32 @@ def cutout(sample: Sample, rng: np.random.Generator, p: float) -> Sample:
     for _ in range(int(rng.integers(1, 5))):
         ch, cw = int(rng.uniform(0.05, 0.25) * h), int(rng.uniform(0.05, 0.25) * w)
         y0, x0 = int(rng.integers(0, h - ch)), int(rng.integers(0, w - cw))
-        sample.image[y0:y0 + ch, x0:x0 + cw] = rng.integers(64, 192, 3)
+        sample.image[y0 : y0 + ch, x0 : x0 + cw] = rng.integers(64, 192, 3)
         if sample.mask is not None:
-            sample.mask[y0:y0 + ch, x0:x0 + cw] = IGNORE_INDEX
+            sample.mask[y0 : y0 + ch, x0 : x0 + cw] = IGNORE_INDEX
         if sample.depth is not None:
-            sample.depth[y0:y0 + ch, x0:x0 + cw] = 0
+            sample.depth[y0 : y0 + ch, x0 : x0 + cw] = 0
     return sample
 
 
-def train_augment(index: int, load: Callable[[int], Sample], count: int, s: int, rng: np.random.Generator,
-                  a: dict, mosaic: float) -> Sample:
+def train_augment(
+    index: int, load: Callable[[int], Sample], count: int, s: int, rng: np.random.Generator, a: dict, mosaic: float
+) -> Sample:
     """The training chain shared by dense and box tasks for sample ``index`` of ``count`` (``load(j)`` gives a
     sample with its long side at ``s``): mosaic (probability ``mosaic``) or the letterboxed image, a random affine,
     mixup (samples without dense maps), HSV, flips, cutout. ``a`` holds the augmentation keys."""
-    affine = {"degrees": float(a["degrees"]), "scale": float(a["scale"]), "shear": float(a["shear"]),
-              "translate": float(a["translate"])}
+    affine = {
+        "degrees": float(a["degrees"]),
+        "scale": float(a["scale"]),
+        "shear": float(a["shear"]),
+        "translate": float(a["translate"]),
+    }
     if rng.random() < mosaic:
         sample = random_affine(mosaic4(load, index, count, s, rng), rng, s, border=-s // 2, **affine)
         if rng.random() < float(a["mixup"]):
-            other = random_affine(mosaic4(load, int(rng.integers(count)), count, s, rng), rng, s, border=-s // 2,
-                                  **affine)
+            other = random_affine(
+                mosaic4(load, int(rng.integers(count)), count, s, rng), rng, s, border=-s // 2, **affine
+            )
             lam = rng.beta(32.0, 32.0)
             if sample.mask is None and sample.depth is None:  # dense labels cannot be blended
                 sample.image = (sample.image * lam + other.image * (1 - lam)).astype(np.uint8)

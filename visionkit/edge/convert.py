@@ -17,8 +17,10 @@ import torch
 
 from visionkit.errors import UsageError
 
-INSTALL_HINT = ("MediaPipe export needs the optional extra: pip install 'visionkit[mediapipe]' (litert-torch and "
-                "mediapipe; `make edge` builds .venv-edge with them)")
+INSTALL_HINT = (
+    "MediaPipe export needs the optional extra: pip install 'visionkit[mediapipe]' (litert-torch and "
+    "mediapipe; `make edge` builds .venv-edge with them)"
+)
 
 
 def require_edge_packages() -> None:
@@ -63,11 +65,15 @@ def fp16_weights(model: bytes) -> bytes:
 
     q = quantizer.Quantizer(bytearray(model))
     q.update_quantization_recipe(
-        regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+        regex=".*",
+        operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
         op_config=qtyping.OpQuantizationConfig(
             weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=16, dtype=qtyping.TensorDataType.FLOAT),
-            compute_precision=qtyping.ComputePrecision.FLOAT, explicit_dequantize=True),
-        algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
+            compute_precision=qtyping.ComputePrecision.FLOAT,
+            explicit_dequantize=True,
+        ),
+        algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING,
+    )
     with _quiet():
         return bytes(q.quantize(enable_progress_report=False).quantized_model)
 
@@ -87,8 +93,11 @@ def int8_static(model: bytes, calibration: Iterable[np.ndarray]) -> bytes:
     # MediaPipe feeds and reads float (or uint8) tensors: the ops that take the graph's input (the normalisation)
     # and those that write its outputs stay float, with quantize/dequantize ops inserted after and before them
     for regex in (".*EdgeInput.*", "serving_default_.*"):
-        q.update_quantization_recipe(regex=regex, operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
-                                     algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+        q.update_quantization_recipe(
+            regex=regex,
+            operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+            algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE,
+        )
     signature, name = _signature_input(model)
     samples = [{name: s["args_0"]} for s in samples]
     with _quiet():

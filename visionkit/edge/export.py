@@ -46,8 +46,10 @@ def edge_size(args: Settings, ckpt: dict, stride: int) -> tuple[int, int]:
         raise UsageError(f"bad value imgsz={value!r}: each side must be in 1..{MAX_IMGSZ}")
     rounded = (math.ceil(h / stride) * stride, math.ceil(w / stride) * stride)
     if rounded != (h, w):
-        warnings.warn(f"imgsz {h},{w} is not a multiple of the model stride {stride}; exporting at "
-                      f"{rounded[0]},{rounded[1]}", stacklevel=3)
+        warnings.warn(
+            f"imgsz {h},{w} is not a multiple of the model stride {stride}; exporting at {rounded[0]},{rounded[1]}",
+            stacklevel=3,
+        )
     return rounded
 
 
@@ -57,8 +59,10 @@ def export_mediapipe(net: torch.nn.Module, task, ckpt: dict, args: Settings, out
     if args.half and args.int8:
         raise UsageError("half=True and int8=True are two ways to shrink the file; pick one")
     if args.dynamic:
-        raise UsageError("dynamic=True does not apply to MediaPipe files: MediaPipe feeds one fixed input size (set "
-                         "it with imgsz=H,W)")
+        raise UsageError(
+            "dynamic=True does not apply to MediaPipe files: MediaPipe feeds one fixed input size (set "
+            "it with imgsz=H,W)"
+        )
     verbose = args.verbose
     net = net.cpu().eval().float()
     h, w = edge_size(args, ckpt, net.stride)
@@ -66,16 +70,26 @@ def export_mediapipe(net: torch.nn.Module, task, ckpt: dict, args: Settings, out
     graph = task.edge_graph(net, inputs, (h, w), args).eval()
     calibration = _images(task, args, ckpt, "train", N_CALIBRATION_IMAGES, (h, w)) if args.int8 else None
     if args.int8 and not calibration:
-        raise UsageError("int8=True calibrates on real images: pass data= (a dataset with a train split) or "
-                         "source= (a folder of images like those the model will see)")
+        raise UsageError(
+            "int8=True calibrates on real images: pass data= (a dataset with a train split) or "
+            "source= (a folder of images like those the model will see)"
+        )
     check_images = _images(task, args, ckpt, "val", N_CHECK_IMAGES, (h, w)) or _noise_images(h, w)
     float_model = convert.to_tflite(graph, torch.rand(1, h, w, 3))
     record = {
-        "task": ckpt["task"], "kind": graph.kind, "names": list(ckpt["names"]), "imgsz": [h, w],
-        "in_channels": int(ckpt["in_channels"]), "mean": list(ckpt["mean"]), "std": list(ckpt["std"]),
+        "task": ckpt["task"],
+        "kind": graph.kind,
+        "names": list(ckpt["names"]),
+        "imgsz": [h, w],
+        "in_channels": int(ckpt["in_channels"]),
+        "mean": list(ckpt["mean"]),
+        "std": list(ckpt["std"]),
         "input": "float32 (1, H, W, 3) RGB; MediaPipe scales pixels by 1/255 (metadata mean 0, std 255)",
-        "metadata": getattr(graph, "metadata", {}), "precision": "float32", "data": _trained_on(ckpt),
-        "visionkit_version": ckpt.get("versions", {}).get("visionkit", ""), "model_config": ckpt["model_config"],
+        "metadata": getattr(graph, "metadata", {}),
+        "precision": "float32",
+        "data": _trained_on(ckpt),
+        "visionkit_version": ckpt.get("versions", {}).get("visionkit", ""),
+        "model_config": ckpt["model_config"],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     float_file = _with_metadata(float_model, record, graph, task)
@@ -86,14 +100,19 @@ def export_mediapipe(net: torch.nn.Module, task, ckpt: dict, args: Settings, out
         if problems:
             failed = out.with_suffix(".failed.tflite")
             failed.write_bytes(float_file)
-            raise ExportError(f"MediaPipe's results differ from PyTorch's: {'; '.join(problems[:3])}; the file is "
-                              f"kept at {failed} for inspection")
+            raise ExportError(
+                f"MediaPipe's results differ from PyTorch's: {'; '.join(problems[:3])}; the file is "
+                f"kept at {failed} for inspection"
+            )
         summary = "MediaPipe vs PyTorch checked on " + f"{len(check_images)} image(s)"
         final = float_file
         if args.half or args.int8:
             precision = "float16 weights" if args.half else "int8"
-            small = (convert.fp16_weights(float_model) if args.half
-                     else convert.int8_static(float_model, [_as_input(i) for i in calibration]))
+            small = (
+                convert.fp16_weights(float_model)
+                if args.half
+                else convert.int8_static(float_model, [_as_input(i) for i in calibration])
+            )
             small = convert.inline_buffers(small)  # the quantizer may store weights after the flatbuffer
             final = _with_metadata(small, {**record, "precision": precision}, graph, task)
             small_path = Path(tmp) / "small.tflite"
@@ -106,8 +125,10 @@ def export_mediapipe(net: torch.nn.Module, task, ckpt: dict, args: Settings, out
         tmp_out.write_bytes(final)
         tmp_out.replace(out)
     if verbose:
-        print(f"exported {out} ({out.stat().st_size / 1e6:.2f} MB, MediaPipe {graph.kind.replace('_', ' ')}, "
-              f"input {h}x{w}): {summary}")
+        print(
+            f"exported {out} ({out.stat().st_size / 1e6:.2f} MB, MediaPipe {graph.kind.replace('_', ' ')}, "
+            f"input {h}x{w}): {summary}"
+        )
     return out
 
 
@@ -146,8 +167,10 @@ def _detector_output_order(model: bytes) -> list[str]:
     shapes = _output_shapes(model)
     expected = [("location", 3), ("category", 2), ("score", 2), ("count", 1)]
     if len(shapes) != 4 or [len(s) for s in shapes] != [r for _, r in expected] or shapes[0][-1] != 4:
-        raise ExportError(f"the converted detector has outputs {shapes}; expected boxes (1, K, 4), classes (1, K), "
-                          f"scores (1, K), count (1)")
+        raise ExportError(
+            f"the converted detector has outputs {shapes}; expected boxes (1, K, 4), classes (1, K), "
+            f"scores (1, K), count (1)"
+        )
     return [name for name, _ in expected]
 
 
@@ -167,8 +190,9 @@ def verify(graph, path: Path, record: dict[str, Any], images: list[np.ndarray]) 
             got = runner.run(img)
             with torch.no_grad():
                 ref = graph(torch.from_numpy(img).float()[None] / 255)
-            problems += [f"image {i}: {p}" for p in _compare(kind, got, ref, img.shape[:2], conf, max_det,
-                                                             MEDIAPIPE_NMS_IOU)]
+            problems += [
+                f"image {i}: {p}" for p in _compare(kind, got, ref, img.shape[:2], conf, max_det, MEDIAPIPE_NMS_IOU)
+            ]
     finally:
         runner.close()
     return problems
@@ -219,6 +243,7 @@ def _detections_differ(got: torch.Tensor, want: torch.Tensor, conf: float) -> li
     """MediaPipe's detections against PyTorch's: each matched to its nearest, the same class, the score within
     1e-3, the box's origin and size within 1 px (MediaPipe truncates both to whole pixels). Detections whose
     score is within 1e-3 of the threshold may be on either side of it."""
+
     def firm(rows):
         return rows[rows[:, 4] > conf + 1e-3]
 
@@ -326,8 +351,14 @@ def _metric_change(float_path: Path, small_path: Path, task, args: Settings, ckp
     scores, key = [], None
     for path in (float_path, small_path):
         m = Model(str(path), task=task.name)
-        overrides = {"data": data, "verbose": False, "plots": False, "batch": 8, "workers": 0,
-                     "project": str(float_path.parent / "val")}
+        overrides = {
+            "data": data,
+            "verbose": False,
+            "plots": False,
+            "batch": 8,
+            "workers": 0,
+            "project": str(float_path.parent / "val"),
+        }
         for key in ("root", "datasets_dir"):
             value = args[key] if args[key] is not None else trained.get(key)
             if value is not None:

@@ -97,8 +97,9 @@ class DetectorNMSGraph(DetectorGraph):
 
     kind = "detector_nms"
 
-    def __init__(self, net, inputs, height: int, width: int, conf: float, iou: float, max_det: int,
-                 candidates: int = 0):
+    def __init__(
+        self, net, inputs, height: int, width: int, conf: float, iou: float, max_det: int, candidates: int = 0
+    ):
         super().__init__(net, inputs, height, width)
         self.conf, self.iou, self.max_det = float(conf), float(iou), int(max_det)
         self.candidates = int(candidates or max(4 * max_det, 256))
@@ -118,8 +119,12 @@ class DetectorNMSGraph(DetectorGraph):
         valid = score > 0
         zero = torch.zeros_like(score)
         count = valid.float().sum().reshape(1)
-        return (torch.where(valid[:, None], boxes[order], torch.zeros_like(boxes[order]))[None],
-                torch.where(valid, label[order], zero)[None], torch.where(valid, score, zero)[None], count)
+        return (
+            torch.where(valid[:, None], boxes[order], torch.zeros_like(boxes[order]))[None],
+            torch.where(valid, label[order], zero)[None],
+            torch.where(valid, score, zero)[None],
+            count,
+        )
 
 
 def suppress(boxes: torch.Tensor, label: torch.Tensor, score: torch.Tensor, conf: float, iou: float) -> torch.Tensor:

@@ -67,8 +67,12 @@ def writers():
         except ImportError:
             _register_shim()
     base = "mediapipe.tasks.python.metadata.metadata_writers."
-    return types.SimpleNamespace(**{name: importlib.import_module(base + name) for name in (
-        "metadata_writer", "metadata_info", "image_classifier", "image_segmenter", "object_detector")})
+    return types.SimpleNamespace(
+        **{
+            name: importlib.import_module(base + name)
+            for name in ("metadata_writer", "metadata_info", "image_classifier", "image_segmenter", "object_detector")
+        }
+    )
 
 
 def _register_shim() -> None:
@@ -89,7 +93,7 @@ def _register_shim() -> None:
         else:
             module.GetMinimumMetadataParserVersion = minimum_parser_version
         sys.modules[name] = module
-        setattr(sys.modules[".".join(parts[:depth - 1])], parts[depth - 1], module)
+        setattr(sys.modules[".".join(parts[: depth - 1])], parts[depth - 1], module)
 
 
 def _labels(names: list[str]):
@@ -115,8 +119,9 @@ def write_segmenter(model: bytes, names: list[str] | None, activation: str) -> b
     """``activation``: SOFTMAX (class logits; confidence masks are probabilities) or NONE (raw values, e.g. depth)."""
     seg = writers().image_segmenter
     labels = _labels(names) if names else None
-    buf, _ = seg.MetadataWriter.create(bytearray(model), INPUT_MEAN, INPUT_STD, labels=labels,
-                                       activation=getattr(seg.Activation, activation)).populate()
+    buf, _ = seg.MetadataWriter.create(
+        bytearray(model), INPUT_MEAN, INPUT_STD, labels=labels, activation=getattr(seg.Activation, activation)
+    ).populate()
     return bytes(buf)
 
 
@@ -127,12 +132,28 @@ def write_detector(model: bytes, names: list[str], num_boxes: int) -> bytes:
     info = writers().metadata_info
     anchors = od.SsdAnchorsOptions(od.FixedAnchorsSchema([od.FixedAnchor(0.0, 0.0, 1.0, 1.0)] * num_boxes))
     decoding = od.TensorsDecodingOptions(
-        num_classes=len(names), num_boxes=num_boxes, num_coords=4, keypoint_coord_offset=0, num_keypoints=0,
-        num_values_per_keypoint=2, x_scale=1.0, y_scale=1.0, w_scale=1.0, h_scale=1.0,
-        apply_exponential_on_box_size=False, sigmoid_score=False)
+        num_classes=len(names),
+        num_boxes=num_boxes,
+        num_coords=4,
+        keypoint_coord_offset=0,
+        num_keypoints=0,
+        num_values_per_keypoint=2,
+        x_scale=1.0,
+        y_scale=1.0,
+        w_scale=1.0,
+        h_scale=1.0,
+        apply_exponential_on_box_size=False,
+        sigmoid_score=False,
+    )
     writer = od.MetadataWriter.create_for_models_without_nms(
-        bytearray(model), INPUT_MEAN, INPUT_STD, _labels(names), anchors, decoding,
-        output_tensors_order=info.RawDetectionOutputTensorsOrder.LOCATION_SCORE)
+        bytearray(model),
+        INPUT_MEAN,
+        INPUT_STD,
+        _labels(names),
+        anchors,
+        decoding,
+        output_tensors_order=info.RawDetectionOutputTensorsOrder.LOCATION_SCORE,
+    )
     buf, _ = writer.populate()
     return bytes(buf)
 
@@ -151,19 +172,26 @@ def write_detector_nms(model: bytes, names: list[str], order: list[str]) -> byte
     dim = info.ValueRangeMd(min_value=2, max_value=2)
     label_files = writer._create_label_file_md(_labels(names))
     mds = {
-        "location": info.LocationTensorMd(name="location", description="The locations of the detected boxes.",
-                                          content_range_md=dim),
-        "category": info.CategoryTensorMd(name="category", description="The categories of the detected boxes.",
-                                          label_files=label_files, content_range_md=dim),
-        "score": info.ClassificationTensorMd(name="score", description="The scores of the detected boxes.",
-                                             content_range_md=dim),
+        "location": info.LocationTensorMd(
+            name="location", description="The locations of the detected boxes.", content_range_md=dim
+        ),
+        "category": info.CategoryTensorMd(
+            name="category",
+            description="The categories of the detected boxes.",
+            label_files=label_files,
+            content_range_md=dim,
+        ),
+        "score": info.ClassificationTensorMd(
+            name="score", description="The scores of the detected boxes.", content_range_md=dim
+        ),
         "count": info.TensorMd(name="number of detections", description="The number of the detected boxes."),
     }
     if sorted(order) != sorted(mds):
         raise ValueError(f"output order {order} must name location, category, score and count once each")
     writer._output_mds.extend(mds[k] for k in order)
-    writer._output_group_mds.append(info.TensorGroupMd(name="detection_result",
-                                                       tensor_names=["location", "category", "score"]))
+    writer._output_group_mds.append(
+        info.TensorGroupMd(name="detection_result", tensor_names=["location", "category", "score"])
+    )
     buf, _ = od.MetadataWriter(writer).populate()
     return bytes(buf)
 

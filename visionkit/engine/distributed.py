@@ -65,20 +65,27 @@ def setup(device_spec, info: DistInfo) -> torch.device:
     spec = "auto" if device_spec is None else str(device_spec).strip().lower()
     use_cuda = spec != "cpu" and spec != "mps" and torch.cuda.is_available()
     if spec not in ("cpu", "auto") and not use_cuda:
-        raise UsageError(f"device={device_spec} asks for CUDA, which this machine lacks; distributed training on "
-                         f"CPU: device=cpu nproc=N")
+        raise UsageError(
+            f"device={device_spec} asks for CUDA, which this machine lacks; distributed training on "
+            f"CPU: device=cpu nproc=N"
+        )
     if use_cuda:
         ids = cuda_ids(spec) or list(range(torch.cuda.device_count()))
         if info.local_rank >= len(ids):
-            raise UsageError(f"rank {info.rank} (local rank {info.local_rank}) has no GPU: device={device_spec} lists "
-                             f"{len(ids)}; start at most {len(ids)} processes per node")
+            raise UsageError(
+                f"rank {info.rank} (local rank {info.local_rank}) has no GPU: device={device_spec} lists "
+                f"{len(ids)}; start at most {len(ids)} processes per node"
+            )
         device = torch.device(f"cuda:{ids[info.local_rank]}")
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT,
-                                device_id=device if device.type == "cuda" else None)
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo",
+            timeout=COLLECTIVE_TIMEOUT,
+            device_id=device if device.type == "cuda" else None,
+        )
     return device
 
 

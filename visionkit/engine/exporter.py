@@ -31,8 +31,7 @@ def check_format(fmt: str) -> str:
     if fmt not in FORMATS:
         close = difflib.get_close_matches(fmt, FORMATS, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise UsageError(f"unsupported export format '{fmt}'.{hint} Formats: {', '.join(FORMATS)} (tflite = "
-                         f"mediapipe)")
+        raise UsageError(f"unsupported export format '{fmt}'.{hint} Formats: {', '.join(FORMATS)} (tflite = mediapipe)")
     return fmt
 
 
@@ -44,8 +43,9 @@ def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: Settings, out: Pat
     imgsz = int(args.imgsz or ckpt["imgsz"])
     if imgsz % stride:
         rounded = math.ceil(imgsz / stride) * stride
-        warnings.warn(f"imgsz={imgsz} is not a multiple of the model stride {stride}; exporting at {rounded}",
-                      stacklevel=2)
+        warnings.warn(
+            f"imgsz={imgsz} is not a multiple of the model stride {stride}; exporting at {rounded}", stacklevel=2
+        )
         imgsz = rounded
     dynamic = bool(args.dynamic)
     tol = _tolerance(args)
@@ -69,11 +69,19 @@ def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: Settings, out: Pat
         if args.simplify:
             model = _simplify(model)
         meta = {
-            "task": ckpt["task"], "names": json.dumps(ckpt["names"]), "imgsz": str(imgsz), "stride": str(stride),
-            "in_channels": str(channels), "mean": json.dumps(list(ckpt["mean"])),
-            "std": json.dumps(list(ckpt["std"])), "channel_order": "RGB" if channels == 3 else "GRAY",
-            "input": "float (B, C, H, W), normalised: (x/255 - mean) / std", "outputs": json.dumps(names_out),
-            "layout": wrapper.layout, "dynamic": str(dynamic), "batch": str(batch),
+            "task": ckpt["task"],
+            "names": json.dumps(ckpt["names"]),
+            "imgsz": str(imgsz),
+            "stride": str(stride),
+            "in_channels": str(channels),
+            "mean": json.dumps(list(ckpt["mean"])),
+            "std": json.dumps(list(ckpt["std"])),
+            "channel_order": "RGB" if channels == 3 else "GRAY",
+            "input": "float (B, C, H, W), normalised: (x/255 - mean) / std",
+            "outputs": json.dumps(names_out),
+            "layout": wrapper.layout,
+            "dynamic": str(dynamic),
+            "batch": str(batch),
             **getattr(wrapper, "metadata", {}),
             "visionkit_version": ckpt.get("versions", {}).get("visionkit", ""),
             "model_config": json.dumps(ckpt["model_config"]),
@@ -90,18 +98,24 @@ def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: Settings, out: Pat
     if problems:
         failed = out.with_suffix(".failed.onnx")
         tmp.replace(failed)
-        raise ExportError(f"the exported file's outputs are wrong: {'; '.join(problems[:3])}; the file is kept at "
-                          f"{failed} for inspection")
+        raise ExportError(
+            f"the exported file's outputs are wrong: {'; '.join(problems[:3])}; the file is kept at "
+            f"{failed} for inspection"
+        )
     if not diff <= tol:
         failed = out.with_suffix(".failed.onnx")
         tmp.replace(failed)
-        raise ExportError(f"onnxruntime differs from PyTorch by {diff:.3g} (> export_tol={tol:g}); the file is kept at "
-                          f"{failed} for inspection")
+        raise ExportError(
+            f"onnxruntime differs from PyTorch by {diff:.3g} (> export_tol={tol:g}); the file is kept at "
+            f"{failed} for inspection"
+        )
     tmp.replace(out)
     if args.verbose:
-        print(f"exported {out} ({out.stat().st_size / 1e6:.1f} MB): onnx.checker passed, onnxruntime vs PyTorch "
-              f"difference {diff:.2e} (max |diff| / max(1, max |output|); tolerance {tol:g})"
-              + (f"; {wrapper.summary}" if getattr(wrapper, "summary", None) else ""))
+        print(
+            f"exported {out} ({out.stat().st_size / 1e6:.1f} MB): onnx.checker passed, onnxruntime vs PyTorch "
+            f"difference {diff:.2e} (max |diff| / max(1, max |output|); tolerance {tol:g})"
+            + (f"; {wrapper.summary}" if getattr(wrapper, "summary", None) else "")
+        )
     return out
 
 
@@ -125,12 +139,22 @@ def _trace(wrapper, sample: torch.Tensor, path: Path, args) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
         try:
-            torch.onnx.export(wrapper, (sample,), str(path), dynamo=False, input_names=["images"],
-                              output_names=list(wrapper.output_names), dynamic_axes=axes, opset_version=opset,
-                              do_constant_folding=True)
+            torch.onnx.export(
+                wrapper,
+                (sample,),
+                str(path),
+                dynamo=False,
+                input_names=["images"],
+                output_names=list(wrapper.output_names),
+                dynamic_axes=axes,
+                opset_version=opset,
+                do_constant_folding=True,
+            )
         except Exception as e:
-            raise ExportError(f"torch.onnx.export failed at opset {opset}: {str(e).splitlines()[0]} (the default "
-                              f"opset=17 supports every visionkit model)") from e
+            raise ExportError(
+                f"torch.onnx.export failed at opset {opset}: {str(e).splitlines()[0]} (the default "
+                f"opset=17 supports every visionkit model)"
+            ) from e
 
 
 def _session(path: Path):
@@ -205,6 +229,9 @@ def _simplify(model):
         simplified, ok = simplify(model)
         return simplified if ok else model
     except ImportError:
-        warnings.warn("simplify=True needs onnxslim or onnxsim (pip install 'visionkit[export]'); exporting "
-                      "without simplification", stacklevel=3)
+        warnings.warn(
+            "simplify=True needs onnxslim or onnxsim (pip install 'visionkit[export]'); exporting "
+            "without simplification",
+            stacklevel=3,
+        )
         return model

@@ -45,10 +45,23 @@ def launch(task: str, argv: list[str], nproc: int, project: str | None = None) -
     from torch.distributed.run import get_args_parser, run
 
     port = free_port()  # a port in use is never an error: the rendezvous takes a free one
-    cmd = ["--nnodes=1", f"--nproc-per-node={nproc}", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
-           "--max-restarts=0", "-m", "visionkit", task, "train", *argv]
-    print(f"distributed training: {nproc} processes on this machine; the same by hand:\n  torchrun "
-          f"--nproc-per-node={nproc} -m visionkit {task} train {' '.join(shlex.quote(a) for a in argv)}", flush=True)
+    cmd = [
+        "--nnodes=1",
+        f"--nproc-per-node={nproc}",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=127.0.0.1:{port}",
+        "--max-restarts=0",
+        "-m",
+        "visionkit",
+        task,
+        "train",
+        *argv,
+    ]
+    print(
+        f"distributed training: {nproc} processes on this machine; the same by hand:\n  torchrun "
+        f"--nproc-per-node={nproc} -m visionkit {task} train {' '.join(shlex.quote(a) for a in argv)}",
+        flush=True,
+    )
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     try:
         run(get_args_parser().parse_args(cmd))
@@ -62,11 +75,17 @@ def _failure_message(error, task: str, project: str | None) -> str:
     parts = []
     for rank, f in sorted(failures.items()):
         code = getattr(f, "exitcode", None)
-        how = f"was killed by {signal.Signals(-code).name}" if isinstance(code, int) and code < 0 and \
-            -code in signal.Signals._value2member_map_ else f"exited with code {code}"
+        how = (
+            f"was killed by {signal.Signals(-code).name}"
+            if isinstance(code, int) and code < 0 and -code in signal.Signals._value2member_map_
+            else f"exited with code {code}"
+        )
         parts.append(f"rank {rank} (pid {getattr(f, 'pid', '?')}) {how}")
     runs = Path(project or "runs") / task
     last = sorted(runs.glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
-    resume = (f"; the last finished epoch is in {last[-1]}: continue with `visionkit {task} train resume="
-              f"{last[-1]}`") if last else ""
+    resume = (
+        (f"; the last finished epoch is in {last[-1]}: continue with `visionkit {task} train resume={last[-1]}`")
+        if last
+        else ""
+    )
     return f"distributed training failed: {'; '.join(parts) or 'a process failed'}; the others were stopped{resume}"

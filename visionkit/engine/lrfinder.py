@@ -17,9 +17,18 @@ from visionkit.engine.setup import build_optimizer
 from visionkit.tasks.base import Task
 
 
-def lr_range_test(net: torch.nn.Module, loader, task: Task, device: torch.device, args: Settings,
-                  start_lr: float = 1e-7, end_lr: float = 10.0, num_iter: int = 100, beta: float = 0.98,
-                  diverge: float = 4.0) -> dict[str, Any]:
+def lr_range_test(
+    net: torch.nn.Module,
+    loader,
+    task: Task,
+    device: torch.device,
+    args: Settings,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_iter: int = 100,
+    beta: float = 0.98,
+    diverge: float = 4.0,
+) -> dict[str, Any]:
     """Returns {'lrs', 'losses' (smoothed), 'suggested_lr', 'min_loss_lr'}."""
     model = copy.deepcopy(net).to(device).train()
     optimizer, _ = build_optimizer(model, args.replace(lr0=start_lr))
@@ -62,8 +71,7 @@ def suggest(lrs: list[float], losses: list[float], skip_start: int = 5, skip_end
     x = np.log10(np.asarray(lrs[lo:hi]))
     y = np.asarray(losses[lo:hi])
     grad = np.gradient(y, x) if len(x) > 1 else np.zeros(1)
-    return {"suggested_lr": float(10 ** x[int(np.argmin(grad))]),
-            "min_loss_lr": float(10 ** x[int(np.argmin(y))])}
+    return {"suggested_lr": float(10 ** x[int(np.argmin(grad))]), "min_loss_lr": float(10 ** x[int(np.argmin(y))])}
 
 
 def plot_lr_range(result: dict[str, Any], path: Path) -> Path:

@@ -35,8 +35,9 @@ def resolve_sources(source) -> list[Path | int | np.ndarray]:
         raise DataError("predict needs source= an image, video, folder, glob such as 'imgs/*.jpg', or a webcam index")
     if isinstance(source, np.ndarray):
         if source.dtype != np.uint8 or source.ndim not in (2, 3):
-            raise DataError(f"an image array must be uint8 (H, W) or (H, W, 3) BGR, got {source.dtype} "
-                            f"{tuple(source.shape)}")
+            raise DataError(
+                f"an image array must be uint8 (H, W) or (H, W, 3) BGR, got {source.dtype} {tuple(source.shape)}"
+            )
         return [source]
     if isinstance(source, (list, tuple)):
         return [p for s in source for p in resolve_sources(s)]
@@ -146,8 +147,9 @@ class _Outputs:
                 if self.writer is None:
                     stem = f"webcam{self.src}" if isinstance(self.src, int) else Path(str(self.src)).stem
                     h, w = drawn.shape[:2]
-                    self.writer = cv2.VideoWriter(str(self.save_dir / f"{stem}.mp4"),
-                                                  cv2.VideoWriter_fourcc(*"mp4v"), fps or 30.0, (w, h))
+                    self.writer = cv2.VideoWriter(
+                        str(self.save_dir / f"{stem}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps or 30.0, (w, h)
+                    )
                 self.writer.write(drawn)
         if self.save_dir is None:
             return
@@ -164,8 +166,15 @@ class _Outputs:
 
 
 @torch.no_grad()
-def predict(net: torch.nn.Module, task: Task, source, meta: dict[str, Any], args: Settings,
-            device: torch.device, save_dir: Path | None = None) -> list[dict]:
+def predict(
+    net: torch.nn.Module,
+    task: Task,
+    source,
+    meta: dict[str, Any],
+    args: Settings,
+    device: torch.device,
+    save_dir: Path | None = None,
+) -> list[dict]:
     """Run ``net`` on every image or frame of ``source``. ``meta`` holds names, imgsz, in_channels, mean, std."""
     net.eval()
     if args.save_labelstudio:  # a labeling config that does not fit the model fails before predicting
@@ -177,8 +186,14 @@ def predict(net: torch.nn.Module, task: Task, source, meta: dict[str, Any], args
     verbose = bool(args.verbose)
 
     def run(pending: list[tuple[str, Any, float, int]], sink: _Outputs, video) -> None:
-        x, context = task.load_inputs([it for _, it, _, _ in pending], meta["imgsz"], meta["in_channels"],
-                                      meta["mean"], meta["std"], rect=bool(meta.get("rect")))
+        x, context = task.load_inputs(
+            [it for _, it, _, _ in pending],
+            meta["imgsz"],
+            meta["in_channels"],
+            meta["mean"],
+            meta["std"],
+            rect=bool(meta.get("rect")),
+        )
         out = video.run(x, [ts for *_, ts in pending]) if video is not None else net(x.to(device))
         for (name, item, fps, _), res in zip(pending, task.postprocess(out, context, args, meta["names"])):
             res = {"image": name, **res}

@@ -42,7 +42,7 @@ class ResultsLog:
             ax.plot(epochs, [r.get(key) for r in self.rows], marker=".")
             ax.set_title(key, fontsize=9)
             ax.set_xlabel("epoch", fontsize=8)
-        for ax in list(axes.flat)[len(keys):]:
+        for ax in list(axes.flat)[len(keys) :]:
             ax.axis("off")
         fig.tight_layout()
         fig.savefig(path, dpi=90)

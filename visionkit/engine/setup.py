@@ -103,8 +103,17 @@ class EpochSeededDataset(Dataset):
         return getattr(self.dataset, name)
 
 
-def make_loader(dataset: Dataset, batch: int, workers: int, shuffle: bool, device: torch.device, collate_fn=None,
-                generator: torch.Generator | None = None, sampler=None, persistent: bool = False) -> DataLoader:
+def make_loader(
+    dataset: Dataset,
+    batch: int,
+    workers: int,
+    shuffle: bool,
+    device: torch.device,
+    collate_fn=None,
+    generator: torch.Generator | None = None,
+    sampler=None,
+    persistent: bool = False,
+) -> DataLoader:
     """A DataLoader; a dataset's own ``collate_fn`` (batched augmentation) wins over the task's. A ``sampler``
     (training: a DistributedSampler, for one process too) replaces ``shuffle``. ``persistent``: workers live
     for the whole run instead of starting again every epoch."""
@@ -112,10 +121,19 @@ def make_loader(dataset: Dataset, batch: int, workers: int, shuffle: bool, devic
     collate_fn = getattr(dataset, "collate_fn", None) or collate_fn
     if not shuffle and sampler is None and hasattr(dataset, "prepare_batches"):  # whole shaped batches (rect val)
         dataset.prepare_batches(batch)
-    return DataLoader(dataset, batch_size=batch, shuffle=shuffle and sampler is None, sampler=sampler,
-                      num_workers=workers, pin_memory=device.type == "cuda", collate_fn=collate_fn,
-                      generator=generator, worker_init_fn=_seed_worker if workers else None, drop_last=False,
-                      persistent_workers=persistent and workers > 0)
+    return DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        collate_fn=collate_fn,
+        generator=generator,
+        worker_init_fn=_seed_worker if workers else None,
+        drop_last=False,
+        persistent_workers=persistent and workers > 0,
+    )
 
 
 def build_optimizer(model: nn.Module, args: Settings) -> tuple[torch.optim.Optimizer, str]:
@@ -131,8 +149,7 @@ def build_optimizer(model: nn.Module, args: Settings) -> tuple[torch.optim.Optim
     for pname, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if is_norm_or_bias(pname, p) else decay).append(p)
-    groups = [{"params": decay, "weight_decay": float(args.weight_decay)},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": float(args.weight_decay)}, {"params": no_decay, "weight_decay": 0.0}]
     momentum = float(args.momentum)
     if chosen == "sgd":
         opt = torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
@@ -142,8 +159,11 @@ def build_optimizer(model: nn.Module, args: Settings) -> tuple[torch.optim.Optim
         opt = torch.optim.Adam(groups, lr=lr, betas=(momentum, 0.999))
     how = " (optimizer=auto)" if name == "auto" else ""
     source = "lr0" if args.lr0 is not None else "default"
-    return opt, f"{type(opt).__name__}(lr={lr:g} [{source}], momentum={momentum:g}, weight_decay=" \
-                f"{float(args.weight_decay):g}){how}"
+    return (
+        opt,
+        f"{type(opt).__name__}(lr={lr:g} [{source}], momentum={momentum:g}, weight_decay="
+        f"{float(args.weight_decay):g}){how}",
+    )
 
 
 class LRFactor:
@@ -178,8 +198,13 @@ def build_scheduler(optimizer: torch.optim.Optimizer, args: Settings, iters_per_
         # OneCycleLR divides by zero when a phase is under 2 steps long: keep very short runs away from that
         steps = max(total, 4)
         pct = min(max(float(args.pct_start), 2 / steps), 0.5)
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=steps, pct_start=pct,
-                                                   cycle_momentum=isinstance(optimizer, torch.optim.SGD))
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=peak,
+            total_steps=steps,
+            pct_start=pct,
+            cycle_momentum=isinstance(optimizer, torch.optim.SGD),
+        )
     warmup = min(int(round(float(args.warmup_epochs) * iters_per_epoch)), total // 2)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, LRFactor(kind, total, warmup, float(args.lrf)))
 

@@ -56,8 +56,15 @@ class Trainer:
     ``epoch``, ``loss``, ``metrics``, ``save_dir``, ``model``, ``ema``, ``optimizer``; set ``stop = True`` to end
     training after the current epoch."""
 
-    def __init__(self, task: Task, model_config: dict, args: Settings, callbacks: Callbacks | None = None,
-                 init_state: dict | None = None, explicit: set[str] | None = None):
+    def __init__(
+        self,
+        task: Task,
+        model_config: dict,
+        args: Settings,
+        callbacks: Callbacks | None = None,
+        init_state: dict | None = None,
+        explicit: set[str] | None = None,
+    ):
         self.task = task
         self.explicit = set(explicit or ())  # keys the user actually set (the rest are defaults)
         self.args = Settings(args)
@@ -93,8 +100,10 @@ class Trainer:
             if key in self.explicit:
                 saved[key] = self.args[key]
         if ckpt["epoch"] + 1 >= saved["epochs"]:
-            raise UsageError(f"'{path}' already finished all {saved['epochs']} epochs; nothing to resume. Start a "
-                             f"new run with model={path.with_name('best.pt')} to train further")
+            raise UsageError(
+                f"'{path}' already finished all {saved['epochs']} epochs; nothing to resume. Start a "
+                f"new run with model={path.with_name('best.pt')} to train further"
+            )
         saved["resume"] = str(path)
         self.args = saved
         self.model_config = ckpt["model_config"]
@@ -111,8 +120,10 @@ class Trainer:
             self.device = select_device(a.device)
         batch = int(a.batch)
         if batch % self.dist.world_size:
-            raise UsageError(f"batch={batch} is the global batch and must split evenly over the "
-                             f"{self.dist.world_size} processes; use a multiple of {self.dist.world_size}")
+            raise UsageError(
+                f"batch={batch} is the global batch and must split evenly over the "
+                f"{self.dist.world_size} processes; use a multiple of {self.dist.world_size}"
+            )
         # every rank builds the same initial weights (DDP starts from rank 0's anyway); ranks then draw different
         # augmentation randomness
         init_seeds(int(a.seed), bool(a.deterministic))
@@ -132,8 +143,9 @@ class Trainer:
         self.imgsz = resolve_imgsz(a, cfg, self.data.native_imgsz, self.model.stride)
         a.imgsz = self.imgsz
         if self.resume_ckpt is None:
-            self.save_dir = distributed.broadcast(make_run_dir(a, self.task.name, "train") if self.dist.is_main
-                                                  else None, self.dist)
+            self.save_dir = distributed.broadcast(
+                make_run_dir(a, self.task.name, "train") if self.dist.is_main else None, self.dist
+            )
         self.weights_dir = self.save_dir / "weights"
         a.name = self.save_dir.name
         if self.dist.is_main:
@@ -141,17 +153,30 @@ class Trainer:
             (self.save_dir / "args.yaml").write_text(yaml.safe_dump(a.plain(), sort_keys=False))
 
         self.train_set = self.task.build_dataset(self.data, "train", self.imgsz, True, a)
-        self.val_set = self.task.build_dataset(self.data, a.split, self.imgsz, False, a) \
-            if a.val and self.dist.is_main else None
+        self.val_set = (
+            self.task.build_dataset(self.data, a.split, self.imgsz, False, a) if a.val and self.dist.is_main else None
+        )
         self.generator = torch.Generator()
         # one sampler for any number of processes: shuffled by (seed, epoch), rank r takes every world_size-th
         # index, so N processes together see the batches one process would; each item carries its epoch's seed
-        self.sampler = EpochSeededSampler(DistributedSampler(
-            self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True,
-            seed=int(a.seed), drop_last=False))
+        self.sampler = EpochSeededSampler(
+            DistributedSampler(
+                self.train_set,
+                num_replicas=self.dist.world_size,
+                rank=self.dist.rank,
+                shuffle=True,
+                seed=int(a.seed),
+                drop_last=False,
+            )
+        )
         self.train_loader = self._train_loader()
-        self.val_loader = make_loader(self.val_set, batch * 2, int(a.workers), False, self.device,
-                                      self.task.collate_fn(), persistent=True) if self.val_set is not None else None
+        self.val_loader = (
+            make_loader(
+                self.val_set, batch * 2, int(a.workers), False, self.device, self.task.collate_fn(), persistent=True
+            )
+            if self.val_set is not None
+            else None
+        )
         self.optimizer, self.optimizer_desc = build_optimizer(self.model, a)
         self.scheduler = build_scheduler(self.optimizer, a, len(self.train_loader))
         self.ema = ModelEMA(self.model, float(a.ema_decay)) if a.ema else None
@@ -167,9 +192,17 @@ class Trainer:
     def _train_loader(self):
         """The training loader: persistent workers (started once, reseeded every epoch through the sampler)."""
         self.loader_state = getattr(self.train_set, "mosaic", None)  # what a persistent worker's copy holds
-        return make_loader(EpochSeededDataset(self.train_set), int(self.args.batch) // self.dist.world_size,
-                           int(self.args.workers), True, self.device, self.task.collate_fn(), self.generator,
-                           self.sampler, persistent=True)
+        return make_loader(
+            EpochSeededDataset(self.train_set),
+            int(self.args.batch) // self.dist.world_size,
+            int(self.args.workers),
+            True,
+            self.device,
+            self.task.collate_fn(),
+            self.generator,
+            self.sampler,
+            persistent=True,
+        )
 
     def _parallel(self, model: torch.nn.Module) -> torch.nn.Module:
         """DistributedDataParallel around ``model`` in a distributed run (SyncBatchNorm first with sync_bn)."""
@@ -207,8 +240,10 @@ class Trainer:
         if len(ranks) == self.dist.world_size:
             set_rng_state(ranks[self.dist.rank])  # each process continues its own random streams
         elif self.verbose:
-            print(f"resuming a {len(ranks)}-process run with {self.dist.world_size}: the data order is the same, "
-                  f"the augmentation randomness is not")
+            print(
+                f"resuming a {len(ranks)}-process run with {self.dist.world_size}: the data order is the same, "
+                f"the augmentation randomness is not"
+            )
         self.start_epoch = ckpt["epoch"] + 1
         self.best_fitness = ckpt.get("best_fitness")
         if self.verbose:
@@ -229,10 +264,12 @@ class Trainer:
         epochs = int(a.epochs)
         if self.verbose:
             procs = f", {self.dist.world_size} processes (global batch {a.batch})" if self.dist.enabled else ""
-            print(f"{self.task.name}: {len(self.train_set)} train / {len(self.val_set or [])} val images, "
-                  f"{len(self.data.names)} classes, imgsz {self.imgsz}, {num_params(self.model):,} parameters, "
-                  f"device {self.device}{procs}\noptimizer: {self.optimizer_desc}, scheduler: {a.scheduler}\n"
-                  f"results → {self.save_dir}")
+            print(
+                f"{self.task.name}: {len(self.train_set)} train / {len(self.val_set or [])} val images, "
+                f"{len(self.data.names)} classes, imgsz {self.imgsz}, {num_params(self.model):,} parameters, "
+                f"device {self.device}{procs}\noptimizer: {self.optimizer_desc}, scheduler: {a.scheduler}\n"
+                f"results → {self.save_dir}"
+            )
         self.callbacks.run("on_train_start", self)
         patience, stale = a.patience, 0
         t_start = time.time()
@@ -249,9 +286,16 @@ class Trainer:
             if self.val_loader is not None:  # rank 0 only; the others wait at the next collective
                 with self.timer("val"):
                     net = self.ema.ema if self.ema is not None else self.model
-                    self.metrics, self.last_metrics_obj = validate(net, self.val_loader, self.task, self.data.names,
-                                                                   self.device, a, self.amp_dtype,
-                                                                   memory_format=self.memory_format)
+                    self.metrics, self.last_metrics_obj = validate(
+                        net,
+                        self.val_loader,
+                        self.task,
+                        self.data.names,
+                        self.device,
+                        a,
+                        self.amp_dtype,
+                        memory_format=self.memory_format,
+                    )
                 row.update(self.metrics)
                 self.callbacks.run("on_val_end", self)
                 fitness = self.metrics[self.last_metrics_obj.fitness_key]
@@ -299,8 +343,13 @@ class Trainer:
         # rank), so a resumed run sees the same batches as an uninterrupted one
         self.sampler.set_epoch(epoch, epoch_seed(int(a.seed), epoch, self.dist.rank))
         self.generator.manual_seed(int(a.seed) + epoch + 1_000_003 * self.dist.rank)
-        bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.verbose,
-                   dynamic_ncols=True, leave=False)
+        bar = tqdm(
+            self.train_loader,
+            desc=f"epoch {epoch + 1}/{epochs}",
+            disable=not self.verbose,
+            dynamic_ncols=True,
+            leave=False,
+        )
         running, n = 0.0, 0
         clip = a.clip_grad
         # a sum over the batch (detection) is divided by the process count when DDP averages gradients: undo it
@@ -320,8 +369,10 @@ class Trainer:
                 out = self.net(batch["img"].contiguous(memory_format=self.memory_format))
             loss, items = self.task.loss(out, batch, a)
             if not math.isfinite(float(loss.detach())):
-                raise UsageError(f"loss became {float(loss.detach())} at epoch {epoch + 1}; lower lr0 (now "
-                                 f"{self.optimizer.param_groups[0]['lr']:.3g}) or check the labels")
+                raise UsageError(
+                    f"loss became {float(loss.detach())} at epoch {epoch + 1}; lower lr0 (now "
+                    f"{self.optimizer.param_groups[0]['lr']:.3g}) or check the labels"
+                )
             loss = loss * scale if scale != 1 else loss
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
@@ -352,11 +403,18 @@ class Trainer:
     def _checkpoint(self, epoch: int) -> dict:
         net = self.ema.ema if self.ema is not None else self.model
         return {
-            "task": self.task.name, "model_config": portable_config(self.model_config),
+            "task": self.task.name,
+            "model_config": portable_config(self.model_config),
             "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-            "names": list(self.data.names), "imgsz": self.imgsz, "in_channels": self.data.channels,
-            "mean": list(self.data.mean), "std": list(self.data.std), "data": self.data.source,
-            "train_args": dict(self.args), "epoch": epoch, "best_fitness": self.best_fitness,
+            "names": list(self.data.names),
+            "imgsz": self.imgsz,
+            "in_channels": self.data.channels,
+            "mean": list(self.data.mean),
+            "std": list(self.data.std),
+            "data": self.data.source,
+            "train_args": dict(self.args),
+            "epoch": epoch,
+            "best_fitness": self.best_fitness,
             "metrics": dict(self.metrics),
         }
 
@@ -366,10 +424,12 @@ class Trainer:
         last = dict(ckpt)
         last["train_state"] = {
             "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
             "ema_updates": self.ema.updates if self.ema is not None else 0,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "rng": rngs[0], "rng_ranks": rngs,
+            "rng": rngs[0],
+            "rng_ranks": rngs,
         }
         save_checkpoint(last, self.weights_dir / "last.pt")
         if improved:
@@ -387,8 +447,17 @@ class Trainer:
         net = build_model(ckpt["model_config"]).to(self.device, memory_format=self.memory_format)
         net.load_state_dict(ckpt["state_dict"])
         self.task.bind(net)
-        metrics, obj = validate(net, self.val_loader, self.task, self.data.names, self.device, self.args,
-                                self.amp_dtype, desc="best.pt", memory_format=self.memory_format)
+        metrics, obj = validate(
+            net,
+            self.val_loader,
+            self.task,
+            self.data.names,
+            self.device,
+            self.args,
+            self.amp_dtype,
+            desc="best.pt",
+            memory_format=self.memory_format,
+        )
         if self.verbose:
             print(obj.table())
         if self.args.plots:

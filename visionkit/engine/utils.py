@@ -87,11 +87,12 @@ def increment_path(base: Path, exist_ok: bool = False) -> Path:
 
 
 def make_run_dir(args: Settings, task: str, mode: str) -> Path:
-    path = increment_path(Path(args.project) / task / (args.name or mode),
-                          bool(args.exist_ok))
+    path = increment_path(Path(args.project) / task / (args.name or mode), bool(args.exist_ok))
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # read-only, full, or a name longer than the file system allows
-        raise UsageError(f"cannot create the run folder '{str(path)[:200]}': {e.strerror or e}; pick a writable "
-                         f"project= and a shorter name=") from e
+        raise UsageError(
+            f"cannot create the run folder '{str(path)[:200]}': {e.strerror or e}; pick a writable "
+            f"project= and a shorter name="
+        ) from e
     return path

@@ -17,9 +17,17 @@ def autocast_context(device: torch.device, amp_dtype: torch.dtype | None):
 
 
 @torch.no_grad()
-def validate(net: torch.nn.Module, loader, task: Task, names: list[str], device: torch.device, args: Settings,
-             amp_dtype: torch.dtype | None = None, desc: str = "val",
-             memory_format: torch.memory_format = torch.contiguous_format) -> tuple[dict[str, float], Metrics]:
+def validate(
+    net: torch.nn.Module,
+    loader,
+    task: Task,
+    names: list[str],
+    device: torch.device,
+    args: Settings,
+    amp_dtype: torch.dtype | None = None,
+    desc: str = "val",
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> tuple[dict[str, float], Metrics]:
     """Evaluate ``net`` on ``loader``; returns ({'val_loss', metrics..., 'ms_preprocess', 'ms_inference',
     'ms_postprocess'} (per image; data loading not included), the metrics object)."""
     was_training = net.training
@@ -48,6 +56,9 @@ def validate(net: torch.nn.Module, loader, task: Task, names: list[str], device:
         for key, dt in (("preprocess", t1 - t0), ("inference", t2 - t1), ("postprocess", t4 - t3)):
             ms[key] += 1000 * dt
     net.train(was_training)
-    result = {"val_loss": total_loss / max(batches, 1), **metrics.compute(),
-              **{f"ms_{k}": v / max(images, 1) for k, v in ms.items()}}
+    result = {
+        "val_loss": total_loss / max(batches, 1),
+        **metrics.compute(),
+        **{f"ms_{k}": v / max(images, 1) for k, v in ms.items()},
+    }
     return result, metrics

@@ -41,11 +41,18 @@ class VisionModel(nn.Module):
         bb = dict(cfg["backbone"])
         self.backbone = REGISTRY.build("backbone", bb.pop("name"), in_channels=cfg["in_channels"], **bb)
         nk = dict(cfg["neck"])
-        self.neck = REGISTRY.build("neck", nk.pop("name"), in_channels=self.backbone.channels,
-                                   in_strides=self.backbone.strides, **nk)
+        self.neck = REGISTRY.build(
+            "neck", nk.pop("name"), in_channels=self.backbone.channels, in_strides=self.backbone.strides, **nk
+        )
         hd = dict(cfg["head"])
-        self.head = REGISTRY.build("head", hd.pop("name"), in_channels=self.neck.channels,
-                                   in_strides=self.neck.strides, num_classes=cfg["num_classes"], **hd)
+        self.head = REGISTRY.build(
+            "head",
+            hd.pop("name"),
+            in_channels=self.neck.channels,
+            in_strides=self.neck.strides,
+            num_classes=cfg["num_classes"],
+            **hd,
+        )
 
     def forward(self, x: torch.Tensor):
         return self.head(self.neck(self.backbone(x)))

@@ -27,8 +27,12 @@ FORMAT_VERSION = 1
 def library_versions() -> dict[str, str]:
     from visionkit import __version__
 
-    return {"visionkit": __version__, "torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
-            "python": platform.python_version()}
+    return {
+        "visionkit": __version__,
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
+        "python": platform.python_version(),
+    }
 
 
 def _umask() -> int:
@@ -50,16 +54,20 @@ def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
     except OSError as e:
-        raise CheckpointError(f"cannot write checkpoint '{path}': {e.strerror or e}; check that the folder is "
-                              f"writable and the disk is not full (project= picks another place)") from e
+        raise CheckpointError(
+            f"cannot write checkpoint '{path}': {e.strerror or e}; check that the folder is "
+            f"writable and the disk is not full (project= picks another place)"
+        ) from e
     try:
         torch.save(ckpt, tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
-        raise CheckpointError(f"cannot write checkpoint '{path}': {e.strerror or e}; the previous file (if any) is "
-                              f"unchanged. Free disk space or pick another project=") from e
+        raise CheckpointError(
+            f"cannot write checkpoint '{path}': {e.strerror or e}; the previous file (if any) is "
+            f"unchanged. Free disk space or pick another project="
+        ) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -85,19 +93,25 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]
     path = Path(path)
     ckpt = safe_load(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"'{path}' is not a visionkit checkpoint (no format='{FORMAT}' key); for plain "
-                              f"backbone weights use weights=PATH instead")
+        raise CheckpointError(
+            f"'{path}' is not a visionkit checkpoint (no format='{FORMAT}' key); for plain "
+            f"backbone weights use weights=PATH instead"
+        )
     check_declared_sizes(ckpt, path)
     if task is not None and ckpt.get("task") != task:
-        raise CheckpointError(f"checkpoint '{path}' was trained for task '{ckpt.get('task')}', not '{task}'; "
-                              f"run `visionkit {ckpt.get('task')} ...` with it, or pick a {task} checkpoint")
+        raise CheckpointError(
+            f"checkpoint '{path}' was trained for task '{ckpt.get('task')}', not '{task}'; "
+            f"run `visionkit {ckpt.get('task')} ...` with it, or pick a {task} checkpoint"
+        )
     return ckpt
 
 
 def _bounded_int(value, key: str, low: int, high: int, path) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise CheckpointError(f"checkpoint '{path}' declares {key}={value!r}; expected an integer in {low}..{high} "
-                              f"(the file is corrupt or was not written by visionkit)")
+        raise CheckpointError(
+            f"checkpoint '{path}' declares {key}={value!r}; expected an integer in {low}..{high} "
+            f"(the file is corrupt or was not written by visionkit)"
+        )
 
 
 def check_declared_sizes(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> None:
@@ -116,8 +130,9 @@ def check_declared_sizes(ckpt: dict[str, Any], path: str | Path = "checkpoint") 
         _bounded_int(ckpt["in_channels"], "in_channels", 1, MAX_IN_CHANNELS, path)
     names = ckpt.get("names")
     if names is not None and (not isinstance(names, list) or len(names) > MAX_CLASSES):
-        raise CheckpointError(f"checkpoint '{path}' has a names entry that is not a list of at most {MAX_CLASSES} "
-                              f"class names")
+        raise CheckpointError(
+            f"checkpoint '{path}' has a names entry that is not a list of at most {MAX_CLASSES} class names"
+        )
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> VisionModel:
@@ -132,20 +147,34 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "checkpoint")
     except VisionkitError:
         raise
     except Exception as e:
-        raise CheckpointError(f"checkpoint '{path}': its model_config cannot be built: {type(e).__name__}: "
-                              f"{str(e)[:300]}") from e
+        raise CheckpointError(
+            f"checkpoint '{path}': its model_config cannot be built: {type(e).__name__}: {str(e)[:300]}"
+        ) from e
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
     stored = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if isinstance(v, torch.Tensor)}
     if expected != stored:
         missing = sorted(set(expected) - set(stored))
         extra = sorted(set(stored) - set(expected))
         shaped = [k for k in sorted(set(expected) & set(stored)) if expected[k] != stored[k]]
-        detail = "; ".join(part for part in (
-            f"missing {missing[:3]}" if missing else "", f"unexpected {extra[:3]}" if extra else "",
-            (f"{shaped[0]} is {list(stored[shaped[0]])} in the file but {list(expected[shaped[0]])} in the config"
-             + (f" (and {len(shaped) - 1} more)" if len(shaped) > 1 else "")) if shaped else "") if part)
-        raise CheckpointError(f"checkpoint '{path}': its tensors do not fit its model_config ({detail}); the file "
-                              f"is corrupt or was edited")
+        detail = "; ".join(
+            part
+            for part in (
+                f"missing {missing[:3]}" if missing else "",
+                f"unexpected {extra[:3]}" if extra else "",
+                (
+                    f"{shaped[0]} is {list(stored[shaped[0]])} in the file but "
+                    f"{list(expected[shaped[0]])} in the config"
+                    + (f" (and {len(shaped) - 1} more)" if len(shaped) > 1 else "")
+                )
+                if shaped
+                else "",
+            )
+            if part
+        )
+        raise CheckpointError(
+            f"checkpoint '{path}': its tensors do not fit its model_config ({detail}); the file "
+            f"is corrupt or was edited"
+        )
     net = build_model(ckpt["model_config"])
     net.load_state_dict(ckpt["state_dict"])
     return net.eval()

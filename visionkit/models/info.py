@@ -22,8 +22,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 IMAGE_RF = (1.0, 1.0, 0.5)
 GLOBAL = float("inf")
-_GLOBAL_OPS = {"adaptive_avg_pool2d", "adaptive_max_pool2d", "_adaptive_max_pool2d", "adaptive_max_pool2d_with_indices",
-               "scaled_dot_product_attention", "multi_head_attention_forward"}
+_GLOBAL_OPS = {
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
+    "_adaptive_max_pool2d",
+    "adaptive_max_pool2d_with_indices",
+    "scaled_dot_product_attention",
+    "multi_head_attention_forward",
+}
 _REDUCTIONS = {"mean", "amax", "amin", "sum"}  # global only when they reduce the spatial dimensions
 
 
@@ -88,8 +94,9 @@ def _op_rf(name: str, args, kwargs, inputs, out):
     arg = lambda i, key, default: kwargs.get(key, args[i] if len(args) > i else default)  # noqa: E731
     if name == "conv2d" and isinstance(arg(1, "weight", None), torch.Tensor):
         k = arg(1, "weight", None).shape[-1]
-        return window_step(rf, jump, start, k, _pair(arg(3, "stride", 1)), arg(4, "padding", 0),
-                           _pair(arg(5, "dilation", 1)))
+        return window_step(
+            rf, jump, start, k, _pair(arg(3, "stride", 1)), arg(4, "padding", 0), _pair(arg(5, "dilation", 1))
+        )
     if name in ("max_pool2d", "_max_pool2d", "max_pool2d_with_indices", "avg_pool2d"):
         k = _pair(arg(1, "kernel_size", 1))
         s = arg(2, "stride", None)
@@ -101,8 +108,12 @@ def _op_rf(name: str, args, kwargs, inputs, out):
         return rf + (k - 1) * jump / s, jump / s, start
     if name in _GLOBAL_OPS or (name == "linear" and x.dim() == 2):
         return GLOBAL, jump, start
-    if name in _REDUCTIONS and x.dim() == 4 and isinstance(out, torch.Tensor) \
-            and (out.dim() < 4 or out.shape[-2:].numel() < x.shape[-2:].numel()):
+    if (
+        name in _REDUCTIONS
+        and x.dim() == 4
+        and isinstance(out, torch.Tensor)
+        and (out.dim() < 4 or out.shape[-2:].numel() < x.shape[-2:].numel())
+    ):
         return GLOBAL, jump, start
     resized = isinstance(out, torch.Tensor) and out.dim() == 4 and x.dim() == 4
     if resized and name in ("interpolate", "upsample", "upsample_nearest2d", "upsample_bilinear2d"):
@@ -126,8 +137,12 @@ def layer_table(net: nn.Module, x: torch.Tensor) -> list[LayerRow]:
             out = output[0] if isinstance(output, (tuple, list)) and output else output  # a list: its first
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else ()
             rf = getattr(out, "_vk_rf", None) or (float("nan"),) * 3  # not derived from the image
-            rows.append(LayerRow(name, type(module).__name__, shape,
-                                 sum(p.numel() for p in module.parameters(recurse=True)), *rf))
+            rows.append(
+                LayerRow(
+                    name, type(module).__name__, shape, sum(p.numel() for p in module.parameters(recurse=True)), *rf
+                )
+            )
+
         return fn
 
     attention = [n + "." for n, m in net.named_modules() if isinstance(m, nn.MultiheadAttention)]
@@ -164,17 +179,21 @@ def model_info(net: nn.Module, imgsz: int, in_channels: int) -> dict:
         net.train(was)
     params = sum(p.numel() for p in net.parameters())
     finite = [r.rf for r in rows if math.isfinite(r.rf)]
-    return {"params": params, "flops": flops, "imgsz": imgsz, "layers": rows,
-            "max_rf": max(finite) if finite else 1.0}
+    return {"params": params, "flops": flops, "imgsz": imgsz, "layers": rows, "max_rf": max(finite) if finite else 1.0}
 
 
 def format_info(info: dict, name: str = "model") -> str:
     lines = [f"{'layer':<42} {'type':<20} {'output':<20} {'params':>9} {'RF':>6} {'jump':>5} {'start':>6}"]
     for r in info["layers"]:
-        rf, jump, start = ("global" if v == GLOBAL else "-" if math.isnan(v) else f"{v:g}"
-                           for v in (r.rf, r.jump, r.start))
-        lines.append(f"{r.name[:42]:<42} {r.kind[:20]:<20} {str(list(r.shape))[:20]:<20} {r.params:>9,} "
-                     f"{rf:>6} {jump:>5} {start:>6}")
-    lines.append(f"{name}: {info['params']:,} parameters, {info['flops'] / 1e9:.4f} GFLOPs at "
-                 f"{info['imgsz']}×{info['imgsz']}, largest receptive field {info['max_rf']:g} px")
+        rf, jump, start = (
+            "global" if v == GLOBAL else "-" if math.isnan(v) else f"{v:g}" for v in (r.rf, r.jump, r.start)
+        )
+        lines.append(
+            f"{r.name[:42]:<42} {r.kind[:20]:<20} {str(list(r.shape))[:20]:<20} {r.params:>9,} "
+            f"{rf:>6} {jump:>5} {start:>6}"
+        )
+    lines.append(
+        f"{name}: {info['params']:,} parameters, {info['flops'] / 1e9:.4f} GFLOPs at "
+        f"{info['imgsz']}×{info['imgsz']}, largest receptive field {info['max_rf']:g} px"
+    )
     return "\n".join(lines)

@@ -14,8 +14,17 @@ def autopad(kernel: int, dilation: int = 1) -> int:
 class ConvBNAct(nn.Sequential):
     """Conv2d → BatchNorm2d → activation (SiLU by default; ``act=None`` for none)."""
 
-    def __init__(self, c_in: int, c_out: int, k: int = 3, s: int = 1, p: int | None = None, d: int = 1,
-                 groups: int = 1, act: type[nn.Module] | None = nn.SiLU):
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        k: int = 3,
+        s: int = 1,
+        p: int | None = None,
+        d: int = 1,
+        groups: int = 1,
+        act: type[nn.Module] | None = nn.SiLU,
+    ):
         super().__init__(
             nn.Conv2d(c_in, c_out, k, s, autopad(k, d) if p is None else p, dilation=d, groups=groups, bias=False),
             nn.BatchNorm2d(c_out),
@@ -29,13 +38,13 @@ class DepthwiseSeparableConv(nn.Sequential):
     About k²/c_out the multiply-adds of a full conv for the same receptive field (MobileNet).
     """
 
-    def __init__(self, c_in: int, c_out: int, k: int = 3, s: int = 1, d: int = 1,
-                 act: type[nn.Module] | None = nn.ReLU):
+    def __init__(
+        self, c_in: int, c_out: int, k: int = 3, s: int = 1, d: int = 1, act: type[nn.Module] | None = nn.ReLU
+    ):
         super().__init__(
             ConvBNAct(c_in, c_in, k, s, d=d, groups=c_in, act=act),
             ConvBNAct(c_in, c_out, 1, act=act),
         )
-
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:

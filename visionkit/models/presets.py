@@ -8,51 +8,94 @@ from visionkit.registry import register
 @register("model", "mnist-tiny")
 def mnist_tiny() -> dict:
     """Course MNIST net, < 20k parameters, 28×28 grey digits."""
-    return {"task": "classify", "imgsz": 28, "in_channels": 1, "num_classes": 10,
-            "backbone": {"name": "mnist_net", "out_strides": [4]}, "head": {"name": "linear"}}
+    return {
+        "task": "classify",
+        "imgsz": 28,
+        "in_channels": 1,
+        "num_classes": 10,
+        "backbone": {"name": "mnist_net", "out_strides": [4]},
+        "head": {"name": "linear"},
+    }
 
 
 @register("model", "mnist-8k")
 def mnist_8k() -> dict:
     """Course MNIST net, < 8k parameters (7,750), 28×28 grey digits."""
     # no dropout: at 7.7k parameters the net underfits (train loss stays above val loss); rotation regularises
-    return {"task": "classify", "imgsz": 28, "in_channels": 1, "num_classes": 10,
-            "backbone": {"name": "mnist_lean", "out_strides": [4], "dropout": 0.0}, "head": {"name": "linear"}}
+    return {
+        "task": "classify",
+        "imgsz": 28,
+        "in_channels": 1,
+        "num_classes": 10,
+        "backbone": {"name": "mnist_lean", "out_strides": [4], "dropout": 0.0},
+        "head": {"name": "linear"},
+    }
 
 
 @register("model", "cifar-dilated")
 def cifar_dilated() -> dict:
     """Depthwise-separable + dilated CNN, no max-pooling, RF > 44, < 200k parameters, 32×32 colour."""
-    return {"task": "classify", "imgsz": 32, "in_channels": 3, "num_classes": 10,
-            "backbone": {"name": "cifar_dilated", "out_strides": [8]}, "head": {"name": "linear", "dropout": 0.1}}
+    return {
+        "task": "classify",
+        "imgsz": 32,
+        "in_channels": 3,
+        "num_classes": 10,
+        "backbone": {"name": "cifar_dilated", "out_strides": [8]},
+        "head": {"name": "linear", "dropout": 0.1},
+    }
 
 
 @register("model", "vit-tiny")
 def vit_tiny() -> dict:
     """Small ViT (patch 4) for 32×32 images."""
-    return {"task": "classify", "imgsz": 32, "in_channels": 3, "num_classes": 10,
-            "backbone": {"name": "vit_tiny", "imgsz": 32}, "head": {"name": "linear"}}
+    return {
+        "task": "classify",
+        "imgsz": 32,
+        "in_channels": 3,
+        "num_classes": 10,
+        "backbone": {"name": "vit_tiny", "imgsz": 32},
+        "head": {"name": "linear"},
+    }
 
 
 def _torchvision_classifier(backbone: str, imgsz: int = 224) -> None:
     def preset() -> dict:
-        return {"task": "classify", "imgsz": imgsz, "in_channels": 3, "num_classes": 1000,
-                "backbone": {"name": backbone, "out_strides": [32]}, "head": {"name": "linear", "dropout": 0.2}}
+        return {
+            "task": "classify",
+            "imgsz": imgsz,
+            "in_channels": 3,
+            "num_classes": 1000,
+            "backbone": {"name": backbone, "out_strides": [32]},
+            "head": {"name": "linear", "dropout": 0.2},
+        }
 
     preset.__doc__ = f"torchvision {backbone} classifier at {imgsz}px (weights=PATH for local weights)."
     register("model", f"{backbone.replace('_', '-')}-cls")(preset)
 
 
-for _bb in ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0",
-            "convnext_tiny"):
+for _bb in (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+    "convnext_tiny",
+):
     _torchvision_classifier(_bb)
 
 
 def _yolo(scale: str) -> None:
     def preset() -> dict:
-        return {"task": "detect", "imgsz": 640, "in_channels": 3, "num_classes": 80,
-                "backbone": {"name": "csp_darknet", "scale": scale, "out_strides": [8, 16, 32]},
-                "neck": {"name": "pan", "depth": {"n": 1, "s": 1, "m": 2}[scale]}, "head": {"name": "yolo"}}
+        return {
+            "task": "detect",
+            "imgsz": 640,
+            "in_channels": 3,
+            "num_classes": 80,
+            "backbone": {"name": "csp_darknet", "scale": scale, "out_strides": [8, 16, 32]},
+            "neck": {"name": "pan", "depth": {"n": 1, "s": 1, "m": 2}[scale]},
+            "head": {"name": "yolo"},
+        }
 
     preset.__doc__ = f"YOLO detector, scale {scale}: CSPDarknet-{scale} + PAN + anchor-free DFL head."
     register("model", f"yolo-{scale}")(preset)
@@ -65,9 +108,15 @@ for _scale in ("n", "s", "m"):
 @register("model", "yolo-mobile")
 def yolo_mobile() -> dict:
     """Mobile detector: MobileNetV3-small backbone + PAN (64 channels) + YOLO head."""
-    return {"task": "detect", "imgsz": 320, "in_channels": 3, "num_classes": 80,
-            "backbone": {"name": "mobilenet_v3_small", "out_strides": [8, 16, 32]},
-            "neck": {"name": "pan", "channels": [64, 64, 64]}, "head": {"name": "yolo"}}
+    return {
+        "task": "detect",
+        "imgsz": 320,
+        "in_channels": 3,
+        "num_classes": 80,
+        "backbone": {"name": "mobilenet_v3_small", "out_strides": [8, 16, 32]},
+        "neck": {"name": "pan", "channels": [64, 64, 64]},
+        "head": {"name": "yolo"},
+    }
 
 
 UNET_STRIDES = [2, 4, 8, 16, 32]
@@ -76,25 +125,43 @@ UNET_STRIDES = [2, 4, 8, 16, 32]
 @register("model", "unet-n")
 def unet_n() -> dict:
     """U-Net segmenter: CSPDarknet-n encoder (strides 2-32) + U-Net decoder."""
-    return {"task": "segment", "imgsz": 320, "in_channels": 3, "num_classes": 2,
-            "backbone": {"name": "csp_darknet", "scale": "n", "out_strides": UNET_STRIDES},
-            "neck": {"name": "identity"}, "head": {"name": "unet"}}
+    return {
+        "task": "segment",
+        "imgsz": 320,
+        "in_channels": 3,
+        "num_classes": 2,
+        "backbone": {"name": "csp_darknet", "scale": "n", "out_strides": UNET_STRIDES},
+        "neck": {"name": "identity"},
+        "head": {"name": "unet"},
+    }
 
 
 @register("model", "unet-r18")
 def unet_r18() -> dict:
     """U-Net segmenter: torchvision ResNet-18 encoder (weights=PATH for local ImageNet weights) + U-Net decoder."""
-    return {"task": "segment", "imgsz": 320, "in_channels": 3, "num_classes": 2,
-            "backbone": {"name": "resnet18", "out_strides": UNET_STRIDES},
-            "neck": {"name": "identity"}, "head": {"name": "unet"}}
+    return {
+        "task": "segment",
+        "imgsz": 320,
+        "in_channels": 3,
+        "num_classes": 2,
+        "backbone": {"name": "resnet18", "out_strides": UNET_STRIDES},
+        "neck": {"name": "identity"},
+        "head": {"name": "unet"},
+    }
 
 
 @register("model", "unet-mobile")
 def unet_mobile() -> dict:
     """U-Net segmenter for phones: MobileNetV3-small encoder + U-Net decoder."""
-    return {"task": "segment", "imgsz": 320, "in_channels": 3, "num_classes": 2,
-            "backbone": {"name": "mobilenet_v3_small", "out_strides": UNET_STRIDES},
-            "neck": {"name": "identity"}, "head": {"name": "unet"}}
+    return {
+        "task": "segment",
+        "imgsz": 320,
+        "in_channels": 3,
+        "num_classes": 2,
+        "backbone": {"name": "mobilenet_v3_small", "out_strides": UNET_STRIDES},
+        "neck": {"name": "identity"},
+        "head": {"name": "unet"},
+    }
 
 
 DEPTH_STRIDES = [4, 8, 16, 32]
@@ -103,22 +170,40 @@ DEPTH_STRIDES = [4, 8, 16, 32]
 @register("model", "depth-n")
 def depth_n() -> dict:
     """Monocular depth: CSPDarknet-n encoder (strides 4-32) + DPT fusion head."""
-    return {"task": "depth", "imgsz": 256, "in_channels": 3, "num_classes": 1,
-            "backbone": {"name": "csp_darknet", "scale": "n", "out_strides": DEPTH_STRIDES},
-            "neck": {"name": "identity"}, "head": {"name": "dpt", "features": 64}}
+    return {
+        "task": "depth",
+        "imgsz": 256,
+        "in_channels": 3,
+        "num_classes": 1,
+        "backbone": {"name": "csp_darknet", "scale": "n", "out_strides": DEPTH_STRIDES},
+        "neck": {"name": "identity"},
+        "head": {"name": "dpt", "features": 64},
+    }
 
 
 @register("model", "midas-small")
 def midas_small() -> dict:
     """Monocular depth after MiDaS v2.1 small: a mobile encoder (EfficientNet-B0) + fusion head."""
-    return {"task": "depth", "imgsz": 256, "in_channels": 3, "num_classes": 1,
-            "backbone": {"name": "efficientnet_b0", "out_strides": DEPTH_STRIDES},
-            "neck": {"name": "identity"}, "head": {"name": "dpt", "features": 64}}
+    return {
+        "task": "depth",
+        "imgsz": 256,
+        "in_channels": 3,
+        "num_classes": 1,
+        "backbone": {"name": "efficientnet_b0", "out_strides": DEPTH_STRIDES},
+        "neck": {"name": "identity"},
+        "head": {"name": "dpt", "features": 64},
+    }
 
 
 @register("model", "dpt-vit-tiny")
 def dpt_vit_tiny() -> dict:
     """DPT on a tiny ViT: tokens reassembled into strides 4-32, fusion head."""
-    return {"task": "depth", "imgsz": 128, "in_channels": 3, "num_classes": 1,
-            "backbone": {"name": "vit_tiny", "imgsz": 128, "out_strides": DEPTH_STRIDES},
-            "neck": {"name": "identity"}, "head": {"name": "dpt", "features": 64}}
+    return {
+        "task": "depth",
+        "imgsz": 128,
+        "in_channels": 3,
+        "num_classes": 1,
+        "backbone": {"name": "vit_tiny", "imgsz": 128, "out_strides": DEPTH_STRIDES},
+        "neck": {"name": "identity"},
+        "head": {"name": "dpt", "features": 64},
+    }

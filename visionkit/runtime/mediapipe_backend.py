@@ -49,8 +49,15 @@ class TaskRunner:
     classifier {probs (C,)}, segmenter {probs (C, H, W), classes (H, W)}, value_map {values (H, W)},
     detector / detector_nms {rows (K, 6): x1 y1 x2 y2 score class in image pixels}."""
 
-    def __init__(self, path: Path, kind: str, names: list[str], score_threshold: float = 0.0, max_results: int = -1,
-                 video: bool = False):
+    def __init__(
+        self,
+        path: Path,
+        kind: str,
+        names: list[str],
+        score_threshold: float = 0.0,
+        max_results: int = -1,
+        video: bool = False,
+    ):
         from mediapipe.tasks.python import BaseOptions, vision
 
         from visionkit.edge.metadata import writers
@@ -65,14 +72,23 @@ class TaskRunner:
         try:
             if kind == "classifier":
                 self.task = vision.ImageClassifier.create_from_options(
-                    vision.ImageClassifierOptions(base_options=base, running_mode=mode, max_results=-1))
+                    vision.ImageClassifierOptions(base_options=base, running_mode=mode, max_results=-1)
+                )
             elif kind in ("segmenter", "value_map"):
-                self.task = vision.ImageSegmenter.create_from_options(vision.ImageSegmenterOptions(
-                    base_options=base, running_mode=mode, output_category_mask=kind == "segmenter",
-                    output_confidence_masks=True))
+                self.task = vision.ImageSegmenter.create_from_options(
+                    vision.ImageSegmenterOptions(
+                        base_options=base,
+                        running_mode=mode,
+                        output_category_mask=kind == "segmenter",
+                        output_confidence_masks=True,
+                    )
+                )
             else:
-                self.task = vision.ObjectDetector.create_from_options(vision.ObjectDetectorOptions(
-                    base_options=base, running_mode=mode, score_threshold=score_threshold, max_results=max_results))
+                self.task = vision.ObjectDetector.create_from_options(
+                    vision.ObjectDetectorOptions(
+                        base_options=base, running_mode=mode, score_threshold=score_threshold, max_results=max_results
+                    )
+                )
         except (RuntimeError, ValueError) as e:
             raise CheckpointError(f"MediaPipe cannot load '{path}' as a {kind}: {str(e).splitlines()[0]}") from e
         _OPEN.add(self)
@@ -140,8 +156,10 @@ class MediaPipeModel(ExportedModel):
         except Exception as e:  # not a flatbuffer, or a truncated one
             raise CheckpointError(f"'{path}' is not a readable .tflite file: {type(e).__name__}: {e}") from e
         if not has_metadata:
-            raise CheckpointError(f"'{path}' has no TFLite model metadata, which MediaPipe Tasks need (labels, input "
-                                  f"normalisation); export it with `visionkit export model=best.pt format=mediapipe`")
+            raise CheckpointError(
+                f"'{path}' has no TFLite model metadata, which MediaPipe Tasks need (labels, input "
+                f"normalisation); export it with `visionkit export model=best.pt format=mediapipe`"
+            )
         if record is None:
             record = self._foreign_record(path, overrides)
         try:
@@ -157,23 +175,33 @@ class MediaPipeModel(ExportedModel):
         """A MediaPipe model not written by visionkit: usable with task= and names=."""
         missing = [k for k in ("task", "names") if not overrides.get(k)]
         if missing:
-            raise UsageError(f"'{path}' was not exported by visionkit (no visionkit record); pass "
-                             f"{', '.join(k + '=' for k in missing)} to use it anyway")
+            raise UsageError(
+                f"'{path}' was not exported by visionkit (no visionkit record); pass "
+                f"{', '.join(k + '=' for k in missing)} to use it anyway"
+            )
         from ai_edge_litert import interpreter as tfl
 
         shape = [int(d) for d in tfl.Interpreter(model_path=str(path)).get_input_details()[0]["shape"]]
         kind = TASK_KINDS.get(overrides["task"])
         if kind is None:
             raise UsageError(f"task={overrides['task']} has no MediaPipe Task; use one of {', '.join(TASK_KINDS)}")
-        return {"task": overrides["task"], "kind": kind, "imgsz": shape[1:3], "in_channels": 3,
-                "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0],
-                "metadata": {"nms": json.dumps({"conf": 0.0, "iou": MEDIAPIPE_NMS_IOU, "max_det": 300})}}
+        return {
+            "task": overrides["task"],
+            "kind": kind,
+            "imgsz": shape[1:3],
+            "in_channels": 3,
+            "mean": [0.0, 0.0, 0.0],
+            "std": [1.0, 1.0, 1.0],
+            "metadata": {"nms": json.dumps({"conf": 0.0, "iou": MEDIAPIPE_NMS_IOU, "max_det": 300})},
+        }
 
     @staticmethod
     def _meta(record: dict[str, Any], overrides: dict[str, Any], path: Path):
         if overrides.get("task") and record.get("task") and overrides["task"] != record["task"]:
-            raise UsageError(f"'{path}' is a {record['task']} model, not {overrides['task']}; run `visionkit "
-                             f"{record['task']} ...` with it")
+            raise UsageError(
+                f"'{path}' is a {record['task']} model, not {overrides['task']}; run `visionkit "
+                f"{record['task']} ...` with it"
+            )
         names = overrides.get("names") or record.get("names") or []
         if isinstance(names, str):
             names = [n.strip() for n in names.split(",")]
@@ -189,15 +217,29 @@ class MediaPipeModel(ExportedModel):
         metadata = dict(record.get("metadata") or {})
         if kind == "detector":  # MediaPipe runs NMS: report its thresholds the way a file with NMS in it does
             metadata["nms"] = json.dumps({"conf": 0.001, "iou": MEDIAPIPE_NMS_IOU, "max_det": 300})
-        meta = {"task": record["task"], "names": list(names), "imgsz": max(h, w), "in_channels": channels,
-                "mean": list(record.get("mean", [0.0] * channels)), "std": list(record.get("std", [1.0] * channels)),
-                "model_config": record.get("model_config"), "data": record.get("data"), "metadata": metadata}
+        meta = {
+            "task": record["task"],
+            "names": list(names),
+            "imgsz": max(h, w),
+            "in_channels": channels,
+            "mean": list(record.get("mean", [0.0] * channels)),
+            "std": list(record.get("std", [1.0] * channels)),
+            "model_config": record.get("model_config"),
+            "data": record.get("data"),
+            "metadata": metadata,
+        }
         return meta, kind, (h, w)
 
     def _new_runner(self, video: bool = False) -> TaskRunner:
         nms = json.loads(self.meta["metadata"].get("nms", "{}") or "{}")
-        return TaskRunner(self.path, self.kind, self.meta["names"], score_threshold=float(nms.get("conf", 0.0)),
-                          max_results=int(nms.get("max_det", -1)), video=video)
+        return TaskRunner(
+            self.path,
+            self.kind,
+            self.meta["names"],
+            score_threshold=float(nms.get("conf", 0.0)),
+            max_results=int(nms.get("max_det", -1)),
+            video=video,
+        )
 
     @property
     def runner(self) -> TaskRunner:
@@ -239,7 +281,7 @@ class MediaPipeModel(ExportedModel):
             # MediaPipe truncates a box's origin and size to whole pixels: take the middle of each interval
             rows[:, :2] += 0.5
             rows[:, 2:4] += 1.0
-            table[i, :len(rows)] = rows
+            table[i, : len(rows)] = rows
             counts[i] = len(rows)
         return table, counts
 

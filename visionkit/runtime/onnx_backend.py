@@ -21,7 +21,6 @@ class OnnxModel(ExportedModel):
     """``OnnxModel("best.onnx")(x)`` → the export wrapper's outputs. ``meta`` holds what the file's
     metadata says (task, names, imgsz, in_channels, mean, std, ...)."""
 
-
     def __init__(self, path: str | Path, overrides: dict[str, Any] | None = None):
         import onnxruntime as ort
 
@@ -47,16 +46,18 @@ class OnnxModel(ExportedModel):
         if "task" not in raw:
             missing = [k for k in ("task", "names", "imgsz") if overrides.get(k) is None]
             if missing:
-                raise UsageError(f"'{path}' has no visionkit metadata (not exported by visionkit); pass "
-                                 f"{', '.join(k + '=' for k in missing)} to use it anyway")
+                raise UsageError(
+                    f"'{path}' has no visionkit metadata (not exported by visionkit); pass "
+                    f"{', '.join(k + '=' for k in missing)} to use it anyway"
+                )
         if raw.get("task") and overrides.get("task") and overrides["task"] != raw["task"]:
-            raise UsageError(f"'{path}' is a {raw['task']} model, not {overrides['task']}; run `visionkit "
-                             f"{raw['task']} ...` with it")
+            raise UsageError(
+                f"'{path}' is a {raw['task']} model, not {overrides['task']}; run `visionkit {raw['task']} ...` with it"
+            )
         names = overrides.get("names") or json.loads(raw.get("names", "[]"))
         if isinstance(names, str):
             names = [n.strip() for n in names.split(",")]
-        if not isinstance(names, list) or not all(isinstance(n, (str, int)) and not isinstance(n, bool)
-                                                  for n in names):
+        if not isinstance(names, list) or not all(isinstance(n, (str, int)) and not isinstance(n, bool) for n in names):
             raise ValueError(f"names must be a list of class names, got {str(names)[:80]}")
         channels = int(raw.get("in_channels", 3))
         config = json.loads(raw["model_config"]) if "model_config" in raw else None
@@ -78,11 +79,15 @@ class OnnxModel(ExportedModel):
     def _check_sizes(self, path: Path) -> None:
         """Sizes from the metadata are used to allocate input batches: bound them, and match them with the graph."""
         meta = self.meta
-        for key, value, high in (("imgsz", meta["imgsz"], MAX_IMGSZ), ("in_channels", meta["in_channels"],
-                                                                         MAX_IN_CHANNELS)):
+        for key, value, high in (
+            ("imgsz", meta["imgsz"], MAX_IMGSZ),
+            ("in_channels", meta["in_channels"], MAX_IN_CHANNELS),
+        ):
             if not 1 <= value <= high:
-                raise CheckpointError(f"'{path}' declares {key}={value} in its metadata; expected 1..{high} (the "
-                                      f"file is corrupt or was edited)")
+                raise CheckpointError(
+                    f"'{path}' declares {key}={value} in its metadata; expected 1..{high} (the "
+                    f"file is corrupt or was edited)"
+                )
         if len(meta["names"]) > MAX_CLASSES:
             raise CheckpointError(f"'{path}' lists {len(meta['names'])} class names; at most {MAX_CLASSES} are read")
         shape = self.session.get_inputs()[0].shape
@@ -90,11 +95,13 @@ class OnnxModel(ExportedModel):
             raise CheckpointError(f"'{path}' takes an input of shape {shape}; visionkit feeds (batch, C, H, W)")
         fixed = [d for d in shape[1:] if isinstance(d, int)]
         if isinstance(shape[1], int) and shape[1] != meta["in_channels"]:
-            raise CheckpointError(f"'{path}': its metadata says in_channels={meta['in_channels']} but the graph "
-                                  f"takes {shape[1]} channels")
+            raise CheckpointError(
+                f"'{path}': its metadata says in_channels={meta['in_channels']} but the graph takes {shape[1]} channels"
+            )
         if len(fixed) == 3 and meta["imgsz"] not in shape[2:]:
-            raise CheckpointError(f"'{path}': its metadata says imgsz={meta['imgsz']} but the graph takes "
-                                  f"{shape[2]}×{shape[3]} images")
+            raise CheckpointError(
+                f"'{path}': its metadata says imgsz={meta['imgsz']} but the graph takes {shape[2]}×{shape[3]} images"
+            )
 
     def __call__(self, x: torch.Tensor):
         half = self.session.get_inputs()[0].type == "tensor(float16)"  # exported with half=True
@@ -106,7 +113,7 @@ class OnnxModel(ExportedModel):
         else:  # feed the fixed batch size, padding the last chunk, and stitch the outputs back together
             parts = []
             for i in range(0, len(x), static):
-                chunk = x[i:i + static]
+                chunk = x[i : i + static]
                 n = len(chunk)
                 if n < static:
                     chunk = np.concatenate([chunk, np.zeros((static - n, *chunk.shape[1:]), chunk.dtype)])
@@ -125,9 +132,13 @@ class OnnxModel(ExportedModel):
 def _per_channel(raw: dict[str, str], key: str, default: float, channels: int) -> list[float]:
     """``mean`` / ``std`` of the metadata: one finite number per input channel (std above 0); ValueError if not."""
     values = json.loads(raw[key]) if key in raw else [default] * channels
-    if (not isinstance(values, list) or len(values) != channels
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
-            or (key == "std" and not all(v > 0 for v in values))):
-        raise ValueError(f"{key} must be {channels} finite number(s){' above 0' if key == 'std' else ''}, got "
-                         f"{str(values)[:80]}")
+    if (
+        not isinstance(values, list)
+        or len(values) != channels
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+        or (key == "std" and not all(v > 0 for v in values))
+    ):
+        raise ValueError(
+            f"{key} must be {channels} finite number(s){' above 0' if key == 'std' else ''}, got {str(values)[:80]}"
+        )
     return [float(v) for v in values]

@@ -85,8 +85,13 @@ def create_app(labeler: PreLabeler):
     async def versions(request: Request) -> JSONResponse:
         return JSONResponse({"versions": [labeler.model_version]})
 
-    return Starlette(routes=[
-        Route("/", health), Route("/health", health), Route("/setup", setup, methods=["POST"]),
-        Route("/predict", predict, methods=["POST"]), Route("/webhook", webhook, methods=["POST"]),
-        Route("/versions", versions),
-    ])
+    return Starlette(
+        routes=[
+            Route("/", health),
+            Route("/health", health),
+            Route("/setup", setup, methods=["POST"]),
+            Route("/predict", predict, methods=["POST"]),
+            Route("/webhook", webhook, methods=["POST"]),
+            Route("/versions", versions),
+        ]
+    )

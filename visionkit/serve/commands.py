@@ -27,15 +27,23 @@ KEYS: dict[str, dict[str, tuple[Any, str]]] = {
 }
 
 
-RULES = {"port": Range(int, 1, 65535), "conf": Range(float, 0, 1), "batch": Range(int, 1, 4096),
-         "log_level": ("debug", "info", "warning", "error")}
+RULES = {
+    "port": Range(int, 1, 65535),
+    "conf": Range(float, 0, 1),
+    "batch": Range(int, 1, 4096),
+    "log_level": ("debug", "info", "warning", "error"),
+}
 
 
 def serve_labelstudio(**overrides) -> None:
     """Load the model once and serve the ML backend protocol until interrupted."""
     defaults = {k: v for k, (v, _) in KEYS["labelstudio"].items()}
-    args = Settings({**defaults, **check_overrides(overrides, defaults, source="key for `visionkit serve labelstudio`",
-                                                   rules=RULES)})
+    args = Settings(
+        {
+            **defaults,
+            **check_overrides(overrides, defaults, source="key for `visionkit serve labelstudio`", rules=RULES),
+        }
+    )
     if not args.model:
         raise UsageError("`visionkit serve labelstudio` needs model=  (a best.pt, .onnx or .tflite)")
     try:
@@ -48,16 +56,31 @@ def serve_labelstudio(**overrides) -> None:
 
     level = args.log_level.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    labeler = PreLabeler(args.model, conf=args.conf, device=args.device or None, batch=args.batch,
-                         names_map=args.names_map, images=args.images, url=args.url, token=args.token,
-                         imgsz=args.imgsz)
+    labeler = PreLabeler(
+        args.model,
+        conf=args.conf,
+        device=args.device or None,
+        batch=args.batch,
+        names_map=args.names_map,
+        images=args.images,
+        url=args.url,
+        token=args.token,
+        imgsz=args.imgsz,
+    )
     host, port = str(args.host), args.port
     _check_port(host, port)
-    print(f"visionkit ML backend for Label Studio: {labeler.task} model {labeler.model_version} "
-          f"({len(labeler.names)} classes) on http://{host}:{port}\n"
-          f"  connect it in Label Studio: project → Settings → Model → Connect Model, URL http://{host}:{port}"
-          + ("\n  (Label Studio refuses ML backends on 127.0.0.1 unless it runs with LABEL_STUDIO_ML_BLOCK_LOCAL_IP="
-             "false)" if host.startswith("127.") or host == "localhost" else ""), flush=True)
+    print(
+        f"visionkit ML backend for Label Studio: {labeler.task} model {labeler.model_version} "
+        f"({len(labeler.names)} classes) on http://{host}:{port}\n"
+        f"  connect it in Label Studio: project → Settings → Model → Connect Model, URL http://{host}:{port}"
+        + (
+            "\n  (Label Studio refuses ML backends on 127.0.0.1 unless it runs with LABEL_STUDIO_ML_BLOCK_LOCAL_IP="
+            "false)"
+            if host.startswith("127.") or host == "localhost"
+            else ""
+        ),
+        flush=True,
+    )
     uvicorn.run(create_app(labeler), host=host, port=port, log_level=level.lower())
 
 

@@ -30,9 +30,19 @@ class PreLabeler:
     .tflite). Predictions run one batch at a time under a lock (one model in memory); images are fetched per
     batch, so a request of any length holds at most ``batch`` decoded images."""
 
-    def __init__(self, model: str | Path, conf: float | None = None, device: str | None = None, batch: int = 8,
-                 names_map=None, images: str | Path | None = None, url: str | None = None,
-                 token: str | None = None, imgsz: int | None = None, timeout: float = 30.0):
+    def __init__(
+        self,
+        model: str | Path,
+        conf: float | None = None,
+        device: str | None = None,
+        batch: int = 8,
+        names_map=None,
+        images: str | Path | None = None,
+        url: str | None = None,
+        token: str | None = None,
+        imgsz: int | None = None,
+        timeout: float = 30.0,
+    ):
         from visionkit.api import Model
 
         path = Path(model)
@@ -59,8 +69,13 @@ class PreLabeler:
 
     # -- protocol ----------------------------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
-        return {"status": "UP", "model_class": "visionkit", "task": self.task, "model_version": self.model_version,
-                "busy": self.busy}
+        return {
+            "status": "UP",
+            "model_class": "visionkit",
+            "task": self.task,
+            "model_version": self.model_version,
+            "busy": self.busy,
+        }
 
     def setup(self, body: Any) -> dict[str, Any]:
         body = _object(body, "/setup")
@@ -71,8 +86,11 @@ class PreLabeler:
         project = str(body.get("project", ""))
         self.projects[project] = {"hostname": body.get("hostname"), "access_token": body.get("access_token")}
         if target.unused:
-            log.info("project %s: model classes without a label in the config get no regions: %s", project,
-                     ", ".join(target.unused))
+            log.info(
+                "project %s: model classes without a label in the config get no regions: %s",
+                project,
+                ", ".join(target.unused),
+            )
         return {"model_version": self.model_version}
 
     def predict(self, body: Any) -> dict[str, Any]:
@@ -88,7 +106,7 @@ class PreLabeler:
         loader = self._images(project)
         results: list[dict[str, Any]] = []
         for start in range(0, len(tasks), self.batch):
-            results += self._batch(tasks[start:start + self.batch], target, loader)
+            results += self._batch(tasks[start : start + self.batch], target, loader)
         return {"results": results, "model_version": self.model_version}
 
     # -- work --------------------------------------------------------------------------------------------------
@@ -124,10 +142,16 @@ class PreLabeler:
             finally:
                 self.busy = False
         for i, prediction in zip(where, predictions, strict=True):
-            out[i] = prediction if "error" in prediction else {**writer.prediction(prediction),
-                                                               "model_version": self.model_version}
-        log.info("pre-labelled %d task(s): %s", len(images),
-                 ", ".join(f"{n} {k}" for k, n in writer.written.items()) or "no regions")
+            out[i] = (
+                prediction
+                if "error" in prediction
+                else {**writer.prediction(prediction), "model_version": self.model_version}
+            )
+        log.info(
+            "pre-labelled %d task(s): %s",
+            len(images),
+            ", ".join(f"{n} {k}" for k, n in writer.written.items()) or "no regions",
+        )
         return out  # type: ignore[return-value]
 
     def _infer(self, images: list, tasks: list[dict]) -> list[dict[str, Any]]:
@@ -139,8 +163,9 @@ class PreLabeler:
         except Exception as e:
             if len(images) == 1:
                 return [self._failed(tasks[0], e)]
-            log.warning("a batch of %d failed (%s: %s); predicting its images one by one", len(images),
-                        type(e).__name__, e)
+            log.warning(
+                "a batch of %d failed (%s: %s); predicting its images one by one", len(images), type(e).__name__, e
+            )
             return [p for img, task in zip(images, tasks) for p in self._infer([img], [task])]
 
     def _failed(self, task: dict, error: Exception) -> dict[str, Any]:

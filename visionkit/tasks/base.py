@@ -82,8 +82,13 @@ class Task:
         strides = self._strides_for(backbone)
         if strides is not None:
             spec["out_strides"] = strides
-        return {"task": self.name, "num_classes": 1, "backbone": spec, "neck": {"name": self.default_neck},
-                "head": {"name": self.default_head}}
+        return {
+            "task": self.name,
+            "num_classes": 1,
+            "backbone": spec,
+            "neck": {"name": self.default_neck},
+            "head": {"name": self.default_head},
+        }
 
     def _strides_for(self, backbone: str) -> list[int] | None:
         """``backbone_strides``, or the deepest run of them the backbone can give (built on the meta device, which
@@ -139,8 +144,9 @@ class Task:
     def new_metrics(self, names: list[str]) -> Metrics:
         raise NotImplementedError
 
-    def load_inputs(self, items: list, imgsz: int, channels: int, mean, std, rect: bool = False
-                    ) -> tuple[torch.Tensor, list]:
+    def load_inputs(
+        self, items: list, imgsz: int, channels: int, mean, std, rect: bool = False
+    ) -> tuple[torch.Tensor, list]:
         """Images (paths, or BGR arrays such as video frames) → a normalised batch tensor plus per-image context
         needed to post-process. ``rect``: the network takes any stride-multiple shape, so a task may use a snug
         non-square one."""

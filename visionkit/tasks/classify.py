@@ -58,15 +58,20 @@ class ClassifyMetrics(Metrics):
         support = self.confusion.sum(1)
         acc = self.per_class()
         width = max(8, *(len(s) for s in self.names))
-        lines = [f"{'class':>{width}}  {'images':>7}  {'accuracy':>8}",
-                 f"{'all':>{width}}  {self.count:>7}  {m['top1']:>8.4f}   top5 {m['top5']:.4f}"]
+        lines = [
+            f"{'class':>{width}}  {'images':>7}  {'accuracy':>8}",
+            f"{'all':>{width}}  {self.count:>7}  {m['top1']:>8.4f}   top5 {m['top5']:.4f}",
+        ]
         for name, s, a in zip(self.names, support, acc):
             lines.append(f"{name:>{width}}  {s:>7}  {a:>8.4f}")
         return "\n".join(lines)
 
     def plot(self, save_dir: Path) -> list[Path]:
-        return [plot_confusion(self.confusion, self.names, save_dir / "confusion_matrix.png",
-                               "confusion matrix (row-normalised)")]
+        return [
+            plot_confusion(
+                self.confusion, self.names, save_dir / "confusion_matrix.png", "confusion matrix (row-normalised)"
+            )
+        ]
 
 
 class ClassifyExport(torch.nn.Module):
@@ -94,8 +99,11 @@ class ClassifyTask(Task):
     default_data = "shapes"
     default_head = "linear"
     keys = {
-        "download": (False, "data=cifar10: fetch the CIFAR-10 batches through torchvision when root= lacks them "
-                            "(visionkit never downloads unless asked)"),
+        "download": (
+            False,
+            "data=cifar10: fetch the CIFAR-10 batches through torchvision when root= lacks them "
+            "(visionkit never downloads unless asked)",
+        ),
     }
 
     # -- data ---------------------------------------------------------------------------------------------------
@@ -107,16 +115,31 @@ class ClassifyTask(Task):
             candidates = [Path(args.root)] if args.root else []
             folder = idx.find_idx_dir(key, candidates + [datasets_dir / key])
             mean, std = idx.IDX_NORM[key]
-            return DataInfo(idx.IDX_NAMES[key], 1, mean, std, source=key, native_imgsz=28,
-                            profile="digits" if key == "mnist" else "grey-objects", extra={"idx_dir": str(folder)})
+            return DataInfo(
+                idx.IDX_NAMES[key],
+                1,
+                mean,
+                std,
+                source=key,
+                native_imgsz=28,
+                profile="digits" if key == "mnist" else "grey-objects",
+                extra={"idx_dir": str(folder)},
+            )
         if key in ("cifar10", "cifar-10"):
             return self._cifar_info(args, datasets_dir)
         if key in ("tinyimagenet", "tiny-imagenet"):
             candidates = [Path(args.root)] if args.root else []
             root = tinyimagenet.find_root(candidates + [datasets_dir / "tinyimagenet"])
             layout = tinyimagenet.read_layout(root)
-            return DataInfo(layout.names, 3, IMAGENET_MEAN, IMAGENET_STD, source="tinyimagenet",
-                            native_imgsz=tinyimagenet.NATIVE_IMGSZ, extra={"tinyimagenet_root": str(layout.root)})
+            return DataInfo(
+                layout.names,
+                3,
+                IMAGENET_MEAN,
+                IMAGENET_STD,
+                source="tinyimagenet",
+                native_imgsz=tinyimagenet.NATIVE_IMGSZ,
+                extra={"tinyimagenet_root": str(layout.root)},
+            )
         if key == "shapes":
             root = ensure_shapes(datasets_dir / "shapes", verbose=args.verbose)
             return self._folder_info(root / "classify", source=str(root / "data.yaml"))
@@ -124,13 +147,16 @@ class ClassifyTask(Task):
         if path.suffix in (".yaml", ".yml"):
             spec = load_data_yaml(path)
             if spec.get("classify"):  # the classification view of a detection/segmentation dataset
-                return self._folder_info(spec["root"] / spec["classify"], source=str(path),
-                                         names=spec.get("classify_names"))
+                return self._folder_info(
+                    spec["root"] / spec["classify"], source=str(path), names=spec.get("classify_names")
+                )
             return self._folder_info(spec["root"], source=str(path), names=spec.get("names"))
         if path.is_dir():
             return self._folder_info(path, source=str(path))
-        raise DataError(f"dataset '{data}' not found: give a folder with train/<class>/ and val/<class>/, a data.yaml, "
-                        f"or one of: shapes, {', '.join(idx.IDX_NAMES)}, cifar10, tinyimagenet")
+        raise DataError(
+            f"dataset '{data}' not found: give a folder with train/<class>/ and val/<class>/, a data.yaml, "
+            f"or one of: shapes, {', '.join(idx.IDX_NAMES)}, cifar10, tinyimagenet"
+        )
 
     def _cifar_info(self, args: Settings, datasets_dir: Path) -> DataInfo:
         candidates = ([Path(args.root)] if args.root else []) + [datasets_dir / "cifar10"]
@@ -139,13 +165,23 @@ class ClassifyTask(Task):
             if not args.download:
                 raise cifar.missing_error(candidates)
             folder = cifar.download_cifar10(candidates[0])
-        return DataInfo(cifar.load_names(folder), 3, cifar.CIFAR10_MEAN, cifar.CIFAR10_STD, source="cifar10",
-                        native_imgsz=32, profile="photos", extra={"cifar_dir": str(folder)})
+        return DataInfo(
+            cifar.load_names(folder),
+            3,
+            cifar.CIFAR10_MEAN,
+            cifar.CIFAR10_STD,
+            source="cifar10",
+            native_imgsz=32,
+            profile="photos",
+            extra={"cifar_dir": str(folder)},
+        )
 
     def _folder_info(self, root: Path, source: str, names: list[str] | None = None) -> DataInfo:
         if not (root / "train").is_dir():
-            raise DataError(f"classification dataset '{root}' has no train/ folder; expected "
-                            f"{root}/train/<class>/*.jpg and {root}/val/<class>/*.jpg")
+            raise DataError(
+                f"classification dataset '{root}' has no train/ folder; expected "
+                f"{root}/train/<class>/*.jpg and {root}/val/<class>/*.jpg"
+            )
         names = names or [f.name for f in class_folders(root / "train")]
         if not names:
             raise DataError(f"'{root / 'train'}' has no class folders; expected {root}/train/<class name>/<images>")
@@ -165,14 +201,29 @@ class ClassifyTask(Task):
         tf = classify_transforms(imgsz, train, aug, args, data.mean, data.std, data.native_imgsz)
         if "tinyimagenet_root" in data.extra:
             layout = tinyimagenet.read_layout(Path(data.extra["tinyimagenet_root"]))
-            return tinyimagenet.FileListDataset(tinyimagenet.split_samples(layout, split), data.names, tf,
-                                                data.channels, cache=bool(args.cache), fraction=fraction)
+            return tinyimagenet.FileListDataset(
+                tinyimagenet.split_samples(layout, split),
+                data.names,
+                tf,
+                data.channels,
+                cache=bool(args.cache),
+                fraction=fraction,
+            )
         split_dir = Path(data.extra["root"]) / split
         if split != "train" and not split_dir.is_dir():
-            raise DataError(f"classification dataset '{data.extra['root']}' has no {split}/ folder; "
-                            f"add {split_dir}/<class>/*.jpg (or pass val=false to train without validation)")
-        return ImageFolderDataset(split_dir, data.names, tf, data.channels, cache=bool(args.cache),
-                                  require_all_classes=train, fraction=fraction)
+            raise DataError(
+                f"classification dataset '{data.extra['root']}' has no {split}/ folder; "
+                f"add {split_dir}/<class>/*.jpg (or pass val=false to train without validation)"
+            )
+        return ImageFolderDataset(
+            split_dir,
+            data.names,
+            tf,
+            data.channels,
+            cache=bool(args.cache),
+            require_all_classes=train,
+            fraction=fraction,
+        )
 
     def preprocess_batch(self, batch, device: torch.device) -> dict[str, Any]:
         x, y = batch
@@ -201,13 +252,17 @@ class ClassifyTask(Task):
         probs = outputs.float().softmax(1).cpu()
         k = min(int(args.topk), probs.shape[1])
         top = probs.topk(k, dim=1)
-        return [{"top": [{"class": int(c), "name": names[int(c)], "score": round(float(s), 6)}
-                         for s, c in zip(ss, cc)]} for ss, cc in zip(top.values, top.indices)]
+        return [
+            {"top": [{"class": int(c), "name": names[int(c)], "score": round(float(s), 6)} for s, c in zip(ss, cc)]}
+            for ss, cc in zip(top.values, top.indices)
+        ]
 
     def export_wrapper(self, net, args: Settings):
         if args.nms or args.argmax:
-            raise UsageError(f"{'nms' if args.nms else 'argmax'}=True applies to "
-                             f"{'detectors' if args.nms else 'segmenters'}; a classifier exports its logits")
+            raise UsageError(
+                f"{'nms' if args.nms else 'argmax'}=True applies to "
+                f"{'detectors' if args.nms else 'segmenters'}; a classifier exports its logits"
+            )
         return ClassifyExport(net)
 
     def edge_graph(self, net, inputs, size, args: Settings):

@@ -31,8 +31,7 @@ def resolve_yaml_data(args: Settings, default: str, task: str) -> tuple[Path, di
     data = args.data or default
     generator = GENERATED.get(str(data).lower())
     if generator is not None:  # a named dataset, generated on first use
-        root = generator(Path(args.datasets_dir) / str(data).lower(),
-                         verbose=args.verbose)
+        root = generator(Path(args.datasets_dir) / str(data).lower(), verbose=args.verbose)
         data = root / "data.yaml"
     path = Path(data)
     if path.is_dir() and (path / "data.yaml").is_file():
@@ -42,8 +41,10 @@ def resolve_yaml_data(args: Settings, default: str, task: str) -> tuple[Path, di
     spec = load_data_yaml(path)
     split = args.split
     if spec.get(split) is None and split != "train" and args.val:
-        raise DataError(f"'{path}' has no '{split}' split; add '{split}: images/{split}' (e.g. re-import with "
-                        f"val=0.2) — visionkit does not silently validate on training images")
+        raise DataError(
+            f"'{path}' has no '{split}' split; add '{split}: images/{split}' (e.g. re-import with "
+            f"val=0.2) — visionkit does not silently validate on training images"
+        )
     return path, spec
 
 
@@ -63,8 +64,9 @@ def split_files(data, split: str, train: bool, args: Settings) -> list[Path]:
 def joint_augment_args(args: Settings) -> dict[str, Any]:
     """``args`` with the geometry keys left at null filled for photos with boxes or masks: no rotation, horizontal
     flips half the time, no vertical flips."""
-    return args.replace(degrees=args.degrees or 0.0, fliplr=0.5 if args.fliplr is None else args.fliplr,
-                        flipud=args.flipud or 0.0)
+    return args.replace(
+        degrees=args.degrees or 0.0, fliplr=0.5 if args.fliplr is None else args.fliplr, flipud=args.flipud or 0.0
+    )
 
 
 def close_mosaic_epoch(trainer) -> None:
@@ -119,8 +121,15 @@ def plot_confusion(confusion: np.ndarray, names: list[str], path: Path, title: s
         for i in range(n):
             for j in range(n):
                 if confusion[i, j]:
-                    ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=7,
-                            color="white" if cm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(confusion[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if cm[i, j] > 0.5 else "black",
+                    )
     fig.colorbar(im)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -140,8 +149,11 @@ class DenseTask(Task):
     def preprocess_batch(self, batch, device: torch.device) -> dict[str, Any]:
         imgs, maps, metas = batch
         nb = device.type == "cuda"
-        return {"img": imgs.to(device, non_blocking=nb).float() / 255,
-                self.dense_key: maps.to(device, non_blocking=nb), "meta": metas}
+        return {
+            "img": imgs.to(device, non_blocking=nb).float() / 255,
+            self.dense_key: maps.to(device, non_blocking=nb),
+            "meta": metas,
+        }
 
     def epoch_start(self, trainer) -> None:
         close_mosaic_epoch(trainer)

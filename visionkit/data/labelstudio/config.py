@@ -9,11 +9,16 @@ from visionkit.errors import DataError
 
 # control tag → result type; the *Labels tags carry classes, the bare ones take them from a <Labels> tag
 CONTROL_TYPES = {
-    "rectanglelabels": "rectanglelabels", "rectangle": "rectanglelabels",
-    "polygonlabels": "polygonlabels", "polygon": "polygonlabels",
-    "brushlabels": "brushlabels", "brush": "brushlabels",
-    "keypointlabels": "keypointlabels", "keypoint": "keypointlabels",
-    "choices": "choices", "labels": "labels",
+    "rectanglelabels": "rectanglelabels",
+    "rectangle": "rectanglelabels",
+    "polygonlabels": "polygonlabels",
+    "polygon": "polygonlabels",
+    "brushlabels": "brushlabels",
+    "brush": "brushlabels",
+    "keypointlabels": "keypointlabels",
+    "keypoint": "keypointlabels",
+    "choices": "choices",
+    "labels": "labels",
 }
 OBJECT_TYPES = ("rectanglelabels", "polygonlabels", "brushlabels")
 
@@ -66,5 +71,8 @@ def image_tags(xml: str, source: str = "label config") -> dict[str, str]:
         root = ET.fromstring(xml)
     except ET.ParseError as e:
         raise DataError(f"{source} is not valid XML: {e}") from e
-    return {el.attrib["name"]: el.attrib.get("value", "").lstrip("$") for el in root.iter()
-            if el.tag.lower() == "image" and "name" in el.attrib}
+    return {
+        el.attrib["name"]: el.attrib.get("value", "").lstrip("$")
+        for el in root.iter()
+        if el.tag.lower() == "image" and "name" in el.attrib
+    }

@@ -60,8 +60,10 @@ def check_relative(rel: str, task_id) -> None:
     """Refuse absolute paths and '..' parts: task data must not point outside the folders it is looked up in."""
     p = PurePosixPath(rel.replace("\\", "/"))
     if p.is_absolute() or ".." in p.parts:
-        raise UnsafePathError(f"task {task_id}: refused image path '{rel}': it would leave the images folder "
-                              f"(absolute paths and '..' are not allowed in task data)")
+        raise UnsafePathError(
+            f"task {task_id}: refused image path '{rel}': it would leave the images folder "
+            f"(absolute paths and '..' are not allowed in task data)"
+        )
 
 
 def inside(root: Path, rel: str) -> Path:
@@ -122,8 +124,13 @@ class _KeepTokenAtHome(urllib.request.HTTPRedirectHandler):
         return new
 
 
-def fetch(url: str, headers: dict[str, str], timeout: float = 60.0, trusted: str | None = None,
-          max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+def fetch(
+    url: str,
+    headers: dict[str, str],
+    timeout: float = 60.0,
+    trusted: str | None = None,
+    max_bytes: int = MAX_IMAGE_BYTES,
+) -> bytes:
     """Download one image (only reached when the user allowed downloads or named the server). ``headers`` (the
     token) are sent only to ``trusted``'s origin, never to another host or through a redirect to one; the body
     is read to at most ``max_bytes`` and within ``timeout`` seconds in all."""

@@ -70,19 +70,32 @@ class Report:
         self.tasks_read = 0
 
     def skip(self, task_id, origin: str, result: dict, reason: str) -> None:
-        self.skipped_regions.append({"task": task_id, "from": origin, "region": result.get("id"),
-                                     "type": result.get("type"), "reason": reason})
+        self.skipped_regions.append(
+            {"task": task_id, "from": origin, "region": result.get("id"), "type": result.get("type"), "reason": reason}
+        )
 
     def regions_written(self) -> int:
         return sum(sum(c.values()) for c in self.written.values())
 
 
 class LabelStudioImport:
-    def __init__(self, *, config_xml: str | None = None, names: list[str] | None = None,
-                 images_dir: str | Path | None = None, annotations: str = "ground_truth", predictions: bool = False,
-                 background: bool = False, unknown: str = "error", val: float = 0.2, test: float = 0.0,
-                 seed: int = 0, download: bool = False, headers: dict[str, str] | None = None,
-                 base_url: str | None = None):
+    def __init__(
+        self,
+        *,
+        config_xml: str | None = None,
+        names: list[str] | None = None,
+        images_dir: str | Path | None = None,
+        annotations: str = "ground_truth",
+        predictions: bool = False,
+        background: bool = False,
+        unknown: str = "error",
+        val: float = 0.2,
+        test: float = 0.0,
+        seed: int = 0,
+        download: bool = False,
+        headers: dict[str, str] | None = None,
+        base_url: str | None = None,
+    ):
         if annotations not in POLICIES:
             raise UsageError(f"bad value annotations={annotations!r}: choose one of {', '.join(POLICIES)}")
         if unknown not in ("error", "add"):
@@ -116,9 +129,11 @@ class LabelStudioImport:
         fixed = bool(self.controls) if choices else self.fixed_names
         if fixed and self.unknown != "add":
             kind = "choice" if choices else "label"
-            raise DataError(f"task {task_id}: {kind} '{label}' is not in the class list {names} (from "
-                            f"{'the labeling config' if choices else self.names_from}); fix the annotation, add it "
-                            f"to the config or names=, or pass unknown=add to append it")
+            raise DataError(
+                f"task {task_id}: {kind} '{label}' is not in the class list {names} (from "
+                f"{'the labeling config' if choices else self.names_from}); fix the annotation, add it "
+                f"to the config or names=, or pass unknown=add to append it"
+            )
         names.append(label)
         return len(names) - 1
 
@@ -148,8 +163,9 @@ class LabelStudioImport:
             for a in live:
                 if not any(a is c for c in chosen):
                     for r in a.get("result") or []:
-                        self.report.skip(tid, f"annotation {a.get('id')}", r,
-                                         f"annotation not selected (annotations={self.policy})")
+                        self.report.skip(
+                            tid, f"annotation {a.get('id')}", r, f"annotation not selected (annotations={self.policy})"
+                        )
         preds = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
         picked_pred = None
         if preds and self.use_predictions and not chosen:
@@ -157,9 +173,13 @@ class LabelStudioImport:
         for p in preds:
             if p is picked_pred:
                 continue
-            reason = ("predictions ignored (pass predictions=True to use them for tasks without annotations)"
-                      if not self.use_predictions else "task has an annotation" if chosen
-                      else "another prediction has a higher score")
+            reason = (
+                "predictions ignored (pass predictions=True to use them for tasks without annotations)"
+                if not self.use_predictions
+                else "task has an annotation"
+                if chosen
+                else "another prediction has a higher score"
+            )
             for r in p.get("result") or []:
                 self.report.skip(tid, f"prediction {p.get('id')}", r, reason)
         out = [(f"annotation {a.get('id')}", a) for a in chosen]
@@ -176,8 +196,7 @@ class LabelStudioImport:
             sample.source = local
             return None
         if ref.kind in ("upload", "local") and self.base_url:
-            sample.data = img_refs.fetch(img_refs.server_url(ref, self.base_url), self.headers,
-                                         trusted=self.base_url)
+            sample.data = img_refs.fetch(img_refs.server_url(ref, self.base_url), self.headers, trusted=self.base_url)
             return None
         if ref.kind == "http":
             if not self.download:
@@ -227,8 +246,13 @@ class LabelStudioImport:
                     continue
                 self._class_id(label, tid, choices=True)
                 if sample.choice is not None and sample.choice != label:
-                    self.report.skip(tid, origin, r, f"a second choice '{label}' (already '{sample.choice}'): "
-                                                     f"multi-label classification is not supported")
+                    self.report.skip(
+                        tid,
+                        origin,
+                        r,
+                        f"a second choice '{label}' (already '{sample.choice}'): "
+                        f"multi-label classification is not supported",
+                    )
                     continue
                 sample.choice = label
                 self.report.written["choices"][label] += 1
@@ -274,15 +298,24 @@ class LabelStudioImport:
         if not (isinstance(oh, int) and isinstance(ow, int)) or oh <= 0 or ow <= 0:
             raise DataError(f"brush region declares original size {ow!r}×{oh!r}; expected positive integers")
         if (ow, oh) != image_size and ow * oh > MAX_IMAGE_PIXELS:
-            raise DataError(f"brush region declares an original size of {ow}×{oh} for a {image_size[0]}×"
-                            f"{image_size[1]} image, larger than any image visionkit reads")
+            raise DataError(
+                f"brush region declares an original size of {ow}×{oh} for a {image_size[0]}×"
+                f"{image_size[1]} image, larger than any image visionkit reads"
+            )
         if rle is None:
             raise DataError("brush region has no 'rle' value")
         return decode_brush_mask(rle, oh, ow)
 
     # -- the whole import --
-    def run(self, tasks: list[dict], out: str | Path, exist_ok: bool = False, verbose: bool = True,
-            source: str = "", source_paths: dict[str, str | Path | None] | None = None) -> dict:
+    def run(
+        self,
+        tasks: list[dict],
+        out: str | Path,
+        exist_ok: bool = False,
+        verbose: bool = True,
+        source: str = "",
+        source_paths: dict[str, str | Path | None] | None = None,
+    ) -> dict:
         """``source_paths``: files and folders the import reads besides ``images=`` (the export file, the
         config), which ``out`` must stay clear of."""
         out = prepare_output(out, exist_ok, {"images": self.images_dir, **(source_paths or {})})
@@ -293,14 +326,17 @@ class LabelStudioImport:
         samples: list[Sample] = []
         for task in tasks:
             rep.regions_in_export += sum(len(a.get("result") or []) for a in task.get("annotations") or [])
-            rep.regions_in_export += sum(len(p.get("result") or []) for p in task.get("predictions") or []
-                                         if isinstance(p, dict))
+            rep.regions_in_export += sum(
+                len(p.get("result") or []) for p in task.get("predictions") or [] if isinstance(p, dict)
+            )
             samples += self._task_samples(task)
         if not samples:
             reasons = "; ".join(f"task {t['task']}: {t['reason']}" for t in rep.skipped_tasks[:3])
-            raise DataError(f"nothing to import from {source or 'the tasks'}: {len(tasks)} task(s) read, none with "
-                            f"a usable annotation and image ({reasons or 'no tasks'}; background=True keeps "
-                            f"unannotated tasks)")
+            raise DataError(
+                f"nothing to import from {source or 'the tasks'}: {len(tasks)} task(s) read, none with "
+                f"a usable annotation and image ({reasons or 'no tasks'}; background=True keeps "
+                f"unannotated tasks)"
+            )
         self._name_and_split(samples)
         with atomic_dir(out, exist_ok, written_by="visionkit data import labelstudio") as tmp:
             report = self._write(samples, tmp, source)
@@ -370,8 +406,11 @@ class LabelStudioImport:
         for s in samples:
             stem, ext = os.path.splitext(s.ref.name)
             # two different images with one base name must not overwrite each other
-            s.name = f"{stem}_t{s.task_id}{s.suffix}{ext}" if counts[s.ref.name] > 1 and not s.suffix else \
-                f"{stem}{s.suffix}{ext}"
+            s.name = (
+                f"{stem}_t{s.task_id}{s.suffix}{ext}"
+                if counts[s.ref.name] > 1 and not s.suffix
+                else f"{stem}{s.suffix}{ext}"
+            )
             safe_component(s.name, f"image name (task {s.task_id})")  # task and annotation ids come from the file
         names = Counter(s.name for s in samples)
         dupes = [n for n, c in names.items() if c > 1]
@@ -389,9 +428,11 @@ class LabelStudioImport:
     def _write(self, samples: list[Sample], root: Path, source: str) -> dict:
         rep = self.report
         has_objects = any(s.rows for s in samples) or any(
-            c.type in ("rectanglelabels", "polygonlabels") for c in self.controls.values())
+            c.type in ("rectanglelabels", "polygonlabels") for c in self.controls.values()
+        )
         has_masks = any(s.regions for s in samples) or any(
-            c.type in ("polygonlabels", "brushlabels") for c in self.controls.values())
+            c.type in ("polygonlabels", "brushlabels") for c in self.controls.values()
+        )
         has_choices = bool(self.choice_names) or any(s.choice for s in samples)
         splits = Counter()
         for s in samples:
@@ -427,11 +468,15 @@ class LabelStudioImport:
                     (root / "classify" / split / c).mkdir(parents=True, exist_ok=True)
         id_only = sum(1 for t in self._tasks if any(not isinstance(p, dict) for p in t.get("predictions") or []))
         if id_only:
-            rep.notes.append(f"{id_only} task(s) list prediction ids only (this export does not include prediction "
-                             f"results); they hold no regions to import")
+            rep.notes.append(
+                f"{id_only} task(s) list prediction ids only (this export does not include prediction "
+                f"results); they hold no regions to import"
+            )
         if self.names_from == "first appearance" and self.names:
-            rep.notes.append("no labeling config or names= given: classes are ordered by first appearance "
-                             f"({', '.join(self.names)}); pass config=label_config.xml to use the config's order")
+            rep.notes.append(
+                "no labeling config or names= given: classes are ordered by first appearance "
+                f"({', '.join(self.names)}); pass config=label_config.xml to use the config's order"
+            )
         if "val" not in splits:
             rep.notes.append("the val split is empty (too few tasks for val=); training needs a validation split")
         data: dict[str, Any] = {"path": "."}
@@ -450,15 +495,28 @@ class LabelStudioImport:
         write_data_yaml(root / "data.yaml", data)
         report = {
             "source": source,
-            "options": {"annotations": self.policy, "predictions": self.use_predictions,
-                        "background": self.background, "unknown": self.unknown, "val": self.val, "test": self.test,
-                        "seed": self.seed},
+            "options": {
+                "annotations": self.policy,
+                "predictions": self.use_predictions,
+                "background": self.background,
+                "unknown": self.unknown,
+                "val": self.val,
+                "test": self.test,
+                "seed": self.seed,
+            },
             "classes": {"names": list(self.names), "from": self.names_from, "choices": list(self.choice_names)},
-            "tasks": {"read": rep.tasks_read, "written": len({str(s.task_id) for s in samples}),
-                      "skipped": rep.skipped_tasks},
-            "images_written": len(samples), "splits": dict(sorted(splits.items())),
-            "regions": {"in_export": rep.regions_in_export, "written": rep.regions_written(),
-                        "skipped": len(rep.skipped_regions)},
+            "tasks": {
+                "read": rep.tasks_read,
+                "written": len({str(s.task_id) for s in samples}),
+                "skipped": rep.skipped_tasks,
+            },
+            "images_written": len(samples),
+            "splits": dict(sorted(splits.items())),
+            "regions": {
+                "in_export": rep.regions_in_export,
+                "written": rep.regions_written(),
+                "skipped": len(rep.skipped_regions),
+            },
             "written_by_kind": {k: dict(sorted(v.items())) for k, v in sorted(rep.written.items())},
             "rotated_boxes": rep.rotated_boxes,
             "skipped_regions": rep.skipped_regions,
@@ -472,17 +530,24 @@ class LabelStudioImport:
 
 def format_report(report: dict, out: Path) -> str:
     r = report["regions"]
-    lines = [f"imported {report['images_written']} image(s) from {report['tasks']['read']} task(s) into {out} "
-             f"(splits: {', '.join(f'{k} {v}' for k, v in report['splits'].items())})",
-             f"classes ({report['classes']['from']}): {', '.join(report['classes']['names']) or '-'}"
-             + (f"; choices: {', '.join(report['classes']['choices'])}" if report["classes"]["choices"] else ""),
-             f"{'kind':<16} {'class':<20} {'regions':>8}"]
+    lines = [
+        f"imported {report['images_written']} image(s) from {report['tasks']['read']} task(s) into {out} "
+        f"(splits: {', '.join(f'{k} {v}' for k, v in report['splits'].items())})",
+        f"classes ({report['classes']['from']}): {', '.join(report['classes']['names']) or '-'}"
+        + (f"; choices: {', '.join(report['classes']['choices'])}" if report["classes"]["choices"] else ""),
+        f"{'kind':<16} {'class':<20} {'regions':>8}",
+    ]
     for kind, per_class in report["written_by_kind"].items():
         for name, n in per_class.items():
             lines.append(f"{kind:<16} {name:<20} {n:>8}")
-    lines.append(f"regions: {r['in_export']} in export = {r['written']} written + {r['skipped']} skipped"
-                 + (f"; {report['rotated_boxes']} rotated box(es) written as their enclosing box"
-                    if report["rotated_boxes"] else ""))
+    lines.append(
+        f"regions: {r['in_export']} in export = {r['written']} written + {r['skipped']} skipped"
+        + (
+            f"; {report['rotated_boxes']} rotated box(es) written as their enclosing box"
+            if report["rotated_boxes"]
+            else ""
+        )
+    )
     reasons = Counter(s["reason"] for s in report["skipped_regions"])
     for reason, n in reasons.most_common():
         lines.append(f"  skipped {n:>4} region(s): {reason}")
@@ -493,9 +558,17 @@ def format_report(report: dict, out: Path) -> str:
     return "\n".join(lines)
 
 
-def import_labelstudio(tasks: list[dict], out: str | Path, *, exist_ok: bool = False, verbose: bool = True,
-                       source: str = "", source_paths: dict[str, str | Path | None] | None = None,
-                       **options) -> dict:
+def import_labelstudio(
+    tasks: list[dict],
+    out: str | Path,
+    *,
+    exist_ok: bool = False,
+    verbose: bool = True,
+    source: str = "",
+    source_paths: dict[str, str | Path | None] | None = None,
+    **options,
+) -> dict:
     """Import Label Studio tasks (full JSON export format) into a dataset folder; returns the report."""
-    return LabelStudioImport(**options).run(tasks, out, exist_ok=exist_ok, verbose=verbose, source=source,
-                                            source_paths=source_paths)
+    return LabelStudioImport(**options).run(
+        tasks, out, exist_ok=exist_ok, verbose=verbose, source=source, source_paths=source_paths
+    )

@@ -33,8 +33,15 @@ def labelstudio_target(task: str, names: list[str], args: Settings) -> tuple[str
     return config, plan(task, names, config, args.names_map)
 
 
-def write_labelstudio_tasks(results: list[dict], task: str, names: list[str], save_dir: Path, args: Settings,
-                            model_path: str | Path | None = None, verbose: bool = True) -> dict[str, Any]:
+def write_labelstudio_tasks(
+    results: list[dict],
+    task: str,
+    names: list[str],
+    save_dir: Path,
+    args: Settings,
+    model_path: str | Path | None = None,
+    verbose: bool = True,
+) -> dict[str, Any]:
     """Write labelstudio_tasks.json (one task per predicted image file) and the labeling config it fits;
     returns a summary. Video frames and in-memory images have no file for Label Studio to show: counted, skipped."""
     config, target = labelstudio_target(task, names, args)
@@ -47,19 +54,27 @@ def write_labelstudio_tasks(results: list[dict], task: str, names: list[str], sa
     for r, path in files:
         rel = _relative(path, root)
         ref = "/data/local-files/?d=" + urllib.parse.quote(rel)
-        tasks.append({"data": {target.data_key: ref},
-                      "predictions": [{"model_version": version, **writer.prediction(r)}]})
+        tasks.append(
+            {"data": {target.data_key: ref}, "predictions": [{"model_version": version, **writer.prediction(r)}]}
+        )
     atomic_write_text(save_dir / CONFIG_FILE, config)
     atomic_write_text(save_dir / TASKS_FILE, json.dumps(tasks, indent=1))
-    summary = {"tasks": len(tasks), "skipped": skipped, "regions": dict(writer.written), "root": str(root),
-               "unused_classes": target.unused}
+    summary = {
+        "tasks": len(tasks),
+        "skipped": skipped,
+        "regions": dict(writer.written),
+        "root": str(root),
+        "unused_classes": target.unused,
+    }
     if verbose:
         regions = ", ".join(f"{n} {k}" for k, n in writer.written.items()) or "no regions"
-        print(f"Label Studio pre-annotations: {len(tasks)} task(s), {regions} → {save_dir / TASKS_FILE}"
-              + (f" ({skipped} video frame(s) or array(s) skipped: no image file)" if skipped else "")
-              + f"\n  labeling config: {save_dir / CONFIG_FILE}; images are referenced under {root}: run Label Studio "
-                f"with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root}, "
-                f"add a Local Storage on that folder, then import the JSON")
+        print(
+            f"Label Studio pre-annotations: {len(tasks)} task(s), {regions} → {save_dir / TASKS_FILE}"
+            + (f" ({skipped} video frame(s) or array(s) skipped: no image file)" if skipped else "")
+            + f"\n  labeling config: {save_dir / CONFIG_FILE}; images are referenced under {root}: run Label Studio "
+            f"with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root}, "
+            f"add a Local Storage on that folder, then import the JSON"
+        )
     return summary
 
 
@@ -73,5 +88,6 @@ def _relative(path: Path, root: Path) -> str:
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError as e:
-        raise DataError(f"image '{path}' is not inside ls_root '{root}'; set ls_root= to a folder holding every "
-                        f"image") from e
+        raise DataError(
+            f"image '{path}' is not inside ls_root '{root}'; set ls_root= to a folder holding every image"
+        ) from e

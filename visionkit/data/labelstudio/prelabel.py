@@ -22,8 +22,12 @@ from visionkit.errors import UsageError
 
 # the control tags each task fills, in order of preference within the config's own order
 TASK_CONTROLS = {"detect": ("rectanglelabels",), "segment": ("brushlabels", "polygonlabels"), "classify": ("choices",)}
-TAG_NAMES = {"rectanglelabels": "RectangleLabels", "brushlabels": "BrushLabels", "polygonlabels": "PolygonLabels",
-             "choices": "Choices"}
+TAG_NAMES = {
+    "rectanglelabels": "RectangleLabels",
+    "brushlabels": "BrushLabels",
+    "polygonlabels": "PolygonLabels",
+    "choices": "Choices",
+}
 
 
 @dataclass
@@ -53,8 +57,9 @@ def parse_names_map(value) -> dict[str, str]:
         if not part.strip():
             continue
         if ":" not in part:
-            raise UsageError(f"names_map entry '{part.strip()}' is not model_name:label (e.g. names_map=car:Car,"
-                             f"person:Pedestrian)")
+            raise UsageError(
+                f"names_map entry '{part.strip()}' is not model_name:label (e.g. names_map=car:Car,person:Pedestrian)"
+            )
         k, v = part.split(":", 1)
         pairs[k.strip()] = v.strip()
     return pairs
@@ -63,8 +68,10 @@ def parse_names_map(value) -> dict[str, str]:
 def check_task(task: str) -> tuple[str, ...]:
     """The control types a task's predictions can fill; an error for a task Label Studio has no region for."""
     if task not in TASK_CONTROLS:
-        raise UsageError(f"a {task} model has no Label Studio region type to pre-label with (detect → "
-                         f"RectangleLabels, segment → BrushLabels or PolygonLabels, classify → Choices)")
+        raise UsageError(
+            f"a {task} model has no Label Studio region type to pre-label with (detect → "
+            f"RectangleLabels, segment → BrushLabels or PolygonLabels, classify → Choices)"
+        )
     return TASK_CONTROLS[task]
 
 
@@ -77,22 +84,29 @@ def plan(task: str, names: list[str], config_xml: str, names_map=None) -> Target
     candidates = [c for c in controls.values() if c.type in kinds and c.to_name in images]
     if not candidates:
         found = ", ".join(f"<{TAG_NAMES.get(c.type, c.type)} name={c.name!r}>" for c in controls.values()) or "none"
-        raise UsageError(f"the labeling config has no {' or '.join(f'<{TAG_NAMES[k]}>' for k in kinds)} tag on an "
-                         f"<Image> for this {task} model (control tags found: {found})")
+        raise UsageError(
+            f"the labeling config has no {' or '.join(f'<{TAG_NAMES[k]}>' for k in kinds)} tag on an "
+            f"<Image> for this {task} model (control tags found: {found})"
+        )
     control = candidates[0]
-    labels = control.labels or [n for c in controls.values() if c.type == "labels" and c.to_name == control.to_name
-                                for n in c.labels]
+    labels = control.labels or [
+        n for c in controls.values() if c.type == "labels" and c.to_name == control.to_name for n in c.labels
+    ]
     mapping = parse_names_map(names_map)
     missing = [k for k in mapping if k not in names]
     if missing:
-        raise UsageError(f"names_map names {', '.join(map(repr, missing))}, which the model does not have; its "
-                         f"classes: {', '.join(names)}")
+        raise UsageError(
+            f"names_map names {', '.join(map(repr, missing))}, which the model does not have; its "
+            f"classes: {', '.join(names)}"
+        )
     label_of = {i: mapping.get(n, n) for i, n in enumerate(names)}
     unknown = [lbl for lbl in labels if lbl not in label_of.values()]
     if unknown:
-        raise UsageError(f"the labeling config's <{TAG_NAMES[control.type]} name={control.name!r}> has label(s) "
-                         f"{', '.join(map(repr, unknown))} that the model does not know (its classes: "
-                         f"{', '.join(names)}); map model classes to them with names_map=model_name:label,...")
+        raise UsageError(
+            f"the labeling config's <{TAG_NAMES[control.type]} name={control.name!r}> has label(s) "
+            f"{', '.join(map(repr, unknown))} that the model does not know (its classes: "
+            f"{', '.join(names)}); map model classes to them with names_map=model_name:label,..."
+        )
     target = Target(task, control, control.to_name, images[control.to_name])
     target.label_of = {i: lbl for i, lbl in label_of.items() if lbl in labels}
     target.unused = [names[i] for i in label_of if i not in target.label_of]
@@ -110,8 +124,15 @@ class RegionWriter:
 
     def _region(self, rtype: str, value: dict, score: float, size: tuple[int, int] | None) -> dict:
         self._next_id += 1
-        region = {"id": f"vk{self._next_id}", "from_name": self.target.control.name, "to_name": self.target.image,
-                  "type": rtype, "value": value, "score": _finite(score), "origin": "prediction"}
+        region = {
+            "id": f"vk{self._next_id}",
+            "from_name": self.target.control.name,
+            "to_name": self.target.image,
+            "type": rtype,
+            "value": value,
+            "score": _finite(score),
+            "origin": "prediction",
+        }
         if size is not None:
             region.update(original_width=int(size[0]), original_height=int(size[1]), image_rotation=0)
         return region
@@ -131,8 +152,14 @@ class RegionWriter:
             if label is None:
                 continue
             x1, y1, x2, y2 = d["box"]
-            value = {"x": x1 / w * 100, "y": y1 / h * 100, "width": (x2 - x1) / w * 100,
-                     "height": (y2 - y1) / h * 100, "rotation": 0, "rectanglelabels": [label]}
+            value = {
+                "x": x1 / w * 100,
+                "y": y1 / h * 100,
+                "width": (x2 - x1) / w * 100,
+                "height": (y2 - y1) / h * 100,
+                "rotation": 0,
+                "rectanglelabels": [label],
+            }
             out.append(self._region("rectanglelabels", value, d["score"], (w, h)))
         return out
 
@@ -191,8 +218,10 @@ def default_config(task: str, names: list[str], kind: str | None = None) -> str:
     labels = [n for n in names if not (task == "segment" and n.lower() == "background")]
     child = "Choice" if kind == "choices" else "Label"
     items = "".join(f'<{child} value="{_xml_attr(n)}"/>' for n in labels)
-    return (f'<View>\n  <Image name="image" value="$image"/>\n  <{TAG_NAMES[kind]} name="label" toName="image">'
-            f"{items}</{TAG_NAMES[kind]}>\n</View>\n")
+    return (
+        f'<View>\n  <Image name="image" value="$image"/>\n  <{TAG_NAMES[kind]} name="label" toName="image">'
+        f"{items}</{TAG_NAMES[kind]}>\n</View>\n"
+    )
 
 
 def _xml_attr(text: str) -> str:

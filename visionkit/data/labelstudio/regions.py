@@ -61,7 +61,9 @@ def region_problem(region, rtype: str) -> str | None:
             return "rectangle rotation is not a finite number"
     elif rtype == "polygonlabels":
         points = value.get("points")
-        if not (isinstance(points, list) and all(isinstance(p, (list, tuple)) and len(p) == 2
-                                                 and _finite(p[0]) and _finite(p[1]) for p in points)):
+        if not (
+            isinstance(points, list)
+            and all(isinstance(p, (list, tuple)) and len(p) == 2 and _finite(p[0]) and _finite(p[1]) for p in points)
+        ):
             return "polygon points must be a list of [x, y] pairs of finite numbers"
     return None

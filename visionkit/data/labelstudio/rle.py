@@ -22,7 +22,7 @@ class _Bits:
         end = self.pos + n
         if end > len(self.bits):
             raise DataError("brush RLE ends early (truncated or not an RLE mask)")
-        chunk = self.bits[self.pos:end]
+        chunk = self.bits[self.pos : end]
         self.pos = end
         value = 0
         for b in chunk.tolist():
@@ -46,13 +46,17 @@ def decode_rle(rle: list[int] | bytes, expected: int | None = None) -> np.ndarra
     word = stream.read(5) + 1
     widths = [stream.read(4) + 1 for _ in range(4)]
     if expected is not None and count != expected:
-        raise DataError(f"brush RLE declares {count} values, but the region's size needs {expected} "
-                        f"(original_height × original_width × RGBA)")
+        raise DataError(
+            f"brush RLE declares {count} values, but the region's size needs {expected} "
+            f"(original_height × original_width × RGBA)"
+        )
     # a chunk of at least 3 + min(widths) + word bits yields at most 2**max(widths) values
     chunks = (len(stream.bits) - HEADER_BITS) // (3 + min(widths) + word)
     if count > chunks * 2 ** max(widths):
-        raise DataError(f"brush RLE declares {count} values, more than its {len(stream.bits) // 8} bytes can "
-                        f"encode (corrupt or not an RLE mask)")
+        raise DataError(
+            f"brush RLE declares {count} values, more than its {len(stream.bits) // 8} bytes can "
+            f"encode (corrupt or not an RLE mask)"
+        )
     out = np.zeros(count, dtype=np.uint8 if word <= 8 else np.uint32)
     x = 0
     while x < count:
@@ -61,7 +65,7 @@ def decode_rle(rle: list[int] | bytes, expected: int | None = None) -> np.ndarra
         if x + n > count:
             raise DataError(f"brush RLE run of {n} overflows the {count} values it declares")
         if repeat:
-            out[x:x + n] = stream.read(word)
+            out[x : x + n] = stream.read(word)
         else:
             for i in range(n):
                 out[x + i] = stream.read(word)
@@ -81,8 +85,9 @@ CHUNK_BITS = 1 + 2 + RUN_WIDTHS[-1] + WORD_BITS  # the longest chunk: flag, widt
 BLOCK = 1 << 16  # chunks turned into bits at a time: memory stays a few MB for any mask
 
 
-def _field_bits(values: np.ndarray, widths: np.ndarray, offsets: np.ndarray, cols: np.ndarray,
-                bits: np.ndarray) -> None:
+def _field_bits(
+    values: np.ndarray, widths: np.ndarray, offsets: np.ndarray, cols: np.ndarray, bits: np.ndarray
+) -> None:
     """Write each row's field (``values`` in ``widths`` bits, most significant first) at column ``offsets``."""
     pos = cols - offsets[:, None]
     inside = (pos >= 0) & (pos < widths[:, None])

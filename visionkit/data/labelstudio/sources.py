@@ -27,9 +27,12 @@ def load_export(path: str | Path) -> tuple[list[dict], str]:
         raise DataError(f"'{path}' is not a Label Studio export: expected a list of tasks")
     if all("data" in t for t in data):
         return data, "JSON"
-    warnings.warn(f"'{path}' is a JSON_MIN export: it keeps one annotation per task and lacks cancelled/ground-truth "
-                  f"flags, predictions, region ids and result types (inferred from the value keys); export as JSON "
-                  f"to import everything", stacklevel=2)
+    warnings.warn(
+        f"'{path}' is a JSON_MIN export: it keeps one annotation per task and lacks cancelled/ground-truth "
+        f"flags, predictions, region ids and result types (inferred from the value keys); export as JSON "
+        f"to import everything",
+        stacklevel=2,
+    )
     return [_from_min(t, path) for t in data], "JSON_MIN"
 
 
@@ -46,15 +49,27 @@ def _from_min(t: dict, path: Path) -> dict:
             data[key] = value
         else:  # a list of plain values: a Choices tag in JSON_MIN is {"choices": [...]} or a bare list
             results.append({"from_name": key, "to_name": "", "type": "choices", "value": {"choices": value}})
-    ann = {"id": t.get("annotation_id"), "completed_by": t.get("annotator"), "was_cancelled": False,
-           "ground_truth": False, "created_at": t.get("created_at"), "updated_at": t.get("updated_at"),
-           "result": results}
+    ann = {
+        "id": t.get("annotation_id"),
+        "completed_by": t.get("annotator"),
+        "was_cancelled": False,
+        "ground_truth": False,
+        "created_at": t.get("created_at"),
+        "updated_at": t.get("updated_at"),
+        "result": results,
+    }
     return {"id": t.get("id"), "data": data, "annotations": [ann] if results else [], "predictions": []}
 
 
 def _min_region(key: str, v: dict, path: Path) -> dict:
-    kind = next((k for k in ("rectanglelabels", "polygonlabels", "brushlabels", "keypointlabels", "choices", "labels")
-                 if k in v), None)
+    kind = next(
+        (
+            k
+            for k in ("rectanglelabels", "polygonlabels", "brushlabels", "keypointlabels", "choices", "labels")
+            if k in v
+        ),
+        None,
+    )
     if kind is None:
         if "rle" in v:
             kind = "brushlabels"
@@ -67,8 +82,14 @@ def _min_region(key: str, v: dict, path: Path) -> dict:
     value = {k: x for k, x in v.items() if k not in ("original_width", "original_height")}
     if kind == "brushlabels" and "brushlabels" not in value:
         value["brushlabels"] = []
-    return {"from_name": key, "to_name": "", "type": kind, "value": value,
-            "original_width": v.get("original_width"), "original_height": v.get("original_height")}
+    return {
+        "from_name": key,
+        "to_name": "",
+        "type": kind,
+        "value": value,
+        "original_width": v.get("original_width"),
+        "original_height": v.get("original_height"),
+    }
 
 
 def fetch_project(url: str, project: int, token: str | None) -> tuple[list[dict], str, dict[str, str]]:
@@ -76,12 +97,15 @@ def fetch_project(url: str, project: int, token: str | None) -> tuple[list[dict]
     try:
         from label_studio_sdk import LabelStudio
     except ImportError as e:
-        raise UsageError("importing from a Label Studio server needs label-studio-sdk: "
-                         "pip install 'visionkit[labelstudio]'") from e
+        raise UsageError(
+            "importing from a Label Studio server needs label-studio-sdk: pip install 'visionkit[labelstudio]'"
+        ) from e
     token = token or os.environ.get("LABEL_STUDIO_API_KEY")
     if not token:
-        raise UsageError("a Label Studio server needs an access token: pass token=... or set LABEL_STUDIO_API_KEY "
-                         "(legacy token or personal access token)")
+        raise UsageError(
+            "a Label Studio server needs an access token: pass token=... or set LABEL_STUDIO_API_KEY "
+            "(legacy token or personal access token)"
+        )
     try:
         client = LabelStudio(base_url=url, api_key=token)
         config = client.projects.get(id=project).label_config

@@ -20,8 +20,13 @@ class TaskImages:
     """``load(task, key)`` → BGR uint8 (H, W, 3) as displayed (EXIF orientation applied, as Label Studio shows it
     and its percentages refer to)."""
 
-    def __init__(self, base_url: str | None = None, headers: dict[str, str] | None = None,
-                 images_dir: str | Path | None = None, timeout: float = 30.0):
+    def __init__(
+        self,
+        base_url: str | None = None,
+        headers: dict[str, str] | None = None,
+        images_dir: str | Path | None = None,
+        timeout: float = 30.0,
+    ):
         self.base_url = base_url.rstrip("/") + "/" if base_url else None
         self.headers = dict(headers or {})
         self.images_dir = Path(images_dir) if images_dir else None
@@ -41,14 +46,18 @@ class TaskImages:
         if ref.kind in ("upload", "local"):
             if self.base_url is None:
                 where = f" (looked for {', '.join(tried)})" if tried else ""
-                raise DataError(f"task {tid}: image '{ref.url}' is stored in Label Studio, but no server URL is known"
-                                f"{where}; Label Studio sends it in /setup, or set LABEL_STUDIO_URL or images=")
+                raise DataError(
+                    f"task {tid}: image '{ref.url}' is stored in Label Studio, but no server URL is known"
+                    f"{where}; Label Studio sends it in /setup, or set LABEL_STUDIO_URL or images="
+                )
             url = refs.server_url(ref, self.base_url)
             return decode(refs.fetch(url, self.headers, self.timeout, trusted=self.base_url), ref.url)
         if ref.kind == "http":  # the token goes to the Label Studio server only, never to another host
             return decode(refs.fetch(ref.url, self.headers, self.timeout, trusted=self.base_url), ref.url)
-        raise DataError(f"task {tid}: image '{ref.url}' ({ref.kind}) cannot be fetched by visionkit; give images= a "
-                        f"folder holding the files (looked for {', '.join(tried) or 'nothing: no images='})")
+        raise DataError(
+            f"task {tid}: image '{ref.url}' ({ref.kind}) cannot be fetched by visionkit; give images= a "
+            f"folder holding the files (looked for {', '.join(tried) or 'nothing: no images='})"
+        )
 
 
 def decode(data: bytes, name: str) -> np.ndarray:

@@ -60,8 +60,15 @@ class StagedBackbone(Backbone):
     Stages after the deepest requested stride are dropped, so asking for fewer strides costs less.
     """
 
-    def __init__(self, stages: list[nn.Module], stage_strides: list[int], stage_channels: list[int],
-                 out_strides=None, in_channels: int = 3, name: str = "backbone"):
+    def __init__(
+        self,
+        stages: list[nn.Module],
+        stage_strides: list[int],
+        stage_channels: list[int],
+        out_strides=None,
+        in_channels: int = 3,
+        name: str = "backbone",
+    ):
         super().__init__()
         available = {}
         for s, c in zip(stage_strides, stage_channels):

@@ -13,8 +13,12 @@ from visionkit.registry import register
 
 def _conv(c_in: int, c_out: int, dropout: float, k: int = 3) -> nn.Sequential:
     # the course's unit: conv → ReLU → BN → dropout
-    return nn.Sequential(nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False), nn.ReLU(), nn.BatchNorm2d(c_out),
-                         nn.Dropout2d(dropout) if dropout else nn.Identity())
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False),
+        nn.ReLU(),
+        nn.BatchNorm2d(c_out),
+        nn.Dropout2d(dropout) if dropout else nn.Identity(),
+    )
 
 
 class MNISTNet(StagedBackbone):
@@ -27,10 +31,19 @@ class MNISTNet(StagedBackbone):
         c = width
         stages = [
             nn.Sequential(_conv(in_channels, c // 2, dropout), _conv(c // 2, c, dropout)),
-            nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), _conv(c, c // 2, 0, k=1),  # transition
-                          _conv(c // 2, c, dropout), _conv(c, c, dropout)),
-            nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), _conv(c, c // 2, 0, k=1),
-                          _conv(c // 2, c, dropout), _conv(c, c + c // 4, dropout), _conv(c + c // 4, c + c // 4, 0)),
+            nn.Sequential(
+                nn.MaxPool2d(2, ceil_mode=True),
+                _conv(c, c // 2, 0, k=1),  # transition
+                _conv(c // 2, c, dropout),
+                _conv(c, c, dropout),
+            ),
+            nn.Sequential(
+                nn.MaxPool2d(2, ceil_mode=True),
+                _conv(c, c // 2, 0, k=1),
+                _conv(c // 2, c, dropout),
+                _conv(c, c + c // 4, dropout),
+                _conv(c + c // 4, c + c // 4, 0),
+            ),
         ]
         super().__init__(stages, [1, 2, 4], [c, c, c + c // 4], out_strides, in_channels, "mnist_net")
 
@@ -44,19 +57,35 @@ class MNISTLeanNet(StagedBackbone):
     a digit's strokes are already combined; the 1×1s keep the 3×3 after each pool cheap.
     """
 
-    def __init__(self, out_strides=None, in_channels: int = 1, widths: tuple[int, ...] = (8, 16, 12, 16, 14, 16),
-                 squeeze: tuple[int, ...] = (8, 10), dropout: float = 0.05):
+    def __init__(
+        self,
+        out_strides=None,
+        in_channels: int = 1,
+        widths: tuple[int, ...] = (8, 16, 12, 16, 14, 16),
+        squeeze: tuple[int, ...] = (8, 10),
+        dropout: float = 0.05,
+    ):
         if len(widths) != 6 or len(squeeze) != 2:
-            raise UsageError(f"mnist_lean: widths needs 6 values (two 3×3 convs at each of 3 resolutions) and squeeze "
-                             f"2 (the 1×1 after each max-pool); got widths={list(widths)}, squeeze={list(squeeze)}")
+            raise UsageError(
+                f"mnist_lean: widths needs 6 values (two 3×3 convs at each of 3 resolutions) and squeeze "
+                f"2 (the 1×1 after each max-pool); got widths={list(widths)}, squeeze={list(squeeze)}"
+            )
         w, q = widths, squeeze
         stages = [
             nn.Sequential(_conv(in_channels, w[0], dropout), _conv(w[0], w[1], dropout)),
-            nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), _conv(w[1], q[0], 0, k=1),
-                          _conv(q[0], w[2], dropout), _conv(w[2], w[3], dropout)),
+            nn.Sequential(
+                nn.MaxPool2d(2, ceil_mode=True),
+                _conv(w[1], q[0], 0, k=1),
+                _conv(q[0], w[2], dropout),
+                _conv(w[2], w[3], dropout),
+            ),
             # no dropout on the last conv: its channels are all the linear head sees
-            nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), _conv(w[3], q[1], 0, k=1),
-                          _conv(q[1], w[4], dropout), _conv(w[4], w[5], 0)),
+            nn.Sequential(
+                nn.MaxPool2d(2, ceil_mode=True),
+                _conv(w[3], q[1], 0, k=1),
+                _conv(q[1], w[4], dropout),
+                _conv(w[4], w[5], 0),
+            ),
         ]
         super().__init__(stages, [1, 2, 4], [w[1], w[3], w[5]], out_strides, in_channels, "mnist_lean")
 
@@ -69,12 +98,24 @@ class CIFARDilatedNet(StagedBackbone):
     def __init__(self, out_strides=None, in_channels: int = 3, dropout: float = 0.05):
         act = nn.ReLU
         stages = [
-            nn.Sequential(ConvBNAct(in_channels, 24, act=act), DepthwiseSeparableConv(24, 32),
-                          ConvBNAct(32, 32, d=2, act=act), nn.Dropout2d(dropout)),
-            nn.Sequential(ConvBNAct(32, 48, s=2, act=act), DepthwiseSeparableConv(48, 48),
-                          DepthwiseSeparableConv(48, 64, d=2), nn.Dropout2d(dropout)),
-            nn.Sequential(ConvBNAct(64, 96, s=2, act=act), DepthwiseSeparableConv(96, 96),
-                          DepthwiseSeparableConv(96, 128, d=2), nn.Dropout2d(dropout)),
+            nn.Sequential(
+                ConvBNAct(in_channels, 24, act=act),
+                DepthwiseSeparableConv(24, 32),
+                ConvBNAct(32, 32, d=2, act=act),
+                nn.Dropout2d(dropout),
+            ),
+            nn.Sequential(
+                ConvBNAct(32, 48, s=2, act=act),
+                DepthwiseSeparableConv(48, 48),
+                DepthwiseSeparableConv(48, 64, d=2),
+                nn.Dropout2d(dropout),
+            ),
+            nn.Sequential(
+                ConvBNAct(64, 96, s=2, act=act),
+                DepthwiseSeparableConv(96, 96),
+                DepthwiseSeparableConv(96, 128, d=2),
+                nn.Dropout2d(dropout),
+            ),
             nn.Sequential(DepthwiseSeparableConv(128, 128, s=2), DepthwiseSeparableConv(128, 160)),
         ]
         super().__init__(stages, [1, 2, 4, 8], [32, 64, 128, 160], out_strides, in_channels, "cifar_dilated")
@@ -87,8 +128,14 @@ def mnist_net(*, out_strides=None, in_channels: int = 1, width: int = 16, dropou
 
 
 @register("backbone", "mnist_lean")
-def mnist_lean(*, out_strides=None, in_channels: int = 1, widths: tuple[int, ...] = (8, 16, 12, 16, 14, 16),
-               squeeze: tuple[int, ...] = (8, 10), dropout: float = 0.05) -> MNISTLeanNet:
+def mnist_lean(
+    *,
+    out_strides=None,
+    in_channels: int = 1,
+    widths: tuple[int, ...] = (8, 16, 12, 16, 14, 16),
+    squeeze: tuple[int, ...] = (8, 10),
+    dropout: float = 0.05,
+) -> MNISTLeanNet:
     """Course MNIST net under 8k parameters (strides 1, 2, 4)."""
     return MNISTLeanNet(out_strides, in_channels, tuple(widths), tuple(squeeze), dropout)
 

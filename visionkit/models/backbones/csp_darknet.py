@@ -16,8 +16,9 @@ BASE_DEPTHS = (3, 6, 6, 3)
 
 
 class CSPDarknet(StagedBackbone):
-    def __init__(self, out_strides=None, in_channels: int = 3, width: float = 0.25, depth: float = 0.33,
-                 max_channels: int = 1024):
+    def __init__(
+        self, out_strides=None, in_channels: int = 3, width: float = 0.25, depth: float = 0.33, max_channels: int = 1024
+    ):
         ch = [min(max(16, int(math.ceil(c * width / 8) * 8)), max_channels) for c in BASE_CHANNELS]
         n = [max(1, round(d * depth)) for d in BASE_DEPTHS]
         stages = [ConvBNAct(in_channels, ch[0], 3, 2)]  # stride 2
@@ -30,8 +31,9 @@ class CSPDarknet(StagedBackbone):
 
 
 @register("backbone", "csp_darknet")
-def csp_darknet(*, out_strides=None, in_channels: int = 3, scale: str | None = None, width: float = 0.25,
-                depth: float = 0.33) -> CSPDarknet:
+def csp_darknet(
+    *, out_strides=None, in_channels: int = 3, scale: str | None = None, width: float = 0.25, depth: float = 0.33
+) -> CSPDarknet:
     """CSPDarknet (C2f + SPPF); scale n/s/m or width/depth multipliers (strides 2-32, default 8, 16, 32)."""
     if scale is not None:
         if scale not in SCALES:

@@ -32,8 +32,16 @@ def _replace_first_conv(chain: list[nn.Module], in_channels: int) -> None:
     for parent in chain:
         for mod_name, conv in list(parent.named_modules()):
             if isinstance(conv, nn.Conv2d):
-                new = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                                conv.dilation, conv.groups, conv.bias is not None)
+                new = nn.Conv2d(
+                    in_channels,
+                    conv.out_channels,
+                    conv.kernel_size,
+                    conv.stride,
+                    conv.padding,
+                    conv.dilation,
+                    conv.groups,
+                    conv.bias is not None,
+                )
                 with torch.no_grad():
                     w = conv.weight.sum(1, keepdim=True) / in_channels
                     new.weight.copy_(w.repeat(1, in_channels, 1, 1))
@@ -60,8 +68,10 @@ def load_local_weights(net: nn.Module, weights: str | Path) -> None:
     missing, unexpected = net.load_state_dict(sd, strict=False)
     backbone_missing = [k for k in missing if not k.startswith(("fc.", "classifier."))]
     if backbone_missing:
-        raise CheckpointError(f"weights file '{path}' lacks {len(backbone_missing)} backbone tensors, "
-                              f"e.g. {backbone_missing[:3]}: is it for this network?")
+        raise CheckpointError(
+            f"weights file '{path}' lacks {len(backbone_missing)} backbone tensors, "
+            f"e.g. {backbone_missing[:3]}: is it for this network?"
+        )
 
 
 class TorchvisionBackbone(StagedBackbone):
@@ -85,7 +95,7 @@ class TorchvisionBackbone(StagedBackbone):
         stages, stage_strides, stage_channels, start = [], [], [], 0
         for i, s in enumerate(strides):
             if i == len(strides) - 1 or strides[i + 1] != s:
-                stages.append(nn.Sequential(*chain[start:i + 1]))
+                stages.append(nn.Sequential(*chain[start : i + 1]))
                 stage_strides.append(s)
                 stage_channels.append(channels[i])
                 start = i + 1
@@ -102,6 +112,13 @@ def _make(name: str):
     return builder
 
 
-for _name in ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large",
-              "efficientnet_b0", "convnext_tiny"):
+for _name in (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+    "convnext_tiny",
+):
     _make(_name)

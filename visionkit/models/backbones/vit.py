@@ -22,8 +22,9 @@ class EncoderBlock(nn.Module):
         self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.norm2 = nn.LayerNorm(dim)
         hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim),
-                                 nn.Dropout(dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.norm1(x)
@@ -32,12 +33,22 @@ class EncoderBlock(nn.Module):
 
 
 class ViT(Backbone):
-    def __init__(self, out_strides=None, in_channels: int = 3, patch: int = 4, dim: int = 96, depth: int = 6,
-                 heads: int = 4, mlp_ratio: float = 2.0, dropout: float = 0.0, grid: int = 8):
+    def __init__(
+        self,
+        out_strides=None,
+        in_channels: int = 3,
+        patch: int = 4,
+        dim: int = 96,
+        depth: int = 6,
+        heads: int = 4,
+        mlp_ratio: float = 2.0,
+        dropout: float = 0.0,
+        grid: int = 8,
+    ):
         super().__init__()
         if patch & (patch - 1):
             raise ValueError(f"vit: patch must be a power of two, got {patch}")
-        available = {patch * 2 ** k: dim for k in range(-2, 4) if patch * 2 ** k >= 1}
+        available = {patch * 2**k: dim for k in range(-2, 4) if patch * 2**k >= 1}
         self.strides = select_strides(available, out_strides or (patch,), "vit")
         self.channels = tuple(dim for _ in self.strides)
         self.in_channels = in_channels
@@ -47,8 +58,9 @@ class ViT(Backbone):
         self.pos = nn.Parameter(torch.randn(1, dim, grid, grid) * 0.02)
         self.blocks = nn.Sequential(*[EncoderBlock(dim, heads, mlp_ratio, dropout) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
-        self.reassemble = nn.ModuleList(self._resampler(dim, s // patch if s >= patch else -(patch // s))
-                                        for s in self.strides)
+        self.reassemble = nn.ModuleList(
+            self._resampler(dim, s // patch if s >= patch else -(patch // s)) for s in self.strides
+        )
 
     @staticmethod
     def _resampler(dim: int, factor: int) -> nn.Module:
@@ -61,8 +73,11 @@ class ViT(Backbone):
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.embed(x)
         n, c, h, w = x.shape
-        pos = self.pos if self.pos.shape[-2:] == (h, w) else F.interpolate(
-            self.pos, size=(h, w), mode="bicubic", align_corners=False)
+        pos = (
+            self.pos
+            if self.pos.shape[-2:] == (h, w)
+            else F.interpolate(self.pos, size=(h, w), mode="bicubic", align_corners=False)
+        )
         tokens = (x + pos).flatten(2).transpose(1, 2)
         tokens = self.norm(self.blocks(tokens))
         fmap = tokens.transpose(1, 2).reshape(n, c, h, w)
@@ -70,8 +85,18 @@ class ViT(Backbone):
 
 
 @register("backbone", "vit")
-def vit(*, out_strides=None, in_channels: int = 3, patch: int = 4, dim: int = 96, depth: int = 6, heads: int = 4,
-        mlp_ratio: float = 2.0, dropout: float = 0.0, imgsz: int = 32) -> ViT:
+def vit(
+    *,
+    out_strides=None,
+    in_channels: int = 3,
+    patch: int = 4,
+    dim: int = 96,
+    depth: int = 6,
+    heads: int = 4,
+    mlp_ratio: float = 2.0,
+    dropout: float = 0.0,
+    imgsz: int = 32,
+) -> ViT:
     """Plain ViT; ``imgsz`` sets the native position-embedding grid (other sizes interpolate it)."""
     return ViT(out_strides, in_channels, patch, dim, depth, heads, mlp_ratio, dropout, grid=math.ceil(imgsz / patch))
 

@@ -21,10 +21,14 @@ class DetectHead(nn.Module):
         c0 = in_channels[0]
         c_box = max(16, c0 // 4, 4 * reg_max)
         c_cls = max(c0, min(num_classes, 100))
-        self.box = nn.ModuleList(nn.Sequential(ConvBNAct(c, c_box, 3), ConvBNAct(c_box, c_box, 3),
-                                               nn.Conv2d(c_box, 4 * reg_max, 1)) for c in in_channels)
-        self.cls = nn.ModuleList(nn.Sequential(ConvBNAct(c, c_cls, 3), ConvBNAct(c_cls, c_cls, 3),
-                                               nn.Conv2d(c_cls, num_classes, 1)) for c in in_channels)
+        self.box = nn.ModuleList(
+            nn.Sequential(ConvBNAct(c, c_box, 3), ConvBNAct(c_box, c_box, 3), nn.Conv2d(c_box, 4 * reg_max, 1))
+            for c in in_channels
+        )
+        self.cls = nn.ModuleList(
+            nn.Sequential(ConvBNAct(c, c_cls, 3), ConvBNAct(c_cls, c_cls, 3), nn.Conv2d(c_cls, num_classes, 1))
+            for c in in_channels
+        )
         self.register_buffer("bins", torch.arange(reg_max, dtype=torch.float32), persistent=False)
         for box, cls, s in zip(self.box, self.cls, self.strides):
             nn.init.constant_(box[-1].bias, 1.0)
@@ -41,7 +45,7 @@ class DetectHead(nn.Module):
         b = outputs[0].shape[0]
         flat = torch.cat([o.flatten(2) for o in outputs], 2).transpose(1, 2)  # B, N, 4R + C
         dist = flat[..., : 4 * self.reg_max].reshape(b, -1, 4, self.reg_max)
-        logits = flat[..., 4 * self.reg_max:]
+        logits = flat[..., 4 * self.reg_max :]
         points, strides = anchor_points(outputs, self.strides)
         return dist, logits, points, strides
 

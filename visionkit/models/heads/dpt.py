@@ -44,8 +44,15 @@ class FusionBlock(nn.Module):
 class DPTHead(nn.Module):
     """One channel (N, 1, H, W) at the input resolution (the shallowest stride × its map size)."""
 
-    def __init__(self, in_channels, in_strides, num_classes: int = 1, features: int = 64,
-                 output: str = "inverse_depth", calibration: list[float] | None = None):
+    def __init__(
+        self,
+        in_channels,
+        in_strides,
+        num_classes: int = 1,
+        features: int = 64,
+        output: str = "inverse_depth",
+        calibration: list[float] | None = None,
+    ):
         super().__init__()
         # what the raw output means, kept with the network so a checkpoint or export never guesses: 'inverse_depth'
         # (relative, up to scale and shift) or 'log_depth' (metric); ``calibration`` = (scale, shift) mapping a
@@ -55,9 +62,12 @@ class DPTHead(nn.Module):
         self.project = nn.ModuleList(nn.Conv2d(c, features, 1, bias=False) for c in in_channels)
         self.fuse = nn.ModuleList(FusionBlock(features) for _ in in_channels)
         self.output = nn.Sequential(
-            nn.Conv2d(features, features // 2, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(features // 2, 32, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(32, num_classes, 1))
+            nn.Conv2d(features, features // 2, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(features // 2, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, num_classes, 1),
+        )
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         x = None
@@ -69,7 +79,14 @@ class DPTHead(nn.Module):
 
 
 @register("head", "dpt")
-def dpt(*, in_channels, in_strides, num_classes: int = 1, features: int = 64, output: str = "inverse_depth",
-        calibration: list[float] | None = None) -> DPTHead:
+def dpt(
+    *,
+    in_channels,
+    in_strides,
+    num_classes: int = 1,
+    features: int = 64,
+    output: str = "inverse_depth",
+    calibration: list[float] | None = None,
+) -> DPTHead:
     """DPT/MiDaS-style reassemble + fusion head: one channel (depth) at the input resolution."""
     return DPTHead(in_channels, in_strides, num_classes, features, output, calibration)

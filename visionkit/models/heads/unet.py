@@ -30,8 +30,10 @@ class UNetHead(nn.Module):
         in_channels, in_strides = list(in_channels), list(in_strides)
         channels = list(channels) if channels is not None else list(in_channels)
         if len(channels) != len(in_channels):
-            raise UsageError(f"unet head: channels={channels} needs one entry per feature level "
-                             f"({len(in_channels)}: strides {in_strides})")
+            raise UsageError(
+                f"unet head: channels={channels} needs one entry per feature level "
+                f"({len(in_channels)}: strides {in_strides})"
+            )
         self.upsample, self.out_stride = upsample, in_strides[0]
         self.ups, self.blocks = nn.ModuleList(), nn.ModuleList()
         c = in_channels[-1]
@@ -43,8 +45,9 @@ class UNetHead(nn.Module):
                 self.ups.append(nn.ConvTranspose2d(c, c, int(factor), int(factor)))
             else:
                 self.ups.append(nn.Identity())
-            self.blocks.append(nn.Sequential(ConvBNAct(c + in_channels[i], channels[i]),
-                                             ConvBNAct(channels[i], channels[i])))
+            self.blocks.append(
+                nn.Sequential(ConvBNAct(c + in_channels[i], channels[i]), ConvBNAct(channels[i], channels[i]))
+            )
             c = channels[i]
         self.fuse = ConvBNAct(c, c) if len(in_channels) == 1 else nn.Identity()
         self.classifier = nn.Conv2d(c, num_classes, 1)
@@ -54,8 +57,11 @@ class UNetHead(nn.Module):
         for up, block, skip in zip(self.ups, self.blocks, reversed(features[:-1])):
             x = up(x)
             if x.shape[-2:] != skip.shape[-2:]:
-                x = F.interpolate(x, size=skip.shape[-2:], mode="nearest") if self.upsample == "nearest" else \
-                    F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+                x = (
+                    F.interpolate(x, size=skip.shape[-2:], mode="nearest")
+                    if self.upsample == "nearest"
+                    else F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+                )
             x = block(torch.cat([x, skip], 1))
         logits = self.classifier(self.fuse(x))
         if self.out_stride != 1:

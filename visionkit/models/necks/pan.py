@@ -18,10 +18,12 @@ class FPNNeck(nn.Module):
         in_channels = list(in_channels)
         self.channels = tuple(channels or in_channels)
         self.strides = tuple(in_strides)
-        self.lateral = nn.ModuleList(ConvBNAct(c, o, 1) if c != o else nn.Identity()
-                                     for c, o in zip(in_channels, self.channels))
-        self.fuse = nn.ModuleList(C2f(self.channels[i] + self.channels[i + 1], self.channels[i], depth)
-                                  for i in range(len(self.channels) - 1))
+        self.lateral = nn.ModuleList(
+            ConvBNAct(c, o, 1) if c != o else nn.Identity() for c, o in zip(in_channels, self.channels)
+        )
+        self.fuse = nn.ModuleList(
+            C2f(self.channels[i] + self.channels[i + 1], self.channels[i], depth) for i in range(len(self.channels) - 1)
+        )
 
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         feats = [lat(f) for lat, f in zip(self.lateral, features)]

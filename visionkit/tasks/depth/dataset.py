@@ -21,8 +21,9 @@ from visionkit.data.format import depth_path, image_size, read_depth
 from visionkit.errors import DataError
 
 
-def index_depth(files: list[Path], depth_scale: float | None) -> tuple[list[tuple[Path, tuple[int, int], Path]],
-                                                                     Counter]:
+def index_depth(
+    files: list[Path], depth_scale: float | None
+) -> tuple[list[tuple[Path, tuple[int, int], Path]], Counter]:
     """(image, (width, height), depth file) for every usable image, and what was skipped or found, counted."""
     kept, counts = [], Counter()
     for f in files:
@@ -38,8 +39,10 @@ def index_depth(files: list[Path], depth_scale: float | None) -> tuple[list[tupl
         invalid: dict = {}
         depth = read_depth(path, depth_scale, invalid)
         if depth.shape[::-1] != tuple(size):
-            raise DataError(f"depth '{path}' is {depth.shape[1]}×{depth.shape[0]} but its image '{f}' is "
-                            f"{size[0]}×{size[1]}; a depth map must have its image's size")
+            raise DataError(
+                f"depth '{path}' is {depth.shape[1]}×{depth.shape[0]} but its image '{f}' is "
+                f"{size[0]}×{size[1]}; a depth map must have its image's size"
+            )
         if invalid.get("invalid values"):
             counts["negative or non-finite depth values (read as invalid)"] += invalid["invalid values"]
         if not (depth > 0).any():
@@ -55,15 +58,26 @@ class DepthDataset(DenseDataset):
 
     dense = "depth"
 
-    def __init__(self, files: list[Path], imgsz: int, train: bool, args: Settings,
-                 depth_scale: float | None, verbose: bool = True):
+    def __init__(
+        self,
+        files: list[Path],
+        imgsz: int,
+        train: bool,
+        args: Settings,
+        depth_scale: float | None,
+        verbose: bool = True,
+    ):
         items, counts = index_depth(files, depth_scale)
         if counts:
-            warnings.warn(f"depth: {', '.join(f'{n} {what}' for what, n in counts.items())} (of {len(files)} "
-                          f"image(s))", stacklevel=2)
+            warnings.warn(
+                f"depth: {', '.join(f'{n} {what}' for what, n in counts.items())} (of {len(files)} image(s))",
+                stacklevel=2,
+            )
         if not items:
-            raise DataError(f"none of {len(files)} image(s) has a usable depth map (depth/<split>/NAME.png with "
-                            f"depth_scale, or NAME.npy in metres)")
+            raise DataError(
+                f"none of {len(files)} image(s) has a usable depth map (depth/<split>/NAME.png with "
+                f"depth_scale, or NAME.npy in metres)"
+            )
         self.counts, self.depth_scale = counts, depth_scale
         super().__init__(items, imgsz, train, args)
 

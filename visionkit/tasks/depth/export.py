@@ -44,13 +44,17 @@ class DepthExport(nn.Module):
         name = "depth" if self.values.kind == "metres" else "inverse_depth"
         self.output_names = (name,)
         self.dynamic_output_axes = {name: {0: "batch", 1: "height", 2: "width"}}
-        self.layout = (f"{name} (B, H, W) at the input resolution: "
-                       + ("metres" if self.values.kind == "metres" else "relative inverse depth (larger = nearer; "
-                          "up to an unknown scale and shift)"))
+        self.layout = f"{name} (B, H, W) at the input resolution: " + (
+            "metres"
+            if self.values.kind == "metres"
+            else "relative inverse depth (larger = nearer; up to an unknown scale and shift)"
+        )
         self.metadata = {"depth_output": self.values.kind}
         if self.values.calibration is not None:
-            self.summary = f"calibration baked in: metres = 1 / ({self.values.calibration[0]:.6g} · y + " \
-                           f"{self.values.calibration[1]:.6g})"
+            self.summary = (
+                f"calibration baked in: metres = 1 / ({self.values.calibration[0]:.6g} · y + "
+                f"{self.values.calibration[1]:.6g})"
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.values(self.net(x))

@@ -16,8 +16,9 @@ SILOG_LAMBDA = 0.85
 GRADIENT_SCALES = 4
 
 
-def least_squares_fit(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+def least_squares_fit(
+    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image (B, H, W): the scale s and shift t minimising Σ_valid (s·pred + t − target)², in closed form."""
     m = valid.float()
     n = m.sum((1, 2)).clamp(min=1)
@@ -59,8 +60,9 @@ def gradient_matching(residual: torch.Tensor, valid: torch.Tensor, scales: int =
     return total
 
 
-def relative_loss(pred: torch.Tensor, depth: torch.Tensor, grad_weight: float = 0.5
-                  ) -> tuple[torch.Tensor, dict[str, float]]:
+def relative_loss(
+    pred: torch.Tensor, depth: torch.Tensor, grad_weight: float = 0.5
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Scale-and-shift-invariant loss of predicted inverse depth (B, H, W) against metric depth (0 = invalid)."""
     valid = depth > 0
     if not valid.any():
@@ -75,8 +77,9 @@ def relative_loss(pred: torch.Tensor, depth: torch.Tensor, grad_weight: float = 
     return total, {"loss": float(total.detach()), "ssi": float(ssi.detach()), "grad": float(grad.detach())}
 
 
-def metric_loss(log_pred: torch.Tensor, depth: torch.Tensor, grad_weight: float = 0.5
-                ) -> tuple[torch.Tensor, dict[str, float]]:
+def metric_loss(
+    log_pred: torch.Tensor, depth: torch.Tensor, grad_weight: float = 0.5
+) -> tuple[torch.Tensor, dict[str, float]]:
     """SILog of predicted log-depth (B, H, W) against metric depth (0 = invalid), plus gradient matching."""
     valid = depth > 0
     if not valid.any():

@@ -41,11 +41,15 @@ def depth_errors(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     p, g = pred[valid].astype(np.float64), gt[valid].astype(np.float64)
     ratio = np.maximum(p / g, g / p)
     d = np.log(p) - np.log(g)
-    return {"abs_rel": float(np.mean(np.abs(p - g) / g)), "sq_rel": float(np.mean((p - g) ** 2 / g)),
-            "rmse": float(np.sqrt(np.mean((p - g) ** 2))), "rmse_log": float(np.sqrt(np.mean(d**2))),
-            "log10": float(np.mean(np.abs(np.log10(p) - np.log10(g)))),
-            "silog": float(100 * np.sqrt(max(np.mean(d**2) - np.mean(d) ** 2, 0.0))),
-            **{f"delta{k}": float(np.mean(ratio < 1.25**k)) for k in (1, 2, 3)}}
+    return {
+        "abs_rel": float(np.mean(np.abs(p - g) / g)),
+        "sq_rel": float(np.mean((p - g) ** 2 / g)),
+        "rmse": float(np.sqrt(np.mean((p - g) ** 2))),
+        "rmse_log": float(np.sqrt(np.mean(d**2))),
+        "log10": float(np.mean(np.abs(np.log10(p) - np.log10(g)))),
+        "silog": float(100 * np.sqrt(max(np.mean(d**2) - np.mean(d) ** 2, 0.0))),
+        **{f"delta{k}": float(np.mean(ratio < 1.25**k)) for k in (1, 2, 3)},
+    }
 
 
 def score_image(values: np.ndarray, gt: np.ndarray, kind: str, max_depth: float | None) -> dict[str, float]:
@@ -61,8 +65,12 @@ def score_image(values: np.ndarray, gt: np.ndarray, kind: str, max_depth: float 
 class DepthMetrics(Metrics):
     fitness_key = "delta1"
 
-    def __init__(self, to_original: Callable[[Any, list[dict]], list[np.ndarray]], kind: Callable[[], str],
-                 max_depth: float | None = None):
+    def __init__(
+        self,
+        to_original: Callable[[Any, list[dict]], list[np.ndarray]],
+        kind: Callable[[], str],
+        max_depth: float | None = None,
+    ):
         self.to_original = to_original  # network outputs + metas → predicted maps at the original resolution
         self.kind = kind  # what the maps hold: 'inverse_depth' (relative) or 'metres'
         self.max_depth = max_depth
@@ -81,9 +89,14 @@ class DepthMetrics(Metrics):
 
     def table(self) -> str:
         m = self.compute()
-        aligned = ("aligned: per-image least-squares scale and shift in inverse depth (relative model)"
-                   if self.kind() == "inverse_depth" else "not aligned (metric depth)")
+        aligned = (
+            "aligned: per-image least-squares scale and shift in inverse depth (relative model)"
+            if self.kind() == "inverse_depth"
+            else "not aligned (metric depth)"
+        )
         head = "  ".join(f"{k:>8}" for k in ACCURACY_KEYS + ERROR_KEYS)
         values = "  ".join(f"{m[k]:>8.4f}" for k in ACCURACY_KEYS + ERROR_KEYS)
-        return (f"depth on {len(self.per_image)} images at original resolution, {aligned}\n"
-                f"{'higher is better':^28}  {'lower is better':^58}\n{head}\n{values}")
+        return (
+            f"depth on {len(self.per_image)} images at original resolution, {aligned}\n"
+            f"{'higher is better':^28}  {'lower is better':^58}\n{head}\n{values}"
+        )

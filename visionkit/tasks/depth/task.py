@@ -40,18 +40,29 @@ class DepthTask(DenseTask):
     backbone_strides = (4, 8, 16, 32)
     modes = ("calibrate",)
     keys = {
-        "depth_mode": ("relative", "relative: inverse depth up to scale and shift (MiDaS loss, any mix of datasets); "
-                                   "metric: metres (log-depth head, SILog loss)", DEPTH_MODES),
+        "depth_mode": (
+            "relative",
+            "relative: inverse depth up to scale and shift (MiDaS loss, any mix of datasets); "
+            "metric: metres (log-depth head, SILog loss)",
+            DEPTH_MODES,
+        ),
         "grad_weight": (0.5, "weight of the multi-scale gradient-matching loss", Range(float, 0, 100)),
-        "max_depth": (None, "metrics: clip predicted depth to this many metres (null = each image's largest valid "
-                            "depth)", Range(float, 0, 1e6, open_low=True)),
+        "max_depth": (
+            None,
+            "metrics: clip predicted depth to this many metres (null = each image's largest valid depth)",
+            Range(float, 0, 1e6, open_low=True),
+        ),
         "mosaic": (0.0, "depth: off by default (a mosaic puts four scenes of unrelated depth scale in one image)"),
-        "save_depth": (False, "predict: save raw maps: depth/<image>.npy (float32) and a 16-bit PNG (mm when "
-                              "metric)"),
-        "save_ply": (False, "predict: save a coloured point cloud per image (depth/<image>.ply; needs metres "
-                            "for true scale)"),
-        "fov": (60.0, "save_ply: horizontal field of view of the camera in degrees", Range(float, 0, 180, open_low=True,
-                                                                                          open_high=True)),
+        "save_depth": (False, "predict: save raw maps: depth/<image>.npy (float32) and a 16-bit PNG (mm when metric)"),
+        "save_ply": (
+            False,
+            "predict: save a coloured point cloud per image (depth/<image>.ply; needs metres for true scale)",
+        ),
+        "fov": (
+            60.0,
+            "save_ply: horizontal field of view of the camera in degrees",
+            Range(float, 0, 180, open_low=True, open_high=True),
+        ),
     }
 
     def __init__(self):
@@ -63,8 +74,14 @@ class DepthTask(DenseTask):
     def resolve_data(self, args: Settings) -> DataInfo:
         path, spec = resolve_yaml_data(args, self.default_data, self.name)
         self.max_depth = args.max_depth
-        return DataInfo(["depth"], 3, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), source=str(path),
-                        extra={"spec": spec, "depth_scale": spec.get("depth_scale")})
+        return DataInfo(
+            ["depth"],
+            3,
+            (0.0, 0.0, 0.0),
+            (1.0, 1.0, 1.0),
+            source=str(path),
+            extra={"spec": spec, "depth_scale": spec.get("depth_scale")},
+        )
 
     def num_outputs(self, data: DataInfo) -> int:
         return 1
@@ -81,7 +98,6 @@ class DepthTask(DenseTask):
             aug["scale"] = 0.0  # zooming makes things look nearer without changing their depth
         return DepthDataset(files, imgsz, train, aug, data.extra["depth_scale"], args.verbose)
 
-
     # -- model-bound pieces -----------------------------------------------------------------------------------------
     def bind(self, model) -> None:
         head = getattr(model, "head", None)
@@ -90,8 +106,9 @@ class DepthTask(DenseTask):
             self.kind = self.values.kind
         else:  # an exported file outputs values already; its metadata says which
             self.values = None
-            self.kind = ((getattr(model, "meta", None) or {}).get("metadata") or {}).get("depth_output",
-                                                                                         "inverse_depth")
+            self.kind = ((getattr(model, "meta", None) or {}).get("metadata") or {}).get(
+                "depth_output", "inverse_depth"
+            )
 
     def depth_values(self, outputs) -> torch.Tensor:
         """(B, H, W) values at the network resolution: metres or relative inverse depth (``self.kind``)."""
@@ -130,8 +147,10 @@ class DepthTask(DenseTask):
             raise UsageError("calibrate needs a trained .pt checkpoint: model=runs/depth/train/weights/best.pt")
         head = ckpt["model_config"]["head"]
         if head.get("output") == "log_depth":
-            raise UsageError("this model was trained with depth_mode=metric and already predicts metres; calibrate "
-                             "applies to relative models")
+            raise UsageError(
+                "this model was trained with depth_mode=metric and already predicts metres; calibrate "
+                "applies to relative models"
+            )
         args = args.replace(data=args.data or ckpt.get("train_args", {}).get("data"))
         data = self.resolve_data(args)
         net = model.net
@@ -155,17 +174,27 @@ class DepthTask(DenseTask):
         before = [score_image(v, g, "inverse_depth", cap) for v, g in zip(preds, gts)]
         metres = [1.0 / np.clip(v * scale + shift, 1e-6, None) for v in preds]
         after = [score_image(m, g, "metres", cap) for m, g in zip(metres, gts)]
-        summary = {k: (float(np.mean([b[k] for b in before])), float(np.mean([a[k] for a in after])))
-                   for k in ("delta1", "abs_rel", "rmse")}
+        summary = {
+            k: (float(np.mean([b[k] for b in before])), float(np.mean([a[k] for a in after])))
+            for k in ("delta1", "abs_rel", "rmse")
+        }
         ckpt["model_config"]["head"] = {**uncalibrated, "calibration": [float(scale), float(shift)]}
-        ckpt["calibration"] = {"scale": float(scale), "shift": float(shift), "space": "inverse depth",
-                               "data": data.source, "split": args.split, "images": len(preds)}
+        ckpt["calibration"] = {
+            "scale": float(scale),
+            "shift": float(shift),
+            "space": "inverse depth",
+            "data": data.source,
+            "split": args.split,
+            "images": len(preds),
+        }
         save_checkpoint(ckpt, model.ckpt_path)
         model.config = dict(ckpt["model_config"])
         model._net = None
         if args.verbose:
-            print(f"calibrated on {len(preds)} image(s) of {data.source}: metres = 1 / ({scale:.6g} · output + "
-                  f"{shift:.6g}); saved in {model.ckpt_path}")
+            print(
+                f"calibrated on {len(preds)} image(s) of {data.source}: metres = 1 / ({scale:.6g} · output + "
+                f"{shift:.6g}); saved in {model.ckpt_path}"
+            )
             print(f"{'metric':<10} {'before (per-image aligned)':>28} {'after (calibrated, not aligned)':>32}")
             for k, (b, a) in summary.items():
                 print(f"{k:<10} {b:>28.4f} {a:>32.4f}")
@@ -177,9 +206,17 @@ class DepthTask(DenseTask):
         results = []
         for values in self.to_original(outputs, context):
             h, w = values.shape
-            results.append({"width": int(w), "height": int(h), "unit": unit, "min": round(float(values.min()), 6),
-                            "median": round(float(np.median(values)), 6), "max": round(float(values.max()), 6),
-                            "_depth": values.astype(np.float32)})
+            results.append(
+                {
+                    "width": int(w),
+                    "height": int(h),
+                    "unit": unit,
+                    "min": round(float(values.min()), 6),
+                    "median": round(float(np.median(values)), 6),
+                    "max": round(float(values.max()), 6),
+                    "_depth": values.astype(np.float32),
+                }
+            )
         return results
 
     def describe(self, result: dict) -> str:
@@ -224,8 +261,10 @@ class DepthTask(DenseTask):
 
     def export_wrapper(self, net, args: Settings):
         if args.nms or args.argmax:
-            raise UsageError(f"{'nms' if args.nms else 'argmax'}=True does not apply to depth models; a depth "
-                             f"model exports one depth map")
+            raise UsageError(
+                f"{'nms' if args.nms else 'argmax'}=True does not apply to depth models; a depth "
+                f"model exports one depth map"
+            )
         if getattr(net, "head", None) is None:
             raise CheckpointError("only a PyTorch depth checkpoint can be exported")
         return DepthExport(net)
@@ -252,8 +291,10 @@ def write_ply(path: Path, depth: np.ndarray, bgr: np.ndarray, fov_degrees: float
     z, xs, ys = z[keep], xs[keep], ys[keep]
     x, y = (xs - (w - 1) / 2) * z / f, -(ys - (h - 1) / 2) * z / f  # y up, as viewers expect
     rgb = bgr[ys, xs][:, ::-1]
-    header = (f"ply\nformat ascii 1.0\nelement vertex {len(z)}\nproperty float x\nproperty float y\n"
-              f"property float z\nproperty uchar red\nproperty uchar green\nproperty uchar blue\nend_header")
+    header = (
+        f"ply\nformat ascii 1.0\nelement vertex {len(z)}\nproperty float x\nproperty float y\n"
+        f"property float z\nproperty uchar red\nproperty uchar green\nproperty uchar blue\nend_header"
+    )
     rows = np.column_stack([x, y, -z, rgb]).astype(np.float64)  # the camera looks down -z, as viewers expect
     np.savetxt(path, rows, fmt="%.4f %.4f %.4f %d %d %d", header=header, comments="")
     return path

@@ -48,8 +48,11 @@ def load_labels(files: list[Path], num_classes: int, cache_dir: Path | None) -> 
                 cached["shapes"] = [(int(w), int(h)) for w, h in cached["shapes"]]
                 if not len(cached["labels"]) == len(cached["files"]) == len(cached["shapes"]):
                     raise ValueError("cache lists of different lengths")
-                cached["skipped"], cached["fixed"], cached["dropped"] = (list(cached["skipped"]), int(cached["fixed"]),
-                                                                         int(cached["dropped"]))
+                cached["skipped"], cached["fixed"], cached["dropped"] = (
+                    list(cached["skipped"]),
+                    int(cached["fixed"]),
+                    int(cached["dropped"]),
+                )
                 cached["from_cache"] = True
                 return cached
         except (ValueError, KeyError, TypeError, AttributeError, OSError):
@@ -77,13 +80,22 @@ def load_labels(files: list[Path], num_classes: int, cache_dir: Path | None) -> 
         labels.append(np.asarray(boxes, dtype=np.float32).reshape(-1, 5))
         shapes.append(size)
         kept.append(f)
-    result = {"hash": stamp.hexdigest(), "labels": labels, "shapes": shapes, "files": kept, "skipped": skipped,
-              "fixed": fixed, "dropped": dropped, "from_cache": False}
+    result = {
+        "hash": stamp.hexdigest(),
+        "labels": labels,
+        "shapes": shapes,
+        "files": kept,
+        "skipped": skipped,
+        "fixed": fixed,
+        "dropped": dropped,
+        "from_cache": False,
+    }
     if cache_file:
         try:
             tmp = cache_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({**result, "labels": [a.tolist() for a in labels],
-                                       "files": [str(f) for f in kept]}))
+            tmp.write_text(
+                json.dumps({**result, "labels": [a.tolist() for a in labels], "files": [str(f) for f in kept]})
+            )
             os.replace(tmp, cache_file)
         except OSError:
             pass  # a read-only dataset just is not cached
@@ -93,15 +105,25 @@ def load_labels(files: list[Path], num_classes: int, cache_dir: Path | None) -> 
 class DetectionDataset(Dataset):
     """Items: (image uint8 (3, S, S), targets (n, 5) cls cx cy w h normalised, meta dict)."""
 
-    def __init__(self, files: list[Path], names: list[str], imgsz: int, train: bool, args: Settings,
-                 cache_dir: Path | None = None, verbose: bool = True):
+    def __init__(
+        self,
+        files: list[Path],
+        names: list[str],
+        imgsz: int,
+        train: bool,
+        args: Settings,
+        cache_dir: Path | None = None,
+        verbose: bool = True,
+    ):
         info = load_labels(files, len(names), cache_dir)
         if info["skipped"]:
             listed = "; ".join(f"{f} ({r})" for f, r in info["skipped"][:5])
             warnings.warn(f"skipped {len(info['skipped'])} image(s) that do not decode: {listed}", stacklevel=2)
         if verbose and (info["fixed"] or info["dropped"]):
-            print(f"labels: {info['fixed']} box(es) clipped to the image, {info['dropped']} zero-size or outside "
-                  f"box(es) dropped")
+            print(
+                f"labels: {info['fixed']} box(es) clipped to the image, {info['dropped']} zero-size or outside "
+                f"box(es) dropped"
+            )
         self.files, self.labels, self.shapes = info["files"], info["labels"], info["shapes"]
         self.skipped = info["skipped"]
         self.from_cache = info["from_cache"]
@@ -114,11 +136,11 @@ class DetectionDataset(Dataset):
         self.batch_shapes: list[tuple[int, int]] | None = None  # per image, set by prepare_batches (rect)
         if self.rect:  # similar aspect ratios side by side, so that each batch shares one snug shape
             order = sorted(range(len(self.files)), key=lambda i: self.shapes[i][1] / self.shapes[i][0])
-            self.files, self.labels, self.shapes = ([seq[i] for i in order] for seq in
-                                                    (self.files, self.labels, self.shapes))
+            self.files, self.labels, self.shapes = (
+                [seq[i] for i in order] for seq in (self.files, self.labels, self.shapes)
+            )
         if args.cache:
-            check_ram_cache(len(self.files), resized_bytes(self.shapes, imgsz, 3), "train" if train else "val",
-                            verbose)
+            check_ram_cache(len(self.files), resized_bytes(self.shapes, imgsz, 3), "train" if train else "val", verbose)
         self._cache = [self._read(i) for i in range(len(self.files))] if args.cache else None
 
     def prepare_batches(self, batch: int) -> None:
@@ -139,8 +161,11 @@ class DetectionDataset(Dataset):
         h, w = img.shape[:2]
         r = self.imgsz / max(h, w)
         if r != 1:
-            img = cv2.resize(img, (max(1, round(w * r)), max(1, round(h * r))),
-                             interpolation=cv2.INTER_LINEAR if r > 1 else cv2.INTER_AREA)
+            img = cv2.resize(
+                img,
+                (max(1, round(w * r)), max(1, round(h * r))),
+                interpolation=cv2.INTER_LINEAR if r > 1 else cv2.INTER_AREA,
+            )
         return img
 
     def _load(self, i: int) -> np.ndarray:
@@ -187,8 +212,14 @@ class DetectionDataset(Dataset):
         size = self.batch_shapes[i] if self.batch_shapes is not None else self.imgsz
         sample, r, pad = letterbox_sample(sample, size)
         scale = (r * w1 / w0, r * h1 / h0)  # original pixels → letterboxed pixels, per axis
-        return sample, {"index": i, "file": str(self.files[i]), "shape": (h0, w0), "scale": scale, "pad": pad,
-                        "gt": self.labels[i]}
+        return sample, {
+            "index": i,
+            "file": str(self.files[i]),
+            "shape": (h0, w0),
+            "scale": scale,
+            "pad": pad,
+            "gt": self.labels[i],
+        }
 
 
 def collate(batch):

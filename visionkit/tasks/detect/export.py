@@ -18,8 +18,10 @@ class DetectExport(nn.Module):
 
     output_names = ("boxes", "scores")
     dynamic_output_axes = {"boxes": {0: "batch", 1: "anchors"}, "scores": {0: "batch", 1: "anchors"}}
-    layout = ("boxes (B, N, 4) x1 y1 x2 y2 in input pixels; scores (B, N, num_classes) sigmoid; no NMS: keep "
-              "boxes with score > conf, then class-aware NMS")
+    layout = (
+        "boxes (B, N, 4) x1 y1 x2 y2 in input pixels; scores (B, N, num_classes) sigmoid; no NMS: keep "
+        "boxes with score > conf, then class-aware NMS"
+    )
 
     def __init__(self, net: nn.Module):
         super().__init__()
@@ -39,9 +41,11 @@ class DetectNMSExport(nn.Module):
     def __init__(self, net: nn.Module, conf: float, iou: float, max_det: int):
         super().__init__()
         self.net, self.conf, self.iou, self.max_det = net, float(conf), float(iou), int(max_det)
-        self.layout = (f"detections (B, {self.max_det}, 6) x1 y1 x2 y2 (input pixels) score class, best first, "
-                       f"rows after num_detections are zero; num_detections (B,) int64; NMS in the graph: one "
-                       f"class per box, score > {self.conf:g}, per-class IoU > {self.iou:g} suppressed")
+        self.layout = (
+            f"detections (B, {self.max_det}, 6) x1 y1 x2 y2 (input pixels) score class, best first, "
+            f"rows after num_detections are zero; num_detections (B,) int64; NMS in the graph: one "
+            f"class per box, score > {self.conf:g}, per-class IoU > {self.iou:g} suppressed"
+        )
         self.summary = f"NMS in the graph (conf > {self.conf:g}, iou {self.iou:g}, max_det {self.max_det})"
         self.metadata = {"nms": json.dumps({"conf": self.conf, "iou": self.iou, "max_det": self.max_det})}
 
@@ -53,6 +57,7 @@ class DetectNMSExport(nn.Module):
     def check_split(self):
         """For the exporter's check: the network part (boxes, scores) to compare numerically, and a check that the
         file's table is a valid NMS result of onnxruntime's own network outputs (any tie-break)."""
+
         def verify(network_outputs: list[np.ndarray], file_outputs: list[np.ndarray]) -> list[str]:
             boxes, scores = (torch.from_numpy(np.asarray(o, np.float32)) for o in network_outputs)
             table, count = (torch.from_numpy(np.asarray(o)) for o in file_outputs)

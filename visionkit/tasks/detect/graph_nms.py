@@ -36,10 +36,14 @@ class OnnxNMS(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, boxes, scores, max_per_class: int, iou: float, conf: float):
-        return g.op("NonMaxSuppression", boxes, scores,
-                    g.op("Constant", value_t=torch.tensor([max_per_class], dtype=torch.long)),
-                    g.op("Constant", value_t=torch.tensor([iou], dtype=torch.float32)),
-                    g.op("Constant", value_t=torch.tensor([conf], dtype=torch.float32)))
+        return g.op(
+            "NonMaxSuppression",
+            boxes,
+            scores,
+            g.op("Constant", value_t=torch.tensor([max_per_class], dtype=torch.long)),
+            g.op("Constant", value_t=torch.tensor([iou], dtype=torch.float32)),
+            g.op("Constant", value_t=torch.tensor([conf], dtype=torch.float32)),
+        )
 
 
 def detection_table(boxes: torch.Tensor, scores: torch.Tensor, conf: float, iou: float, max_det: int):
@@ -64,8 +68,16 @@ def detection_table(boxes: torch.Tensor, scores: torch.Tensor, conf: float, iou:
     return table * valid[..., None].to(table.dtype), valid.sum(1)
 
 
-def table_problems(table: torch.Tensor, count: torch.Tensor, boxes: torch.Tensor, scores: torch.Tensor, conf: float,
-                   iou: float, max_det: int, atol: float = 1e-3) -> list[str]:
+def table_problems(
+    table: torch.Tensor,
+    count: torch.Tensor,
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    conf: float,
+    iou: float,
+    max_det: int,
+    atol: float = 1e-3,
+) -> list[str]:
     """What makes (table, count) not a greedy NMS result of the candidates (boxes, scores); empty when it is one.
 
     Checks the defining properties rather than equality with one implementation, so any tie-break is accepted
@@ -75,8 +87,12 @@ def table_problems(table: torch.Tensor, count: torch.Tensor, boxes: torch.Tensor
     (IoU > iou, score at least its own) or ranks below a full table. Without ties these fix the result uniquely."""
     problems = []
     for i in range(len(table)):
-        problems += [f"image {i}: {p}" for p in _image_problems(table[i].float(), int(count[i]), boxes[i].float(),
-                                                                 scores[i].float(), conf, iou, max_det, atol)]
+        problems += [
+            f"image {i}: {p}"
+            for p in _image_problems(
+                table[i].float(), int(count[i]), boxes[i].float(), scores[i].float(), conf, iou, max_det, atol
+            )
+        ]
     return problems
 
 
@@ -93,9 +109,14 @@ def _image_problems(table, k, boxes, scores, conf, iou, max_det, atol) -> list[s
         nearest = dist.argmin(1)
         # the row's class must be the box's best, or tie with it within atol (argmax of near-equal fp16 scores)
         class_score = scores[nearest, rows[:, 5].long().clamp(0, scores.shape[1] - 1)]
-        unmatched = (dist.gather(1, nearest[:, None])[:, 0] > box_tol) | (class_score < best[nearest] - atol) \
-            | ((class_score - rows[:, 4]).abs() > atol) | (rows[:, 4] <= conf - atol) \
-            | (rows[:, 5] < 0) | (rows[:, 5] >= scores.shape[1])
+        unmatched = (
+            (dist.gather(1, nearest[:, None])[:, 0] > box_tol)
+            | (class_score < best[nearest] - atol)
+            | ((class_score - rows[:, 4]).abs() > atol)
+            | (rows[:, 4] <= conf - atol)
+            | (rows[:, 5] < 0)
+            | (rows[:, 5] >= scores.shape[1])
+        )
         if bool(unmatched.any()):
             problems.append(f"{int(unmatched.sum())} row(s) match no candidate box/class/score")
         if bool((rows[1:, 4] > rows[:-1, 4] + atol).any()):
@@ -109,11 +130,16 @@ def _image_problems(table, k, boxes, scores, conf, iou, max_det, atol) -> list[s
         covered = torch.zeros(len(out_scores), dtype=torch.bool)
         if k:  # a row covers a candidate of its class (the candidate's best, or tied with it) that it overlaps
             same_class = scores[left][:, rows[:, 5].long().clamp(0, scores.shape[1] - 1)] >= out_scores[:, None] - atol
-            covered = ((box_iou(boxes[left], rows[:, :4]) > iou - atol) & same_class
-                       & (rows[:, 4][None, :] >= out_scores[:, None] - atol)).any(1)
+            covered = (
+                (box_iou(boxes[left], rows[:, :4]) > iou - atol)
+                & same_class
+                & (rows[:, 4][None, :] >= out_scores[:, None] - atol)
+            ).any(1)
             if k == max_det:
                 covered |= out_scores <= rows[-1, 4] + atol
         if not bool(covered.all()):
-            problems.append(f"{int((~covered).sum())} candidate(s) above conf neither kept nor suppressed by a kept "
-                            f"box (best left out: score {float(out_scores[~covered].max()):.4f})")
+            problems.append(
+                f"{int((~covered).sum())} candidate(s) above conf neither kept nor suppressed by a kept "
+                f"box (best left out: score {float(out_scores[~covered].max()):.4f})"
+            )
     return problems

@@ -37,8 +37,9 @@ def ciou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     cw = torch.maximum(a[..., 2], b[..., 2]) - torch.minimum(a[..., 0], b[..., 0])
     ch = torch.maximum(a[..., 3], b[..., 3]) - torch.minimum(a[..., 1], b[..., 1])
     diag = cw**2 + ch**2 + eps
-    centre = ((a[..., 0] + a[..., 2] - b[..., 0] - b[..., 2]) ** 2 + (a[..., 1] + a[..., 3] - b[..., 1] - b[..., 3])
-              ** 2) / 4
+    centre = (
+        (a[..., 0] + a[..., 2] - b[..., 0] - b[..., 2]) ** 2 + (a[..., 1] + a[..., 3] - b[..., 1] - b[..., 3]) ** 2
+    ) / 4
     v = (4 / math.pi**2) * (torch.atan(wb / hb) - torch.atan(wa / ha)) ** 2
     with torch.no_grad():
         alpha = v / (v - iou + (1 + eps))
@@ -50,16 +51,26 @@ class TaskAlignedAssigner:
         self.topk, self.alpha, self.beta, self.eps = topk, alpha, beta, eps
 
     @torch.no_grad()
-    def __call__(self, scores: torch.Tensor, boxes: torch.Tensor, points: torch.Tensor, gt_cls: torch.Tensor,
-                 gt_boxes: torch.Tensor, gt_valid: torch.Tensor):
+    def __call__(
+        self,
+        scores: torch.Tensor,
+        boxes: torch.Tensor,
+        points: torch.Tensor,
+        gt_cls: torch.Tensor,
+        gt_boxes: torch.Tensor,
+        gt_valid: torch.Tensor,
+    ):
         """scores (B, N, C) sigmoid, boxes (B, N, 4) predicted xyxy, points (N, 2), gt_cls (B, M), gt_boxes
         (B, M, 4) xyxy, gt_valid (B, M) bool. Returns target boxes (B, N, 4), target scores (B, N, C),
         foreground mask (B, N)."""
         b, n, c = scores.shape
         m = gt_boxes.shape[1]
         if m == 0:
-            return (torch.zeros_like(boxes), torch.zeros_like(scores),
-                    torch.zeros(b, n, dtype=torch.bool, device=scores.device))
+            return (
+                torch.zeros_like(boxes),
+                torch.zeros_like(scores),
+                torch.zeros(b, n, dtype=torch.bool, device=scores.device),
+            )
         # anchors whose centre lies inside each box: (B, M, N)
         lt = points[None, None] - gt_boxes[:, :, None, :2]
         rb = gt_boxes[:, :, None, 2:] - points[None, None]
@@ -85,7 +96,7 @@ class TaskAlignedAssigner:
         target_cls = cls_idx.gather(1, gt_idx)
         # soft scores: alignment normalised per box so its best anchor gets its IoU
         align = align * chosen
-        norm = (align * (overlaps * chosen).amax(-1, keepdim=True) / (align.amax(-1, keepdim=True) + self.eps))
+        norm = align * (overlaps * chosen).amax(-1, keepdim=True) / (align.amax(-1, keepdim=True) + self.eps)
         norm = norm.amax(1)  # B, N
         target_scores = F.one_hot(target_cls, c).to(scores.dtype) * (norm * fg)[..., None]
         return target_boxes, target_scores, fg
@@ -109,8 +120,9 @@ class DetectionLoss:
         ltrb = dist.softmax(-1) @ head.bins.float()
         pred_boxes = distances_to_boxes(ltrb, points / strides) * strides  # pixels
         gt_cls, gt_boxes, gt_valid = pad_targets(targets, b, imgsz, dist.device)
-        t_boxes, t_scores, fg = self.assigner(logits.detach().sigmoid(), pred_boxes.detach(), points, gt_cls,
-                                              gt_boxes, gt_valid)
+        t_boxes, t_scores, fg = self.assigner(
+            logits.detach().sigmoid(), pred_boxes.detach(), points, gt_cls, gt_boxes, gt_valid
+        )
         score_sum = t_scores.sum().clamp(min=1.0)
         loss_cls = F.binary_cross_entropy_with_logits(logits, t_scores, reduction="sum") / score_sum
         loss_box = loss_dfl = logits.new_zeros(())
@@ -131,16 +143,21 @@ def dfl(dist: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     left = target.long()
     w_right = target - left
     log_p = dist.log_softmax(-1)
-    return -(log_p.gather(-1, left[..., None]).squeeze(-1) * (1 - w_right)
-             + log_p.gather(-1, (left + 1)[..., None]).squeeze(-1) * w_right)
+    return -(
+        log_p.gather(-1, left[..., None]).squeeze(-1) * (1 - w_right)
+        + log_p.gather(-1, (left + 1)[..., None]).squeeze(-1) * w_right
+    )
 
 
 def pad_targets(targets: torch.Tensor, batch: int, imgsz: tuple[int, int], device) -> tuple:
     """(T, 6) rows → class (B, M), xyxy pixel boxes (B, M, 4), valid mask (B, M), M = most boxes in an image."""
     h, w = imgsz
     if targets.numel() == 0:
-        return (torch.zeros(batch, 0, device=device), torch.zeros(batch, 0, 4, device=device),
-                torch.zeros(batch, 0, dtype=torch.bool, device=device))
+        return (
+            torch.zeros(batch, 0, device=device),
+            torch.zeros(batch, 0, 4, device=device),
+            torch.zeros(batch, 0, dtype=torch.bool, device=device),
+        )
     bi = targets[:, 0].long()
     counts = torch.bincount(bi, minlength=batch)
     m = int(counts.max())
@@ -151,8 +168,15 @@ def pad_targets(targets: torch.Tensor, batch: int, imgsz: tuple[int, int], devic
     bi_sorted = bi[order]
     slot = torch.arange(len(bi), device=device) - torch.cumsum(counts, 0)[bi_sorted] + counts[bi_sorted]
     t = targets[order].to(device)
-    xyxy = torch.stack([(t[:, 2] - t[:, 4] / 2) * w, (t[:, 3] - t[:, 5] / 2) * h,
-                        (t[:, 2] + t[:, 4] / 2) * w, (t[:, 3] + t[:, 5] / 2) * h], 1)
+    xyxy = torch.stack(
+        [
+            (t[:, 2] - t[:, 4] / 2) * w,
+            (t[:, 3] - t[:, 5] / 2) * h,
+            (t[:, 2] + t[:, 4] / 2) * w,
+            (t[:, 3] + t[:, 5] / 2) * h,
+        ],
+        1,
+    )
     cls[bi_sorted, slot] = t[:, 1]
     boxes[bi_sorted, slot] = xyxy
     valid[bi_sorted, slot] = True

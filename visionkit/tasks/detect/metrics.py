@@ -57,16 +57,28 @@ class DetectMetrics(Metrics):
             h0, w0 = meta["shape"]
             self.images.append({"id": img_id, "width": w0, "height": h0, "file_name": meta["file"]})
             gt = meta["gt"]
-            gt_xyxy = np.c_[(gt[:, 1] - gt[:, 3] / 2) * w0, (gt[:, 2] - gt[:, 4] / 2) * h0,
-                            (gt[:, 1] + gt[:, 3] / 2) * w0, (gt[:, 2] + gt[:, 4] / 2) * h0]
+            gt_xyxy = np.c_[
+                (gt[:, 1] - gt[:, 3] / 2) * w0,
+                (gt[:, 2] - gt[:, 4] / 2) * h0,
+                (gt[:, 1] + gt[:, 3] / 2) * w0,
+                (gt[:, 2] + gt[:, 4] / 2) * h0,
+            ]
             for (cls, *_), (x1, y1, x2, y2) in zip(gt, gt_xyxy):
-                self.annotations.append({"id": len(self.annotations) + 1, "image_id": img_id, "category_id": int(cls),
-                                         "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
-                                         "area": float((x2 - x1) * (y2 - y1)), "iscrowd": 0})
+                self.annotations.append(
+                    {
+                        "id": len(self.annotations) + 1,
+                        "image_id": img_id,
+                        "category_id": int(cls),
+                        "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+                        "area": float((x2 - x1) * (y2 - y1)),
+                        "iscrowd": 0,
+                    }
+                )
             boxes, scores, classes = det["boxes"], det["scores"], det["classes"]
             for (x1, y1, x2, y2), s, c in zip(boxes.tolist(), scores.tolist(), classes.tolist()):
-                self.dets.append({"image_id": img_id, "category_id": int(c), "bbox": [x1, y1, x2 - x1, y2 - y1],
-                                  "score": float(s)})
+                self.dets.append(
+                    {"image_id": img_id, "category_id": int(c), "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(s)}
+                )
             self._confusion(gt[:, 0].astype(int), gt_xyxy, boxes, scores, classes)
 
     def _confusion(self, gt_cls, gt_xyxy, boxes, scores, classes) -> None:
@@ -75,8 +87,9 @@ class DetectMetrics(Metrics):
         boxes, classes = boxes[keep], classes[keep].astype(int)
         matched_gt, matched_det = set(), set()
         if len(gt_cls) and len(boxes):
-            iou = box_iou(torch.as_tensor(gt_xyxy, dtype=torch.float32),
-                          torch.as_tensor(boxes, dtype=torch.float32)).numpy()
+            iou = box_iou(
+                torch.as_tensor(gt_xyxy, dtype=torch.float32), torch.as_tensor(boxes, dtype=torch.float32)
+            ).numpy()
             pairs = np.argwhere(iou > self.iou_matrix)
             order = np.argsort(-iou[pairs[:, 0], pairs[:, 1]]) if len(pairs) else []
             for gi, di in pairs[order] if len(pairs) else []:
@@ -93,8 +106,11 @@ class DetectMetrics(Metrics):
                 self.confusion[bg, c] += 1  # false positive on background
 
     def coco_gt(self) -> dict:
-        return {"images": self.images, "annotations": self.annotations,
-                "categories": [{"id": i, "name": n} for i, n in enumerate(self.names)]}
+        return {
+            "images": self.images,
+            "annotations": self.annotations,
+            "categories": [{"id": i, "name": n} for i, n in enumerate(self.names)],
+        }
 
     def compute(self) -> dict[str, float]:
         self.ev = coco_eval(self.coco_gt(), self.dets)
@@ -128,9 +144,10 @@ class DetectMetrics(Metrics):
             self.compute()
         stats = self.ev.stats
         width = max(8, *(len(n) for n in self.names))
-        lines = [f"{'class':>{width}}  {'images':>7}  {'boxes':>7}  {'mAP50':>7}  {'mAP50-95':>8}",
-                 f"{'all':>{width}}  {len(self.images):>7}  {len(self.annotations):>7}  {stats[1]:>7.4f}  "
-                 f"{stats[0]:>8.4f}"]
+        lines = [
+            f"{'class':>{width}}  {'images':>7}  {'boxes':>7}  {'mAP50':>7}  {'mAP50-95':>8}",
+            f"{'all':>{width}}  {len(self.images):>7}  {len(self.annotations):>7}  {stats[1]:>7.4f}  {stats[0]:>8.4f}",
+        ]
         for name, (ap, ap50, n) in self.per_class_ap().items():
             lines.append(f"{name:>{width}}  {'':>7}  {n:>7}  {ap50:>7.4f}  {ap:>8.4f}")
         return "\n".join(lines)
@@ -162,8 +179,11 @@ class DetectMetrics(Metrics):
         cm = self.confusion / np.maximum(self.confusion.sum(0, keepdims=True), 1)
         fig, ax = plt.subplots(figsize=(min(4 + 0.45 * n, 16), min(3.5 + 0.45 * n, 15)))
         ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
-        ax.set(xlabel="predicted", ylabel="true", title=f"confusion matrix (conf ≥ {self.conf_matrix}, "
-                                                           f"IoU > {self.iou_matrix})")
+        ax.set(
+            xlabel="predicted",
+            ylabel="true",
+            title=f"confusion matrix (conf ≥ {self.conf_matrix}, IoU > {self.iou_matrix})",
+        )
         if n <= 30:
             ax.set_xticks(range(n), labels, rotation=90)
             ax.set_yticks(range(n), labels)

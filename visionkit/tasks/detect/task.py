@@ -29,12 +29,25 @@ from visionkit.tasks.shared import (
     split_files,
 )
 
-COLOURS = [(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72),
-           (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0), (168, 153, 44), (255, 194, 0)]
+COLOURS = [
+    (56, 56, 255),
+    (151, 157, 255),
+    (31, 112, 255),
+    (29, 178, 255),
+    (49, 210, 207),
+    (10, 249, 72),
+    (23, 204, 146),
+    (134, 219, 61),
+    (52, 147, 26),
+    (187, 212, 0),
+    (168, 153, 44),
+    (255, 194, 0),
+]
 
 
-def nms(boxes: torch.Tensor, scores: torch.Tensor, conf: float, iou: float, max_det: int,
-        classes: list[int] | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def nms(
+    boxes: torch.Tensor, scores: torch.Tensor, conf: float, iou: float, max_det: int, classes: list[int] | None = None
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Per image: best class per box, confidence filter, class-aware NMS, at most ``max_det`` boxes.
     Returns [(boxes (K, 4), scores (K,), classes (K,))]."""
     out = []
@@ -52,8 +65,9 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, conf: float, iou: float, max_
     return out
 
 
-def table_detections(table: torch.Tensor, count: torch.Tensor, conf: float, max_det: int,
-                     classes: list[int] | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def table_detections(
+    table: torch.Tensor, count: torch.Tensor, conf: float, max_det: int, classes: list[int] | None = None
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """An in-graph NMS table (B, M, 6) + valid counts (B,) → [(boxes, scores, classes)] per image, with the
     caller's confidence, class and max_det filters applied on top of the file's."""
     out = []
@@ -100,8 +114,7 @@ class DetectTask(Task):
         files = split_files(data, split, train, args)
         cache_dir = sidecar_path(files[0]).parent
         cache_dir = cache_dir if cache_dir.is_dir() else None
-        return DetectionDataset(files, data.names, imgsz, train, joint_augment_args(args), cache_dir,
-                                args.verbose)
+        return DetectionDataset(files, data.names, imgsz, train, joint_augment_args(args), cache_dir, args.verbose)
 
     def collate_fn(self):
         return collate
@@ -126,8 +139,10 @@ class DetectTask(Task):
         from visionkit.tasks.detect.export import DetectExport, DetectNMSExport
 
         if args.argmax:
-            raise UsageError("argmax=True applies to segmenters; a detector exports boxes and scores (add nms=True "
-                             "for a table of detections)")
+            raise UsageError(
+                "argmax=True applies to segmenters; a detector exports boxes and scores (add nms=True "
+                "for a table of detections)"
+            )
         if args.nms:
             conf = 0.25 if args.conf is None else float(args.conf)
             return DetectNMSExport(net, conf, float(args.iou), int(args.max_det))
@@ -140,8 +155,7 @@ class DetectTask(Task):
         h, w = size
         if args.nms:
             conf = 0.25 if args.conf is None else float(args.conf)
-            graph = DetectorNMSGraph(net, inputs, h, w, conf, float(args.iou),
-                                     int(args.max_det))
+            graph = DetectorNMSGraph(net, inputs, h, w, conf, float(args.iou), int(args.max_det))
             graph.metadata = {"nms": json.dumps({"conf": graph.conf, "iou": graph.iou, "max_det": graph.max_det})}
             return graph
         return DetectorGraph(net, inputs, h, w)
@@ -163,10 +177,13 @@ class DetectTask(Task):
         if baked is None:
             return
         if conf < baked["conf"] or iou != baked["iou"]:
-            warnings.warn(f"this exported file has NMS in the graph (conf > {baked['conf']:g}, iou {baked['iou']:g}, "
-                          f"max_det {baked['max_det']}); {purpose} asks for conf {conf:g}, iou {iou:g} and gets the "
-                          f"file's detections filtered to conf > {max(conf, baked['conf']):g}. Export with nms=False "
-                          f"(or matching conf=/iou=) for other thresholds", stacklevel=3)
+            warnings.warn(
+                f"this exported file has NMS in the graph (conf > {baked['conf']:g}, iou {baked['iou']:g}, "
+                f"max_det {baked['max_det']}); {purpose} asks for conf {conf:g}, iou {iou:g} and gets the "
+                f"file's detections filtered to conf > {max(conf, baked['conf']):g}. Export with nms=False "
+                f"(or matching conf=/iou=) for other thresholds",
+                stacklevel=3,
+            )
 
     def loss(self, outputs, batch: dict[str, Any], args: Settings):
         if self.loss_fn is None:
@@ -179,8 +196,7 @@ class DetectTask(Task):
         return DetectMetrics(names, self._val_postprocess)
 
     def _val_postprocess(self, outputs, metas: list[dict]) -> list[dict]:
-        return [self._to_original(b, s, c, m) for (b, s, c), m in
-                zip(self.detections(outputs, 0.001, 0.7, 300), metas)]
+        return [self._to_original(b, s, c, m) for (b, s, c), m in zip(self.detections(outputs, 0.001, 0.7, 300), metas)]
 
     @staticmethod
     def _to_original(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, meta: dict) -> dict:
@@ -201,15 +217,26 @@ class DetectTask(Task):
     def postprocess(self, outputs, context: list, args: Settings, names: list[str]) -> list[dict]:
         conf = 0.25 if args.conf is None else float(args.conf)
         self.check_graph_nms(conf, float(args.iou), "predict")
-        dets = self.detections(outputs, conf, float(args.iou), int(args.max_det),
-                               args.classes)
+        dets = self.detections(outputs, conf, float(args.iou), int(args.max_det), args.classes)
         results = []
         for (b, s, c), ctx in zip(dets, context):
             d = self._to_original(b, s, c, ctx)
             h0, w0 = ctx["shape"]
-            results.append({"width": int(w0), "height": int(h0), "detections": [
-                {"class": int(k), "name": names[int(k)], "score": round(float(sc), 5),
-                 "box": [round(float(v), 2) for v in bx]} for bx, sc, k in zip(d["boxes"], d["scores"], d["classes"])]})
+            results.append(
+                {
+                    "width": int(w0),
+                    "height": int(h0),
+                    "detections": [
+                        {
+                            "class": int(k),
+                            "name": names[int(k)],
+                            "score": round(float(sc), 5),
+                            "box": [round(float(v), 2) for v in bx],
+                        }
+                        for bx, sc, k in zip(d["boxes"], d["scores"], d["classes"])
+                    ],
+                }
+            )
         return results
 
     def describe(self, result: dict) -> str:
@@ -236,8 +263,10 @@ class DetectTask(Task):
         rows = []
         for d in result["detections"]:
             x1, y1, x2, y2 = d["box"]
-            rows.append(f"{d['class']} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} "
-                        f"{(y2 - y1) / h:.6f} {d['score']:.5f}")
+            rows.append(
+                f"{d['class']} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} "
+                f"{(y2 - y1) / h:.6f} {d['score']:.5f}"
+            )
         return rows
 
     def plot_batch(self, batch, path: Path, names: list[str]) -> Path:
@@ -255,10 +284,10 @@ class DetectTask(Task):
                 colour = COLOURS[int(cls) % len(COLOURS)]
                 p1 = (int((cx - w / 2) * s), int((cy - h / 2) * s))
                 cv2.rectangle(img, p1, (int((cx + w / 2) * s), int((cy + h / 2) * s)), colour, 1)
-                cv2.putText(img, names[int(cls)], (p1[0], max(10, p1[1] - 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
-                            colour, 1)
+                cv2.putText(
+                    img, names[int(cls)], (p1[0], max(10, p1[1] - 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1
+                )
             r, c = divmod(i, cols)
-            grid[r * s:(r + 1) * s, c * s:(c + 1) * s] = img
+            grid[r * s : (r + 1) * s, c * s : (c + 1) * s] = img
         cv2.imwrite(str(path), grid)
         return path
-

@@ -46,8 +46,10 @@ def index_masks(files: list[Path], num_classes: int) -> tuple[list[tuple[Path, t
         if mask.is_file():
             msize = mask_header(mask)  # RGB, 16-bit, undecodable: an error naming the file
             if tuple(msize) != tuple(size):
-                raise DataError(f"mask '{mask}' is {msize[0]}×{msize[1]} but its image '{f}' is {size[0]}×{size[1]}; "
-                                f"a mask must have its image's size")
+                raise DataError(
+                    f"mask '{mask}' is {msize[0]}×{msize[1]} but its image '{f}' is {size[0]}×{size[1]}; "
+                    f"a mask must have its image's size"
+                )
             kept.append((f, size, mask))
             continue
         label = sidecar_path(f)
@@ -76,20 +78,25 @@ class SegmentationDataset(DenseDataset):
 
     dense = "mask"
 
-    def __init__(self, files: list[Path], num_classes: int, imgsz: int, train: bool, args: Settings,
-                 verbose: bool = True):
+    def __init__(
+        self, files: list[Path], num_classes: int, imgsz: int, train: bool, args: Settings, verbose: bool = True
+    ):
         items, skipped = index_masks(files, num_classes)
         orphans = orphan_masks(files)
         if skipped:
             listed = ", ".join(f"{n} {reason}" for reason, n in skipped.items())
-            warnings.warn(f"segmentation: skipped {sum(skipped.values())} of {len(files)} image(s): {listed}",
-                          stacklevel=2)
+            warnings.warn(
+                f"segmentation: skipped {sum(skipped.values())} of {len(files)} image(s): {listed}", stacklevel=2
+            )
         if orphans:
-            warnings.warn(f"segmentation: {len(orphans)} mask(s) have no image and are not used (e.g. "
-                          f"{orphans[0]})", stacklevel=2)
+            warnings.warn(
+                f"segmentation: {len(orphans)} mask(s) have no image and are not used (e.g. {orphans[0]})", stacklevel=2
+            )
         if not items:
-            raise DataError(f"none of {len(files)} image(s) has a mask or polygon labels to train on "
-                            f"({', '.join(f'{n} {r}' for r, n in skipped.items()) or 'no images'})")
+            raise DataError(
+                f"none of {len(files)} image(s) has a mask or polygon labels to train on "
+                f"({', '.join(f'{n} {r}' for r, n in skipped.items()) or 'no images'})"
+            )
         self.skipped, self.orphans, self.num_classes = skipped, orphans, num_classes
         super().__init__(items, imgsz, train, args)
 
@@ -102,8 +109,10 @@ class SegmentationDataset(DenseDataset):
             invalid = (mask >= self.num_classes) & (mask != IGNORE_INDEX)
             if invalid.any():
                 bad = int(mask[invalid].max())
-                raise DataError(f"mask '{src}' holds value {bad}, but there are only {self.num_classes} mask classes "
-                                f"(0..{self.num_classes - 1}, 255 = ignore); fix the mask or mask_names in data.yaml")
+                raise DataError(
+                    f"mask '{src}' holds value {bad}, but there are only {self.num_classes} mask classes "
+                    f"(0..{self.num_classes - 1}, 255 = ignore); fix the mask or mask_names in data.yaml"
+                )
             return mask
         mask = np.zeros((h, w), np.uint8)
         for cls, coords in src or []:

@@ -37,6 +37,7 @@ class SegmentArgmaxExport(SegmentExport):
     def check_split(self):
         """For the exporter's check: the logits network, compared numerically, and a check that the file's class
         map is the argmax of onnxruntime's own logits (near-ties may flip a pixel: 99.9 % must agree)."""
+
         def verify(network_outputs, file_outputs) -> list[str]:
             expected = np.asarray(network_outputs[0]).argmax(1)
             got = np.asarray(file_outputs[0])

@@ -25,8 +25,9 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0)
     return 1 - dice[present].mean()
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, dice: float = 0.0,
-                      class_weights: list[float] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+def segmentation_loss(
+    logits: torch.Tensor, target: torch.Tensor, dice: float = 0.0, class_weights: list[float] | None = None
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy (+ ``dice`` × soft Dice) of logits (N, C, H, W) against class ids (N, H, W)."""
     weight = None
     if class_weights is not None:

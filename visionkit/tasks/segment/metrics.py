@@ -35,9 +35,13 @@ def scores(confusion: np.ndarray) -> dict[str, Any]:
     iou = np.divide(tp, union, out=np.full(len(tp), np.nan), where=present)
     dice = np.divide(2 * tp, 2 * tp + fp + fn, out=np.full(len(tp), np.nan), where=present)
     total = confusion.sum()
-    return {"iou": iou, "dice": dice, "mIoU": float(np.nanmean(iou)) if present.any() else 0.0,
-            "mDice": float(np.nanmean(dice)) if present.any() else 0.0,
-            "pixel_acc": float(tp.sum() / total) if total else 0.0}
+    return {
+        "iou": iou,
+        "dice": dice,
+        "mIoU": float(np.nanmean(iou)) if present.any() else 0.0,
+        "mDice": float(np.nanmean(dice)) if present.any() else 0.0,
+        "pixel_acc": float(tp.sum() / total) if total else 0.0,
+    }
 
 
 class SegmentMetrics(Metrics):
@@ -62,14 +66,19 @@ class SegmentMetrics(Metrics):
         s = scores(self.confusion)
         pixels = self.confusion.sum(1)
         width = max(10, *(len(n) for n in self.names))
-        lines = [f"{'class':>{width}}  {'pixels':>10}  {'IoU':>7}  {'Dice':>7}",
-                 f"{'all':>{width}}  {int(pixels.sum()):>10}  {s['mIoU']:>7.4f}  {s['mDice']:>7.4f}   pixel accuracy "
-                 f"{s['pixel_acc']:.4f} ({self.images} images, original resolution; mean over classes present)"]
+        lines = [
+            f"{'class':>{width}}  {'pixels':>10}  {'IoU':>7}  {'Dice':>7}",
+            f"{'all':>{width}}  {int(pixels.sum()):>10}  {s['mIoU']:>7.4f}  {s['mDice']:>7.4f}   pixel accuracy "
+            f"{s['pixel_acc']:.4f} ({self.images} images, original resolution; mean over classes present)",
+        ]
         for name, n, iou, dice in zip(self.names, pixels, s["iou"], s["dice"]):
             shown = ("      -", "      -") if np.isnan(iou) else (f"{iou:>7.4f}", f"{dice:>7.4f}")
             lines.append(f"{name:>{width}}  {int(n):>10}  {shown[0]}  {shown[1]}")
         return "\n".join(lines)
 
     def plot(self, save_dir: Path) -> list[Path]:
-        return [plot_confusion(self.confusion, self.names, save_dir / "confusion_matrix.png",
-                               "pixel confusion matrix (row-normalised)")]
+        return [
+            plot_confusion(
+                self.confusion, self.names, save_dir / "confusion_matrix.png", "pixel confusion matrix (row-normalised)"
+            )
+        ]

@@ -23,9 +23,23 @@ from visionkit.tasks.segment.metrics import SegmentMetrics
 from visionkit.tasks.shared import DenseTask, joint_augment_args, read_bgr, resolve_yaml_data, split_files
 
 CV_MAX_CHANNELS = 512  # cv2.resize's channel limit
-PALETTE = np.array([(0, 0, 0), (56, 56, 255), (49, 210, 207), (10, 249, 72), (255, 194, 0), (187, 212, 0),
-                    (168, 153, 44), (134, 219, 61), (31, 112, 255), (255, 56, 132), (147, 69, 52), (255, 112, 31)],
-                   np.uint8)  # BGR; class 0 (background) is drawn transparent
+PALETTE = np.array(
+    [
+        (0, 0, 0),
+        (56, 56, 255),
+        (49, 210, 207),
+        (10, 249, 72),
+        (255, 194, 0),
+        (187, 212, 0),
+        (168, 153, 44),
+        (134, 219, 61),
+        (31, 112, 255),
+        (255, 56, 132),
+        (147, 69, 52),
+        (255, 112, 31),
+    ],
+    np.uint8,
+)  # BGR; class 0 (background) is drawn transparent
 
 
 @register("task", "segment")
@@ -40,10 +54,16 @@ class SegmentTask(DenseTask):
     default_head = "unet"
     backbone_strides = (2, 4, 8, 16, 32)  # or the deepest run of these the backbone has
     keys = {
-        "dice": (0.5, "weight of the soft Dice loss added to cross-entropy (0 = cross-entropy only)",
-                 Range(float, 0, 100)),
-        "class_weights": (None, "cross-entropy weight per mask class, e.g. [0.5, 1, 2] (null = equal)",
-                          Numbers(Range(float, 0, 1e6))),
+        "dice": (
+            0.5,
+            "weight of the soft Dice loss added to cross-entropy (0 = cross-entropy only)",
+            Range(float, 0, 100),
+        ),
+        "class_weights": (
+            None,
+            "cross-entropy weight per mask class, e.g. [0.5, 1, 2] (null = equal)",
+            Numbers(Range(float, 0, 1e6)),
+        ),
         "save_masks": (False, "predict: also save raw class-id PNGs (masks/<image>.png, original size)"),
     }
 
@@ -52,22 +72,23 @@ class SegmentTask(DenseTask):
         path, spec = resolve_yaml_data(args, self.default_data, self.name)
         names = mask_names(spec)
         if len(names) < 2:
-            raise DataError(f"'{path}' defines {len(names)} mask class(es); segmentation needs at least 2 (names or "
-                            f"mask_names in data.yaml)")
+            raise DataError(
+                f"'{path}' defines {len(names)} mask class(es); segmentation needs at least 2 (names or "
+                f"mask_names in data.yaml)"
+            )
         return DataInfo(names, 3, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), source=str(path), extra={"spec": spec})
 
     def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: Settings):
         files = split_files(data, split, train, args)
-        return SegmentationDataset(files, len(data.names), imgsz, train, joint_augment_args(args),
-                                   args.verbose)
-
+        return SegmentationDataset(files, len(data.names), imgsz, train, joint_augment_args(args), args.verbose)
 
     # -- training and validation ---------------------------------------------------------------------------------
     def loss(self, outputs, batch: dict[str, Any], args: Settings):
         weights = args.class_weights
         if weights is not None and len(weights) != outputs.shape[1]:
-            raise UsageError(f"class_weights has {len(weights)} values but the model has {outputs.shape[1]} mask "
-                             f"classes")
+            raise UsageError(
+                f"class_weights has {len(weights)} values but the model has {outputs.shape[1]} mask classes"
+            )
         return segmentation_loss(outputs, batch["mask"], float(args.dice), weights)
 
     def new_metrics(self, names: list[str]) -> SegmentMetrics:
@@ -114,8 +135,17 @@ class SegmentTask(DenseTask):
             counts = np.bincount(mask.ravel(), minlength=len(names))
             # a class's score: its pixels' mean probability (1.0 from a file that outputs class ids only)
             sums = np.bincount(mask.ravel(), weights=conf.ravel(), minlength=len(names)) if conf is not None else counts
-            areas = [{"class": int(c), "name": names[c], "pixels": int(n), "fraction": round(float(n) / (h * w), 6),
-                      "score": round(float(sums[c]) / int(n), 5)} for c, n in enumerate(counts[:len(names)]) if n]
+            areas = [
+                {
+                    "class": int(c),
+                    "name": names[c],
+                    "pixels": int(n),
+                    "fraction": round(float(n) / (h * w), 6),
+                    "score": round(float(sums[c]) / int(n), 5),
+                }
+                for c, n in enumerate(counts[: len(names)])
+                if n
+            ]
             results.append({"width": int(w), "height": int(h), "classes": areas, "_mask": mask})
         return results
 
@@ -136,8 +166,9 @@ class SegmentTask(DenseTask):
                 continue
             colour = tuple(int(v) for v in PALETTE[a["class"] % len(PALETTE)])
             cv2.rectangle(img, (6, y - 11), (18, y + 1), colour, -1)
-            cv2.putText(img, f"{a['name']} {a['fraction']:.1%}", (22, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                        (255, 255, 255), 1)
+            cv2.putText(
+                img, f"{a['name']} {a['fraction']:.1%}", (22, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1
+            )
             y += 16
         return img
 
@@ -149,8 +180,10 @@ class SegmentTask(DenseTask):
         from visionkit.tasks.segment.export import SegmentArgmaxExport, SegmentExport
 
         if args.nms:
-            raise UsageError("nms=True applies to detectors; a segmenter exports logits or, with argmax=True, the "
-                             "class map (drop nms=True)")
+            raise UsageError(
+                "nms=True applies to detectors; a segmenter exports logits or, with argmax=True, the "
+                "class map (drop nms=True)"
+            )
         return SegmentArgmaxExport(net) if args.argmax else SegmentExport(net)
 
     def edge_graph(self, net, inputs, size, args: Settings):
