@@ -168,9 +168,31 @@ class Model:
 
     def val(self, **overrides) -> dict[str, float]:
         """Validate the checkpoint on its dataset (or data=...); prints the table, saves plots."""
-        from visionkit.engine.setup import make_loader
-        from visionkit.engine.utils import make_run_dir, select_device
+        from visionkit.engine.utils import make_run_dir
         from visionkit.engine.validator import validate
+
+        args, data, loader, device = self.val_loader(**overrides)
+        task = self.task
+        task.bind(self.net)
+        metrics, obj = validate(self.net.to(device), loader, task, data.names, device, args)
+        save_dir = make_run_dir(args, self.task_name, "val")
+        if args.verbose:
+            print(obj.table())
+            print(
+                f"speed per image: {metrics['ms_preprocess']:.2f} ms pre-process, {metrics['ms_inference']:.2f} ms "
+                f"inference, {metrics['ms_postprocess']:.2f} ms post-process; plots in {save_dir}"
+            )
+        if args.plots:
+            obj.plot(save_dir)
+        self.save_dir = save_dir
+        self.val_metrics = obj  # the metrics object (its table, plots and fitness_key)
+        return metrics
+
+    def val_loader(self, **overrides):
+        """(settings, dataset info, loader, device) of the split ``val`` scores: data= or the data the checkpoint
+        was trained on, found the same way, with the checkpoint's normalisation."""
+        from visionkit.engine.setup import make_loader
+        from visionkit.engine.utils import select_device
 
         ckpt = self._require_ckpt("val")
         args = self._args(overrides)
@@ -186,23 +208,8 @@ class Model:
             raise UsageError(f"dataset classes {data.names} differ from the checkpoint's {ckpt['names']}")
         data.mean, data.std = tuple(ckpt["mean"]), tuple(ckpt["std"])
         device = select_device(args.device)
-        imgsz = int(args.imgsz or ckpt["imgsz"])
-        ds = task.build_dataset(data, args.split, imgsz, False, args)
-        loader = make_loader(ds, int(args.batch), int(args.workers), False, device, task.collate_fn())
-        task.bind(self.net)
-        metrics, obj = validate(self.net.to(device), loader, task, data.names, device, args)
-        save_dir = make_run_dir(args, self.task_name, "val")
-        if args.verbose:
-            print(obj.table())
-            print(
-                f"speed per image: {metrics['ms_preprocess']:.2f} ms pre-process, {metrics['ms_inference']:.2f} ms "
-                f"inference, {metrics['ms_postprocess']:.2f} ms post-process; plots in {save_dir}"
-            )
-        if args.plots:
-            obj.plot(save_dir)
-        self.save_dir = save_dir
-        self.val_metrics = obj  # the metrics object (its table, plots and fitness_key)
-        return metrics
+        ds = task.build_dataset(data, args.split, int(args.imgsz or ckpt["imgsz"]), False, args)
+        return args, data, make_loader(ds, int(args.batch), int(args.workers), False, device, task.collate_fn()), device
 
     def predict(self, source=None, **overrides) -> list[dict]:
         """Predict on an image, folder or glob; returns one dict per image (also saved as predictions.json)."""

@@ -12,11 +12,11 @@ import sys
 
 from visionkit.errors import UsageError, VisionkitError
 
-MODES = ("train", "val", "predict", "export", "lrfind")
+MODES = ("train", "val", "predict", "export", "lrfind", "explain")
 
 USAGE = """usage:
   visionkit TASK MODE [key=value ...]     TASK: a registered task (`visionkit models task` lists them)
-                                          MODE: train, val, predict, export, lrfind
+                                          MODE: train, val, predict, export, lrfind, explain
   visionkit data import labelstudio src=export.json images=DIR out=datasets/NAME [config=label_config.xml]
   visionkit data import labelstudio src=http://host:8080 project=ID token=... out=datasets/NAME
   visionkit data import coco src=instances.json images=DIR out=datasets/NAME
@@ -33,7 +33,9 @@ examples:
   visionkit classify train data=mnist model=mnist-tiny epochs=15 scheduler=onecycle
   visionkit classify val model=runs/classify/train/weights/best.pt
   visionkit classify predict model=runs/classify/train/weights/best.pt source=images/ save
-  visionkit classify lrfind data=shapes model=cifar-dilated imgsz=64"""
+  visionkit classify lrfind data=shapes model=cifar-dilated imgsz=64
+  visionkit classify explain model=runs/classify/train/weights/best.pt source=images/ method=gradcam
+  visionkit classify val model=runs/classify/train/weights/best.pt gallery=True   (most confident mistakes)"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +78,14 @@ def _run(task: str | None, mode: str, rest: list[str]) -> int:
     from visionkit.cfg import check_shared, parse_kv, resolve
 
     overrides = parse_kv(rest)
+    explain_opts, gallery = {}, None
+    if mode == "explain":  # explain's own keys (method, layer, target) are not settings of the other modes
+        from visionkit.explain import split_explain_keys
+
+        explain_opts, overrides = split_explain_keys(overrides)
+    elif mode == "val" and "gallery" in overrides:
+        gallery = overrides.pop("gallery")
+        gallery = 16 if gallery is True else gallery
     check_shared(overrides)  # shared keys' values checked before torch is even imported
     if task is not None:  # the task's own keys too, and an unknown key gets its did-you-mean
         from visionkit.registry import REGISTRY
@@ -99,6 +109,15 @@ def _run(task: str | None, mode: str, rest: list[str]) -> int:
             return launch(model.task_name, rest, nproc, overrides.get("project"))
     if mode == "predict":
         model.predict(**overrides)
+    elif mode == "explain":
+        from visionkit.explain import explain
+
+        explain(model, **overrides, **explain_opts)
+    elif gallery not in (None, False):
+        from visionkit.explain import gallery as write_gallery
+
+        model.val(**overrides)
+        write_gallery(model, gallery, **overrides)
     else:
         getattr(model, mode)(**overrides)
     if getattr(model, "save_dir", None) is not None and os.environ.get("RANK", "0") == "0":
