@@ -322,6 +322,7 @@ class Model:
         if getattr(self._net, "raw_outputs", True) is False:
             raise UsageError(f"'{self.ckpt_path}' is already an exported file; export a .pt checkpoint")
         fmt = check_format(overrides.get("format", "onnx"))
+        _check_writable(self.ckpt_path.parent, "the exported file (it is written next to the checkpoint)")
         if fmt == "mediapipe":
             from visionkit.edge.export import export_mediapipe
 
@@ -348,3 +349,21 @@ class Model:
         )  # the export's batch, not training's
         self.save_dir = path.parent
         return path
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Fail before minutes of work when ``folder`` cannot take a new file (read-only, full, gone)."""
+    import os
+    import tempfile
+
+    from visionkit.errors import CheckpointError
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".visionkit-write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise CheckpointError(
+            f"cannot write {what} in '{folder}': {e.strerror or e}; copy the checkpoint to a writable folder and "
+            f"export from there"
+        ) from e
