@@ -142,7 +142,8 @@ def test_gallery_shows_the_most_confident_mistakes(tiny_models, tmp_path):
     assert [s for s, *_ in top3] == scores[:3]
     model.val(**{**TINY, "imgsz": 64}, project=str(tmp_path))
     path = gallery(model, count=3, **{**TINY, "imgsz": 64}, project=str(tmp_path))
-    assert path == model.save_dir / "gallery.png" and cv2.imread(str(path)) is not None
+    assert path == model.save_dir / "gallery.png"
+    assert cv2.imread(str(path)).shape == (330, 900, 3)  # three tiles in one row: 3 × 3 in by 3.3 in at 100 dpi
     with pytest.raises(UsageError, match="gallery=0"):
         gallery(model, count=0)
 

@@ -35,7 +35,62 @@ def verify_image(path: Path) -> str | None:
         return f"{type(e).__name__}: {e}"
 
 
-class ImageFolderDataset(Dataset):
+class FileListDataset(Dataset):
+    """(image path, class id) pairs, each verified first: a file that does not decode (a JPEG cut short too) is
+    skipped with one warning and counted in ``skipped``. Items are ``transform`` of the uint8 (C, H, W) tensor;
+    ``cache`` decodes every image once into RAM (refused when it would not fit)."""
+
+    def __init__(
+        self,
+        samples: list[tuple[Path, int]],
+        names: list[str],
+        transform: Callable | None = None,
+        channels: int = 3,
+        cache: bool = False,
+        fraction: float = 1.0,
+        where: str = "the dataset",
+    ):
+        self.names, self.transform, self.channels = names, transform, channels
+        self.samples: list[tuple[Path, int]] = []
+        self.skipped: list[tuple[Path, str]] = []
+        for f, cls in samples:
+            reason = verify_image(f)
+            if reason:
+                self.skipped.append((f, reason))
+            else:
+                self.samples.append((f, cls))
+        if self.skipped:
+            listed = "; ".join(f"{p} ({r})" for p, r in self.skipped[:5])
+            more = f" and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
+            warnings.warn(f"skipped {len(self.skipped)} corrupt image(s) in {where}: {listed}{more}", stacklevel=3)
+        if fraction < 1.0:
+            keep = np.random.default_rng(0).permutation(len(self.samples))[: max(1, int(len(self.samples) * fraction))]
+            self.samples = [self.samples[i] for i in sorted(keep)]
+        if not self.samples:
+            raise DataError(f"no readable images in '{where}'")
+        if cache:  # estimated from a sample of the images' sizes (decoded at full size)
+            from visionkit.data.ram_cache import check_ram_cache
+
+            probe = [image_size(p) for p, _ in self.samples[:: max(1, len(self.samples) // 16)]]
+            per_image = sum(w * h for w, h in probe) / len(probe) * channels
+            check_ram_cache(len(self.samples), int(per_image * len(self.samples)), Path(where).name)
+        self._cache = [read_image(p, channels) for p, _ in self.samples] if cache else None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def targets(self) -> list[int]:
+        return [c for _, c in self.samples]
+
+    def __getitem__(self, i: int):
+        path, cls = self.samples[i]
+        img = self._cache[i] if self._cache is not None else read_image(path, self.channels)
+        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+        return (self.transform(x) if self.transform else x), cls
+
+
+class ImageFolderDataset(FileListDataset):
     """``root/<class>/*.jpg``. Corrupt files are skipped with one warning and counted in ``skipped``."""
 
     def __init__(
@@ -60,56 +115,19 @@ class ImageFolderDataset(Dataset):
         unknown = [f.name for f in folders if f.name not in self.names]
         if unknown:
             raise DataError(f"'{split_dir}' has class folders {unknown} not in the training classes {self.names}")
-        self.samples: list[tuple[Path, int]] = []
-        self.skipped: list[tuple[Path, str]] = []
+        samples: list[tuple[Path, int]] = []
         empty = []
         for cls, name in enumerate(self.names):
             folder = split_dir / name
             files = list_images(folder) if folder.is_dir() else []
             if not files:
                 empty.append(str(folder))
-            for f in files:
-                reason = verify_image(f)
-                if reason:
-                    self.skipped.append((f, reason))
-                else:
-                    self.samples.append((f, cls))
+            samples += [(f, cls) for f in files]
         if empty and require_all_classes:
             raise DataError(f"class folder(s) with no images: {', '.join(empty)}. Add images or remove the folder.")
         if empty:
             warnings.warn(f"no images for class folder(s): {', '.join(empty)}", stacklevel=2)
-        if self.skipped:
-            listed = "; ".join(f"{p} ({r})" for p, r in self.skipped[:5])
-            more = f" and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
-            warnings.warn(f"skipped {len(self.skipped)} corrupt image(s) in {split_dir}: {listed}{more}", stacklevel=2)
-        if fraction < 1.0:
-            keep = np.random.default_rng(0).permutation(len(self.samples))[: max(1, int(len(self.samples) * fraction))]
-            self.samples = [self.samples[i] for i in sorted(keep)]
-        if not self.samples:
-            raise DataError(f"no readable images in '{split_dir}'")
-        self.transform = transform
-        self.channels = channels
-        if cache and self.samples:  # estimated from a sample of the images' sizes (decoded at full size)
-            from visionkit.data.format import image_size
-            from visionkit.data.ram_cache import check_ram_cache
-
-            probe = [image_size(p) for p, _ in self.samples[:: max(1, len(self.samples) // 16)]]
-            per_image = sum(w * h for w, h in probe) / len(probe) * channels
-            check_ram_cache(len(self.samples), int(per_image * len(self.samples)), split_dir.name)
-        self._cache = [read_image(p, channels) for p, _ in self.samples] if cache else None
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    @property
-    def targets(self) -> list[int]:
-        return [c for _, c in self.samples]
-
-    def __getitem__(self, i: int):
-        path, cls = self.samples[i]
-        img = self._cache[i] if self._cache is not None else read_image(path, self.channels)
-        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
-        return (self.transform(x) if self.transform else x), cls
+        super().__init__(samples, self.names, transform, channels, cache, fraction, str(split_dir))
 
 
 class ArrayDataset(Dataset):

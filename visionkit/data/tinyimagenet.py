@@ -11,15 +11,9 @@ The test split's labels were never published, so ``val`` serves as the test set.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch.utils.data import Dataset
-
-from visionkit.data.datasets import read_image
 from visionkit.data.format import is_image
 from visionkit.errors import DataError
 
@@ -117,43 +111,3 @@ def split_samples(layout: TinyImageNetLayout, split: str) -> list[tuple[Path, in
     if not samples:
         raise DataError(f"tinyimagenet: '{ann}' lists no images")
     return samples
-
-
-class FileListDataset(Dataset):
-    """(path, class) pairs decoded on access (or once, with ``cache``); items are what ``transform`` makes of the
-    uint8 CHW tensor."""
-
-    def __init__(
-        self,
-        samples: list[tuple[Path, int]],
-        names: list[str],
-        transform: Callable | None = None,
-        channels: int = 3,
-        cache: bool = False,
-        fraction: float = 1.0,
-    ):
-        if fraction < 1.0:
-            keep = np.random.default_rng(0).permutation(len(samples))[: max(1, int(len(samples) * fraction))]
-            samples = [samples[i] for i in sorted(keep)]
-        self.samples, self.names, self.transform, self.channels = samples, names, transform, channels
-        self.skipped: list[tuple[Path, str]] = []  # as ImageFolderDataset has; nothing is skipped here
-        if cache:
-            from visionkit.data.ram_cache import check_ram_cache
-
-            # TinyImageNet images are all 64×64; the first one stands for the rest
-            h, w = read_image(samples[0][0], channels).shape[:2]
-            check_ram_cache(len(samples), len(samples) * h * w * channels, "tinyimagenet")
-        self._cache = [read_image(p, channels) for p, _ in samples] if cache else None
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    @property
-    def targets(self) -> list[int]:
-        return [c for _, c in self.samples]
-
-    def __getitem__(self, i: int):
-        path, cls = self.samples[i]
-        img = self._cache[i] if self._cache is not None else read_image(path, self.channels)
-        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
-        return (self.transform(x) if self.transform else x), cls

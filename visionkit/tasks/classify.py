@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from visionkit.cfg import Settings
 from visionkit.data import cifar, idx, tinyimagenet
 from visionkit.data.augment import BatchAugment, classify_transforms, resolve_augment
-from visionkit.data.datasets import ArrayDataset, ImageFolderDataset, read_image
+from visionkit.data.datasets import ArrayDataset, FileListDataset, ImageFolderDataset, read_image
 from visionkit.data.format import class_folders, load_data_yaml
 from visionkit.data.synthetic import ensure_shapes
 from visionkit.errors import DataError, UsageError
@@ -201,13 +201,14 @@ class ClassifyTask(Task):
         tf = classify_transforms(imgsz, train, aug, args, data.mean, data.std, data.native_imgsz)
         if "tinyimagenet_root" in data.extra:
             layout = tinyimagenet.read_layout(Path(data.extra["tinyimagenet_root"]))
-            return tinyimagenet.FileListDataset(
+            return FileListDataset(
                 tinyimagenet.split_samples(layout, split),
                 data.names,
                 tf,
                 data.channels,
                 cache=bool(args.cache),
                 fraction=fraction,
+                where=f"{layout.root} ({split})",
             )
         split_dir = Path(data.extra["root"]) / split
         if split != "train" and not split_dir.is_dir():
