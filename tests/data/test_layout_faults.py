@@ -171,3 +171,26 @@ def test_a_label_cache_that_is_not_what_it_should_be_is_rebuilt(tmp_path, conten
     assert load_labels(files, 1, cache_dir)["from_cache"] is True  # the rebuilt cache is good again
     ds = DetectionDataset(files, ["a"], 64, False, resolve({}), cache_dir=cache_dir, verbose=False)
     assert len(ds) == 2
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "too deeply"),
+        (b'[{"data": {"image": "a.png"}', "is not JSON"),
+        (b'[{"data": {"image": "\xff\xfe.png"}}]', "not UTF-8"),
+    ],
+)
+def test_json_a_user_gives_that_is_broken_is_a_one_line_error_naming_the_file(tmp_path, content, message):
+    from visionkit.data.coco import _load
+    from visionkit.data.labelstudio.sources import load_export
+    from visionkit.errors import DataError
+
+    path = tmp_path / "export.json"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as e:
+        load_export(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(DataError, match="is not a COCO instances file") as e:
+        _load(path)
+    assert str(path) in str(e.value)

@@ -18,9 +18,15 @@ def load_export(path: str | Path) -> tuple[list[dict], str]:
     if not path.is_file():
         raise DataError(f"export file '{path}' does not exist")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataError(f"'{path}' is not JSON ({e}); export the project as JSON from Label Studio") from e
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"'{path}' is not UTF-8 text (byte {e.start}); export the project as JSON from Label Studio"
+        ) from None
+    except RecursionError:
+        raise DataError(f"'{path}' nests lists or objects too deeply to be a Label Studio export") from None
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list) or not all(isinstance(t, dict) for t in data):
