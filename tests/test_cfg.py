@@ -226,3 +226,18 @@ def test_no_second_defaults_in_the_package():
         if re.search(r"\bargs\.get\(", line)
     ]
     assert not found, f"args.get(...) reads a setting with a default of its own: {found}"
+
+
+@pytest.mark.parametrize(
+    "kv", ["name=" + "n" * 256, "data=" + "d" * 300 + ".yaml", "project=" + "/p" * 2100, "source=" + "é" * 130]
+)
+def test_names_longer_than_file_systems_allow_are_usage_errors(kv):
+    key, _, text = kv.partition("=")
+    with pytest.raises(UsageError, match=rf"bad value {key}=.*longer than file systems allow \(255 per name"):
+        resolve({key: text})
+    assert resolve({key: text[:100]})[key] == text[:100]  # within the limits: accepted as it is
+
+
+def test_data_commands_check_path_lengths_too():
+    r = run_cli("data", "check", "data=" + "x" * 300 + "/data.yaml")
+    assert r.returncode == 2 and "longer than file systems allow" in r.stderr and "Traceback" not in r.stderr

@@ -194,7 +194,40 @@ def check_overrides(
     return out
 
 
+# keys that name files or folders (run settings and the data/serve commands'): checked against the file system's
+# name limits when resolved, so a name too long is a usage error, not an OSError deep inside
+PATH_KEYS = {
+    "model",
+    "data",
+    "root",
+    "datasets_dir",
+    "weights",
+    "cfg",
+    "project",
+    "name",
+    "source",
+    "label_config",
+    "ls_root",
+    "src",
+    "images",
+    "out",
+    "config",
+}
+NAME_MAX, PATH_MAX = 255, 4096  # bytes: Linux's limits for one name and a whole path
+
+
+def _check_path(key: str, value: str) -> None:
+    longest = max((len(part.encode()) for part in value.split("/")), default=0)
+    if longest > NAME_MAX or len(value.encode()) > PATH_MAX:
+        raise UsageError(
+            f"bad value {key}={value[:60]!r}...: a file name of {longest} bytes or a path of {len(value.encode())} "
+            f"bytes is longer than file systems allow ({NAME_MAX} per name, {PATH_MAX} in all); use a shorter one"
+        )
+
+
 def _coerce(key: str, value: Any, default: Any, rule: Range | Numbers | tuple[str, ...] | None = None) -> Any:
+    if key in PATH_KEYS and isinstance(value, str):
+        _check_path(key, value)
     bad = f"bad value {key}={value!r}: "
     if key == "imgsz" and isinstance(value, (str, list, tuple)):
         return _size_pair(value, bad)
