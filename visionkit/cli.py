@@ -80,12 +80,13 @@ def _run(task: str | None, mode: str, rest: list[str]) -> int:
     overrides = parse_kv(rest)
     explain_opts, gallery = {}, None
     if mode == "explain":  # explain's own keys (method, layer, target) are not settings of the other modes
-        from visionkit.explain import split_explain_keys
+        from visionkit.explain.keys import split_explain_keys
 
-        explain_opts, overrides = split_explain_keys(overrides)
+        explain_opts, overrides = split_explain_keys(overrides)  # a bad method fails here, before torch loads
     elif mode == "val" and "gallery" in overrides:
-        gallery = overrides.pop("gallery")
-        gallery = 16 if gallery is True else gallery
+        from visionkit.explain.keys import gallery_count
+
+        gallery = gallery_count(overrides.pop("gallery"))  # None: gallery=false
     check_shared(overrides)  # shared keys' values checked before torch is even imported
     if task is not None:  # the task's own keys too, and an unknown key gets its did-you-mean
         from visionkit.registry import REGISTRY
@@ -113,11 +114,13 @@ def _run(task: str | None, mode: str, rest: list[str]) -> int:
         from visionkit.explain import explain
 
         explain(model, **overrides, **explain_opts)
-    elif gallery not in (None, False):
+    elif gallery is not None:
         from visionkit.explain import gallery as write_gallery
+        from visionkit.explain.gallery import check_gallery_model
 
+        check_gallery_model(model)  # before minutes of validation
         model.val(**overrides)
-        write_gallery(model, gallery, **overrides)
+        write_gallery(model, gallery, **overrides)  # into the val run's folder
     else:
         getattr(model, mode)(**overrides)
     if getattr(model, "save_dir", None) is not None and os.environ.get("RANK", "0") == "0":

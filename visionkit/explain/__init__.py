@@ -8,109 +8,194 @@ gallery of a classifier's most confident mistakes. Built on the Python API and t
 
 Command line: ``visionkit TASK explain model=best.pt source=... [method= layer= target=]`` and
 ``visionkit classify val model=best.pt gallery=True`` (or gallery=N). docs/explain.md says what each map means.
+This module imports nothing heavy until a function runs, so the CLI can check explain's keys at once.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cv2
-import torch
-from tqdm import tqdm
+from visionkit.errors import DataError, UsageError
+from visionkit.explain.keys import (
+    EXPLAIN_KEYS,
+    GALLERY_DEFAULT,
+    METHODS,
+    TARGET_FREE,
+    check_method,
+    gallery_count,
+    split_explain_keys,
+)
 
-from visionkit.api import Model
-from visionkit.errors import UsageError
-from visionkit.explain.cam import METHODS, compute_cam, find_layer, overlay, spatial_layers, to_original
-from visionkit.explain.targets import EXPLAINERS, Explainer, Target, explainer, explainer_for
+if TYPE_CHECKING:
+    from visionkit.api import Model
 
-__all__ = ["explain", "gallery", "explainer", "Explainer", "Target", "METHODS", "EXPLAINERS", "EXPLAIN_KEYS"]
+__all__ = [
+    "explain",
+    "gallery",
+    "explainer",
+    "Explainer",
+    "Target",
+    "METHODS",
+    "EXPLAINERS",
+    "EXPLAIN_KEYS",
+    "GALLERY_DEFAULT",
+    "check_method",
+    "gallery_count",
+    "split_explain_keys",
+]
 
-# keys of `explain` beyond the shared settings: key → (default, comment)
-EXPLAIN_KEYS: dict[str, tuple[Any, str]] = {
-    "method": ("gradcam", f"explain: {', '.join(METHODS)}"),
-    "layer": (None, "explain: module path of the feature map (e.g. backbone.stages.2); null = the task's last one"),
-    "target": (None, "explain: classify/segment a class name or id; detect a box index or class; depth x1,y1,x2,y2"),
-}
+_LAZY = {"explainer", "Explainer", "Target", "EXPLAINERS"}  # from targets.py, which imports torch
 
 
-def split_explain_keys(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(explain's own keys with their defaults, the rest)."""
-    opts = {k: overrides.get(k, default) for k, (default, _) in EXPLAIN_KEYS.items()}
-    return opts, {k: v for k, v in overrides.items() if k not in EXPLAIN_KEYS}
+def __getattr__(name: str):
+    if name in _LAZY:
+        from visionkit.explain import targets
+
+        return getattr(targets, name)
+    raise AttributeError(f"module 'visionkit.explain' has no attribute '{name}'")
 
 
-def _model(model: Model | str | Path) -> Model:
+def load_model(model: Model | str | Path) -> Model:
+    """``model`` as a Model with PyTorch weights; exported files and untrained presets are refused."""
+    from visionkit.api import Model
+
     model = model if isinstance(model, Model) else Model(str(model))
     if model.ckpt_path is None or model.ckpt_path.suffix != ".pt":
         raise UsageError(
-            f"explain needs a trained .pt checkpoint (gradients flow through the PyTorch network); got "
-            f"'{model.ckpt_path or model.label}'"
+            f"explain needs a trained .pt checkpoint (the maps follow gradients and activations inside the PyTorch "
+            f"network, which an exported file does not have); got '{model.ckpt_path or model.label}'"
         )
     return model
 
 
-def explain(model: Model | str | Path, source=None, **overrides) -> list[dict]:
-    """Heat maps of what drove each prediction on ``source`` (image, folder or glob); writes one overlay per image
-    and target into runs/TASK/explain*/ and returns, per image, ``{"image", "method", "layer", "explanations":
-    [{"target", "score", "overlay", "_cam"}]}`` where ``_cam`` is an (H, W) float32 map in 0..1 at the image's
-    size (1 = strongest evidence)."""
+def _images(source) -> list[tuple[str, Any]]:
+    """(name, image path or BGR array) per image of ``source``; videos and webcams are refused."""
+    import numpy as np
+
     from visionkit.engine.predictor import is_video, resolve_sources
+
+    if source is None:
+        raise UsageError("explain needs source= (an image, a folder, a glob, or a list of them)")
+    items = []
+    for k, src in enumerate(resolve_sources(source)):
+        if isinstance(src, int) or (isinstance(src, Path) and is_video(src)):
+            raise DataError(
+                f"explain takes images; '{src}' is a {'webcam' if isinstance(src, int) else 'video'} (save the "
+                f"frames you want explained as images)"
+            )
+        if isinstance(src, np.ndarray):
+            src = src if src.ndim == 3 else np.repeat(src[..., None], 3, 2)  # grey → BGR, as predict does
+            items.append((f"array{k}", src))
+        else:
+            items.append((str(src), src))
+    return items
+
+
+def _unique_stem(name: str, item, used: set[str]) -> str:
+    """The image's file stem, made unique within the run (val/cat/1.jpg and val/dog/1.jpg are two images)."""
+    stem = Path(name).stem if isinstance(item, Path) else name
+    unique, n = stem, 2
+    while unique in used:
+        unique, n = f"{stem}-{n}", n + 1
+    used.add(unique)
+    return unique
+
+
+def explain(model: Model | str | Path, source=None, **overrides) -> list[dict]:
+    """Class activation maps of what drove each prediction on ``source`` (an image, folder, glob, BGR array or a
+    list of them), one overlay per image and target written to a new runs/TASK/explain*/ folder (also
+    explanations.json). ``overrides``: method, layer, target, and any predict setting (imgsz, conf, device, ...).
+
+    Returns, per image, ``{"image", "method", "layer", "explanations": [{"target", "score", "layer", "overlay",
+    "_cam"}]}``: ``_cam`` is an (H, W) float32 map in 0..1 at the image's own size (1 = strongest evidence in that
+    image), ``score`` the target's value at the prediction (a probability, a box score, a pixel fraction, a mean
+    depth); the image's ``layer`` is layer= or the task's default, a target's the one its map was taken at."""
+    import cv2
+    import torch
+    from tqdm import tqdm
+
     from visionkit.engine.utils import make_run_dir
+    from visionkit.explain.cam import compute_cam, find_layer, grad_cam_library, spatial_layers
+    from visionkit.explain.overlay import overlay, to_original
+    from visionkit.explain.targets import explainer_for
     from visionkit.tasks.shared import read_bgr
 
-    model = _model(model)
     opts, rest = split_explain_keys(overrides)
-    if opts["method"] not in METHODS:
-        from visionkit.explain.cam import cam_class
-
-        cam_class(opts["method"])  # raises with the list and a did-you-mean
-    args, meta, device, task = model._prediction_setup(rest)
-    source = source if source is not None else args.source
-    if source is None:
-        raise UsageError("explain needs source= (an image, a folder or a glob)")
-    files = [p for p in resolve_sources(source) if not (isinstance(p, Path) and is_video(p))]
-    if not files:
-        raise UsageError(f"source={source!r} holds no images (videos are not explained frame by frame)")
-    net = model.net.to(device).eval()
+    method = opts["method"]
+    grad_cam_library()  # a missing extra fails before any work
+    model = load_model(model)
     adapter = explainer_for(model.task_name)
-    wrapped = adapter.wrap(net)
+    args, meta, device, task = model._prediction_setup(rest)
     names = meta["names"]
+    adapter.check_target(opts["target"], names)
+    items = _images(source if source is not None else args.source)
+    net = model.net.to(device).eval()
+    wrapped = adapter.wrap(net, task)
     save_dir = make_run_dir(args, model.task_name, "explain")
-    layer_name, layer, results = None, None, []
-    for item in tqdm(files, desc="explain", disable=not args.verbose, leave=False):
+    layer_name, spatial, results, used = None, None, [], set()
+    for name, item in tqdm(items, desc="explain", disable=not args.verbose, leave=False):
+        # one image at a time and never rect: the CAM library explains a batch of one, and a square input makes
+        # every image's map the same shape
         x, context = task.load_inputs([item], meta["imgsz"], meta["in_channels"], meta["mean"], meta["std"], False)
         x = x.to(device)
-        if layer is None:  # the same network for every image: find the layer once
+        if spatial is None:  # the same network for every image: find its layers once
             spatial = spatial_layers(net, x)
             layer_name = opts["layer"] or adapter.default_layer(spatial, int(model.config.get("num_classes", 0)))
-            layer = find_layer(net, str(layer_name), spatial)
+            find_layer(net, str(layer_name), spatial)  # a wrong layer= fails here, listing the spatial ones
+            adapter.prepare(net, x)
         with torch.no_grad():
             prediction = task.postprocess(net(x), context, args, names)[0]
             output = wrapped(x)
         image = read_bgr(item)
-        stem = Path(str(item)).stem
-        explanations = []
+        stem = _unique_stem(name, item, used)
+        explanations, shared = [], None
         for n, target in enumerate(adapter.targets(output, prediction, opts["target"], names, context[0])):
-            cam = to_original(compute_cam(opts["method"], wrapped, layer, x, target.score), context[0], image.shape[:2])
-            path = save_dir / f"{stem}_{opts['method']}{f'_{n}' if n else ''}.jpg"
-            cv2.imwrite(str(path), overlay(image, cam))
+            # layer= wins; else the adapter's choice for this target (a detector's box level); else the default.
+            # A target-free method has one map per image, at the default layer.
+            free = method in TARGET_FREE
+            used_layer = opts["layer"] or (None if free else target.layer) or layer_name
+            if shared is None or not free:
+                layer = find_layer(net, str(used_layer), spatial)
+                raw = compute_cam(method, wrapped, layer, x, target.score)
+                shared = to_original(raw, context[0], image.shape[:2])
+            path = save_dir / f"{stem}_{method}{f'_{n}' if n else ''}.jpg"
+            cv2.imwrite(str(path), overlay(image, shared))
             explanations.append(
-                {"target": target.label, "score": round(target.value, 5), "overlay": str(path), "_cam": cam}
+                {
+                    "target": target.label,
+                    "score": round(target.value, 6),
+                    "layer": used_layer,
+                    "overlay": str(path),
+                    "_cam": shared,
+                }
             )
         if args.verbose:
-            listed = ", ".join(f"{e['target']} ({e['score']:.3f})" for e in explanations) or "nothing detected"
-            print(f"{item}: {opts['method']} at {layer_name}: {listed}")
-        results.append(
-            {"image": str(item), "method": opts["method"], "layer": layer_name, "explanations": explanations}
-        )
+            listed = ", ".join(
+                f"{e['target']} ({e['score']:.3f}) at {e['layer']}"
+                + (" (blank: no positive evidence there)" if e["_cam"].max() == 0 else "")
+                for e in explanations
+            )
+            tqdm.write(f"{name}: {method}: {listed or 'nothing to explain'}")
+        results.append({"image": name, "method": method, "layer": layer_name, "explanations": explanations})
+    public = [
+        {**r, "explanations": [{k: v for k, v in e.items() if not k.startswith("_")} for e in r["explanations"]]}
+        for r in results
+    ]  # "_" keys are arrays, as in predictions.json
+    (save_dir / "explanations.json").write_text(json.dumps(public, indent=1))
     model.save_dir = save_dir
     return results
 
 
-def gallery(model: Model | str | Path, count: int = 16, **overrides) -> Path | None:
-    """A grid of the ``count`` most confident mistakes of a classifier on its validation split (image, true and
-    predicted class, score, Grad-CAM of the predicted class) as gallery.png; None when there are no mistakes."""
+def gallery(model: Model | str | Path, count: int | bool = GALLERY_DEFAULT, **overrides) -> Path | None:
+    """A grid of the ``count`` most confident mistakes of a classifier on its validation split (each: the image, its
+    Grad-CAM overlay for the predicted class, true and predicted class, score) saved as gallery.png in the
+    model's last run folder (a val run's) or a new one; ``overrides`` are val settings (data, split, imgsz, ...).
+    Returns the file, or None when there are no mistakes."""
     from visionkit.explain.gallery import write_gallery
 
-    return write_gallery(_model(model), count, overrides)
+    n = gallery_count(count)
+    if n is None:
+        raise UsageError(f"bad value count={count!r}: true ({GALLERY_DEFAULT} mistakes) or a positive number")
+    return write_gallery(load_model(model), n, overrides)

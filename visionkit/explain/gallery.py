@@ -1,10 +1,12 @@
 """The course's misclassification gallery: a classifier's most confident mistakes on its validation split, each
-with the true and predicted class, the score and a Grad-CAM overlay of the predicted class."""
+tile the image and its Grad-CAM overlay for the predicted class, captioned with the true and predicted class and
+the score."""
 
 from __future__ import annotations
 
 import heapq
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,38 +14,75 @@ import numpy as np
 import torch
 
 from visionkit.errors import UsageError
-from visionkit.explain.cam import compute_cam, find_layer, overlay, spatial_layers
+from visionkit.explain.cam import compute_cam, find_layer, spatial_layers
+from visionkit.explain.overlay import as_bgr, overlay
 from visionkit.explain.targets import explainer_for
 
+COLUMNS = 4  # tiles per row at most
+TILE_INCHES = (5.0, 2.9)  # one tile (image | overlay, caption above) in the figure
+DPI = 100
+GAP = 2  # white pixels between a tile's image and its overlay
 
-def most_confident_mistakes(net, loader, device, count: int) -> list[tuple[float, int, int, torch.Tensor]]:
-    """(score, predicted, true, input (C, H, W)) of the ``count`` wrong predictions with the highest softmax
-    score, highest first."""
-    heap: list[tuple[float, int, int, int, torch.Tensor]] = []
+
+@dataclass
+class Mistake:
+    """One wrong prediction: its softmax ``score``, the ``predicted`` and ``true`` class ids, its ``index`` in the
+    split (the dataset's order) and the normalised network input (C, H, W)."""
+
+    score: float
+    predicted: int
+    true: int
+    index: int
+    image: torch.Tensor
+
+
+def most_confident_mistakes(net, loader, task, device, count: int) -> list[Mistake]:
+    """The ``count`` wrong predictions with the highest softmax score over ``loader`` (not shuffled), highest
+    first; ties keep the split's order. Only ``count`` inputs are held at any time."""
+    heap: list[tuple[float, int, Mistake]] = []  # a min-heap on (score, -index): its root is the one to drop
     seen = 0
     with torch.no_grad():
-        for x, y in loader:
-            probs = net(x.to(device)).float().softmax(1).cpu()
+        for raw in loader:
+            batch = task.preprocess_batch(raw, device)
+            probs = net(batch["img"]).float().softmax(1).cpu()
+            labels = batch["cls"].cpu()
             score, pred = probs.max(1)
-            for i in torch.nonzero(pred != y).flatten().tolist():
-                item = (float(score[i]), -(seen + i), int(pred[i]), int(y[i]), x[i].clone())
-                if len(heap) < count:
-                    heapq.heappush(heap, item)
-                elif item[:2] > heap[0][:2]:
-                    heapq.heapreplace(heap, item)
-            seen += len(y)
-    return [(s, p, t, x) for s, _, p, t, x in sorted(heap, key=lambda h: h[:2], reverse=True)]
+            for i in torch.nonzero(pred != labels).flatten().tolist():
+                key = (float(score[i]), -(seen + i))
+                if len(heap) < count or key > heap[0][:2]:
+                    m = Mistake(key[0], int(pred[i]), int(labels[i]), seen + i, batch["img"][i].detach().cpu().clone())
+                    (heapq.heappush if len(heap) < count else heapq.heapreplace)(heap, (*key, m))
+            seen += len(labels)
+    return [m for *_, m in sorted(heap, key=lambda h: h[:2], reverse=True)]
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    """(rows, columns) of a gallery of ``n`` tiles."""
+    cols = min(COLUMNS, n)
+    return math.ceil(n / cols), cols
 
 
 def _display(x: torch.Tensor, mean, std) -> np.ndarray:
     """A normalised input back to a BGR uint8 picture."""
     img = x.float().cpu() * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
     img = (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-    return np.ascontiguousarray(img[..., ::-1]) if img.shape[2] == 3 else img
+    return np.ascontiguousarray(img[..., ::-1]) if img.shape[2] == 3 else as_bgr(img)
+
+
+def _tile(picture: np.ndarray, cam: np.ndarray) -> np.ndarray:
+    """The image and its overlay side by side (BGR)."""
+    gap = np.full((picture.shape[0], GAP, 3), 255, np.uint8)
+    return np.concatenate([picture, gap, overlay(picture, cam)], 1)
+
+
+def check_gallery_model(model) -> None:
+    """Fail before validation runs when the gallery cannot apply to ``model``."""
+    if model.task_name != "classify":
+        raise UsageError(f"gallery= shows a classifier's mistakes; '{model.ckpt_path}' is a {model.task_name} model")
 
 
 def write_gallery(model, count: int, overrides: dict[str, Any]) -> Path | None:
-    """gallery.png in the model's last run folder (a val run's), or a new val run folder."""
+    """gallery.png in the model's last run folder (the val run's when val just ran) or a new val run folder."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,35 +90,31 @@ def write_gallery(model, count: int, overrides: dict[str, Any]) -> Path | None:
 
     from visionkit.engine.utils import make_run_dir
 
-    if model.task_name != "classify":
-        raise UsageError(f"gallery=True shows a classifier's mistakes; this is a {model.task_name} model")
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise UsageError(f"bad value gallery={count!r}: true (16 images) or how many mistakes to show, e.g. gallery=8")
-    args, data, loader, device = model.val_loader(**{**overrides, "workers": 0})
+    check_gallery_model(model)
+    args, data, loader, device = model.val_loader(**overrides)
+    task = model.task
     net = model.net.to(device).eval()
-    mistakes = most_confident_mistakes(net, loader, device, count)
-    save_dir = getattr(model, "save_dir", None) or make_run_dir(args, model.task_name, "val")
+    mistakes = most_confident_mistakes(net, loader, task, device, count)
     if not mistakes:
         if args.verbose:
-            print(f"gallery: no mistakes on split '{args.split}' of {data.source}; nothing to show")
+            print(f"gallery: no mistakes on split '{args.split}' of {data.source}; no gallery.png written")
         return None
-    x0 = mistakes[0][3][None].to(device)
+    save_dir = Path(getattr(model, "save_dir", None) or make_run_dir(args, model.task_name, "val"))
+    x0 = mistakes[0].image[None].to(device)
     spatial = spatial_layers(net, x0)
     layer = find_layer(net, explainer_for("classify").default_layer(spatial, len(data.names)), spatial)
-    cols = min(4, len(mistakes))
-    rows = math.ceil(len(mistakes) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.3 * rows), squeeze=False)
+    rows, cols = grid_shape(len(mistakes))
+    fig, axes = plt.subplots(rows, cols, figsize=(TILE_INCHES[0] * cols, TILE_INCHES[1] * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, (score, pred, true, x) in zip(axes.flat, mistakes):
-        cam = compute_cam("gradcam", net, layer, x[None].to(device), lambda o, k=pred: o[k])
-        picture = _display(x, data.mean, data.std)
-        ax.imshow(overlay(picture, cam)[..., ::-1])
-        ax.set_title(f"true {data.names[true]}\npredicted {data.names[pred]} {score:.2f}", fontsize=9)
-    fig.suptitle(f"most confident mistakes ({len(mistakes)}), Grad-CAM of the predicted class", fontsize=10)
+    for ax, m in zip(axes.flat, mistakes):
+        cam = compute_cam("gradcam", net, layer, m.image[None].to(device), lambda o, k=m.predicted: o[k])
+        ax.imshow(_tile(_display(m.image, data.mean, data.std), cam)[..., ::-1], interpolation="nearest")
+        ax.set_title(f"true {data.names[m.true]}, predicted {data.names[m.predicted]} {m.score:.2f}", fontsize=9)
+    fig.suptitle(f"{len(mistakes)} most confident mistake(s): image | Grad-CAM of the predicted class", fontsize=10)
     fig.tight_layout()
-    path = Path(save_dir) / "gallery.png"
-    fig.savefig(path, dpi=100)
+    path = save_dir / "gallery.png"
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     if args.verbose:
         print(f"gallery: {len(mistakes)} most confident mistake(s) in {path}")

@@ -1,0 +1,62 @@
+"""explain's own settings (method, layer, target) and the gallery's count, checked without importing torch so that
+a typo fails at once, before a checkpoint is loaded."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from visionkit.errors import UsageError
+
+# method name → the pytorch-grad-cam class that computes it
+METHODS: dict[str, str] = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "eigencam": "EigenCAM",
+    "scorecam": "ScoreCAM",
+}
+# methods whose map does not depend on the target (one map per image, whatever is explained)
+TARGET_FREE = frozenset({"eigencam"})
+
+# keys of `explain` beyond the shared settings: key → (default, comment)
+EXPLAIN_KEYS: dict[str, tuple[Any, str]] = {
+    "method": ("gradcam", f"explain: {', '.join(METHODS)}"),
+    "layer": (None, "explain: module path of the feature map (e.g. backbone.stages.2); null = the task's last one"),
+    "target": (
+        None,
+        "explain: classify/segment a class name or id; detect a box index or a class name; depth x1,y1,x2,y2",
+    ),
+}
+
+GALLERY_DEFAULT = 16  # gallery=True shows this many mistakes
+
+
+def check_method(method: Any) -> str:
+    """``method`` if it names a method; otherwise an error listing them, with a did-you-mean."""
+    if isinstance(method, str) and method in METHODS:
+        return method
+    close = difflib.get_close_matches(str(method), METHODS, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    raise UsageError(f"bad value method={method!r}: choose one of {', '.join(METHODS)}.{hint}")
+
+
+def split_explain_keys(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(explain's own keys with their defaults, checked where they can be without a model; the other settings)."""
+    opts = {k: overrides.get(k, default) for k, (default, _) in EXPLAIN_KEYS.items()}
+    check_method(opts["method"])
+    if opts["layer"] is not None and not isinstance(opts["layer"], str):
+        raise UsageError(f"bad value layer={opts['layer']!r}: give a module path such as backbone.stages.2")
+    return opts, {k: v for k, v in overrides.items() if k not in EXPLAIN_KEYS}
+
+
+def gallery_count(value: Any) -> int | None:
+    """``gallery=`` → how many mistakes to show: True → 16, a positive number → that many, False/None → no gallery."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return GALLERY_DEFAULT
+    if isinstance(value, int) and value >= 1:
+        return value
+    raise UsageError(
+        f"bad value gallery={value!r}: true ({GALLERY_DEFAULT} mistakes) or how many mistakes to show, e.g. gallery=8"
+    )
