@@ -45,10 +45,14 @@ edge: $(EDGE_VENV)/.installed
 demo: $(VENV)/.installed
 	$(VPY) -m visionkit.demo
 
+# Both suites always run (a failure in the first must not hide the MediaPipe results); make fails if either did.
 test: $(VENV)/.installed $(LS_VENV)/.installed $(EDGE_VENV)/.installed
-	VISIONKIT_LABEL_STUDIO=$(abspath $(LS_VENV))/bin/label-studio $(VPY) -m pytest -n 2 -q
-	@if test -f $(EDGE_VENV)/.installed; then $(EDGE_PY) -m pytest -n 2 -q tests/edge; \
-		else echo "MediaPipe tests skipped: $(EDGE_VENV) did not install (run make edge to see why)"; fi
+	@main=0; edge=0; \
+	VISIONKIT_LABEL_STUDIO=$(abspath $(LS_VENV))/bin/label-studio $(VPY) -m pytest -n 2 -q || main=$$?; \
+	if test -f $(EDGE_VENV)/.installed; then $(EDGE_PY) -m pytest -n 2 -q tests/edge || edge=$$?; \
+	else echo "MediaPipe tests skipped: $(EDGE_VENV) did not install (run make edge to see why)"; fi; \
+	if test $$main -ne 0 || test $$edge -ne 0; then \
+		echo "make test failed: main suite exit $$main, MediaPipe suite exit $$edge"; exit 1; fi
 
 # the quick loop: everything but the slow end-to-end tests (subprocesses, servers, whole-task runs)
 test-quick: $(VENV)/.installed

@@ -312,4 +312,4 @@ def test_a_tflite_model_serves_label_studio_choices(classifier, shapes_root, tmp
     got = client.post("/predict", json=body).json()["results"][0]
     top = Model(str(path)).infer([cv2.imread(str(image))])[0]["top"][0]
     assert got["result"][0]["value"] == {"choices": [top["name"]]}
-    assert got["score"] == pytest.approx(top["score"], abs=1e-5)
+    assert got["score"] == pytest.approx(top["score"], abs=1e-4)

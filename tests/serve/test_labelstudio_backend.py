@@ -241,7 +241,7 @@ def test_server_protocol_order_errors_and_bad_bodies(detector, images):
         for region, d in zip(got["result"], want["detections"]):
             v = region["value"]
             assert region["from_name"] == "box" and region["to_name"] == "img" and v["rotation"] == 0
-            assert v["rectanglelabels"] == [d["name"]] and region["score"] == pytest.approx(d["score"], abs=1e-5)
+            assert v["rectanglelabels"] == [d["name"]] and region["score"] == pytest.approx(d["score"], abs=1e-4)
             assert (region["original_width"], region["original_height"]) == (w, h)
             x1, y1, x2, y2 = d["box"]
             assert np.allclose(
@@ -295,7 +295,7 @@ def test_segmenter_and_classifier_regions(segmenter, shapes_root, images, tmp_pa
     got = client.post("/predict", json={"tasks": [task], "label_config": config}).json()["results"][0]
     top = classifier.infer([cv2.imread(str(images / "im1.png"))])[0]["top"][0]
     assert got["result"][0]["value"] == {"choices": [top["name"]]}
-    assert got["score"] == pytest.approx(top["score"], abs=1e-5)
+    assert got["score"] == pytest.approx(top["score"], abs=1e-4)
 
 
 @pytest.mark.slow

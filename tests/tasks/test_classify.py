@@ -62,7 +62,7 @@ def test_val_and_predict(trained, shapes_root, tmp_path):
     for r, p in zip(results, probs):
         best = p.topk(2)
         assert [t["class"] for t in r["top"]] == best.indices.tolist()
-        assert [t["score"] for t in r["top"]] == pytest.approx(best.values.tolist(), abs=1e-5)
+        assert [t["score"] for t in r["top"]] == pytest.approx(best.values.tolist(), abs=1e-4)
     saved = json.loads((trained.save_dir / "predictions.json").read_text())
     assert saved == results
     assert (trained.save_dir / f"{imgs[0].stem}.jpg").is_file()
