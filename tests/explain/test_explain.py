@@ -23,7 +23,7 @@ from visionkit.explain.gallery import (  # noqa: E402
     most_confident_mistakes,
 )
 from visionkit.explain.keys import gallery_count  # noqa: E402
-from visionkit.explain.targets import class_index  # noqa: E402
+from visionkit.tasks.explain_base import class_index  # noqa: E402
 
 TASK_MODELS = {"classify": "mnist-tiny", "detect": "yolo-n", "segment": "unet-n", "depth": "depth-n"}
 
@@ -270,7 +270,7 @@ def test_gallery_keys():
     for bad in (0, -2, "many", 1.5):
         with pytest.raises(UsageError, match=f"bad value gallery={bad!r}"):
             gallery_count(bad)
-    with pytest.raises(UsageError, match="gallery= shows a classifier's mistakes; .* is a detect model"):
+    with pytest.raises(UsageError, match="gallery= shows a classifier's mistakes .* is a detect model"):
         check_gallery_model(Model("yolo-n"))
 
 

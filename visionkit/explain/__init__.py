@@ -34,11 +34,9 @@ if TYPE_CHECKING:
 __all__ = [
     "explain",
     "gallery",
-    "explainer",
     "Explainer",
     "Target",
     "METHODS",
-    "EXPLAINERS",
     "EXPLAIN_KEYS",
     "GALLERY_DEFAULT",
     "check_method",
@@ -46,14 +44,14 @@ __all__ = [
     "split_explain_keys",
 ]
 
-_LAZY = {"explainer", "Explainer", "Target", "EXPLAINERS"}  # from targets.py, which imports torch
+_LAZY = {"Explainer", "Target"}  # the facet base (visionkit.tasks.explain_base), which imports torch
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        from visionkit.explain import targets
+        from visionkit.tasks import explain_base
 
-        return getattr(targets, name)
+        return getattr(explain_base, name)
     raise AttributeError(f"module 'visionkit.explain' has no attribute '{name}'")
 
 
@@ -126,7 +124,7 @@ def explain(model: Model | str | Path, source=None, **overrides) -> list[dict]:
     method = opts["method"]
     grad_cam_library()  # a missing extra fails before any work
     model = load_model(model)
-    adapter = explainer_for(model.task_name)
+    adapter = explainer_for(model.task)
     args, meta, device, task = model._prediction_setup(rest)
     names = meta["names"]
     adapter.check_target(opts["target"], names)

@@ -77,8 +77,12 @@ def _tile(picture: np.ndarray, cam: np.ndarray) -> np.ndarray:
 
 def check_gallery_model(model) -> None:
     """Fail before validation runs when the gallery cannot apply to ``model``."""
-    if model.task_name != "classify":
-        raise UsageError(f"gallery= shows a classifier's mistakes; '{model.ckpt_path}' is a {model.task_name} model")
+    adapter = getattr(model.task, "explainer", None)
+    if adapter is None or not adapter.gallery:
+        raise UsageError(
+            f"gallery= shows a classifier's mistakes (one class per image); '{model.ckpt_path}' is a "
+            f"{model.task_name} model"
+        )
 
 
 def write_gallery(model, count: int, overrides: dict[str, Any]) -> Path | None:
@@ -102,7 +106,7 @@ def write_gallery(model, count: int, overrides: dict[str, Any]) -> Path | None:
     save_dir = Path(getattr(model, "save_dir", None) or make_run_dir(args, model.task_name, "val"))
     x0 = mistakes[0].image[None].to(device)
     spatial = spatial_layers(net, x0)
-    layer = find_layer(net, explainer_for("classify").default_layer(spatial, len(data.names)), spatial)
+    layer = find_layer(net, explainer_for(task).default_layer(spatial, len(data.names)), spatial)
     rows, cols = grid_shape(len(mistakes))
     fig, axes = plt.subplots(rows, cols, figsize=(TILE_INCHES[0] * cols, TILE_INCHES[1] * rows), squeeze=False)
     for ax in axes.flat:

@@ -74,6 +74,9 @@ class Task:
     # modes beyond train/val/predict/export/lrfind: each is a method ``mode(model, args)`` of the task, reached as
     # ``visionkit TASK MODE ...`` and ``Model(...).MODE(**overrides)``
     modes: tuple[str, ...] = ()
+    # facets the subsystems read (None: the task does not take part): the explain adapter class
+    # (visionkit.tasks.explain_base.Explainer), the Label Studio region writer, the MediaPipe kind
+    explainer: type | None = None
 
     def bare_model_config(self, backbone: str) -> dict[str, Any]:
         """The model config of a registered backbone with this task's default neck and head. ``num_classes`` is a

@@ -17,6 +17,7 @@ from visionkit.cfg import Range, Settings
 from visionkit.data.transforms import content_box
 from visionkit.errors import CheckpointError, UsageError
 from visionkit.registry import register
+from visionkit.tasks.depth.explain import DepthExplainer
 from visionkit.tasks.base import DataInfo
 from visionkit.tasks.depth.dataset import DepthDataset
 from visionkit.tasks.depth.export import DepthExport, DepthOutput
@@ -30,6 +31,8 @@ DEPTH_MODES = ("relative", "metric")
 @register("task", "depth")
 class DepthTask(DenseTask):
     """Monocular depth: DPT fusion head, relative (MiDaS SSI) or metric (SILog) depth, δ1/AbsRel/RMSE, calibrate."""
+
+    explainer = DepthExplainer
 
     name = "depth"
     default_model = "depth-n"

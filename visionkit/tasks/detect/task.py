@@ -16,6 +16,7 @@ from visionkit.cfg import Range, Settings
 from visionkit.data.format import sidecar_path
 from visionkit.errors import DataError, UsageError
 from visionkit.registry import register
+from visionkit.tasks.detect.explain import DetectExplainer
 from visionkit.tasks.base import DataInfo, Task
 from visionkit.tasks.detect.dataset import DetectionDataset, collate
 from visionkit.tasks.detect.loss import DetectionLoss
@@ -85,6 +86,8 @@ def table_detections(
 class DetectTask(Task):
     """Object detection: YOLO datasets (boxes or polygons), mosaic/affine/HSV augmentation, TAL + CIoU + DFL
     loss, pycocotools mAP."""
+
+    explainer = DetectExplainer
 
     name = "detect"
     loss_sums_over_batch = True  # the detection loss is a per-image loss times the batch size

@@ -16,6 +16,7 @@ from visionkit.data.format import mask_names, write_mask
 from visionkit.data.transforms import content_box
 from visionkit.errors import DataError, UsageError
 from visionkit.registry import register
+from visionkit.tasks.segment.explain import SegmentExplainer
 from visionkit.tasks.base import DataInfo
 from visionkit.tasks.segment.dataset import SegmentationDataset
 from visionkit.tasks.segment.loss import segmentation_loss
@@ -45,6 +46,8 @@ PALETTE = np.array(
 @register("task", "segment")
 class SegmentTask(DenseTask):
     """Semantic segmentation: masks/ PNGs (or polygon rows), U-Net decoder, CE + Dice, mIoU at original resolution."""
+
+    explainer = SegmentExplainer
 
     name = "segment"
     default_model = "unet-n"

@@ -1,0 +1,5 @@
+"""Image classification (registers the `classify` task)."""
+
+from visionkit.tasks.classify import task  # noqa: F401
+from visionkit.tasks.classify.metrics import ClassifyMetrics  # noqa: F401
+from visionkit.tasks.classify.task import ClassifyTask  # noqa: F401
