@@ -19,8 +19,8 @@ from visionkit.data.format import class_folders, load_data_yaml
 from visionkit.data.synthetic import ensure_shapes
 from visionkit.errors import DataError, UsageError
 from visionkit.registry import register
-from visionkit.tasks.classify.explain import ClassifyExplainer
 from visionkit.tasks.base import DataInfo, Task
+from visionkit.tasks.classify.explain import ClassifyExplainer
 from visionkit.tasks.classify.export import ClassifyExport
 from visionkit.tasks.classify.metrics import ClassifyMetrics
 

@@ -17,9 +17,9 @@ from visionkit.cfg import Range, Settings
 from visionkit.data.transforms import content_box
 from visionkit.errors import CheckpointError, UsageError
 from visionkit.registry import register
-from visionkit.tasks.depth.explain import DepthExplainer
 from visionkit.tasks.base import DataInfo
 from visionkit.tasks.depth.dataset import DepthDataset
+from visionkit.tasks.depth.explain import DepthExplainer
 from visionkit.tasks.depth.export import DepthExport, DepthOutput
 from visionkit.tasks.depth.loss import metric_loss, relative_loss
 from visionkit.tasks.depth.metrics import DepthMetrics, score_image

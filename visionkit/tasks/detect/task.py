@@ -16,9 +16,9 @@ from visionkit.cfg import Range, Settings
 from visionkit.data.format import sidecar_path
 from visionkit.errors import DataError, UsageError
 from visionkit.registry import register
-from visionkit.tasks.detect.explain import DetectExplainer
 from visionkit.tasks.base import DataInfo, Task
 from visionkit.tasks.detect.dataset import DetectionDataset, collate
+from visionkit.tasks.detect.explain import DetectExplainer
 from visionkit.tasks.detect.loss import DetectionLoss
 from visionkit.tasks.detect.metrics import DetectMetrics
 from visionkit.tasks.shared import (

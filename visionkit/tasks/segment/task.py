@@ -16,9 +16,9 @@ from visionkit.data.format import mask_names, write_mask
 from visionkit.data.transforms import content_box
 from visionkit.errors import DataError, UsageError
 from visionkit.registry import register
-from visionkit.tasks.segment.explain import SegmentExplainer
 from visionkit.tasks.base import DataInfo
 from visionkit.tasks.segment.dataset import SegmentationDataset
+from visionkit.tasks.segment.explain import SegmentExplainer
 from visionkit.tasks.segment.loss import segmentation_loss
 from visionkit.tasks.segment.metrics import SegmentMetrics
 from visionkit.tasks.shared import DenseTask, joint_augment_args, read_bgr, resolve_yaml_data, split_files
