@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from visionkit.data.synthetic import generate_shapes
+from visionkit.registry import REGISTRY
 
 # Under pytest-xdist each worker gets one core: several workers each spinning two OpenMP threads on a 2-core
 # machine run 10x slower than one thread each.
@@ -27,6 +28,16 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the CLI subprocesses
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+class _Tasks:
+    """``TASKS["detect"]``: a registered task object, built on use."""
+
+    def __getitem__(self, name: str):
+        return REGISTRY.build("task", name)
+
+
+TASKS = _Tasks()
 
 # tiny, fast settings for end-to-end runs
 TINY = {"imgsz": 32, "batch": 8, "workers": 0, "verbose": False, "plots": False}

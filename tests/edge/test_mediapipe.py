@@ -296,6 +296,7 @@ def test_a_tflite_model_serves_label_studio_choices(classifier, shapes_root, tmp
     pytest.importorskip("starlette", reason="the Label Studio ML backend needs the serve extra")
     from starlette.testclient import TestClient
 
+    from tests.conftest import TASKS
     from visionkit.data.labelstudio.prelabel import default_config
     from visionkit.serve.app import create_app
     from visionkit.serve.prelabeler import PreLabeler
@@ -307,7 +308,7 @@ def test_a_tflite_model_serves_label_studio_choices(classifier, shapes_root, tmp
     client = TestClient(create_app(labeler))
     body = {
         "tasks": [{"id": 1, "data": {"image": image.name}}],
-        "label_config": default_config("classify", classifier.names),
+        "label_config": default_config(TASKS["classify"], classifier.names),
     }
     got = client.post("/predict", json=body).json()["results"][0]
     top = Model(str(path)).infer([cv2.imread(str(image))])[0]["top"][0]

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import post_json, run_cli, serve_labelstudio, spread_head, spread_segmenter_head, train_tiny
+from tests.conftest import TASKS, post_json, run_cli, serve_labelstudio, spread_head, spread_segmenter_head, train_tiny
 from visionkit import Model
 from visionkit.data.format import read_label_file
 from visionkit.data.labelstudio.prelabel import default_config, mask_polygons, plan
@@ -82,25 +82,25 @@ def test_brush_rle_round_trips_and_label_studio_decodes_it():
 
 def test_config_matching_names_map_and_refusals():
     names = ["circle", "square", "triangle", "star"]
-    target = plan("detect", names, RECT)
+    target = plan(TASKS["detect"], names, RECT)
     assert (target.control.name, target.image, target.data_key) == ("box", "img", "picture")
     assert target.label_of == {0: "circle", 1: "square", 2: "triangle", 3: "star"} and target.unused == []
     config = RECT.replace('"circle"', '"Round"')
     with pytest.raises(UsageError, match="'Round' that the model does not know"):
-        plan("detect", names, config)
-    mapped = plan("detect", names, config, "circle:Round")
+        plan(TASKS["detect"], names, config)
+    mapped = plan(TASKS["detect"], names, config, "circle:Round")
     assert mapped.label_of[0] == "Round"
     with pytest.raises(UsageError, match="names_map names 'oval'"):
-        plan("detect", names, config, "oval:Round")
+        plan(TASKS["detect"], names, config, "oval:Round")
     with pytest.raises(UsageError, match=r"no <RectangleLabels> tag.*<BrushLabels name='paint'>"):
-        plan("detect", names, BRUSH)
+        plan(TASKS["detect"], names, BRUSH)
     with pytest.raises(UsageError, match="no Label Studio region type"):
-        plan("depth", names, BRUSH)
-    seg = plan("segment", ["background", *names], BRUSH)  # the background class gets no region
+        plan(TASKS["depth"], names, BRUSH)
+    seg = plan(TASKS["segment"], ["background", *names], BRUSH)  # the background class gets no region
     assert seg.unused == ["background"] and seg.label_of[1] == "circle"
-    poly = plan("segment", ["background", *names], default_config("segment", names, "polygonlabels"))
+    poly = plan(TASKS["segment"], ["background", *names], default_config(TASKS["segment"], names, "polygonlabels"))
     assert poly.type == "polygonlabels"
-    choices = plan("classify", names, default_config("classify", names))
+    choices = plan(TASKS["classify"], names, default_config(TASKS["classify"], names))
     assert choices.type == "choices" and choices.label_of[3] == "star"
 
 
@@ -176,7 +176,7 @@ def test_offline_round_trip_masks_and_polygons(segmenter, images, tmp_path):
         mask = cv2.imread(str(tmp_path / "ds/masks/train" / (Path(r["image"]).stem + ".png")), cv2.IMREAD_UNCHANGED)
         assert np.array_equal(mask, r["_mask"])
     config = tmp_path / "poly.xml"
-    config.write_text(default_config("segment", segmenter.names, "polygonlabels"))
+    config.write_text(default_config(TASKS["segment"], segmenter.names, "polygonlabels"))
     segmenter.predict(
         str(images), save_labelstudio=True, label_config=str(config), project=str(tmp_path / "q"), verbose=False
     )
@@ -291,7 +291,7 @@ def test_segmenter_and_classifier_regions(segmenter, shapes_root, images, tmp_pa
     assert painted.keys() == expected.keys() and all(np.array_equal(painted[k], expected[k]) for k in expected)
     classifier = train_tiny("classify", "mnist-tiny", shapes_root, tmp_path_factory)
     client, _ = _client(classifier, images=str(images))
-    config = default_config("classify", classifier.names)
+    config = default_config(TASKS["classify"], classifier.names)
     got = client.post("/predict", json={"tasks": [task], "label_config": config}).json()["results"][0]
     top = classifier.infer([cv2.imread(str(images / "im1.png"))])[0]["top"][0]
     assert got["result"][0]["value"] == {"choices": [top["name"]]}

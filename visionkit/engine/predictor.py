@@ -180,7 +180,7 @@ def predict(
     if args.save_labelstudio:  # a labeling config that does not fit the model fails before predicting
         from visionkit.data.labelstudio.predictions_export import labelstudio_target
 
-        labelstudio_target(task.name, meta["names"], args)
+        labelstudio_target(task, meta["names"], args)
     results: list[dict] = []
     batch = max(1, int(args.batch))
     verbose = bool(args.verbose)
@@ -229,5 +229,5 @@ def predict(
         if args.save_labelstudio:
             from visionkit.data.labelstudio.predictions_export import write_labelstudio_tasks
 
-            write_labelstudio_tasks(results, task.name, meta["names"], save_dir, args, meta.get("model_path"), verbose)
+            write_labelstudio_tasks(results, task, meta["names"], save_dir, args, meta.get("model_path"), verbose)
     return results

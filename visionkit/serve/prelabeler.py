@@ -49,7 +49,7 @@ class PreLabeler:
         if not path.is_file():
             raise UsageError(f"model '{model}' does not exist; give a trained checkpoint (best.pt), .onnx or .tflite")
         self.model = Model(str(path))
-        self.task = self.model.task_name
+        self.task = self.model.task
         self.names = list(self.model.names or [])
         self.model_version = model_version(path)
         self.overrides = {k: v for k, v in {"conf": conf, "device": device, "imgsz": imgsz}.items() if v is not None}
@@ -72,7 +72,7 @@ class PreLabeler:
         return {
             "status": "UP",
             "model_class": "visionkit",
-            "task": self.task,
+            "task": self.task.name,
             "model_version": self.model_version,
             "busy": self.busy,
         }

@@ -77,6 +77,7 @@ class Task:
     # facets the subsystems read (None: the task does not take part): the explain adapter class
     # (visionkit.tasks.explain_base.Explainer), the Label Studio region writer, the MediaPipe kind
     explainer: type | None = None
+    labelstudio = None  # a visionkit.data.labelstudio.prelabel.Regions
 
     def bare_model_config(self, backbone: str) -> dict[str, Any]:
         """The model config of a registered backbone with this task's default neck and head. ``num_classes`` is a

@@ -19,7 +19,7 @@ TASKS_FILE = "labelstudio_tasks.json"
 CONFIG_FILE = "labelstudio_config.xml"
 
 
-def labelstudio_target(task: str, names: list[str], args: Settings) -> tuple[str, Target]:
+def labelstudio_target(task, names: list[str], args: Settings) -> tuple[str, Target]:
     """The labeling config (label_config= or one made for the model) and where the regions go in it; called before
     predicting, so a config that does not fit fails first."""
     if args.label_config:
@@ -35,7 +35,7 @@ def labelstudio_target(task: str, names: list[str], args: Settings) -> tuple[str
 
 def write_labelstudio_tasks(
     results: list[dict],
-    task: str,
+    task,
     names: list[str],
     save_dir: Path,
     args: Settings,

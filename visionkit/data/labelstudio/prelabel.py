@@ -1,9 +1,10 @@
 """visionkit predictions → Label Studio pre-annotations, in the regions a project's labeling config asks for.
 
-detect → RectangleLabels (percent of the original image, rotation 0); segment → BrushLabels (RLE, exactly the
-predicted mask) or PolygonLabels (the outer contour of each connected part); classify → Choices. Model classes
-are matched to the config's labels by name (``names_map`` renames model classes first); a config label the model
-does not know is an error that names it. Model classes the config lacks (a segmenter's background) get no region.
+Which region types a task fills and how its predictions become regions is the task's Label Studio facet
+(``Task.labelstudio``, a :class:`Regions` in the task's folder: boxes → RectangleLabels, masks → BrushLabels or
+PolygonLabels, classes → Choices); this module plans where they go and writes them, and names no task. Model
+classes are matched to the config's labels by name (``names_map`` renames model classes first); a config label
+the model does not know is an error that names it. Model classes the config lacks get no region.
 """
 
 from __future__ import annotations
@@ -17,11 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from visionkit.data.labelstudio.config import Control, image_tags, parse_label_config
-from visionkit.data.labelstudio.rle import encode_brush_mask
 from visionkit.errors import UsageError
 
-# the control tags each task fills, in order of preference within the config's own order
-TASK_CONTROLS = {"detect": ("rectanglelabels",), "segment": ("brushlabels", "polygonlabels"), "classify": ("choices",)}
 TAG_NAMES = {
     "rectanglelabels": "RectangleLabels",
     "brushlabels": "BrushLabels",
@@ -30,11 +28,27 @@ TAG_NAMES = {
 }
 
 
+class Regions:
+    """A task's Label Studio facet: the control tags its predictions fill (in order of preference within the
+    config's own order) and how one prediction dict becomes regions."""
+
+    controls: tuple[str, ...] = ()
+
+    def config_labels(self, names: list[str]) -> list[str]:
+        """The labels a labeling config made for this model offers (e.g. without a segmenter's background)."""
+        return list(names)
+
+    def regions(self, writer: RegionWriter, result: dict) -> list[dict]:
+        """The regions of one prediction (``writer.region(...)`` makes each; ``writer.target`` says where)."""
+        raise NotImplementedError
+
+
 @dataclass
 class Target:
     """Where a model's predictions go in one labeling config."""
 
     task: str
+    regions: Regions
     control: Control  # the tag the regions are written to (from_name)
     image: str  # the <Image> tag it labels (to_name)
     data_key: str  # the task data key holding the image URL
@@ -65,20 +79,23 @@ def parse_names_map(value) -> dict[str, str]:
     return pairs
 
 
-def check_task(task: str) -> tuple[str, ...]:
-    """The control types a task's predictions can fill; an error for a task Label Studio has no region for."""
-    if task not in TASK_CONTROLS:
+def check_task(task) -> Regions:
+    """The Label Studio facet of ``task`` (a Task); an error for a task that has none."""
+    facet = getattr(task, "labelstudio", None)
+    if facet is None:
         raise UsageError(
-            f"a {task} model has no Label Studio region type to pre-label with (detect → "
-            f"RectangleLabels, segment → BrushLabels or PolygonLabels, classify → Choices)"
+            f"a {task.name} model has no Label Studio form to pre-label with: its task declares no Label Studio "
+            f"region type (models that do: boxes → RectangleLabels, masks → BrushLabels or PolygonLabels, classes "
+            f"→ Choices)"
         )
-    return TASK_CONTROLS[task]
+    return facet
 
 
-def plan(task: str, names: list[str], config_xml: str, names_map=None) -> Target:
-    """The control, image and class mapping for ``task``'s predictions in this labeling config; a UsageError that
-    says how to fix the config or ``names_map`` when they do not fit the model."""
-    kinds = check_task(task)
+def plan(task, names: list[str], config_xml: str, names_map=None) -> Target:
+    """The control, image and class mapping for ``task``'s (a Task's) predictions in this labeling config; a
+    UsageError that says how to fix the config or ``names_map`` when they do not fit the model."""
+    facet = check_task(task)
+    kinds = facet.controls
     controls = parse_label_config(config_xml)
     images = image_tags(config_xml)
     candidates = [c for c in controls.values() if c.type in kinds and c.to_name in images]
@@ -86,7 +103,7 @@ def plan(task: str, names: list[str], config_xml: str, names_map=None) -> Target
         found = ", ".join(f"<{TAG_NAMES.get(c.type, c.type)} name={c.name!r}>" for c in controls.values()) or "none"
         raise UsageError(
             f"the labeling config has no {' or '.join(f'<{TAG_NAMES[k]}>' for k in kinds)} tag on an "
-            f"<Image> for this {task} model (control tags found: {found})"
+            f"<Image> for this {task.name} model (control tags found: {found})"
         )
     control = candidates[0]
     labels = control.labels or [
@@ -107,7 +124,7 @@ def plan(task: str, names: list[str], config_xml: str, names_map=None) -> Target
             f"{', '.join(map(repr, unknown))} that the model does not know (its classes: "
             f"{', '.join(names)}); map model classes to them with names_map=model_name:label,..."
         )
-    target = Target(task, control, control.to_name, images[control.to_name])
+    target = Target(task.name, facet, control, control.to_name, images[control.to_name])
     target.label_of = {i: lbl for i, lbl in label_of.items() if lbl in labels}
     target.unused = [names[i] for i in label_of if i not in target.label_of]
     return target
@@ -122,7 +139,9 @@ class RegionWriter:
         self.written: Counter = Counter()
         self._next_id = 0
 
-    def _region(self, rtype: str, value: dict, score: float, size: tuple[int, int] | None) -> dict:
+    def region(self, rtype: str, value: dict, score: float, size: tuple[int, int] | None) -> dict:
+        """One region of type ``rtype`` in the target's control; ``size`` (width, height) of the original image
+        for regions placed in it (None for whole-image ones such as choices)."""
         self._next_id += 1
         region = {
             "id": f"vk{self._next_id}",
@@ -138,53 +157,11 @@ class RegionWriter:
         return region
 
     def prediction(self, result: dict) -> dict:
-        regions = getattr(self, f"_{self.target.task}")(result)
+        regions = self.target.regions.regions(self, result)
         for r in regions:
             self.written[r["value"][r["type"]][0]] += 1
         scores = [r["score"] for r in regions]
         return {"result": regions, "score": round(float(np.mean(scores)), 5) if scores else 0.0}
-
-    def _detect(self, result: dict) -> list[dict]:
-        w, h = result["width"], result["height"]
-        out = []
-        for d in result["detections"]:
-            label = self.target.label_of.get(d["class"])
-            if label is None:
-                continue
-            x1, y1, x2, y2 = d["box"]
-            value = {
-                "x": x1 / w * 100,
-                "y": y1 / h * 100,
-                "width": (x2 - x1) / w * 100,
-                "height": (y2 - y1) / h * 100,
-                "rotation": 0,
-                "rectanglelabels": [label],
-            }
-            out.append(self._region("rectanglelabels", value, d["score"], (w, h)))
-        return out
-
-    def _segment(self, result: dict) -> list[dict]:
-        mask, w, h = result["_mask"], result["width"], result["height"]
-        scores = {a["class"]: a.get("score", 1.0) for a in result["classes"]}
-        out = []
-        for c, label in self.target.label_of.items():
-            if c not in scores:
-                continue
-            if self.target.type == "brushlabels":
-                value = {"format": "rle", "rle": encode_brush_mask(mask == c), "brushlabels": [label]}
-                out.append(self._region("brushlabels", value, scores[c], (w, h)))
-                continue
-            for points in mask_polygons(mask == c):
-                value = {"points": (points / [w, h] * 100).tolist(), "closed": True, "polygonlabels": [label]}
-                out.append(self._region("polygonlabels", value, scores[c], (w, h)))
-        return out
-
-    def _classify(self, result: dict) -> list[dict]:
-        for t in result["top"]:  # the best class the config offers
-            label = self.target.label_of.get(t["class"])
-            if label is not None:
-                return [self._region("choices", {"choices": [label]}, t["score"], None)]
-        return []
 
 
 def _finite(score) -> float:
@@ -212,10 +189,11 @@ def model_version(path: str | Path) -> str:
     return f"{Path(path).name}@{h.hexdigest()[:12]}"
 
 
-def default_config(task: str, names: list[str], kind: str | None = None) -> str:
-    """A labeling config for ``task`` with the model's classes (a segmenter's background left out)."""
-    kind = kind or TASK_CONTROLS[task][0]
-    labels = [n for n in names if not (task == "segment" and n.lower() == "background")]
+def default_config(task, names: list[str], kind: str | None = None) -> str:
+    """A labeling config for ``task``'s (a Task's) model with its classes (those its facet offers as labels)."""
+    facet = check_task(task)
+    kind = kind or facet.controls[0]
+    labels = facet.config_labels(names)
     child = "Choice" if kind == "choices" else "Label"
     items = "".join(f'<{child} value="{_xml_attr(n)}"/>' for n in labels)
     return (

@@ -22,6 +22,7 @@ from visionkit.registry import register
 from visionkit.tasks.base import DataInfo, Task
 from visionkit.tasks.classify.explain import ClassifyExplainer
 from visionkit.tasks.classify.export import ClassifyExport
+from visionkit.tasks.classify.labelstudio import ChoiceRegions
 from visionkit.tasks.classify.metrics import ClassifyMetrics
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -34,6 +35,7 @@ class ClassifyTask(Task):
     confusion matrix."""
 
     explainer = ClassifyExplainer
+    labelstudio = ChoiceRegions()
 
     name = "classify"
     default_model = "mnist-tiny"

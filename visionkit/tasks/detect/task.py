@@ -19,6 +19,7 @@ from visionkit.registry import register
 from visionkit.tasks.base import DataInfo, Task
 from visionkit.tasks.detect.dataset import DetectionDataset, collate
 from visionkit.tasks.detect.explain import DetectExplainer
+from visionkit.tasks.detect.labelstudio import BoxRegions
 from visionkit.tasks.detect.loss import DetectionLoss
 from visionkit.tasks.detect.metrics import DetectMetrics
 from visionkit.tasks.shared import (
@@ -88,6 +89,7 @@ class DetectTask(Task):
     loss, pycocotools mAP."""
 
     explainer = DetectExplainer
+    labelstudio = BoxRegions()
 
     name = "detect"
     loss_sums_over_batch = True  # the detection loss is a per-image loss times the batch size

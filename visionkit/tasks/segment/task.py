@@ -19,6 +19,7 @@ from visionkit.registry import register
 from visionkit.tasks.base import DataInfo
 from visionkit.tasks.segment.dataset import SegmentationDataset
 from visionkit.tasks.segment.explain import SegmentExplainer
+from visionkit.tasks.segment.labelstudio import MaskRegions
 from visionkit.tasks.segment.loss import segmentation_loss
 from visionkit.tasks.segment.metrics import SegmentMetrics
 from visionkit.tasks.shared import DenseTask, joint_augment_args, read_bgr, resolve_yaml_data, split_files
@@ -48,6 +49,7 @@ class SegmentTask(DenseTask):
     """Semantic segmentation: masks/ PNGs (or polygon rows), U-Net decoder, CE + Dice, mIoU at original resolution."""
 
     explainer = SegmentExplainer
+    labelstudio = MaskRegions()
 
     name = "segment"
     default_model = "unet-n"
