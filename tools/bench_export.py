@@ -64,7 +64,7 @@ def visionkit_export(preset: str, imgsz: int, num_classes: int, work: Path, simp
     """(exported file, PyTorch eager callable) for a preset at imgsz (untrained: latency ignores the weights)."""
     from visionkit.api import Model
     from visionkit.cfg import resolve
-    from visionkit.engine.exporter import export_onnx
+    from visionkit.export.onnx import export_onnx
     from visionkit.models.checkpoint import library_versions
 
     m = Model(preset)

@@ -316,39 +316,36 @@ class Model:
         format=onnx (onnxruntime): imgsz, batch (default 1), dynamic, half, opset, simplify, nms (detect),
         export_tol. format=mediapipe (alias tflite; MediaPipe Tasks): imgsz (one size or h,w), half (fp16
         weights), int8 (calibrated on data=), nms (detect), source= or data= images for the check."""
-        from visionkit.engine.exporter import check_format, export_onnx
+        from visionkit.export.exporter import writer_for
 
         ckpt = self._require_ckpt("export")
         if getattr(self._net, "raw_outputs", True) is False:
             raise UsageError(f"'{self.ckpt_path}' is already an exported file; export a .pt checkpoint")
-        fmt = check_format(overrides.get("format", "onnx"))
+        without_size = {k: v for k, v in overrides.items() if k != "imgsz"}
+        writer = writer_for(self._args(without_size).format)
         _check_writable(self.ckpt_path.parent, "the exported file (it is written next to the checkpoint)")
-        if fmt == "mediapipe":
-            from visionkit.edge.export import export_mediapipe
-
-            args = self._args({k: v for k, v in overrides.items() if k != "imgsz"})
-            args.imgsz = overrides.get("imgsz")  # one size or h,w: read by the MediaPipe exporter
-            path = export_mediapipe(
-                model_from_checkpoint(ckpt, self.ckpt_path),
-                self.task,
-                ckpt,
-                args,
-                self.ckpt_path.with_suffix(".tflite"),
-            )
-            self.save_dir = path.parent
-            return path
-        args = self._args(overrides)
-        out = self.ckpt_path.with_suffix(".onnx")
-        path = export_onnx(
+        args = self._args({**writer.defaults, **(without_size if writer.size_pair else overrides)})
+        if writer.size_pair:
+            args.imgsz = overrides.get("imgsz")  # one size or h,w: read by the writer
+        path = writer.write(
             model_from_checkpoint(ckpt, self.ckpt_path),
             self.task,
             ckpt,
             args,
-            out,
-            batch=int(overrides.get("batch", 1)),
-        )  # the export's batch, not training's
+            self.ckpt_path.with_suffix(writer.suffix),
+            self._score_file,
+        )
         self.save_dir = path.parent
         return path
+
+    def _score_file(self, path: Path, **overrides) -> tuple[dict[str, float], str]:
+        """Validate an exported file of this model's task: (its metrics, the fitness key); for an exporter that
+        reports what compressing a file cost."""
+        m = Model(str(path), task=self.task_name)
+        try:
+            return m.val(**overrides), m.val_metrics.fitness_key
+        finally:
+            m.net.close()
 
 
 def _check_writable(folder: Path, what: str) -> None:

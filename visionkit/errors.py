@@ -23,3 +23,7 @@ class DataError(VisionkitError):
 
 class CheckpointError(VisionkitError):
     """A checkpoint that is missing, unsafe, or made for another task."""
+
+
+class ExportError(VisionkitError):
+    """An exported file that does not match PyTorch, or a model a format cannot hold."""

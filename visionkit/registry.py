@@ -15,7 +15,7 @@ from typing import Any
 
 from visionkit.errors import RegistryError
 
-KINDS = ("backbone", "neck", "head", "task", "model")
+KINDS = ("backbone", "neck", "head", "task", "model", "export_format", "mediapipe_kind")
 PLUGIN_GROUP = "visionkit.plugins"
 
 

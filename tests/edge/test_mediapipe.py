@@ -45,7 +45,7 @@ def test_metadata_parser_version_replacement():
     """The replacement for mediapipe's missing native helper gives the schema's "Added in" versions."""
     from mediapipe.tasks.metadata import metadata_schema_py_generated as fb
 
-    from visionkit.edge.metadata import minimum_parser_version
+    from visionkit.export.tflite_metadata import minimum_parser_version
 
     def version(**subgraph) -> str:
         import flatbuffers
@@ -67,7 +67,7 @@ def test_metadata_parser_version_replacement():
 def test_in_graph_nms_matches_torchvision():
     from torchvision.ops import batched_nms
 
-    from visionkit.edge.graphs import suppress
+    from visionkit.export.graphs import suppress
 
     g = torch.Generator().manual_seed(0)
     for _ in range(20):
@@ -89,7 +89,7 @@ def test_in_graph_nms_matches_torchvision():
 def test_classifier_file_loads_in_mediapipe_and_matches_the_pt(classifier, shapes_root, tmp_path):
     path = classifier.export(format="tflite", verbose=False)
     assert path == classifier.ckpt_path.with_suffix(".tflite")
-    from visionkit.edge.metadata import output_descriptions, read_record
+    from visionkit.export.tflite_metadata import output_descriptions, read_record
 
     record = read_record(path)
     assert record["task"] == "classify" and record["names"] == classifier.ckpt["names"]
@@ -114,7 +114,7 @@ def test_segmenter_and_depth_files(shapes_root, tmp_path_factory, tmp_path):
 
     depth = train("depth", "depth-n", "rooms", tmp_path_factory, datasets_dir=str(tmp_path_factory.mktemp("ds")))
     path = depth.export(format="mediapipe", verbose=False)
-    from visionkit.edge.metadata import read_record
+    from visionkit.export.tflite_metadata import read_record
 
     assert read_record(path)["kind"] == "value_map"
     tfl = Model(str(path))
@@ -130,7 +130,7 @@ def test_segmenter_and_depth_files(shapes_root, tmp_path_factory, tmp_path):
 
 @pytest.mark.parametrize("nms", [False, True], ids=["mediapipe-nms", "graph-nms"])
 def test_detector_both_layouts(detector, nms, tmp_path):
-    from visionkit.edge.metadata import output_descriptions, read_record
+    from visionkit.export.tflite_metadata import output_descriptions, read_record
 
     path = detector.export(format="mediapipe", nms=nms, conf=0.001, iou=0.7, verbose=False)
     record = read_record(path)
@@ -174,21 +174,21 @@ def test_bad_input(classifier, detector, tmp_path):
     with pytest.raises(UsageError, match="applies to `export format=mediapipe`"):
         classifier.predict("x.jpg", imgsz=[32, 48])
     bare = tmp_path / "bare.tflite"
-    from visionkit.edge.convert import to_tflite
+    from visionkit.export.tflite_convert import to_tflite
 
     bare.write_bytes(to_tflite(torch.nn.Conv2d(3, 3, 1).eval(), torch.rand(1, 3, 8, 8)))
     with pytest.raises(CheckpointError, match="no TFLite model metadata"):
         Model(str(bare))
     # a MediaPipe model not written by visionkit: usable once task= and names= say what it is
     foreign = tmp_path / "foreign.tflite"
-    from visionkit.edge import metadata
+    from visionkit.export import tflite_metadata as metadata
 
     raw = to_tflite(_tiny_classifier(), torch.rand(1, 16, 16, 3))
     foreign.write_bytes(metadata.write_classifier(raw, ["a", "b"]))
     with pytest.raises(UsageError, match="task=, names="):
         Model(str(foreign))
     m = Model(str(foreign), task="classify", names=["a", "b"])
-    assert m.net.kind == "classifier" and m.net.size == (16, 16)
+    assert m.net.kind.name == "classifier" and m.net.size == (16, 16)
     with pytest.raises(CheckpointError, match="not a readable .tflite"):
         (tmp_path / "junk.tflite").write_bytes(b"not a model")
         Model(str(tmp_path / "junk.tflite"))
@@ -243,8 +243,8 @@ def test_standalone_example_matches_visionkit(detector, shapes_root, tmp_path):
 
 
 def test_a_file_that_disagrees_with_pytorch_fails_the_export(classifier, monkeypatch):
-    import visionkit.edge.export as edge_export
-    from visionkit.engine.exporter import ExportError
+    import visionkit.export.mediapipe as edge_export
+    from visionkit.errors import ExportError
 
     out = classifier.ckpt_path.with_suffix(".tflite")
     out.unlink(missing_ok=True)

@@ -17,8 +17,7 @@ from tests.conftest import TINY, mixed_aspect_dataset, run_cli
 from visionkit import Model
 from visionkit.data.format import write_data_yaml
 from visionkit.data.transforms import letterbox
-from visionkit.engine.exporter import ExportError
-from visionkit.errors import CheckpointError, UsageError
+from visionkit.errors import CheckpointError, ExportError, UsageError
 from visionkit.models.build import build_model
 from visionkit.models.checkpoint import model_from_checkpoint
 from visionkit.registry import REGISTRY

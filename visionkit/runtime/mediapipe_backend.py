@@ -1,12 +1,12 @@
-"""A .tflite file run by MediaPipe Tasks (ImageClassifier, ImageSegmenter, ObjectDetector), callable like the
-network it came from: it takes the same normalised (B, C, H, W) batch the other backends take, hands MediaPipe
-the uint8 RGB images behind it, and returns tensors the task's post-processing reads as it reads an exported
-ONNX file's: class log-probabilities, per-pixel log-probabilities, a value map, or a detection table."""
+"""A .tflite file run by MediaPipe Tasks, callable like the network it came from: it takes the same normalised
+(B, C, H, W) batch the other backends take, hands MediaPipe the uint8 RGB images behind it, and returns the
+tensors the task's post-processing reads as it reads an exported ONNX file's. Which MediaPipe Task runs the file
+and how its results become those tensors is the file's kind's facet (visionkit.runtime.mediapipe_kind, found in
+the registry by the ``kind`` the file's visionkit record names); this module names no task and no kind."""
 
 from __future__ import annotations
 
 import atexit
-import json
 import threading
 import weakref
 from pathlib import Path
@@ -15,14 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from visionkit.errors import CheckpointError, UsageError
+from visionkit.errors import CheckpointError, RegistryError, UsageError
 from visionkit.limits import MAX_CLASSES, MAX_IMGSZ, MAX_IN_CHANNELS
+from visionkit.registry import REGISTRY
 from visionkit.runtime.base import ExportedModel
-
-KINDS = ("classifier", "segmenter", "value_map", "detector", "detector_nms")
-MEDIAPIPE_NMS_IOU = 0.3  # ObjectDetector's own NMS (files without NMS in the graph); not settable from Python
-TASK_KINDS = {"classify": "classifier", "segment": "segmenter", "depth": "value_map", "detect": "detector"}
-
+from visionkit.runtime.mediapipe_kind import MediaPipeKind
 
 _OPEN: weakref.WeakSet = weakref.WeakSet()
 _CLOSE_AT_EXIT: list[bool] = []
@@ -45,14 +42,13 @@ def _register_close_at_exit() -> None:
 
 
 class TaskRunner:
-    """One MediaPipe Task for a file: ``run(rgb)`` on one uint8 (H, W, 3) image → a dict of NumPy arrays:
-    classifier {probs (C,)}, segmenter {probs (C, H, W), classes (H, W)}, value_map {values (H, W)},
-    detector / detector_nms {rows (K, 6): x1 y1 x2 y2 score class in image pixels}."""
+    """One MediaPipe Task for a file: ``run(rgb)`` on one uint8 (H, W, 3) image → the dict of NumPy arrays its
+    kind's facet reads (``kind.run``)."""
 
     def __init__(
         self,
         path: Path,
-        kind: str,
+        kind: MediaPipeKind,
         names: list[str],
         score_threshold: float = 0.0,
         max_results: int = -1,
@@ -60,7 +56,7 @@ class TaskRunner:
     ):
         from mediapipe.tasks.python import BaseOptions, vision
 
-        from visionkit.edge.metadata import writers
+        from visionkit.export.tflite_metadata import writers
 
         writers()  # registers the metadata helper MediaPipe's Python package lacks, before any metadata read
         self.kind, self.num_classes, self.video = kind, len(names), video
@@ -70,27 +66,9 @@ class TaskRunner:
         self.class_ids = {name: i for i, name in enumerate(names)}  # MediaPipe may name a category without its index
         base = BaseOptions(model_asset_path=str(path))
         try:
-            if kind == "classifier":
-                self.task = vision.ImageClassifier.create_from_options(
-                    vision.ImageClassifierOptions(base_options=base, running_mode=mode, max_results=-1)
-                )
-            elif kind in ("segmenter", "value_map"):
-                self.task = vision.ImageSegmenter.create_from_options(
-                    vision.ImageSegmenterOptions(
-                        base_options=base,
-                        running_mode=mode,
-                        output_category_mask=kind == "segmenter",
-                        output_confidence_masks=True,
-                    )
-                )
-            else:
-                self.task = vision.ObjectDetector.create_from_options(
-                    vision.ObjectDetectorOptions(
-                        base_options=base, running_mode=mode, score_threshold=score_threshold, max_results=max_results
-                    )
-                )
+            self.task = kind.create(vision, base, mode, score_threshold, max_results)
         except (RuntimeError, ValueError) as e:
-            raise CheckpointError(f"MediaPipe cannot load '{path}' as a {kind}: {str(e).splitlines()[0]}") from e
+            raise CheckpointError(f"MediaPipe cannot load '{path}' as a {kind.name}: {str(e).splitlines()[0]}") from e
         _OPEN.add(self)
         _register_close_at_exit()
 
@@ -102,26 +80,7 @@ class TaskRunner:
             raise UsageError("a VIDEO-mode MediaPipe Task needs each frame's timestamp_ms")
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
         self.frames += 1
-        if self.kind == "classifier":
-            probs = np.zeros(self.num_classes, np.float32)
-            r = self.task.classify_for_video(image, timestamp_ms) if self.video else self.task.classify(image)
-            for c in r.classifications[0].categories:
-                probs[c.index] = c.score
-            return {"probs": probs}
-        if self.kind in ("segmenter", "value_map"):
-            r = self.task.segment_for_video(image, timestamp_ms) if self.video else self.task.segment(image)
-            masks = np.stack([m.numpy_view().reshape(rgb.shape[:2]) for m in r.confidence_masks])
-            if self.kind == "value_map":
-                return {"values": masks[0].astype(np.float32)}
-            return {"probs": masks.astype(np.float32), "classes": r.category_mask.numpy_view().reshape(rgb.shape[:2])}
-        rows = []
-        r = self.task.detect_for_video(image, timestamp_ms) if self.video else self.task.detect(image)
-        for d in r.detections:
-            b = d.bounding_box
-            for c in d.categories:  # detections sharing one box come back as one Detection with several categories
-                index = c.index if c.index is not None else self.class_ids.get(c.category_name, -1)
-                rows.append([b.origin_x, b.origin_y, b.origin_x + b.width, b.origin_y + b.height, c.score, index])
-        return {"rows": np.asarray(rows, np.float32).reshape(-1, 6)}
+        return self.kind.run(self.task, image, timestamp_ms if self.video else None, rgb.shape[:2], self)
 
     def close(self) -> None:
         task, self.task = getattr(self, "task", None), None
@@ -135,6 +94,14 @@ class TaskRunner:
             pass
 
 
+def kind_named(name: str) -> MediaPipeKind:
+    """The registered MediaPipe facet called ``name``; a ValueError naming the known ones otherwise."""
+    try:
+        return REGISTRY.build("mediapipe_kind", str(name))
+    except RegistryError:
+        raise ValueError(f"kind '{name}' is not one of {', '.join(REGISTRY.available('mediapipe_kind'))}") from None
+
+
 class MediaPipeModel(ExportedModel):
     """``MediaPipeModel("best.tflite")(x)`` → outputs the task post-processes. ``meta`` holds what the file's
     visionkit record says (task, names, imgsz, in_channels, mean, std, ...)."""
@@ -142,8 +109,8 @@ class MediaPipeModel(ExportedModel):
     fixed_size = True  # a .tflite file takes its own input size; MediaPipe stretches other sizes to it
 
     def __init__(self, path: str | Path, overrides: dict[str, Any] | None = None):
-        from visionkit.edge.convert import require_edge_packages
-        from visionkit.edge.metadata import has_mediapipe_metadata, read_record
+        from visionkit.export.tflite_convert import require_edge_packages
+        from visionkit.export.tflite_metadata import has_mediapipe_metadata, read_record
 
         require_edge_packages()
         path = Path(path)
@@ -182,17 +149,18 @@ class MediaPipeModel(ExportedModel):
         from ai_edge_litert import interpreter as tfl
 
         shape = [int(d) for d in tfl.Interpreter(model_path=str(path)).get_input_details()[0]["shape"]]
-        kind = TASK_KINDS.get(overrides["task"])
-        if kind is None:
-            raise UsageError(f"task={overrides['task']} has no MediaPipe Task; use one of {', '.join(TASK_KINDS)}")
+        task = REGISTRY.build("task", str(overrides["task"]))
+        if task.mediapipe_kind is None:
+            with_kind = [n for n in REGISTRY.available("task") if REGISTRY.build("task", n).mediapipe_kind]
+            raise UsageError(f"task={overrides['task']} has no MediaPipe Task; use one of {', '.join(with_kind)}")
         return {
-            "task": overrides["task"],
-            "kind": kind,
+            "task": task.name,
+            "kind": task.mediapipe_kind,
             "imgsz": shape[1:3],
             "in_channels": 3,
             "mean": [0.0, 0.0, 0.0],
             "std": [1.0, 1.0, 1.0],
-            "metadata": {"nms": json.dumps({"conf": 0.0, "iou": MEDIAPIPE_NMS_IOU, "max_det": 300})},
+            "metadata": {},
         }
 
     @staticmethod
@@ -207,16 +175,12 @@ class MediaPipeModel(ExportedModel):
             names = [n.strip() for n in names.split(",")]
         h, w = (int(v) for v in record["imgsz"])
         channels = int(record.get("in_channels", 3))
-        kind = record["kind"]
-        if kind not in KINDS:
-            raise ValueError(f"kind '{kind}' is not one of {', '.join(KINDS)}")
+        kind = kind_named(record["kind"])
         if not (1 <= h <= MAX_IMGSZ and 1 <= w <= MAX_IMGSZ and 1 <= channels <= MAX_IN_CHANNELS):
             raise ValueError(f"imgsz {h}x{w} / in_channels {channels} out of range")
         if len(names) > MAX_CLASSES:
             raise ValueError(f"{len(names)} class names (at most {MAX_CLASSES})")
-        metadata = dict(record.get("metadata") or {})
-        if kind == "detector":  # MediaPipe runs NMS: report its thresholds the way a file with NMS in it does
-            metadata["nms"] = json.dumps({"conf": 0.001, "iou": MEDIAPIPE_NMS_IOU, "max_det": 300})
+        metadata = kind.file_metadata(dict(record.get("metadata") or {}))
         meta = {
             "task": record["task"],
             "names": list(names),
@@ -231,15 +195,8 @@ class MediaPipeModel(ExportedModel):
         return meta, kind, (h, w)
 
     def _new_runner(self, video: bool = False) -> TaskRunner:
-        nms = json.loads(self.meta["metadata"].get("nms", "{}") or "{}")
-        return TaskRunner(
-            self.path,
-            self.kind,
-            self.meta["names"],
-            score_threshold=float(nms.get("conf", 0.0)),
-            max_results=int(nms.get("max_det", -1)),
-            video=video,
-        )
+        conf, max_det = self.kind.runner_options(self.meta["metadata"])
+        return TaskRunner(self.path, self.kind, self.meta["names"], conf, max_det, video=video)
 
     @property
     def runner(self) -> TaskRunner:
@@ -266,24 +223,7 @@ class MediaPipeModel(ExportedModel):
 
     def outputs(self, results: list[dict[str, np.ndarray]]):
         """Per-image runner results → the batch outputs the task post-processes."""
-        if self.kind == "classifier":
-            return torch.from_numpy(np.stack([r["probs"] for r in results])).clamp(min=1e-12).log()
-        if self.kind == "segmenter":
-            return torch.from_numpy(np.stack([r["probs"] for r in results])).clamp(min=1e-12).log()
-        if self.kind == "value_map":
-            return torch.from_numpy(np.stack([r["values"] for r in results]))
-        max_det = int(json.loads(self.meta["metadata"]["nms"])["max_det"])
-        table = torch.zeros(len(results), max_det, 6)
-        counts = torch.zeros(len(results), dtype=torch.long)
-        for i, r in enumerate(results):
-            rows = torch.from_numpy(r["rows"][:max_det]).clone()
-            rows = rows[rows[:, 4].argsort(descending=True)]
-            # MediaPipe truncates a box's origin and size to whole pixels: take the middle of each interval
-            rows[:, :2] += 0.5
-            rows[:, 2:4] += 1.0
-            table[i, : len(rows)] = rows
-            counts[i] = len(rows)
-        return table, counts
+        return self.kind.outputs(results, self.meta["metadata"])
 
     def close(self) -> None:
         if self._runner is not None:

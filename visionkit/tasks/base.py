@@ -78,6 +78,9 @@ class Task:
     # (visionkit.tasks.explain_base.Explainer), the Label Studio region writer, the MediaPipe kind
     explainer: type | None = None
     labelstudio = None  # a visionkit.data.labelstudio.prelabel.Regions
+    # the registered MediaPipe facet (kind ``mediapipe_kind``) a plain .tflite of this task is read as (a file
+    # visionkit wrote names its own kind); None: no MediaPipe Task runs this task's models
+    mediapipe_kind: str | None = None
 
     def bare_model_config(self, backbone: str) -> dict[str, Any]:
         """The model config of a registered backbone with this task's default neck and head. ``num_classes`` is a
@@ -175,7 +178,7 @@ class Task:
         raise NotImplementedError(f"task '{self.name}' cannot be exported yet")
 
     def edge_graph(self, net, inputs, size: tuple[int, int], args: Settings):
-        """The module a MediaPipe export (.tflite) converts: ``inputs`` (visionkit.edge.graphs.EdgeInput) turns the
+        """The module a MediaPipe export (.tflite) converts: ``inputs`` (visionkit.export.graphs.EdgeInput) turns the
         (1, H, W, 3) RGB input in 0..1 into the network's input; the module's ``kind`` names the MediaPipe Task
         that reads it (classifier, segmenter, value_map, detector, detector_nms) and its ``metadata`` holds what
         this task's post-processing needs to read the file's outputs back."""

@@ -35,6 +35,7 @@ class ClassifyTask(Task):
     confusion matrix."""
 
     explainer = ClassifyExplainer
+    mediapipe_kind = "classifier"
     labelstudio = ChoiceRegions()
 
     name = "classify"
@@ -210,7 +211,7 @@ class ClassifyTask(Task):
         return ClassifyExport(net)
 
     def edge_graph(self, net, inputs, size, args: Settings):
-        from visionkit.edge.graphs import ClassifierGraph
+        from visionkit.export.graphs import ClassifierGraph
 
         self.export_wrapper(net, args)  # the same refusals (nms=, argmax=)
         return ClassifierGraph(net, inputs)

@@ -33,6 +33,7 @@ class DepthTask(DenseTask):
     """Monocular depth: DPT fusion head, relative (MiDaS SSI) or metric (SILog) depth, δ1/AbsRel/RMSE, calibrate."""
 
     explainer = DepthExplainer
+    mediapipe_kind = "value_map"
 
     name = "depth"
     default_model = "depth-n"
@@ -273,7 +274,7 @@ class DepthTask(DenseTask):
         return DepthExport(net)
 
     def edge_graph(self, net, inputs, size, args: Settings):
-        from visionkit.edge.graphs import ValueMapGraph
+        from visionkit.export.graphs import ValueMapGraph
 
         values = self.export_wrapper(net, args).values
         graph = ValueMapGraph(net, inputs, values)

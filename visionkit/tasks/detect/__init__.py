@@ -1,3 +1,6 @@
 """Object detection (registers the `detect` task)."""
 
-from visionkit.tasks.detect import task  # noqa: F401
+from visionkit.tasks.detect import (
+    mediapipe,  # noqa: F401  (registers its MediaPipe kind)
+    task,  # noqa: F401
+)

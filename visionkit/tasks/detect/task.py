@@ -89,6 +89,7 @@ class DetectTask(Task):
     loss, pycocotools mAP."""
 
     explainer = DetectExplainer
+    mediapipe_kind = "detector"
     labelstudio = BoxRegions()
 
     name = "detect"
@@ -154,7 +155,7 @@ class DetectTask(Task):
         return DetectExport(net)
 
     def edge_graph(self, net, inputs, size, args: Settings):
-        from visionkit.edge.graphs import DetectorGraph, DetectorNMSGraph
+        from visionkit.export.graphs import DetectorGraph, DetectorNMSGraph
 
         self.export_wrapper(net, args)  # the same refusals (argmax=)
         h, w = size

@@ -1,3 +1,6 @@
 """Semantic segmentation (U-Net on any registered backbone)."""
 
-from visionkit.tasks.segment import task  # noqa: F401
+from visionkit.tasks.segment import (
+    mediapipe,  # noqa: F401  (registers its MediaPipe kind)
+    task,  # noqa: F401
+)

@@ -49,6 +49,7 @@ class SegmentTask(DenseTask):
     """Semantic segmentation: masks/ PNGs (or polygon rows), U-Net decoder, CE + Dice, mIoU at original resolution."""
 
     explainer = SegmentExplainer
+    mediapipe_kind = "segmenter"
     labelstudio = MaskRegions()
 
     name = "segment"
@@ -192,7 +193,7 @@ class SegmentTask(DenseTask):
         return SegmentArgmaxExport(net) if args.argmax else SegmentExport(net)
 
     def edge_graph(self, net, inputs, size, args: Settings):
-        from visionkit.edge.graphs import SegmenterGraph
+        from visionkit.export.graphs import SegmenterGraph
 
         self.export_wrapper(net, args.replace(argmax=False))  # MediaPipe takes the argmax itself (category mask)
         return SegmenterGraph(net, inputs)

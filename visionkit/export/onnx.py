@@ -5,7 +5,6 @@ for scores and logits, relative for outputs in pixels (a box coordinate of 600 c
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import warnings
@@ -15,24 +14,8 @@ import numpy as np
 import torch
 
 from visionkit.cfg import Settings
-from visionkit.errors import UsageError, VisionkitError
-
-FORMATS = ("onnx", "mediapipe")
-ALIASES = {"tflite": "mediapipe"}  # a .tflite for MediaPipe Tasks is the only TFLite file visionkit writes
-
-
-class ExportError(VisionkitError):
-    """The exported file does not match PyTorch."""
-
-
-def check_format(fmt: str) -> str:
-    fmt = str(fmt).lower().lstrip(".")
-    fmt = ALIASES.get(fmt, fmt)
-    if fmt not in FORMATS:
-        close = difflib.get_close_matches(fmt, FORMATS, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise UsageError(f"unsupported export format '{fmt}'.{hint} Formats: {', '.join(FORMATS)} (tflite = mediapipe)")
-    return fmt
+from visionkit.errors import ExportError, UsageError
+from visionkit.registry import register
 
 
 def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: Settings, out: Path, batch: int = 1) -> Path:
@@ -235,3 +218,15 @@ def _simplify(model):
             stacklevel=3,
         )
         return model
+
+
+@register("export_format", "onnx")
+class OnnxWriter:
+    """format=onnx: a file onnxruntime runs (batch= is the file's batch, 1 by default, not training's)."""
+
+    suffix = ".onnx"
+    size_pair = False  # imgsz is one size
+    defaults = {"batch": 1}  # the file's batch when batch= is not given (training's 64 means nothing here)
+
+    def write(self, net, task, ckpt: dict, args: Settings, out: Path, score_file) -> Path:
+        return export_onnx(net, task, ckpt, args, out, batch=int(args.batch))

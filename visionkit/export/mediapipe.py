@@ -9,7 +9,6 @@ float file on the validation split instead (size and metric change are printed).
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 import warnings
@@ -21,11 +20,12 @@ import numpy as np
 import torch
 
 from visionkit.cfg import Settings
-from visionkit.edge import convert, metadata
-from visionkit.edge.graphs import EdgeInput
-from visionkit.engine.exporter import ExportError
-from visionkit.errors import DataError, UsageError
+from visionkit.errors import DataError, ExportError, UsageError
+from visionkit.export import tflite_convert as convert
+from visionkit.export import tflite_metadata as metadata
+from visionkit.export.graphs import EdgeInput
 from visionkit.limits import MAX_IMGSZ
+from visionkit.registry import REGISTRY, register
 
 N_CHECK_IMAGES = 4
 N_CALIBRATION_IMAGES = 32
@@ -53,8 +53,26 @@ def edge_size(args: Settings, ckpt: dict, stride: int) -> tuple[int, int]:
     return rounded
 
 
-def export_mediapipe(net: torch.nn.Module, task, ckpt: dict, args: Settings, out: Path) -> Path:
-    """Write ``out`` (.tflite with MediaPipe metadata), check it with MediaPipe Tasks; returns the path."""
+@register("export_format", "mediapipe")
+class MediaPipeWriter:
+    """format=mediapipe (alias tflite): a .tflite that MediaPipe Tasks load, checked with MediaPipe."""
+
+    suffix = ".tflite"
+    size_pair = True  # imgsz may be height,width: MediaPipe feeds one fixed input size
+    defaults: dict = {}
+
+    def write(self, net, task, ckpt: dict, args: Settings, out: Path, score_file) -> Path:
+        return export_mediapipe(net, task, ckpt, args, out, score_file)
+
+
+def kind_of(graph) -> Any:
+    """The MediaPipe facet (visionkit.runtime.mediapipe_kind.MediaPipeKind) of a task's edge graph."""
+    return REGISTRY.build("mediapipe_kind", graph.kind)
+
+
+def export_mediapipe(net: torch.nn.Module, task, ckpt: dict, args: Settings, out: Path, score_file=None) -> Path:
+    """Write ``out`` (.tflite with MediaPipe metadata), check it with MediaPipe Tasks; returns the path.
+    ``score_file(path, **overrides)`` validates a file (the metric change of a compressed file; None: not shown)."""
     convert.require_edge_packages()
     if args.half and args.int8:
         raise UsageError("half=True and int8=True are two ways to shrink the file; pick one")
@@ -92,11 +110,12 @@ def export_mediapipe(net: torch.nn.Module, task, ckpt: dict, args: Settings, out
         "model_config": ckpt["model_config"],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    float_file = _with_metadata(float_model, record, graph, task)
+    kind = kind_of(graph)
+    float_file = _with_metadata(float_model, record, kind)
     with tempfile.TemporaryDirectory() as tmp:
         float_path = Path(tmp) / "float.tflite"
         float_path.write_bytes(float_file)
-        problems = verify(graph, float_path, record, check_images)
+        problems = verify(graph, kind, float_path, record, check_images)
         if problems:
             failed = out.with_suffix(".failed.tflite")
             failed.write_bytes(float_file)
@@ -114,11 +133,11 @@ def export_mediapipe(net: torch.nn.Module, task, ckpt: dict, args: Settings, out
                 else convert.int8_static(float_model, [_as_input(i) for i in calibration])
             )
             small = convert.inline_buffers(small)  # the quantizer may store weights after the flatbuffer
-            final = _with_metadata(small, {**record, "precision": precision}, graph, task)
+            final = _with_metadata(small, {**record, "precision": precision}, kind)
             small_path = Path(tmp) / "small.tflite"
             small_path.write_bytes(final)
             summary += f"; {precision}: {len(final) / 1e6:.2f} MB vs {len(float_file) / 1e6:.2f} MB float"
-            change = _metric_change(float_path, small_path, task, args, ckpt)
+            change = _metric_change(float_path, small_path, args, ckpt, score_file) if score_file else ""
             if change:
                 summary += f", {change}"
         tmp_out = out.with_suffix(".tflite.tmp")
@@ -138,140 +157,27 @@ def _trained_on(ckpt: dict) -> str | None:
     return str(data) if data is not None else None
 
 
-def _with_metadata(model: bytes, record: dict[str, Any], graph, task) -> bytes:
-    model = metadata.add_record(model, record)
-    names = record["names"]
-    if graph.kind == "classifier":
-        return metadata.write_classifier(model, names)
-    if graph.kind == "segmenter":
-        return metadata.write_segmenter(model, names, "SOFTMAX")
-    if graph.kind == "value_map":
-        return metadata.write_segmenter(model, None, "NONE")
-    if graph.kind == "detector":
-        boxes = _output_shapes(model)[0][1]
-        return metadata.write_detector(model, names, boxes)
-    if graph.kind == "detector_nms":
-        return metadata.write_detector_nms(model, names, _detector_output_order(model))
-    raise ExportError(f"task '{task.name}' made a graph of unknown kind '{graph.kind}'")
+def _with_metadata(model: bytes, record: dict[str, Any], kind) -> bytes:
+    return kind.write_metadata(metadata.add_record(model, record), record["names"])
 
 
-def _output_shapes(model: bytes) -> list[list[int]]:
-    from ai_edge_litert import interpreter as tfl
-
-    return [[int(d) for d in o["shape"]] for o in tfl.Interpreter(model_content=model).get_output_details()]
-
-
-def _detector_output_order(model: bytes) -> list[str]:
-    """What each output of a post-processing-layout detector holds, by output position. The graph returns boxes,
-    classes, scores, count; this checks the converted file kept that order (by shape), rather than trusting it."""
-    shapes = _output_shapes(model)
-    expected = [("location", 3), ("category", 2), ("score", 2), ("count", 1)]
-    if len(shapes) != 4 or [len(s) for s in shapes] != [r for _, r in expected] or shapes[0][-1] != 4:
-        raise ExportError(
-            f"the converted detector has outputs {shapes}; expected boxes (1, K, 4), classes (1, K), "
-            f"scores (1, K), count (1)"
-        )
-    return [name for name, _ in expected]
-
-
-def verify(graph, path: Path, record: dict[str, Any], images: list[np.ndarray]) -> list[str]:
+def verify(graph, kind, path: Path, record: dict[str, Any], images: list[np.ndarray]) -> list[str]:
     """What differs between MediaPipe running ``path`` and PyTorch running ``graph`` on ``images`` (RGB uint8 at
-    the input size); empty when the file is right."""
-    from visionkit.runtime.mediapipe_backend import MEDIAPIPE_NMS_IOU, TaskRunner
+    the input size); empty when the file is right. ``kind`` is the graph's MediaPipe facet."""
+    from visionkit.runtime.mediapipe_backend import TaskRunner
 
-    kind = graph.kind
-    nms = json.loads((record.get("metadata") or {}).get("nms", "null") or "null")
-    conf = nms["conf"] if nms else 0.05
-    max_det = nms["max_det"] if nms else 100
-    runner = TaskRunner(path, kind, record["names"], score_threshold=conf, max_results=max_det)
+    file_metadata = record.get("metadata") or {}
+    runner = TaskRunner(path, kind, record["names"], *kind.runner_options(file_metadata))
     problems = []
     try:
         for i, img in enumerate(images):
             got = runner.run(img)
             with torch.no_grad():
                 ref = graph(torch.from_numpy(img).float()[None] / 255)
-            problems += [
-                f"image {i}: {p}" for p in _compare(kind, got, ref, img.shape[:2], conf, max_det, MEDIAPIPE_NMS_IOU)
-            ]
+            problems += [f"image {i}: {p}" for p in kind.compare(got, ref, img.shape[:2], file_metadata)]
     finally:
         runner.close()
     return problems
-
-
-def _compare(kind: str, got: dict, ref, size: tuple[int, int], conf: float, max_det: int, mp_iou: float) -> list[str]:
-    if kind == "classifier":
-        probs = ref[0].numpy()
-        k = min(5, len(probs))
-        want, have = np.argsort(-probs, kind="stable")[:k], np.argsort(-got["probs"], kind="stable")[:k]
-        problems = []
-        diff = float(np.abs(got["probs"] - probs).max())
-        if diff > 1e-3:
-            problems.append(f"class scores differ by {diff:.2g} (> 1e-3)")
-        # near-equal scores may swap places: compare the classes whose scores are not tied with a neighbour
-        if not np.array_equal(want, have) and not np.allclose(probs[want], probs[have], atol=1e-3):
-            problems.append(f"top-{k} classes {have.tolist()} instead of {want.tolist()}")
-        return problems
-    if kind == "segmenter":
-        agree = float((got["classes"] == ref[0].numpy().argmax(-1)).mean())
-        return [] if agree >= 0.999 else [f"category mask agrees with PyTorch's argmax on {agree:.2%} of pixels"]
-    if kind == "value_map":
-        want = ref[0, ..., 0].numpy()
-        diff = float(np.abs(got["values"] - want).max()) / max(float(np.abs(want).max()), 1e-12)
-        return [] if diff <= 1e-3 else [f"values differ by {diff:.2g} relative (> 1e-3)"]
-    h, w = size
-    scale = torch.tensor([h, w, h, w], dtype=torch.float32)
-    if kind == "detector_nms":
-        boxes, classes, scores, count = (t[0] for t in ref)
-        n = int(count.reshape(-1)[0])
-        ymin, xmin, ymax, xmax = (boxes[:n] * scale).unbind(-1)
-        want = torch.stack([xmin, ymin, xmax, ymax, scores[:n], classes[:n]], -1)
-    else:
-        from torchvision.ops import nms as tv_nms
-
-        yxhw, scores = ref[0][0], ref[1][0]
-        yc, xc, bh, bw = (yxhw * scale).unbind(-1)
-        corners = torch.stack([xc - bw / 2, yc - bh / 2, xc + bw / 2, yc + bh / 2], -1)
-        best, label = scores.max(-1)
-        keep = best > conf
-        corners, best, label = corners[keep], best[keep], label[keep]
-        kept = tv_nms(corners, best, mp_iou)[:max_det]
-        want = torch.cat([corners[kept], best[kept, None], label[kept, None].float()], 1)
-    return _detections_differ(torch.from_numpy(got["rows"]), want, conf)
-
-
-def _detections_differ(got: torch.Tensor, want: torch.Tensor, conf: float) -> list[str]:
-    """MediaPipe's detections against PyTorch's: each matched to its nearest, the same class, the score within
-    1e-3, the box's origin and size within 1 px (MediaPipe truncates both to whole pixels). Detections whose
-    score is within 1e-3 of the threshold may be on either side of it."""
-
-    def firm(rows):
-        return rows[rows[:, 4] > conf + 1e-3]
-
-    got, want = firm(got[got[:, 4].argsort(descending=True)]), firm(want[want[:, 4].argsort(descending=True)])
-    if len(got) != len(want):
-        return [f"{len(got)} detection(s) instead of {len(want)}"]
-    if not len(got):
-        return []
-    got, want = _origin_size(got), _origin_size(want)
-    # match each to its nearest of the same class (one box may be kept under two classes; ties may reorder)
-    box_cost = (got[:, None, :4] - want[None, :, :4]).abs().amax(-1)
-    other_class = got[:, None, 5] != want[None, :, 5]
-    nearest = (box_cost + 1e6 * other_class + 1e3 * (got[:, None, 4] - want[None, :, 4]).abs()).argmin(1)
-    problems = []
-    box = float(box_cost.gather(1, nearest[:, None]).max())
-    if box > 1.0 + 1e-3:
-        problems.append(f"a box differs by {box:.2f} px (> 1 px)")
-    if bool(other_class.gather(1, nearest[:, None]).any()):
-        problems.append("a detection has another class")
-    score = float((got[:, 4] - want[nearest, 4]).abs().max())
-    if score > 1e-3:
-        problems.append(f"a score differs by {score:.2g} (> 1e-3)")
-    return problems
-
-
-def _origin_size(rows: torch.Tensor) -> torch.Tensor:
-    """x1 y1 x2 y2 → x y w h, MediaPipe's form of a box."""
-    return torch.cat([rows[:, :2], rows[:, 2:4] - rows[:, :2], rows[:, 4:]], 1)
 
 
 def _as_input(rgb: np.ndarray) -> np.ndarray:
@@ -340,17 +246,15 @@ def _split_files(task, args: Settings, ckpt: dict, split: str) -> list[Path]:
     return files[::step]
 
 
-def _metric_change(float_path: Path, small_path: Path, task, args: Settings, ckpt: dict) -> str:
-    """'<metric> a → b (+d)' of the float and the compressed file on the validation split; '' without data."""
-    from visionkit.api import Model
-
+def _metric_change(float_path: Path, small_path: Path, args: Settings, ckpt: dict, score_file) -> str:
+    """'<metric> a → b (+d)' of the float and the compressed file on the validation split; '' without data.
+    ``score_file(path, **overrides)`` → (metrics, fitness key) of one file."""
     trained = ckpt.get("train_args", {}) or {}
     data = args.data or trained.get("data") or ckpt.get("data")
     if not data:
         return ""
     scores, key = [], None
     for path in (float_path, small_path):
-        m = Model(str(path), task=task.name)
         overrides = {
             "data": data,
             "verbose": False,
@@ -359,17 +263,15 @@ def _metric_change(float_path: Path, small_path: Path, task, args: Settings, ckp
             "workers": 0,
             "project": str(float_path.parent / "val"),
         }
-        for key in ("root", "datasets_dir"):
-            value = args[key] if args[key] is not None else trained.get(key)
+        for name in ("root", "datasets_dir"):
+            value = args[name] if args[name] is not None else trained.get(name)
             if value is not None:
-                overrides[key] = value
+                overrides[name] = value
         try:
-            scores.append(m.val(**overrides))
-            key = m.val_metrics.fitness_key
+            metrics, key = score_file(path, **overrides)
         except (DataError, UsageError):
             return ""
-        finally:
-            m.net.close()
+        scores.append(metrics)
     a, b = scores[0].get(key), scores[1].get(key)
     if a is None or b is None:
         return ""

@@ -249,3 +249,10 @@ def read_record(path: str | Path) -> dict[str, Any] | None:
 
 def has_mediapipe_metadata(path: str | Path) -> bool:
     return _tflite_metadata(Path(path).read_bytes()) is not None
+
+
+def output_shapes(model: bytes) -> list[list[int]]:
+    """The shape of each output of a .tflite flatbuffer, in output order."""
+    from ai_edge_litert import interpreter as tfl
+
+    return [[int(d) for d in o["shape"]] for o in tfl.Interpreter(model_content=model).get_output_details()]
