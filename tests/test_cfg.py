@@ -118,7 +118,6 @@ def test_broken_yaml_says_where(tmp_path):
         ("lr0=nan", "lr0=nan: expected a number in (0, 10]"),
         ("lr0=abc", "lr0='abc': expected a number"),
         ("lr0=inf", "lr0=inf: expected a number"),
-        ("conf=abc", "conf='abc': expected a number in [0, 1]"),
         ("max_det=-1", "max_det=-1: expected an integer in [1, 100000]"),
         ("classes=abc", "classes='abc': expected a class id"),
         ("iou=7", "iou=7: expected a number in [0, 1]"),
@@ -132,6 +131,17 @@ def test_every_number_has_a_type_and_a_range(kv, message):
     with pytest.raises(UsageError) as e:
         resolve({key: parse_value(text)})
     assert message in str(e.value)
+
+
+def test_a_task_key_is_checked_with_its_task():
+    from visionkit.registry import REGISTRY
+
+    detect_keys = REGISTRY.get("task", "detect").keys
+    with pytest.raises(UsageError, match=r"conf='abc': expected a number in \[0, 1\]"):
+        resolve({"conf": parse_value("abc")}, detect_keys)
+    assert resolve({}, detect_keys).conf == detect_keys["conf"][0]
+    with pytest.raises(UsageError, match="unknown argument 'conf'. It is a setting of the detect task"):
+        resolve({"conf": 0.5})  # not a shared key
 
 
 def test_ranges_cover_every_numeric_key_and_admit_the_defaults():

@@ -1,8 +1,8 @@
 """visionkit: train, validate, predict and export vision models built from a plugin registry."""
 
 from visionkit.registry import REGISTRY, available, build, register
+from visionkit.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["Model", "REGISTRY", "available", "build", "register", "__version__"]
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from visionkit.cfg import resolve
 from visionkit.engine.callbacks import Callbacks
 from visionkit.errors import UsageError
+from visionkit.limits import DEFAULT_IN_CHANNELS
 from visionkit.models.build import build_model
 from visionkit.models.checkpoint import load_checkpoint, model_from_checkpoint
 from visionkit.registry import REGISTRY
@@ -86,7 +87,7 @@ class Model:
         if REGISTRY.contains("model", name):
             return REGISTRY.build("model", name)
         if REGISTRY.contains("backbone", name):  # a bare backbone gets the task's default neck and head
-            return self._task(self.task_name or "classify").bare_model_config(name)  # alone, it classifies
+            return self._task(self.task_name or _bare_backbone_task()).bare_model_config(name)
         REGISTRY.get("model", name)  # raises with close matches
         raise AssertionError
 
@@ -191,9 +192,6 @@ class Model:
     def val_loader(self, **overrides):
         """(settings, dataset info, loader, device) of the split ``val`` scores: data= or the data the checkpoint
         was trained on, found the same way, with the checkpoint's normalisation."""
-        from visionkit.engine.setup import make_loader
-        from visionkit.engine.utils import select_device
-
         ckpt = self._require_ckpt("val")
         args = self._args(overrides)
         if not args.data:  # validate on the data it was trained on, found the same way
@@ -202,6 +200,15 @@ class Model:
             for key in ("root", "datasets_dir"):
                 if key not in overrides and trained.get(key) is not None:
                     args[key] = trained[key]
+        return (args, *self.split_loader(args))
+
+    def split_loader(self, args):
+        """(dataset info, loader, device) of ``args.split`` of ``args.data`` with the checkpoint's normalisation and
+        size, in order: what a task's own mode (e.g. depth's calibrate) evaluates the checkpoint on."""
+        from visionkit.engine.setup import make_loader
+        from visionkit.engine.utils import select_device
+
+        ckpt = self._require_ckpt("val")
         task = self.task
         data = task.resolve_data(args)
         if data.names != ckpt["names"]:
@@ -209,7 +216,7 @@ class Model:
         data.mean, data.std = tuple(ckpt["mean"]), tuple(ckpt["std"])
         device = select_device(args.device)
         ds = task.build_dataset(data, args.split, int(args.imgsz or ckpt["imgsz"]), False, args)
-        return args, data, make_loader(ds, int(args.batch), int(args.workers), False, device, task.collate_fn()), device
+        return data, make_loader(ds, int(args.batch), int(args.workers), False, device, task.collate_fn()), device
 
     def predict(self, source=None, **overrides) -> list[dict]:
         """Predict on an image, folder or glob; returns one dict per image (also saved as predictions.json)."""
@@ -289,7 +296,7 @@ class Model:
         from visionkit.models.info import format_info, model_info
 
         size = int(imgsz or (self.ckpt or {}).get("imgsz") or self.config.get("imgsz") or 224)
-        info = model_info(self.net, size, int(self.config.get("in_channels", 3)))
+        info = model_info(self.net, size, int(self.config.get("in_channels", DEFAULT_IN_CHANNELS)))
         if verbose:
             parts = [
                 self.config[k]["name"] if isinstance(self.config.get(k), dict) else self.config.get(k)
@@ -346,6 +353,14 @@ class Model:
             return m.val(**overrides), m.val_metrics.fitness_key
         finally:
             m.net.close()
+
+
+def _bare_backbone_task() -> str:
+    """The task a bare backbone name given without task= becomes: the one whose Task says ``bare_default``."""
+    for name in REGISTRY.available("task"):
+        if REGISTRY.get("task", name).bare_default:
+            return name
+    raise UsageError("a bare backbone needs task= (no registered task takes one by default)")
 
 
 def _check_writable(folder: Path, what: str) -> None:

@@ -216,7 +216,7 @@ def _version() -> int:
     import torch
     import torchvision
 
-    from visionkit import __version__
+    from visionkit.version import __version__
 
     print(
         f"visionkit {__version__}\ntorch {torch.__version__} (cuda available: {torch.cuda.is_available()})\n"

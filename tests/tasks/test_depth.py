@@ -245,6 +245,6 @@ def test_wrong_task_and_export_options_are_clear_errors(trained):
     r = run_cli("segment", "val", f"model={m.ckpt_path}", f"data={data}")
     assert r.returncode == 1 and "trained for task 'depth', not 'segment'" in r.stderr, r.stderr
     r = run_cli("export", f"model={m.ckpt_path}", "argmax=True")
-    assert r.returncode == 2 and "does not apply to depth models" in r.stderr, r.stderr
+    assert r.returncode == 2 and "'argmax'. It is a setting of the segment task" in r.stderr, r.stderr
     r = run_cli("depth", "train", "depth_mode=absolute")
     assert r.returncode == 2 and "depth_mode='absolute': choose one of relative, metric" in r.stderr, r.stderr

@@ -105,7 +105,6 @@ RANGES: dict[str, Range] = {
     "pct_start": Range(float, 0, 1, open_low=True, open_high=True),
     "clip_grad": Range(float, 0, INF, open_high=True),
     "ema_decay": Range(float, 0, 1, open_low=True, open_high=True),
-    "label_smoothing": Range(float, 0, 1, open_high=True),
     "patience": Range(int, 0, 1_000_000),
     "save_period": Range(int, 0, 1_000_000),
     "fliplr": Range(float, 0, 1),
@@ -126,7 +125,6 @@ RANGES: dict[str, Range] = {
     "hsv_h": Range(float, 0, 1),
     "hsv_s": Range(float, 0, 1),
     "hsv_v": Range(float, 0, 1),
-    "conf": Range(float, 0, 1),
     "iou": Range(float, 0, 1),
     "max_det": Range(int, 1, 100_000),
     "topk": Range(int, 1, 100_000),
@@ -187,8 +185,15 @@ def check_overrides(
     out = {}
     for key, value in overrides.items():
         if key not in defaults:
+            owners = tasks_declaring(key)
             close = difflib.get_close_matches(key, list(defaults), n=1, cutoff=0.6)
-            hint = f" Did you mean '{close[0]}'?" if close else " See `visionkit cfg` for every key."
+            if owners:
+                which = f"the {owners[0]} task" if len(owners) == 1 else f"the {', '.join(owners)} tasks"
+                hint = f" It is a setting of {which}, not of this one."
+            elif close:
+                hint = f" Did you mean '{close[0]}'?"
+            else:
+                hint = " See `visionkit cfg` for every key."
             raise UsageError(f"unknown {source} '{key}'.{hint}")
         out[key] = _coerce(key, value, defaults[key], (rules or {}).get(key))
     return out
@@ -324,6 +329,16 @@ def check_shared(overrides: dict[str, Any]) -> None:
     task is known): lets the CLI refuse a bad value before it imports torch."""
     defaults = load_defaults()
     check_overrides({k: v for k, v in overrides.items() if k in defaults}, defaults)
+
+
+def tasks_declaring(key: str) -> list[str]:
+    """The registered tasks whose own keys include ``key`` (for the error on a key another task owns)."""
+    from visionkit.registry import REGISTRY
+
+    try:
+        return [n for n in REGISTRY.available("task") if key in (REGISTRY.get("task", n).keys or {})]
+    except Exception:  # the registry cannot load (a broken plugin): the plain error is still right
+        return []
 
 
 def resolve(overrides: dict[str, Any] | None = None, task_keys: TaskKeys | None = None) -> Settings:

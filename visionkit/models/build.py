@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from visionkit.errors import UsageError
-from visionkit.limits import MAX_CLASSES, MAX_IN_CHANNELS
+from visionkit.limits import DEFAULT_IN_CHANNELS, MAX_CLASSES, MAX_IN_CHANNELS
 from visionkit.registry import REGISTRY
 
 
@@ -71,7 +71,10 @@ def normalize_config(config: dict) -> dict:
     cfg["backbone"] = _spec(cfg["backbone"], "backbone")
     cfg["neck"] = _spec(cfg.get("neck") or "identity", "neck")
     cfg["head"] = _spec(cfg["head"], "head")
-    for key, default, high in (("num_classes", None, MAX_CLASSES), ("in_channels", 3, MAX_IN_CHANNELS)):
+    for key, default, high in (
+        ("num_classes", None, MAX_CLASSES),
+        ("in_channels", DEFAULT_IN_CHANNELS, MAX_IN_CHANNELS),
+    ):
         value = cfg.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
             raise UsageError(f"model config {key}={value!r}: expected an integer in 1..{high}")

@@ -17,7 +17,7 @@ import torch
 import torchvision
 
 from visionkit.errors import CheckpointError, VisionkitError
-from visionkit.limits import MAX_CLASSES, MAX_IMGSZ, MAX_IN_CHANNELS
+from visionkit.limits import DEFAULT_IN_CHANNELS, MAX_CLASSES, MAX_IMGSZ, MAX_IN_CHANNELS
 from visionkit.models.build import VisionModel, build_model
 
 FORMAT = "visionkit-checkpoint"
@@ -25,7 +25,7 @@ FORMAT_VERSION = 1
 
 
 def library_versions() -> dict[str, str]:
-    from visionkit import __version__
+    from visionkit.version import __version__
 
     return {
         "visionkit": __version__,
@@ -123,7 +123,7 @@ def check_declared_sizes(ckpt: dict[str, Any], path: str | Path = "checkpoint") 
     if not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"checkpoint '{path}' has no state_dict of tensors")
     _bounded_int(config.get("num_classes"), "model_config.num_classes", 1, MAX_CLASSES, path)
-    _bounded_int(config.get("in_channels", 3), "model_config.in_channels", 1, MAX_IN_CHANNELS, path)
+    _bounded_int(config.get("in_channels", DEFAULT_IN_CHANNELS), "model_config.in_channels", 1, MAX_IN_CHANNELS, path)
     if ckpt.get("imgsz") is not None:
         _bounded_int(ckpt["imgsz"], "imgsz", 1, MAX_IMGSZ, path)
     if ckpt.get("in_channels") is not None:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from visionkit.errors import CheckpointError, RegistryError, UsageError
-from visionkit.limits import MAX_CLASSES, MAX_IMGSZ, MAX_IN_CHANNELS
+from visionkit.limits import DEFAULT_IN_CHANNELS, MAX_CLASSES, MAX_IMGSZ, MAX_IN_CHANNELS
 from visionkit.registry import REGISTRY
 from visionkit.runtime.base import ExportedModel
 from visionkit.runtime.mediapipe_kind import MediaPipeKind
@@ -174,7 +174,7 @@ class MediaPipeModel(ExportedModel):
         if isinstance(names, str):
             names = [n.strip() for n in names.split(",")]
         h, w = (int(v) for v in record["imgsz"])
-        channels = int(record.get("in_channels", 3))
+        channels = int(record.get("in_channels", DEFAULT_IN_CHANNELS))
         kind = kind_named(record["kind"])
         if not (1 <= h <= MAX_IMGSZ and 1 <= w <= MAX_IMGSZ and 1 <= channels <= MAX_IN_CHANNELS):
             raise ValueError(f"imgsz {h}x{w} / in_channels {channels} out of range")

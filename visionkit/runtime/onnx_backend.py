@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from visionkit.errors import CheckpointError, UsageError
-from visionkit.limits import MAX_CLASSES, MAX_IMGSZ, MAX_IN_CHANNELS
+from visionkit.limits import DEFAULT_IN_CHANNELS, MAX_CLASSES, MAX_IMGSZ, MAX_IN_CHANNELS
 from visionkit.runtime.base import ExportedModel
 
 
@@ -59,7 +59,7 @@ class OnnxModel(ExportedModel):
             names = [n.strip() for n in names.split(",")]
         if not isinstance(names, list) or not all(isinstance(n, (str, int)) and not isinstance(n, bool) for n in names):
             raise ValueError(f"names must be a list of class names, got {str(names)[:80]}")
-        channels = int(raw.get("in_channels", 3))
+        channels = int(raw.get("in_channels", DEFAULT_IN_CHANNELS))
         config = json.loads(raw["model_config"]) if "model_config" in raw else None
         if config is not None and not isinstance(config, dict):
             raise ValueError(f"model_config must be a mapping, got {type(config).__name__}")

@@ -14,7 +14,7 @@ KEYS: dict[str, dict[str, tuple[Any, str]]] = {
         "model": (None, "trained model: best.pt, or an exported .onnx / .tflite"),
         "host": ("127.0.0.1", "address to listen on (0.0.0.0: every interface; the server has no authentication)"),
         "port": (9090, "port to listen on (Label Studio's ML backend default)"),
-        "conf": (0.25, "confidence threshold of the regions sent"),
+        "conf": (None, "confidence threshold of the regions sent (default: the task's own, e.g. 0.25 for boxes)"),
         "device": ("", "cpu, 0, mps, ... (default: the best available)"),
         "batch": (8, "tasks predicted per batch (and images held in memory at once)"),
         "imgsz": (None, "input size (default: the model's)"),

@@ -74,6 +74,8 @@ class Task:
     # modes beyond train/val/predict/export/lrfind: each is a method ``mode(model, args)`` of the task, reached as
     # ``visionkit TASK MODE ...`` and ``Model(...).MODE(**overrides)``
     modes: tuple[str, ...] = ()
+    # True for the one task a bare backbone name becomes when no task is given (alone, a backbone classifies)
+    bare_default: bool = False
     # facets the subsystems read (None: the task does not take part): the explain adapter class
     # (visionkit.tasks.explain_base.Explainer), the Label Studio region writer, the MediaPipe kind
     explainer: type | None = None

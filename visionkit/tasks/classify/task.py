@@ -11,13 +11,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from visionkit.cfg import Settings
+from visionkit.cfg import Range, Settings
 from visionkit.data import cifar, idx, tinyimagenet
 from visionkit.data.augment import BatchAugment, classify_transforms, resolve_augment
 from visionkit.data.datasets import ArrayDataset, FileListDataset, ImageFolderDataset, read_image
 from visionkit.data.format import class_folders, load_data_yaml
 from visionkit.data.synthetic import ensure_shapes
-from visionkit.errors import DataError, UsageError
+from visionkit.errors import DataError
 from visionkit.registry import register
 from visionkit.tasks.base import DataInfo, Task
 from visionkit.tasks.classify.explain import ClassifyExplainer
@@ -42,7 +42,9 @@ class ClassifyTask(Task):
     default_model = "mnist-tiny"
     default_data = "shapes"
     default_head = "linear"
+    bare_default = True
     keys = {
+        "label_smoothing": (0.0, "cross-entropy label smoothing", Range(float, 0, 1, open_high=True)),
         "download": (
             False,
             "data=cifar10: fetch the CIFAR-10 batches through torchvision when root= lacks them "
@@ -203,17 +205,11 @@ class ClassifyTask(Task):
         ]
 
     def export_wrapper(self, net, args: Settings):
-        if args.nms or args.argmax:
-            raise UsageError(
-                f"{'nms' if args.nms else 'argmax'}=True applies to "
-                f"{'detectors' if args.nms else 'segmenters'}; a classifier exports its logits"
-            )
         return ClassifyExport(net)
 
     def edge_graph(self, net, inputs, size, args: Settings):
         from visionkit.export.graphs import ClassifierGraph
 
-        self.export_wrapper(net, args)  # the same refusals (nms=, argmax=)
         return ClassifierGraph(net, inputs)
 
     def describe(self, result: dict) -> str:

@@ -142,8 +142,6 @@ class DepthTask(DenseTask):
     def calibrate(self, model, args: Settings) -> dict[str, Any]:
         """Fit one scale and shift (inverse-depth space, closed form, over every valid pixel of the split) that turns
         a relative model's output into metres; store it in the checkpoint and print the metrics before and after."""
-        from visionkit.engine.setup import make_loader
-        from visionkit.engine.utils import select_device
         from visionkit.models.checkpoint import save_checkpoint
 
         ckpt = model.ckpt
@@ -156,14 +154,11 @@ class DepthTask(DenseTask):
                 "applies to relative models"
             )
         args = args.replace(data=args.data or ckpt.get("train_args", {}).get("data"))
-        data = self.resolve_data(args)
         net = model.net
         uncalibrated = {**head, "calibration": None}
         net.head.calibration = None
         self.bind(net)
-        device = select_device(args.device)
-        ds = self.build_dataset(data, args.split, int(args.imgsz or ckpt["imgsz"]), False, args)
-        loader = make_loader(ds, int(args.batch), int(args.workers), False, device, self.collate_fn())
+        data, loader, device = model.split_loader(args)  # the engine's loader, reached through the API that called
         preds, gts = [], []
         net.to(device).eval()
         with torch.no_grad():
@@ -264,11 +259,6 @@ class DepthTask(DenseTask):
             write_ply(folder / f"{stem}.ply", depth, read_bgr(item), float(args.fov))
 
     def export_wrapper(self, net, args: Settings):
-        if args.nms or args.argmax:
-            raise UsageError(
-                f"{'nms' if args.nms else 'argmax'}=True does not apply to depth models; a depth "
-                f"model exports one depth map"
-            )
         if getattr(net, "head", None) is None:
             raise CheckpointError("only a PyTorch depth checkpoint can be exported")
         return DepthExport(net)

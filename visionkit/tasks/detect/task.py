@@ -14,7 +14,7 @@ from torchvision.ops import batched_nms
 
 from visionkit.cfg import Range, Settings
 from visionkit.data.format import sidecar_path
-from visionkit.errors import DataError, UsageError
+from visionkit.errors import DataError
 from visionkit.registry import register
 from visionkit.tasks.base import DataInfo, Task
 from visionkit.tasks.detect.dataset import DetectionDataset, collate
@@ -99,6 +99,12 @@ class DetectTask(Task):
     default_neck = "pan"
     default_head = "yolo"
     keys = {
+        "conf": (
+            0.25,
+            "confidence threshold of predict, explain and export nms=True (val always scores every box above 0.001)",
+            Range(float, 0, 1),
+        ),
+        "nms": (False, "export: NMS inside the graph with conf/iou/max_det baked in"),
         "box": (7.5, "CIoU box loss gain", Range(float, 0, 1000)),
         "cls": (0.5, "classification (BCE) loss gain", Range(float, 0, 1000)),
         "dfl": (1.5, "distribution focal loss gain", Range(float, 0, 1000)),
@@ -144,14 +150,8 @@ class DetectTask(Task):
     def export_wrapper(self, net, args: Settings):
         from visionkit.tasks.detect.export import DetectExport, DetectNMSExport
 
-        if args.argmax:
-            raise UsageError(
-                "argmax=True applies to segmenters; a detector exports boxes and scores (add nms=True "
-                "for a table of detections)"
-            )
         if args.nms:
-            conf = 0.25 if args.conf is None else float(args.conf)
-            return DetectNMSExport(net, conf, float(args.iou), int(args.max_det))
+            return DetectNMSExport(net, float(args.conf), float(args.iou), int(args.max_det))
         return DetectExport(net)
 
     def edge_graph(self, net, inputs, size, args: Settings):
@@ -160,8 +160,7 @@ class DetectTask(Task):
         self.export_wrapper(net, args)  # the same refusals (argmax=)
         h, w = size
         if args.nms:
-            conf = 0.25 if args.conf is None else float(args.conf)
-            graph = DetectorNMSGraph(net, inputs, h, w, conf, float(args.iou), int(args.max_det))
+            graph = DetectorNMSGraph(net, inputs, h, w, float(args.conf), float(args.iou), int(args.max_det))
             graph.metadata = {"nms": json.dumps({"conf": graph.conf, "iou": graph.iou, "max_det": graph.max_det})}
             return graph
         return DetectorGraph(net, inputs, h, w)
@@ -221,7 +220,7 @@ class DetectTask(Task):
         return letterbox_batch(items, imgsz, rect)
 
     def postprocess(self, outputs, context: list, args: Settings, names: list[str]) -> list[dict]:
-        conf = 0.25 if args.conf is None else float(args.conf)
+        conf = float(args.conf)
         self.check_graph_nms(conf, float(args.iou), "predict")
         dets = self.detections(outputs, conf, float(args.iou), int(args.max_det), args.classes)
         results = []

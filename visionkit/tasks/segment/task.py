@@ -60,6 +60,7 @@ class SegmentTask(DenseTask):
     default_head = "unet"
     backbone_strides = (2, 4, 8, 16, 32)  # or the deepest run of these the backbone has
     keys = {
+        "argmax": (False, "export: output the uint8 class map instead of logits"),
         "dice": (
             0.5,
             "weight of the soft Dice loss added to cross-entropy (0 = cross-entropy only)",
@@ -185,11 +186,6 @@ class SegmentTask(DenseTask):
     def export_wrapper(self, net, args: Settings):
         from visionkit.tasks.segment.export import SegmentArgmaxExport, SegmentExport
 
-        if args.nms:
-            raise UsageError(
-                "nms=True applies to detectors; a segmenter exports logits or, with argmax=True, the "
-                "class map (drop nms=True)"
-            )
         return SegmentArgmaxExport(net) if args.argmax else SegmentExport(net)
 
     def edge_graph(self, net, inputs, size, args: Settings):
