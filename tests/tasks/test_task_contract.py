@@ -1,6 +1,7 @@
-"""The Task contract: every registered task (and a task from a plugin package) trains, validates, predicts with
-saved outputs and exports through the CLI, with nothing task-specific in shared code. A task added later is
-covered here without writing a new test."""
+"""The Task contract: every registered task (and a task from a plugin package whose output is new: an image-level
+regression that subclasses only the base Task) trains, validates, predicts with saved outputs and exports through
+the CLI, with nothing task-specific in shared code. A task added later is covered here without writing a new
+test."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ SETTINGS = {"detect": {"imgsz": 64, "close_mosaic": 0}}
 
 def contract_cases():
     cases = [pytest.param(name, None, id=name) for name in REGISTRY.available("task")]
-    return cases + [pytest.param("tinycls", PLUGIN_ENV, id="plugin-tinycls")]
+    return cases + [pytest.param("brightness", PLUGIN_ENV, id="plugin-brightness")]
 
 
 @pytest.mark.parametrize("task, env", contract_cases())
@@ -60,6 +61,13 @@ def test_every_task_trains_validates_predicts_and_exports(task, env, shapes_root
     assert (tmp_path / "runs" / task / "predict_onnx" / "predictions.json").is_file()
     cli(task, "lrfind", data, "num_iter=4", *kv)
     assert (tmp_path / "runs" / task / "lrfind" / "lrfind.png").is_file()
+    if env is not None:  # the plugin explains, and the subsystems it has no facet for refuse it clearly
+        cli(task, "explain", f"model={best}", f"source={images[0]}", *kv)
+        assert (tmp_path / "runs" / task / "explain" / "explanations.json").is_file()
+        r = run_cli("export", f"model={best}", "format=mediapipe", cwd=tmp_path, env=env)
+        assert r.returncode == 2 and "has no MediaPipe facet" in r.stderr, r.stderr
+        r = run_cli("serve", "labelstudio", f"model={best}", "port=1", cwd=tmp_path, env=env)
+        assert r.returncode == 2 and "no Label Studio form" in r.stderr, r.stderr
     if env is None:  # the same metrics from the exported file (in-process: the plugin is not importable here)
         common = {**settings, "data": str(shapes_root / "data.yaml")}
         pt, ort = Model(str(best)).val(**common), Model(str(onnx_file)).val(**common)
@@ -78,8 +86,8 @@ def test_a_task_without_validation_metrics_direction_is_respected():
 
 
 def test_a_plugin_task_runs_from_the_cli_with_its_own_keys(tmp_path, shapes_root):
-    r = run_cli("tinycls", "train", "tiny_gan=2", cwd=tmp_path, env=PLUGIN_ENV)
-    assert r.returncode == 2 and "Did you mean 'tiny_gain'" in r.stderr, r.stderr
+    r = run_cli("brightness", "train", "l1_gan=2", cwd=tmp_path, env=PLUGIN_ENV)
+    assert r.returncode == 2 and "Did you mean 'l1_gain'" in r.stderr, r.stderr
     r = run_cli("cfg", cwd=tmp_path, env=PLUGIN_ENV)
-    assert "# --- tinycls: keys of this task only" in r.stdout and "tiny_gain: 1.0" in r.stdout
+    assert "# --- brightness: keys of this task only" in r.stdout and "l1_gain: 1.0" in r.stdout
     assert "box: 7.5" in r.stdout  # detect's loss gains are declared by detect

@@ -73,6 +73,11 @@ def kind_of(graph) -> Any:
 def export_mediapipe(net: torch.nn.Module, task, ckpt: dict, args: Settings, out: Path, score_file=None) -> Path:
     """Write ``out`` (.tflite with MediaPipe metadata), check it with MediaPipe Tasks; returns the path.
     ``score_file(path, **overrides)`` validates a file (the metric change of a compressed file; None: not shown)."""
+    if task.mediapipe_kind is None:
+        raise UsageError(
+            f"a {task.name} model cannot be exported for MediaPipe: its task has no MediaPipe facet (Task."
+            f"mediapipe_kind and edge_graph; no MediaPipe Task reads its outputs). Export format=onnx instead"
+        )
     convert.require_edge_packages()
     if args.half and args.int8:
         raise UsageError("half=True and int8=True are two ways to shrink the file; pick one")

@@ -177,14 +177,18 @@ class Task:
     def export_wrapper(self, net, args: Settings):
         """The module whose outputs an exported file has (with ``output_names``, ``layout`` and
         ``dynamic_output_axes`` attributes)."""
-        raise NotImplementedError(f"task '{self.name}' cannot be exported yet")
+        from visionkit.errors import UsageError
+
+        raise UsageError(f"task '{self.name}' cannot be exported: its Task defines no export_wrapper")
 
     def edge_graph(self, net, inputs, size: tuple[int, int], args: Settings):
         """The module a MediaPipe export (.tflite) converts: ``inputs`` (visionkit.export.graphs.EdgeInput) turns the
         (1, H, W, 3) RGB input in 0..1 into the network's input; the module's ``kind`` names the MediaPipe Task
         that reads it (classifier, segmenter, value_map, detector, detector_nms) and its ``metadata`` holds what
         this task's post-processing needs to read the file's outputs back."""
-        raise NotImplementedError(f"task '{self.name}' cannot be exported for MediaPipe yet")
+        from visionkit.errors import UsageError
+
+        raise UsageError(f"task '{self.name}' cannot be exported for MediaPipe: its Task defines no edge_graph")
 
     def yolo_rows(self, result: dict) -> list[str]:
         """Rows for ``save_txt=True`` (tasks without a text form return none)."""
