@@ -135,9 +135,10 @@ def post_json(url: str, body: dict, timeout: float = 60) -> dict:
     return json.loads(urllib.request.urlopen(req, timeout=timeout).read())
 
 
-def serve_labelstudio(model: Path, *extra: str, port: int | None = None):
-    """``visionkit serve labelstudio`` in a subprocess; returns (process, url) once /health answers. Its output goes
-    to a temporary file (``proc.log``), never a pipe that could fill up and stall the server."""
+def serve_labelstudio(model: Path, *extra: str, port: int | None = None, env: dict | None = None):
+    """``visionkit serve labelstudio`` in a subprocess (with ``env``, else this one's environment); returns (process,
+    url) once /health answers. Its output goes to a temporary file (``proc.log``), never a pipe that could fill up
+    and stall the server."""
     port = port or free_port()
     log = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen(
@@ -145,6 +146,7 @@ def serve_labelstudio(model: Path, *extra: str, port: int | None = None):
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
+        env=env,
     )
     proc.log = log
     url = f"http://127.0.0.1:{port}"
