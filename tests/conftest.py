@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -158,6 +159,10 @@ def serve_labelstudio(model: Path, *extra: str, port: int | None = None, env: di
         try:
             urllib.request.urlopen(f"{url}/health", timeout=2)
             return proc, url
+        except urllib.error.HTTPError as e:  # 401: it runs, and asks for the credentials it was given
+            if e.code == 401:
+                return proc, url
+            time.sleep(0.3)
         except OSError:
             time.sleep(0.3)
     proc.kill()

@@ -81,6 +81,10 @@ def start_server(model: Path, images: Path, port: int, extra: list[str], env: di
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
             return proc
+        except urllib.error.HTTPError as e:  # 401: up, and asking for credentials
+            if e.code == 401:
+                return proc
+            time.sleep(0.3)
         except OSError:
             time.sleep(0.3)
     proc.kill()
@@ -167,7 +171,7 @@ def run(args: argparse.Namespace) -> dict:
         while time.monotonic() < stop:
             t = time.monotonic()
             try:
-                urllib.request.urlopen(f"{url}/health", timeout=10).read()
+                urllib.request.urlopen(urllib.request.Request(f"{url}/health", headers=headers), timeout=10).read()
                 health.append(time.monotonic() - t)
             except Exception as e:
                 health.append(float("inf"))

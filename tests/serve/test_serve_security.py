@@ -250,10 +250,12 @@ def test_predict_says_why_an_image_was_refused(detector, two_servers, monkeypatc
 
 
 # -- authentication ----------------------------------------------------------------------------------------------
-def test_basic_auth_guards_every_route_but_health(detector, images):
+def test_basic_auth_guards_every_route(detector, images):
     client, _ = _client(detector, auth=("labelstudio", "s3cret:with:colons"), images=str(images))
     body = {"tasks": [{"id": 1, "data": {"picture": "im0.png"}}], "label_config": RECT}
-    assert client.get("/health").json()["status"] == "UP"  # liveness stays open; it reads no body
+    # /health too: Label Studio sends the credentials there first and reports a 401 on it as wrong settings
+    assert client.get("/health").status_code == 401
+    assert client.get("/health", headers=_basic("labelstudio", "s3cret:with:colons")).json()["status"] == "UP"
     for headers in (
         {},
         _basic("labelstudio", "wrong"),
@@ -268,6 +270,12 @@ def test_basic_auth_guards_every_route_but_health(detector, images):
     assert client.get("/versions").status_code == 401 and client.post("/setup", json={}).status_code == 401
     ok = client.post("/predict", json=body, headers=_basic("labelstudio", "s3cret:with:colons"))
     assert ok.status_code == 200 and "error" not in ok.json()["results"][0]
+    # a non-ASCII password works as UTF-8 (RFC 7617) and as Latin-1 (what Label Studio's requests client sends)
+    client, _ = _client(detector, auth=("ls", "pässwort"))
+    for encoding in ("utf-8", "latin-1"):
+        token = base64.b64encode("ls:pässwort".encode(encoding)).decode()
+        assert client.get("/health", headers={"Authorization": f"Basic {token}"}).status_code == 200
+    assert client.get("/health", headers=_basic("ls", "passwort")).status_code == 401
 
 
 def test_cli_refuses_a_public_host_without_auth_and_never_prints_the_secret(tmp_path):

@@ -4,11 +4,12 @@ Predictions run in a worker thread, so /health answers while a batch runs. A bod
 the protocol allows, gets 400 with a message; a labeling config the model does not fit gets 422; the server keeps
 running either way.
 
-Bounds, so that no client can exhaust the machine: with ``auth`` set, every route but /health (and /) needs HTTP
-Basic Auth (401 otherwise); at most ``max_requests`` requests are handled at once (429 with Retry-After beyond);
-a body is read to at most ``max_body_bytes`` (413, from the declared length before reading, else as it streams
-in); a /predict of more than ``max_tasks`` tasks gets 413. JSON is parsed and written in a worker thread, so a
-large body does not hold up /health either.
+Bounds, so that no client can exhaust the machine: with ``auth`` set, every route needs HTTP Basic Auth (401
+otherwise; /health too: Label Studio sends the credentials there first, and a 401 on it is what makes Label Studio
+say that the authentication settings are wrong); at most ``max_requests`` requests are handled at once (429 with
+Retry-After beyond; /health is not counted); a body is read to at most ``max_body_bytes`` (413, from the declared
+length before reading, else as it streams in); a /predict of more than ``max_tasks`` tasks gets 413. JSON is
+parsed and written in a worker thread, so a large body does not hold up /health either.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from visionkit.errors import DataError, UsageError, VisionkitError
 from visionkit.serve.prelabeler import BadRequest, PreLabeler
 
 log = logging.getLogger("visionkit.serve")
-OPEN_PATHS = ("/", "/health")  # liveness probes: they say UP, the task and the model version, and read no body
 
 
 class TooLarge(BadRequest):
@@ -57,12 +57,19 @@ class Limits:
 
 
 class BasicAuth:
-    """ASGI middleware: HTTP Basic Auth on every path but :data:`OPEN_PATHS`; 401 with WWW-Authenticate otherwise.
-    The user and password are compared in constant time (both, always), so timing tells nothing of either."""
+    """ASGI middleware: HTTP Basic Auth on every path; 401 with WWW-Authenticate otherwise. The user and password
+    are compared in constant time (both, always), so timing tells nothing of either. UTF-8 is asked for (RFC 7617),
+    and Latin-1 accepted too: Label Studio's client (requests) encodes credentials in Latin-1."""
 
     def __init__(self, app, user: str, password: str, realm: str = "visionkit"):
         self.app = app
-        self.user, self.password = user.encode(), password.encode()
+        self.pairs = [(user.encode(), password.encode())]
+        try:
+            latin = (user.encode("latin-1"), password.encode("latin-1"))
+            if latin != self.pairs[0]:
+                self.pairs.append(latin)
+        except UnicodeEncodeError:
+            pass
         self.realm = realm
 
     def allowed(self, header: bytes | None) -> bool:
@@ -72,12 +79,13 @@ class BasicAuth:
             user, sep, password = base64.b64decode(header[6:].strip(), validate=True).partition(b":")
         except (binascii.Error, ValueError):
             return False
-        same_user = hmac.compare_digest(user, self.user)
-        same_password = hmac.compare_digest(password, self.password)
-        return bool(sep) and same_user & same_password
+        match = False
+        for want_user, want_password in self.pairs:  # every pair compared, whatever the first gave
+            match |= hmac.compare_digest(user, want_user) & hmac.compare_digest(password, want_password)
+        return bool(sep) and match
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
         header = dict(scope.get("headers") or []).get(b"authorization")
         if self.allowed(header):
