@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -146,9 +147,10 @@ def post_json(url: str, body: dict, timeout: float = 60) -> dict:
     return json.loads(urllib.request.urlopen(req, timeout=timeout).read())
 
 
-def serve_labelstudio(model: Path, *extra: str, port: int | None = None):
-    """``visionkit serve labelstudio`` in a subprocess; returns (process, url) once /health answers. Its output goes
-    to a temporary file (``proc.log``), never a pipe that could fill up and stall the server."""
+def serve_labelstudio(model: Path, *extra: str, port: int | None = None, env: dict | None = None):
+    """``visionkit serve labelstudio`` in a subprocess (with ``env``, else this one's environment); returns (process,
+    url) once /health answers. Its output goes to a temporary file (``proc.log``), never a pipe that could fill up
+    and stall the server."""
     port = port or free_port()
     log = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen(
@@ -156,6 +158,7 @@ def serve_labelstudio(model: Path, *extra: str, port: int | None = None):
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
+        env=env,
     )
     proc.log = log
     url = f"http://127.0.0.1:{port}"
@@ -167,6 +170,10 @@ def serve_labelstudio(model: Path, *extra: str, port: int | None = None):
         try:
             urllib.request.urlopen(f"{url}/health", timeout=2)
             return proc, url
+        except urllib.error.HTTPError as e:  # 401: it runs, and asks for the credentials it was given
+            if e.code == 401:
+                return proc, url
+            time.sleep(0.3)
         except OSError:
             time.sleep(0.3)
     proc.kill()

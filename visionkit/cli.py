@@ -186,12 +186,15 @@ def _data(rest: list[str]) -> int:
 
 def _serve(rest: list[str]) -> int:
     from visionkit.cfg import parse_kv
-    from visionkit.serve.commands import COMMANDS
+    from visionkit.serve.commands import COMMANDS, RAW_KEYS
 
     words = [w for w in rest if "=" not in w]
     if len(words) != 1 or words[0] not in COMMANDS:
         raise UsageError(f"usage: visionkit serve {'|'.join(COMMANDS)} model=best.pt [key=value ...]")
-    COMMANDS[words[0]](**parse_kv([w for w in rest if "=" in w]))
+    pairs = [w for w in rest if "=" in w]
+    overrides = parse_kv(pairs)
+    overrides.update({k: v for k, _, v in (w.partition("=") for w in pairs) if k in RAW_KEYS})  # as typed
+    COMMANDS[words[0]](**overrides)
     return 0
 
 

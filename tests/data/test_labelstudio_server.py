@@ -255,7 +255,9 @@ PRELABEL_CONFIGS = {
 
 def test_ml_backend_prelabels_a_live_project(server, shapes_root, tmp_path_factory, tmp_path):
     """Label Studio asks `visionkit serve labelstudio` for predictions on its tasks (images fetched from Label
-    Studio with the token /setup gave) and stores them; each region matches the model's own prediction."""
+    Studio with the token /setup gave) and stores them; each region matches the model's own prediction. The backend
+    requires HTTP Basic Auth, and Label Studio connects with its own Basic Auth setting for ML backends (a backend
+    connected without it is refused)."""
     import cv2
     from label_studio_sdk import LabelStudio
 
@@ -281,9 +283,20 @@ def test_ml_backend_prelabels_a_live_project(server, shapes_root, tmp_path_facto
         ).id
         for f in files:
             _upload(server, project, f)
-        proc, url = serve_labelstudio(model.ckpt_path, "conf=0.25")
+        secret = f"pw-{uuid.uuid4().hex}"
+        env = {**os.environ, "VISIONKIT_SERVE_AUTH": f"labelstudio:{secret}"}
+        proc, url = serve_labelstudio(model.ckpt_path, "conf=0.25", env=env)
         try:
-            client.ml.create(url=url, project=project, title="visionkit")
+            with pytest.raises(Exception, match="authentication parameters were either not provided or are"):
+                client.ml.create(url=url, project=project, title="no auth")  # Label Studio's own check refuses it
+            client.ml.create(
+                url=url,
+                project=project,
+                title="visionkit",
+                auth_method="BASIC_AUTH",
+                basic_auth_user="labelstudio",
+                basic_auth_pass=secret,
+            )
             client.actions.create(
                 id="retrieve_tasks_predictions", project=project, selected_items={"all": True, "excluded": []}
             )
@@ -295,6 +308,7 @@ def test_ml_backend_prelabels_a_live_project(server, shapes_root, tmp_path_facto
         proc.log.seek(0)
         log = proc.log.read()
         assert len(predictions) == len(files), log[-3000:]
+        assert secret not in log and "401" in log  # the refused connection was logged, the password never
         for p in predictions:
             assert p.model_version.startswith("best.pt@")
             want = model.infer([cv2.imread(str(tmp_path / names[p.task]))], conf=0.25)[0]

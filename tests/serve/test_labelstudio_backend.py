@@ -197,14 +197,14 @@ def test_offline_refuses_a_config_that_does_not_fit(detector, images, tmp_path):
 
 
 # -- the HTTP server ------------------------------------------------------------------------------------------------
-def _client(model: Model, **kw):
+def _client(model: Model, limits=None, auth=None, **kw):
     from starlette.testclient import TestClient
 
     from visionkit.serve.app import create_app
     from visionkit.serve.prelabeler import PreLabeler
 
     labeler = PreLabeler(model.ckpt_path, **kw)
-    return TestClient(create_app(labeler)), labeler
+    return TestClient(create_app(labeler, limits, auth)), labeler
 
 
 def _task(i: int, name: str) -> dict:
@@ -352,9 +352,9 @@ def test_an_exported_onnx_model_serves_the_same_regions(detector, images):
 
 
 def test_a_failure_stays_with_its_task_and_bad_bodies_are_answered(detector, images, monkeypatch):
-    import visionkit.serve.app as app_module
+    from visionkit.serve.app import Limits
 
-    client, labeler = _client(detector, images=str(images), batch=4)
+    client, labeler = _client(detector, Limits.defaults(max_body_bytes=1000), images=str(images), batch=4)
     infer = labeler.model.infer
 
     def flaky(batch, **kw):  # the model breaks on the non-square image only
@@ -378,18 +378,21 @@ def test_a_failure_stays_with_its_task_and_bad_bodies_are_answered(detector, ima
     assert "error" not in results[0] and "error" not in results[2] and results[0]["result"]
     bad_xml = client.post("/predict", json={"tasks": tasks[:1], "label_config": "<View><Image"})
     assert bad_xml.status_code == 422 and "not valid XML" in bad_xml.json()["error"]
-    monkeypatch.setattr(app_module, "MAX_BODY_BYTES", 1000)
     big = client.post("/predict", json={"tasks": [_task(i, "im0.png") for i in range(100)], "label_config": RECT})
     assert big.status_code == 413
     assert client.get("/health").json()["status"] == "UP"
 
 
-def test_the_token_goes_to_the_label_studio_server_only(tmp_path):
+@pytest.mark.parametrize("guarded", [False, True], ids=["importer-fetch", "server-fetch"])
+def test_the_token_goes_to_the_label_studio_server_only(tmp_path, guarded):
     """Images from task data: the Authorization header reaches the Label Studio server, never another host, not
-    even through a URL that looks like an upload or a redirect from the server."""
+    even through a URL that looks like an upload or a redirect from the server; with the importer's fetch and with
+    the server's (which follows redirects itself, and here allows the other host by name)."""
     import http.server
 
+    from visionkit.data.labelstudio.images import fetch
     from visionkit.data.labelstudio.task_images import TaskImages
+    from visionkit.serve.fetch import Fetcher
 
     png = cv2.imencode(".png", np.full((6, 8, 3), 200, np.uint8))[1].tobytes()
     seen: list[tuple[int, str | None]] = []
@@ -418,7 +421,8 @@ def test_the_token_goes_to_the_label_studio_server_only(tmp_path):
     other, other_url = server()
     home, home_url = server(redirect_to=other_url)
     try:
-        loader = TaskImages(base_url=home_url, headers={"Authorization": "Token secret"})
+        fetcher = Fetcher(allow_hosts=f"127.0.0.1:{other.server_port}").fetch if guarded else fetch
+        loader = TaskImages(base_url=home_url, headers={"Authorization": "Token secret"}, fetch=fetcher)
         for ref in (
             "/data/upload/1/abcd1234-x.png",
             f"{other_url}/data/upload/1/abcd1234-x.png",

@@ -42,8 +42,10 @@ class PreLabeler:
         token: str | None = None,
         imgsz: int | None = None,
         timeout: float = 30.0,
+        allow_hosts=None,
     ):
         from visionkit.api import Model
+        from visionkit.serve.fetch import Fetcher
 
         path = Path(model)
         if not path.is_file():
@@ -59,6 +61,7 @@ class PreLabeler:
         self.url = url or os.environ.get("LABEL_STUDIO_URL")
         self.token = token or os.environ.get("LABEL_STUDIO_API_KEY")
         self.timeout = timeout
+        self.fetcher = Fetcher(allow_hosts)  # http(s) images: Label Studio and allow_hosts only, no private addresses
         self.projects: dict[str, dict[str, Any]] = {}  # project uid → what /setup said
         self._lock = threading.Lock()
         self.busy = False
@@ -121,7 +124,9 @@ class PreLabeler:
         else:
             url, token = seen.get("hostname"), seen.get("access_token")
         headers = {"Authorization": f"Token {token}"} if token else {}
-        return TaskImages(base_url=url, headers=headers, images_dir=self.images_dir, timeout=self.timeout)
+        return TaskImages(
+            base_url=url, headers=headers, images_dir=self.images_dir, timeout=self.timeout, fetch=self.fetcher.fetch
+        )
 
     def _batch(self, tasks: list[dict], target: Target, loader: TaskImages) -> list[dict[str, Any]]:
         """One batch: each task gets its regions, or an empty result and an 'error' saying why (its image could

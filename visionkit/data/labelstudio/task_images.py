@@ -5,6 +5,7 @@ importer: a path from task data never leaves the folder it is looked up in."""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -26,6 +27,7 @@ class TaskImages:
         headers: dict[str, str] | None = None,
         images_dir: str | Path | None = None,
         timeout: float = 30.0,
+        fetch: Callable[..., bytes] = refs.fetch,
     ):
         self.base_url = base_url.rstrip("/") + "/" if base_url else None
         self.headers = dict(headers or {})
@@ -33,6 +35,7 @@ class TaskImages:
         if self.images_dir is not None and not self.images_dir.is_dir():
             raise DataError(f"images folder '{self.images_dir}' does not exist")
         self.timeout = timeout
+        self.fetch = fetch  # the server passes one that refuses private addresses (visionkit.serve.fetch)
 
     def load(self, task: dict, key: str) -> np.ndarray:
         tid = task.get("id")
@@ -51,9 +54,9 @@ class TaskImages:
                     f"{where}; Label Studio sends it in /setup, or set LABEL_STUDIO_URL or images="
                 )
             url = refs.server_url(ref, self.base_url)
-            return decode(refs.fetch(url, self.headers, self.timeout, trusted=self.base_url), ref.url)
+            return decode(self.fetch(url, self.headers, self.timeout, trusted=self.base_url), ref.url)
         if ref.kind == "http":  # the token goes to the Label Studio server only, never to another host
-            return decode(refs.fetch(ref.url, self.headers, self.timeout, trusted=self.base_url), ref.url)
+            return decode(self.fetch(ref.url, self.headers, self.timeout, trusted=self.base_url), ref.url)
         raise DataError(
             f"task {tid}: image '{ref.url}' ({ref.kind}) cannot be fetched by visionkit; give images= a "
             f"folder holding the files (looked for {', '.join(tried) or 'nothing: no images='})"
