@@ -49,19 +49,25 @@ def _shown(name: str | None) -> str | None:
     return str(p)
 
 
-def disk_full_error(exc: BaseException, where: Path | str | None, what: str, hint: str) -> DiskFullError:
-    """One message: the file (or the folder when the OS did not say which file), 'no space left', and what to do."""
+def disk_full_error(
+    exc: BaseException, where: Path | str | None, what: str, hint: str, file: Path | str | None = None
+) -> DiskFullError:
+    """One message: the file (``file`` when the OS did not say which; else the folder), 'no space left', and what to
+    do."""
     e = no_space(exc)
-    name = _shown(getattr(e, "filename", None)) or _shown(getattr(exc, "path", None))
+    name = _shown(getattr(e, "filename", None)) or _shown(getattr(exc, "path", None)) or _shown(file)
     target = f"'{name}'" if name else f"a file in '{where}'"
     reason = "disk quota exceeded" if e is not None and e.errno == errno.EDQUOT else "no space left on the device"
     return DiskFullError(f"{what}: {reason} while writing {target}. {hint}")
 
 
 @contextmanager
-def disk_full_guard(where, what: str, hint: str = "Free some space and run it again") -> Iterator[None]:
+def disk_full_guard(
+    where, what: str, hint="Free some space and run it again", file: Path | str | None = None
+) -> Iterator[None]:
     """Turn any out-of-space failure inside the block into one :class:`DiskFullError`. ``where``: the folder being
-    written, or a callable giving it (a run's folder is known only once it is made)."""
+    written, or a callable giving it (a run's folder is known only once it is made); ``hint``: text or a callable;
+    ``file``: the file the block writes, named when the OS error does not say."""
     try:
         yield
     except DiskFullError:
@@ -71,4 +77,4 @@ def disk_full_guard(where, what: str, hint: str = "Free some space and run it ag
             raise
         folder = where() if callable(where) else where
         hint_text = hint() if callable(hint) else hint
-        raise disk_full_error(exc, folder, what, hint_text) from exc
+        raise disk_full_error(exc, folder, what, hint_text, file) from exc

@@ -40,7 +40,7 @@ def check_format(fmt: str) -> str:
 def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: Settings, out: Path, batch: int = 1) -> Path:
     """Write ``out`` (.onnx) with a fixed ``batch`` (unless ``args.dynamic``) and verify it; returns the path."""
     # a full disk is one error naming the file; the half-written temporary is removed below
-    with disk_full_guard(out.parent, "export", "Free some space and export again; no file was written"):
+    with disk_full_guard(out.parent, "export", "Free some space and export again; no file was written", file=out):
         return _export_onnx(net, task, ckpt, args, out, batch)
 
 

@@ -267,10 +267,17 @@ class Trainer:
             distributed.cleanup()
 
     def _resume_hint(self) -> str:
+        """What to do after a full disk: resume from last.pt, or (every epoch done) only the final plots are lost."""
         last = getattr(self, "weights_dir", None) and self.weights_dir / "last.pt"
-        if last and last.is_file():
-            return f"{last} holds the last complete epoch: free some space, then train with resume={last}"
-        return "Free some space and start the run again"
+        try:
+            done = torch.load(last, map_location="cpu", weights_only=True)["epoch"] + 1 if last else None
+        except Exception:  # no last.pt yet (or unreadable): nothing to resume from
+            done = None
+        if done is None:
+            return "Free some space and start the run again"
+        if done >= int(self.args.epochs):
+            return f"All epochs done ({self.weights_dir} holds best.pt and last.pt); only the final plots are lost"
+        return f"{last} holds epoch {done}, whole: free some space, then train with resume={last}"
 
     def _train(self) -> dict[str, float]:
         self._setup()

@@ -61,14 +61,17 @@ def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Path:
         err.path = path  # the file a disk-full report names
         raise err from e
     try:
-        # through a Python file object: a full disk then raises OSError(ENOSPC); torch.save given a path raises
-        # a RuntimeError ("unexpected pos") that says nothing of the cause
+        # through a Python file object: torch.save given a path reports a full disk as a RuntimeError ("unexpected
+        # pos") that says nothing of the cause; given a file, the OSError(ENOSPC) is raised or chained
         with open(tmp, "wb") as f:
             torch.save(ckpt, f)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except OSError as e:
+    except (OSError, RuntimeError) as exc:
         Path(tmp).unlink(missing_ok=True)
+        e = exc if isinstance(exc, OSError) else exc.__cause__ or exc.__context__
+        if not isinstance(e, OSError):
+            raise
         err = CheckpointError(
             f"cannot write checkpoint '{path}': {e.strerror or e}; the previous file (if any) is "
             f"unchanged. Free disk space or pick another project="
