@@ -96,7 +96,7 @@ def test_full_disk_while_writing_last_pt(classify_dir, small_fs):
 def test_full_disk_while_plotting(classify_dir, small_fs):
     msg, ballast, run = train_until_full(classify_dir, small_fs, "on_epoch_end", at_epoch=2, plots=True)
     assert "no space left on the device while writing" in msg and "results.png" in msg
-    assert "All epochs done" in msg and "only the final plots are lost" in msg
+    assert "All epochs done" in msg and "only the final check and plots are lost" in msg
     assert torch.load(run / "weights" / "last.pt", weights_only=True)["epoch"] == 2
     assert not (run / "results.png").exists()  # never a half-written picture
 

@@ -276,7 +276,7 @@ class Trainer:
         if done is None:
             return "Free some space and start the run again"
         if done >= int(self.args.epochs):
-            return f"All epochs done ({self.weights_dir} holds best.pt and last.pt); only the final plots are lost"
+            return f"All epochs done ({self.weights_dir} has best.pt, last.pt); only the final check and plots are lost"
         return f"{last} holds epoch {done}, whole: free some space, then train with resume={last}"
 
     def _train(self) -> dict[str, float]:
