@@ -133,3 +133,27 @@ def test_full_disk_during_an_export(classify_dir, small_fs):
     assert not list(best.parent.glob("*.onnx*"))  # nothing half-written left
     ballast.unlink()
     assert Model(str(best)).export(format="onnx").is_file()
+
+
+def test_full_disk_while_saving_predictions(classify_dir, small_fs, tmp_path):
+    m = Model("mnist-tiny")
+    m.train(**TINY, data=str(classify_dir), project=str(tmp_path / "runs"), epochs=1)
+    model = Model(str(m.save_dir / "weights" / "best.pt"))
+    images = sorted((classify_dir / "val").rglob("*.jpg"))[:4]
+    ballast = fill(small_fs, leave=8192)  # the run folder fits, the pictures do not
+    with pytest.raises(DiskFullError, match=r"predict: no space left on the device while writing '.*\.jpg'"):
+        model.predict([str(p) for p in images], project=str(small_fs), save=True, verbose=False)
+    assert not [p for p in small_fs.rglob("*.jpg") if p.stat().st_size == 0]  # no empty or half pictures
+    ballast.unlink()
+    assert len(model.predict([str(p) for p in images], project=str(small_fs), save=True, verbose=False)) == 4
+
+
+def test_a_run_folder_on_a_full_disk_is_a_disk_full_error(tmp_path, monkeypatch):
+    from visionkit.engine.rundir import create_run_dir
+
+    def full(self, *a, **k):  # tmpfs makes folders even when full; other file systems say ENOSPC
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "mkdir", full)
+    with pytest.raises(DiskFullError, match="cannot create the run folder '.*train': no space left on the device"):
+        create_run_dir(tmp_path / "train")

@@ -18,7 +18,8 @@ import torch
 from tqdm import tqdm
 
 from visionkit.cfg import Settings
-from visionkit.data.format import is_image
+from visionkit.data.format import is_image, write_image
+from visionkit.engine.diskfull import disk_full_guard
 from visionkit.errors import DataError
 from visionkit.tasks.base import Task
 
@@ -191,7 +192,7 @@ class _Outputs:
         if self.save:
             drawn = self.task.annotate(item, result, self.channels)
             if isinstance(item, Path) or isinstance(self.src, ArrayImages):  # one picture (a file or an array)
-                cv2.imwrite(str(self.save_dir / (_stem(name, item) + ".jpg")), drawn)
+                write_image(self.save_dir / (_stem(name, item) + ".jpg"), drawn)  # raises on a full disk
             else:
                 if self.writer is None:
                     stem = f"webcam{self.src}" if isinstance(self.src, int) else Path(str(self.src)).stem
@@ -217,7 +218,6 @@ class _Outputs:
             self.writer.release()
 
 
-@torch.no_grad()
 def predict(
     net: torch.nn.Module,
     task: Task,
@@ -228,6 +228,15 @@ def predict(
     save_dir: Path | None = None,
 ) -> list[dict]:
     """Run ``net`` on every image or frame of ``source``. ``meta`` holds names, imgsz, in_channels, mean, std."""
+    # a disk that fills up while results are saved is one error naming the file, not a traceback
+    with disk_full_guard(save_dir, "predict", "Free some space and predict again"):
+        return _predict(net, task, source, meta, args, device, save_dir)
+
+
+@torch.no_grad()
+def _predict(
+    net, task: Task, source, meta: dict[str, Any], args: Settings, device, save_dir: Path | None
+) -> list[dict]:
     net.eval()
     if args.save_labelstudio:  # a labeling config that does not fit the model fails before predicting
         from visionkit.data.labelstudio.predictions_export import labelstudio_target

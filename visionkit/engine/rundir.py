@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from visionkit.errors import UsageError
+from visionkit.engine.diskfull import NO_SPACE, DiskFullError
+from visionkit.errors import UsageError, VisionkitError
 
 try:  # POSIX; elsewhere the lock is a pid file created with O_EXCL (a dead pid's file is taken over)
     import fcntl
@@ -23,7 +24,9 @@ RUN_LOCK = ".visionkit-run.lock"
 _held: dict[Path, int] = {}  # run folder → the open lock file's descriptor, for the folders this process holds
 
 
-def _write_error(path: Path, e: OSError) -> UsageError:
+def _write_error(path: Path, e: OSError) -> VisionkitError:
+    if e.errno in NO_SPACE:
+        return DiskFullError(f"cannot create the run folder '{str(path)[:200]}': no space left on the device")
     return UsageError(
         f"cannot create the run folder '{str(path)[:200]}': {e.strerror or e}; pick a writable project= and a "
         f"shorter name="
@@ -107,8 +110,11 @@ def lock_run_dir(path: Path) -> None:
         if same:
             break
         os.close(fd)
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    try:  # the pid only names the holder in a refusal; the flock is the lock (a full disk may refuse the write)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError:
+        pass
     _held[key] = fd
 
 
