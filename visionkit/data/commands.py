@@ -30,6 +30,8 @@ KEYS: dict[str, dict[str, tuple[Any, str]]] = {
         "unknown": ("error", "a label missing from the config: error, or add it"),
         "download": (False, "fetch http(s) image URLs"),
         "exist_ok": (False, "replace out if a previous import wrote it (refused when it holds other files)"),
+        "timeout": (60.0, "seconds a server request may take before it is tried again (server import; > 0)"),
+        "retries": (4, "further attempts after a 5xx, timeout or dropped connection, waits doubling from 1 s (0-10)"),
     },
     "import coco": {
         "src": (None, "COCO instances JSON (a list: one per split, named *train*/*val*/*test*)"),
@@ -90,7 +92,11 @@ def import_labelstudio(**overrides) -> dict:
     if src.startswith(("http://", "https://")):
         if a.project is None:
             raise UsageError("a server import needs project=ID")
-        tasks, config_xml, headers = fetch_project(src, int(a.project), a.token)
+        if not (float(a.timeout) > 0 and 0 <= int(a.retries) <= 10):
+            raise UsageError(f"timeout={a.timeout} must be > 0 and retries={a.retries} within 0-10")
+        tasks, config_xml, headers = fetch_project(
+            src, int(a.project), a.token, timeout=float(a.timeout), retries=int(a.retries), verbose=a.verbose
+        )
         base_url, source = src, f"{src} project {a.project}"
     else:
         source_paths["src"] = src

@@ -255,6 +255,24 @@ def write_mask(path: Path, mask) -> None:
         raise DataError(f"could not write mask '{path}'")
 
 
+def write_image(path: Path, image) -> Path:
+    """Encode by the suffix and write; unlike ``cv2.imwrite`` (which returns False) a failed write raises the
+    OSError (a full disk: ENOSPC), and leaves no half-written file."""
+    import cv2
+
+    path = Path(path)
+    ok, buf = cv2.imencode(path.suffix or ".png", image)
+    if not ok:
+        raise DataError(f"could not encode the picture for '{path}'")
+    try:
+        path.write_bytes(buf.tobytes())
+    except OSError as e:
+        path.unlink(missing_ok=True)
+        e.filename = e.filename or str(path)
+        raise
+    return path
+
+
 MASK_MODES = ("L", "P")  # 8-bit grey, or a palette PNG whose indices are the class ids (Pascal VOC's layout)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import json
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
@@ -17,7 +18,8 @@ import torch
 from tqdm import tqdm
 
 from visionkit.cfg import Settings
-from visionkit.data.format import is_image
+from visionkit.data.format import is_image, write_image
+from visionkit.engine.diskfull import disk_full_guard
 from visionkit.errors import DataError
 from visionkit.tasks.base import Task
 
@@ -93,20 +95,68 @@ def _frames(source) -> Iterator[tuple[str, Any, float, int]]:
         return
     cap = cv2.VideoCapture(source if isinstance(source, int) else str(source))
     if not cap.isOpened():
-        raise DataError(f"cannot open video source '{source}'")
+        hint = "" if isinstance(source, int) else " (not a video, or cut off before its first frame)"
+        raise DataError(f"cannot open video source '{source}'{hint}")
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     start = time.monotonic()
-    i = 0
     try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
+        for i, frame in _readable_frames(cap, source):
             elapsed = (time.monotonic() - start) if isinstance(source, int) else i / fps
             yield f"{source}#{i}", frame, fps, round(elapsed * 1000)
-            i += 1
     finally:
         cap.release()
+
+
+MAX_BAD_FRAMES = 25  # unreadable frames in a row after which a video file is taken to be cut off there
+
+
+def _readable_frames(cap, source) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, frame) for every frame that decodes. A file's broken frame is skipped (the frames after it are
+    still read, keeping their indices) and a file that ends before its declared frame count (cut off) stops there,
+    each with a warning naming the frames; a frame whose size differs from the first is warned about once."""
+    total = 0 if isinstance(source, int) else max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+    i, bad, size = 0, [], None
+    while True:
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            if not total or i >= total - 1:  # the end (a declared count may be one frame high)
+                break
+            bad.append(i)
+            if len(bad) >= MAX_BAD_FRAMES:
+                break
+            i += 1
+            cap.set(cv2.CAP_PROP_POS_FRAMES, i)  # past the broken frame: the decoder resynchronises on the next
+            continue
+        if bad:
+            warnings.warn(
+                f"video '{source}': {_frame_span(bad)} could not be decoded and {'was' if len(bad) == 1 else 'were'} "
+                f"skipped; the frames around {'it' if len(bad) == 1 else 'them'} are kept",
+                stacklevel=3,
+            )
+            bad = []
+        if size is None:
+            size = frame.shape
+        elif frame.shape != size:
+            warnings.warn(
+                f"video '{source}': frame {i} is {frame.shape[1]}×{frame.shape[0]}, the frames before it "
+                f"{size[1]}×{size[0]}; each frame is predicted at its own size (an annotated video keeps the "
+                f"first size)",
+                stacklevel=3,
+            )
+            size = frame.shape
+        yield i, frame
+        i += 1
+    if bad or (total and i < total - 1):
+        first = bad[0] if bad else i
+        warnings.warn(
+            f"video '{source}' is cut off or damaged from frame {first}: it declares {total} frames, frames "
+            f"{first}–{total - 1} could not be read; the {first} frame(s) before are kept",
+            stacklevel=3,
+        )
+
+
+def _frame_span(bad: list[int]) -> str:
+    return f"frame {bad[0]}" if len(bad) == 1 else f"frames {bad[0]}–{bad[-1]}"
 
 
 def _video_session(net, source: Path | int):
@@ -142,7 +192,7 @@ class _Outputs:
         if self.save:
             drawn = self.task.annotate(item, result, self.channels)
             if isinstance(item, Path) or isinstance(self.src, ArrayImages):  # one picture (a file or an array)
-                cv2.imwrite(str(self.save_dir / (_stem(name, item) + ".jpg")), drawn)
+                write_image(self.save_dir / (_stem(name, item) + ".jpg"), drawn)  # raises on a full disk
             else:
                 if self.writer is None:
                     stem = f"webcam{self.src}" if isinstance(self.src, int) else Path(str(self.src)).stem
@@ -150,6 +200,9 @@ class _Outputs:
                     self.writer = cv2.VideoWriter(
                         str(self.save_dir / f"{stem}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps or 30.0, (w, h)
                     )
+                    self.size = (w, h)
+                if drawn.shape[1::-1] != self.size:  # a writer silently drops a frame of another size
+                    drawn = cv2.resize(drawn, self.size, interpolation=cv2.INTER_AREA)
                 self.writer.write(drawn)
         if self.save_dir is None:
             return
@@ -165,7 +218,6 @@ class _Outputs:
             self.writer.release()
 
 
-@torch.no_grad()
 def predict(
     net: torch.nn.Module,
     task: Task,
@@ -176,6 +228,15 @@ def predict(
     save_dir: Path | None = None,
 ) -> list[dict]:
     """Run ``net`` on every image or frame of ``source``. ``meta`` holds names, imgsz, in_channels, mean, std."""
+    # a disk that fills up while results are saved is one error naming the file, not a traceback
+    with disk_full_guard(save_dir, "predict", "Free some space and predict again"):
+        return _predict(net, task, source, meta, args, device, save_dir)
+
+
+@torch.no_grad()
+def _predict(
+    net, task: Task, source, meta: dict[str, Any], args: Settings, device, save_dir: Path | None
+) -> list[dict]:
     net.eval()
     if args.save_labelstudio:  # a labeling config that does not fit the model fails before predicting
         from visionkit.data.labelstudio.predictions_export import labelstudio_target

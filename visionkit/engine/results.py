@@ -18,12 +18,17 @@ class ResultsLog:
         self.rows = [r for r in self.rows if r.get("epoch") != row.get("epoch")] + [row]
         keys = list(dict.fromkeys(k for r in self.rows for k in r))
         tmp = self.path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            for r in self.rows:
-                w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-        tmp.replace(self.path)
+        try:
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=keys)
+                w.writeheader()
+                for r in self.rows:
+                    w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+            tmp.replace(self.path)
+        except OSError as e:  # a full disk: the previous results.csv stays whole; say which file failed
+            tmp.unlink(missing_ok=True)
+            e.filename = e.filename or str(self.path)
+            raise
 
     def plot(self, path: Path) -> Path | None:
         if not self.rows:
@@ -45,8 +50,14 @@ class ResultsLog:
         for ax in list(axes.flat)[len(keys) :]:
             ax.axis("off")
         fig.tight_layout()
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
+        try:
+            fig.savefig(path, dpi=90)
+        except OSError as e:
+            e.filename = e.filename or str(path)  # matplotlib does not say which file failed
+            Path(path).unlink(missing_ok=True)  # never a half-written picture
+            raise
+        finally:
+            plt.close(fig)
         return path
 
 

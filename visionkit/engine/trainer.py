@@ -14,7 +14,9 @@ from tqdm import tqdm
 from visionkit.cfg import Settings
 from visionkit.engine import distributed
 from visionkit.engine.callbacks import Callbacks
+from visionkit.engine.diskfull import disk_full_guard
 from visionkit.engine.results import ResultsLog
+from visionkit.engine.rundir import lock_run_dir, release_run_dir
 from visionkit.engine.setup import (
     EpochSeededDataset,
     EpochSeededSampler,
@@ -142,10 +144,12 @@ class Trainer:
             init_seeds(int(a.seed) + self.dist.rank, bool(a.deterministic))
         self.imgsz = resolve_imgsz(a, cfg, self.data.native_imgsz, self.model.stride)
         a.imgsz = self.imgsz
-        if self.resume_ckpt is None:
+        if self.resume_ckpt is None:  # rank 0 makes the folder and holds its lock until the run ends
             self.save_dir = distributed.broadcast(
-                make_run_dir(a, self.task.name, "train") if self.dist.is_main else None, self.dist
+                make_run_dir(a, self.task.name, "train", hold=True) if self.dist.is_main else None, self.dist
             )
+        elif self.dist.is_main:
+            lock_run_dir(self.save_dir)  # never resume a run that is still going
         self.weights_dir = self.save_dir / "weights"
         a.name = self.save_dir.name
         if self.dist.is_main:
@@ -252,11 +256,28 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------------------------------
     def train(self) -> dict[str, float]:
         try:
-            metrics = self._train()
+            # a full disk, whatever was being written, ends the run with one error; last.pt stays whole
+            with disk_full_guard(lambda: getattr(self, "save_dir", self.args.project), "training", self._resume_hint):
+                metrics = self._train()
             distributed.barrier(self.dist)  # every rank returns once rank 0 has written and validated best.pt
             return metrics
         finally:
+            if getattr(self, "save_dir", None) is not None and self.dist.is_main:
+                release_run_dir(self.save_dir)
             distributed.cleanup()
+
+    def _resume_hint(self) -> str:
+        """What to do after a full disk: resume from last.pt, or (every epoch done) only the final plots are lost."""
+        last = getattr(self, "weights_dir", None) and self.weights_dir / "last.pt"
+        try:
+            done = torch.load(last, map_location="cpu", weights_only=True)["epoch"] + 1 if last else None
+        except Exception:  # no last.pt yet (or unreadable): nothing to resume from
+            done = None
+        if done is None:
+            return "Free some space and start the run again"
+        if done >= int(self.args.epochs):
+            return f"All epochs done ({self.weights_dir} has best.pt, last.pt); only the final check and plots are lost"
+        return f"{last} holds epoch {done}, whole: free some space, then train with resume={last}"
 
     def _train(self) -> dict[str, float]:
         self._setup()

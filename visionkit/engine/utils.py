@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from visionkit.cfg import Settings
+from visionkit.engine.rundir import create_run_dir
 from visionkit.errors import UsageError
 
 
@@ -76,23 +77,7 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def increment_path(base: Path, exist_ok: bool = False) -> Path:
-    """``runs/classify/train`` → ``train2``, ``train3``, ... if taken (unless exist_ok)."""
-    if exist_ok or not base.exists():
-        return base
-    n = 2
-    while (candidate := base.with_name(f"{base.name}{n}")).exists():
-        n += 1
-    return candidate
-
-
-def make_run_dir(args: Settings, task: str, mode: str) -> Path:
-    path = increment_path(Path(args.project) / task / (args.name or mode), bool(args.exist_ok))
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # read-only, full, or a name longer than the file system allows
-        raise UsageError(
-            f"cannot create the run folder '{str(path)[:200]}': {e.strerror or e}; pick a writable "
-            f"project= and a shorter name="
-        ) from e
-    return path
+def make_run_dir(args: Settings, task: str, mode: str, hold: bool = False) -> Path:
+    """``runs/TASK/NAME``, or ``NAME2``, ``NAME3``, ... if taken (unless exist_ok); created race-free and refused
+    while a run in another process holds it. ``hold``: keep its lock until ``rundir.release_run_dir``."""
+    return create_run_dir(Path(args.project) / task / (args.name or mode), bool(args.exist_ok), hold=hold)

@@ -5,6 +5,7 @@ for scores and logits, relative for outputs in pixels (a box coordinate of 600 c
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import warnings
@@ -14,12 +15,19 @@ import numpy as np
 import torch
 
 from visionkit.cfg import Settings
+from visionkit.engine.diskfull import disk_full_guard
 from visionkit.errors import ExportError, UsageError
 from visionkit.registry import register
 
 
 def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: Settings, out: Path, batch: int = 1) -> Path:
     """Write ``out`` (.onnx) with a fixed ``batch`` (unless ``args.dynamic``) and verify it; returns the path."""
+    # a full disk is one error naming the file; the half-written temporary is removed below
+    with disk_full_guard(out.parent, "export", "Free some space and export again; no file was written", file=out):
+        return _export_onnx(net, task, ckpt, args, out, batch)
+
+
+def _export_onnx(net: torch.nn.Module, task, ckpt: dict, args: Settings, out: Path, batch: int) -> Path:
     import onnx
 
     stride = net.stride
@@ -121,11 +129,13 @@ def _trace(wrapper, sample: torch.Tensor, path: Path, args) -> None:
     opset = args.opset
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        # into memory, then written from Python: a full disk is then an OSError(ENOSPC), not a C++ error
+        buffer = io.BytesIO()
         try:
             torch.onnx.export(
                 wrapper,
                 (sample,),
-                str(path),
+                buffer,
                 dynamo=False,
                 input_names=["images"],
                 output_names=list(wrapper.output_names),
@@ -138,6 +148,7 @@ def _trace(wrapper, sample: torch.Tensor, path: Path, args) -> None:
                 f"torch.onnx.export failed at opset {opset}: {str(e).splitlines()[0]} (the default "
                 f"opset=17 supports every visionkit model)"
             ) from e
+    path.write_bytes(buffer.getvalue())
 
 
 def _session(path: Path):

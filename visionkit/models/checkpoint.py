@@ -54,20 +54,30 @@ def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
     except OSError as e:
-        raise CheckpointError(
+        err = CheckpointError(
             f"cannot write checkpoint '{path}': {e.strerror or e}; check that the folder is "
             f"writable and the disk is not full (project= picks another place)"
-        ) from e
+        )
+        err.path = path  # the file a disk-full report names
+        raise err from e
     try:
-        torch.save(ckpt, tmp)
+        # through a Python file object: torch.save given a path reports a full disk as a RuntimeError ("unexpected
+        # pos") that says nothing of the cause; given a file, the OSError(ENOSPC) is raised or chained
+        with open(tmp, "wb") as f:
+            torch.save(ckpt, f)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except OSError as e:
+    except (OSError, RuntimeError) as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise CheckpointError(
+        e = exc if isinstance(exc, OSError) else exc.__cause__ or exc.__context__
+        if not isinstance(e, OSError):
+            raise
+        err = CheckpointError(
             f"cannot write checkpoint '{path}': {e.strerror or e}; the previous file (if any) is "
             f"unchanged. Free disk space or pick another project="
-        ) from e
+        )
+        err.path = path
+        raise err from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -98,8 +99,27 @@ def _min_region(key: str, v: dict, path: Path) -> dict:
     }
 
 
-def fetch_project(url: str, project: int, token: str | None) -> tuple[list[dict], str, dict[str, str]]:
-    """Tasks (full JSON export), the labeling config and the auth headers for image downloads, from a server."""
+# A live import's patience with a struggling server. Every request (the project, the export) gets ``retries``
+# further attempts after a failure that may pass (HTTP 5xx, 408 or 429, no answer within ``timeout`` seconds, a
+# connection refused or closed in the middle of an answer, an export cut short), waiting RETRY_WAIT_S, then twice
+# that, and so on up to RETRY_WAIT_MAX_S between attempts. ``timeout=`` and ``retries=`` are keys of
+# `visionkit data import labelstudio`; these are their defaults. Other failures (401, 404, ...) are not retried.
+TIMEOUT_S = 60.0
+RETRIES = 4
+RETRY_WAIT_S = 1.0
+RETRY_WAIT_MAX_S = 30.0
+
+
+def fetch_project(
+    url: str,
+    project: int,
+    token: str | None,
+    timeout: float = TIMEOUT_S,
+    retries: int = RETRIES,
+    verbose: bool = True,
+) -> tuple[list[dict], str, dict[str, str]]:
+    """Tasks (full JSON export), the labeling config and the auth headers for image downloads, from a server.
+    Transient failures are retried with exponential backoff (see RETRIES); then one DataError, nothing written."""
     try:
         from label_studio_sdk import LabelStudio
     except ImportError as e:
@@ -112,15 +132,61 @@ def fetch_project(url: str, project: int, token: str | None) -> tuple[list[dict]
             "a Label Studio server needs an access token: pass token=... or set LABEL_STUDIO_API_KEY "
             "(legacy token or personal access token)"
         )
+    where = f"Label Studio at {url}, project {project}"
     try:
-        client = LabelStudio(base_url=url, api_key=token)
-        config = client.projects.get(id=project).label_config
-        tasks = _export_json(client, project)
+        client = LabelStudio(base_url=url, api_key=token, timeout=float(timeout))
     except Exception as e:
-        raise DataError(f"Label Studio at {url}, project {project}: {type(e).__name__}: {e}") from e
+        raise DataError(f"{where}: {type(e).__name__}: {e}") from e
+    wrapper = getattr(client, "_client_wrapper", None)
+    http = getattr(wrapper, "httpx_client", None)
+    if hasattr(http, "base_max_retries"):  # one retry policy, ours: the SDK's own would multiply the attempts
+        http.base_max_retries = 0
+    config = _with_retries(lambda: client.projects.get(id=project).label_config, where, timeout, retries, verbose)
+    tasks = _with_retries(lambda: _export_json(client, project), where, timeout, retries, verbose)
     # the SDK resolves personal access tokens to a short-lived bearer token; legacy tokens are sent as-is
     headers = _auth_headers(client, token)
     return tasks, config, headers
+
+
+def _transient(e: Exception, timeout: float) -> str | None:
+    """Why a failed request may succeed if tried again, or None when it will not."""
+    import httpx
+
+    if isinstance(e, httpx.TimeoutException):
+        return f"no answer within timeout={timeout:g} s"
+    if isinstance(e, httpx.TransportError):  # refused, reset, or closed before the whole answer came
+        return f"the connection failed ({type(e).__name__}: {str(e)[:120] or 'closed'})"
+    status = getattr(e, "status_code", None)
+    if isinstance(status, int) and (status >= 500 or status in (408, 429)):
+        return f"HTTP {status}"
+    if isinstance(e, json.JSONDecodeError):
+        return "the export was cut short (incomplete JSON)"
+    return None
+
+
+def _with_retries(fetch, where: str, timeout: float, retries: int, verbose: bool):
+    """``fetch()``, retried with exponential backoff on transient failures; one DataError at the end."""
+    import time
+
+    start = time.monotonic()
+    for attempt in range(retries + 1):
+        try:
+            return fetch()
+        except Exception as e:
+            reason = _transient(e, timeout)
+            if reason is None:
+                raise DataError(f"{where}: {type(e).__name__}: {str(e)[:300]}") from e
+            if attempt == retries:
+                raise DataError(
+                    f"{where}: {reason}, on all {retries + 1} attempts over {time.monotonic() - start:.0f} s; "
+                    f"nothing was written. Check the server (its log says why), or give it more with timeout= "
+                    f"and retries="
+                ) from e
+            wait = min(RETRY_WAIT_S * 2**attempt, RETRY_WAIT_MAX_S)
+            if verbose:
+                print(f"{where}: {reason}; retrying in {wait:g} s ({attempt + 1}/{retries})", file=sys.stderr)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 def _export_json(client, project: int) -> list[dict]:

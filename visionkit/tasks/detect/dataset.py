@@ -3,6 +3,7 @@ random affine, HSV, flips, mixup, cutout) are the shared joint transforms of vis
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -97,8 +98,10 @@ def load_labels(files: list[Path], num_classes: int, cache_dir: Path | None) -> 
                 json.dumps({**result, "labels": [a.tolist() for a in labels], "files": [str(f) for f in kept]})
             )
             os.replace(tmp, cache_file)
-        except OSError:
-            pass  # a read-only dataset just is not cached
+        except OSError as e:  # a read-only dataset just is not cached; a full disk is said (the run goes on)
+            tmp.unlink(missing_ok=True)
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                warnings.warn(f"label cache '{cache_file}' not written: no space left on the device", stacklevel=2)
     return result
 
 

@@ -13,7 +13,7 @@ import torch
 from torchvision.ops import batched_nms
 
 from visionkit.cfg import Range, Settings
-from visionkit.data.format import sidecar_path
+from visionkit.data.format import sidecar_path, write_image
 from visionkit.errors import DataError
 from visionkit.registry import register
 from visionkit.tasks.base import DataInfo, Task
@@ -294,5 +294,5 @@ class DetectTask(Task):
                 )
             r, c = divmod(i, cols)
             grid[r * s : (r + 1) * s, c * s : (c + 1) * s] = img
-        cv2.imwrite(str(path), grid)
+        write_image(path, grid)
         return path
