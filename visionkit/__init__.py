@@ -7,9 +7,10 @@ __all__ = ["Model", "REGISTRY", "available", "build", "register", "__version__"]
 
 
 def _load_builtins() -> None:
-    # importing these registers the built-in backbones, necks, heads, presets and tasks
+    # importing these registers the built-in backbones, necks, heads, presets, tasks and trackers
     import visionkit.models  # noqa: F401
     import visionkit.tasks  # noqa: F401
+    import visionkit.track  # noqa: F401
 
 
 REGISTRY.add_builtin_loader(_load_builtins)
