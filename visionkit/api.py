@@ -304,7 +304,13 @@ class Model:
             raise AttributeError(name)
         task = self.task
         if name in task.modes:
-            return lambda **overrides: getattr(task, name)(self, self._args(overrides))
+
+            def mode(source=None, **overrides):
+                if source is not None:  # Model(...).track("clip.mp4"), like predict
+                    overrides["source"] = source
+                return getattr(task, name)(self, self._args(overrides))
+
+            return mode
         raise AttributeError(
             f"'Model' has no attribute '{name}' (task '{self.task_name}' modes: "
             f"{', '.join(task.modes) or 'none beyond the common ones'})"

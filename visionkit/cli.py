@@ -16,7 +16,7 @@ MODES = ("train", "val", "predict", "export", "lrfind", "explain")
 
 USAGE = """usage:
   visionkit TASK MODE [key=value ...]     TASK: a registered task (`visionkit models task` lists them)
-                                          MODE: train, val, predict, export, lrfind, explain
+                                          MODE: train, val, predict, export, lrfind, explain (+ the task's own: detect track, depth calibrate)
   visionkit data import labelstudio src=export.json images=DIR out=datasets/NAME [config=label_config.xml]
   visionkit data import labelstudio src=http://host:8080 project=ID token=... out=datasets/NAME
   visionkit data import coco src=instances.json images=DIR out=datasets/NAME
@@ -35,7 +35,8 @@ examples:
   visionkit classify predict model=runs/classify/train/weights/best.pt source=images/ save
   visionkit classify lrfind data=shapes model=cifar-dilated imgsz=64
   visionkit classify explain model=runs/classify/train/weights/best.pt source=images/ method=gradcam
-  visionkit classify val model=runs/classify/train/weights/best.pt gallery=True   (most confident mistakes)"""
+  visionkit classify val model=runs/classify/train/weights/best.pt gallery=True   (most confident mistakes)
+  visionkit detect track model=runs/detect/train/weights/best.pt source=clip.mp4 tracker=botsort save save_txt"""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,9 +22,9 @@ def mot_row(frame: int, track_id: int, box_xyxy, score: float) -> str:
     return f"{frame},{track_id},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{score:.5f},-1,-1,-1"
 
 
-def read_mot(path: str | Path, ground_truth: bool = False) -> dict[int, np.ndarray]:
-    """frame → (K, 6) rows of id, x, y, w, h, score. ``ground_truth``: rows whose 7th column is 0 are left out
-    (MOTChallenge's "ignore" flag)."""
+def read_mot(path: str | Path) -> dict[int, np.ndarray]:
+    """frame → (K, 6) rows of id, x, y, w, h and the 7th column (a prediction's score; in ground truth the
+    "consider" flag, 0 = ignore this object), 1 when the file has no 7th column."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"MOT file '{path}' does not exist")
@@ -43,8 +43,6 @@ def read_mot(path: str | Path, ground_truth: bool = False) -> dict[int, np.ndarr
                 f"w, h >= 0, got {line.strip()[:80]!r}"
             )
         score = values[6] if len(values) > 6 else 1.0
-        if ground_truth and len(values) > 6 and values[6] == 0:
-            continue
         frames[int(values[0])].append([values[1], *values[2:6], score])
     return {f: np.asarray(rows, np.float64) for f, rows in sorted(frames.items())}
 
@@ -69,11 +67,36 @@ def _need(module: str):
         ) from e
 
 
+def _drop_ignored(gt: dict[int, np.ndarray], pred: dict[int, np.ndarray], iou: float):
+    """Ground truth flagged "ignore" (7th column 0: an object barely visible) is left out, and so is any predicted
+    box matched to it (IoU ≥ ``iou``, optimal one-to-one over all of the frame's ground truth), as MOTChallenge's
+    evaluation does: tracking an object the annotation chose not to score is neither a hit nor a false positive."""
+    from scipy.optimize import linear_sum_assignment
+
+    kept_gt, kept_pred = {}, {}
+    for f in sorted(set(gt) | set(pred)):
+        g = gt.get(f, np.zeros((0, 6)))
+        p = pred.get(f, np.zeros((0, 6)))
+        ignored = g[:, 5] == 0
+        drop = np.zeros(len(p), bool)
+        if ignored.any() and len(p):
+            overlap = _xywh_iou(g[:, 1:5], p[:, 1:5])
+            rows, cols = linear_sum_assignment(-np.where(overlap >= iou, overlap, 0))
+            for r, c in zip(rows, cols):
+                drop[c] |= bool(ignored[r] and overlap[r, c] >= iou)
+        if (~ignored).any():
+            kept_gt[f] = g[~ignored]
+        if (~drop).any():
+            kept_pred[f] = p[~drop]
+    return kept_gt, kept_pred
+
+
 def evaluate_mot(gt: dict[int, np.ndarray], pred: dict[int, np.ndarray], iou: float = 0.5) -> dict[str, float]:
     """HOTA/DetA/AssA (TrackEval) and MOTA/IDF1/ID switches/MOTP (py-motmetrics, matches at IoU ≥ ``iou``) of
     predicted tracks against ground truth, both as returned by :func:`read_mot`, over the frames of either."""
     mm = _need("motmetrics")
     hota_mod = _need("trackeval.metrics")
+    gt, pred = _drop_ignored(gt, pred, iou)
     frames = sorted(set(gt) | set(pred))
     empty = np.zeros((0, 6))
     acc = mm.MOTAccumulator(auto_id=True)

@@ -92,6 +92,7 @@ class DetectTask(Task):
     default_data = "shapes"
     default_neck = "pan"
     default_head = "yolo"
+    modes = ("track",)
     keys = {
         "box": (7.5, "CIoU box loss gain", Range(float, 0, 1000)),
         "cls": (0.5, "classification (BCE) loss gain", Range(float, 0, 1000)),
@@ -238,6 +239,14 @@ class DetectTask(Task):
                 }
             )
         return results
+
+    def track(self, model, args: Settings):
+        """``visionkit detect track``: detections with identities through a video, a folder of frames, a webcam or
+        frames given one call at a time (``persist=True``), with ByteTrack or BoT-SORT (``tracker=``)."""
+        from visionkit.tasks.detect.track import DetectTracking
+        from visionkit.track.loop import run_tracking
+
+        return run_tracking(model, self, args, DetectTracking())
 
     def describe(self, result: dict) -> str:
         from collections import Counter
