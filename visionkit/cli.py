@@ -16,7 +16,7 @@ MODES = ("train", "val", "predict", "export", "lrfind", "explain")
 
 USAGE = """usage:
   visionkit TASK MODE [key=value ...]     TASK: a registered task (`visionkit models task` lists them)
-                                          MODE: train, val, predict, export, lrfind, explain (+ the task's own: detect track, depth calibrate)
+                                          MODE: train, val, predict, export, lrfind, explain, or the task's own (track)
   visionkit data import labelstudio src=export.json images=DIR out=datasets/NAME [config=label_config.xml]
   visionkit data import labelstudio src=http://host:8080 project=ID token=... out=datasets/NAME
   visionkit data import coco src=instances.json images=DIR out=datasets/NAME
@@ -89,6 +89,10 @@ def _run(task: str | None, mode: str, rest: list[str]) -> int:
 
         gallery = gallery_count(overrides.pop("gallery"))  # None: gallery=false
     check_shared(overrides)  # shared keys' values checked before torch is even imported
+    if overrides.get("tracker") is not None:  # a tracker name or settings file, checked before a model loads
+        from visionkit.track.config import load_tracker_settings
+
+        load_tracker_settings(overrides["tracker"])
     if task is not None:  # the task's own keys too, and an unknown key gets its did-you-mean
         from visionkit.registry import REGISTRY
 

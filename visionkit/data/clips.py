@@ -83,18 +83,26 @@ def make_clip(
 ) -> dict:
     """Render one clip. Returns ``frames`` (BGR uint8 list) and ``tracks``: per frame, a list of dicts with id,
     cls, box (x1, y1, x2, y2, pixels, clipped to the frame) and visibility (0..1). ``pan``: camera motion in pixels
-    per frame (the background slides; the objects move in the view as before)."""
-    rng = np.random.default_rng([seed, 7919])
+    per frame to the right (background and objects alike slide left in the view; objects still bounce off its
+    edges)."""
+    # separate streams, so that the same seed gives the same objects with or without a camera pan
+    rng_bg, rng_obj, rng_noise = (np.random.default_rng([seed, 7919, k]) for k in range(3))
     margin = int(math.ceil(abs(pan) * frames)) + 1
-    background = _texture(rng, size + margin).astype(np.float32)
-    shapes = _objects(rng, objects, size, crossing)
+    background = _texture(rng_bg, size + margin).astype(np.float32)
+    shapes = _objects(rng_obj, objects, size, crossing)
+
+    def offset(t: int) -> int:  # the view's left edge on the background (the camera moves right for pan > 0)
+        return int(round(pan * t)) if pan >= 0 else margin - 1 + int(round(pan * t))
+
+    for s in shapes:  # positions live in background coordinates: a panning camera moves them in the view
+        s.pos[0] += offset(0)
     out_frames, out_tracks = [], []
     for t in range(frames):
-        off = int(round(pan * t)) if pan >= 0 else margin - 1 + int(round(pan * t))
-        img = background[: size, off : off + size].copy()
+        off = offset(t)
+        img = background[:size, off : off + size].copy()
         masks = {}
         for s in sorted(shapes, key=lambda s: -s.depth):  # painter's algorithm: far to near
-            poly = shape_polygon(NAMES[s.cls], s.pos[0], s.pos[1], s.r, s.angle)
+            poly = shape_polygon(NAMES[s.cls], s.pos[0] - off, s.pos[1], s.r, s.angle)
             region = np.zeros((size, size), np.uint8)
             cv2.fillPoly(region, [np.round(poly).astype(np.int32)], 1)
             inside = region.astype(bool)
@@ -116,15 +124,17 @@ def make_clip(
                     "visibility": float(min(1.0, inside.sum() / full)),
                 }
             )
-        noise = rng.normal(0, 3, img.shape).astype(np.float32)
+        noise = rng_noise.normal(0, 3, img.shape).astype(np.float32)
         out_frames.append(cv2.GaussianBlur(np.clip(img + noise, 0, 255).astype(np.uint8), (3, 3), 0))
         out_tracks.append(sorted(rows, key=lambda r: r["id"]))
+        nxt = offset(t + 1)
         for s in shapes:  # constant velocity, bouncing off the view's edges
             s.pos += s.vel
+            view = s.pos - np.array([nxt, 0.0])
             for k in range(2):
-                if s.pos[k] < s.r or s.pos[k] > size - s.r:
+                if view[k] < s.r or view[k] > size - s.r:
                     s.vel[k] = -s.vel[k]
-                    s.pos[k] = np.clip(s.pos[k], s.r, size - s.r)
+                    s.pos[k] = np.clip(view[k], s.r, size - s.r) + (nxt if k == 0 else 0)
             s.angle += s.spin
     return {"frames": out_frames, "tracks": out_tracks, "size": size, "fps": 30.0}
 

@@ -17,7 +17,7 @@ METHODS = ("sparse_flow", "orb", "none")
 class GlobalMotion:
     """Estimates the 2×3 affine map from the previous frame's pixels to the current frame's."""
 
-    def __init__(self, method: str = "sparse_flow", downscale: int = 2):
+    def __init__(self, method: str = "sparse_flow", downscale: int = 1):
         if method not in METHODS:
             raise ValueError(f"unknown camera-motion method '{method}' (one of {', '.join(METHODS)})")
         self.method = method
@@ -54,7 +54,7 @@ class GlobalMotion:
             src, dst = self._orb(gray)
         if src is None or len(src) < 5:
             return identity
-        warp, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0)
+        warp, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=1.0)
         if warp is None:
             return identity
         warp = warp.astype(np.float64)
@@ -62,7 +62,8 @@ class GlobalMotion:
         return warp
 
     def _flow(self, prev: np.ndarray, cur: np.ndarray):
-        pts = cv2.goodFeaturesToTrack(prev, maxCorners=600, qualityLevel=0.01, minDistance=3, blockSize=3)
+        # a 7-pixel corner window ignores single-pixel sensor noise, which small blocks latch onto
+        pts = cv2.goodFeaturesToTrack(prev, maxCorners=600, qualityLevel=0.01, minDistance=5, blockSize=7)
         if pts is None:
             return None, None
         nxt, status, _ = cv2.calcOpticalFlowPyrLK(prev, cur, pts, None)

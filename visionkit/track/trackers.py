@@ -58,13 +58,25 @@ class Track:
         self.trail.append(self.centre())
 
 
+@dataclass(frozen=True)
+class TrackedBox:
+    """A confirmed track as it stood in one frame (a snapshot: later frames do not change it)."""
+
+    id: int
+    det_index: int  # the row of the frame's detections it was matched to
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 of that detection
+    score: float
+    cls: int
+    trail: tuple[tuple[float, float], ...]  # its last centres, oldest first
+
+
 @dataclass
 class TrackOutput:
-    """One frame's result. ``tracks``: the confirmed tracks matched to a detection in this frame (their
-    ``det_index`` points into the detections given); ``new``/``lost``/``removed``: ids that changed state."""
+    """One frame's result. ``tracks``: the confirmed tracks matched to a detection in this frame (``det_index``
+    points into the detections given); ``new``/``lost``/``removed``: ids that changed state in this frame."""
 
     frame: int
-    tracks: list[Track] = field(default_factory=list)
+    tracks: list[TrackedBox] = field(default_factory=list)
     new: list[int] = field(default_factory=list)
     lost: list[int] = field(default_factory=list)
     removed: list[int] = field(default_factory=list)
@@ -172,7 +184,11 @@ class ByteTracker:
                 out.removed.append(t.id)
         self.tracks = [t for t in self.tracks if t.state != REMOVED]
         self._drop_duplicates(out)
-        out.tracks = [t for t in self.tracks if t.state == TRACKED and t.end_frame == self.frame]
+        out.tracks = [
+            TrackedBox(t.id, t.det_index, tuple(float(v) for v in t.box), t.score, t.cls, tuple(t.trail))
+            for t in self.tracks
+            if t.state == TRACKED and t.end_frame == self.frame
+        ]
         return out
 
     def _match(self, tracks: list[Track], dets: np.ndarray, idx: np.ndarray, thresh: float, fuse: bool):
@@ -217,7 +233,7 @@ class BoTSORT(ByteTracker):
 
     kalman_form = "xywh"
 
-    def __init__(self, cmc_method: str = "sparse_flow", cmc_downscale: int = 2, **kw):
+    def __init__(self, cmc_method: str = "sparse_flow", cmc_downscale: int = 1, **kw):
         super().__init__(**kw)
         self.gmc = GlobalMotion(cmc_method, cmc_downscale)
         self.last_warp = np.eye(2, 3)
