@@ -36,7 +36,12 @@ def assign(cost: np.ndarray, thresh: float) -> tuple[list[tuple[int, int]], list
     rows, cols = cost.shape
     if rows == 0 or cols == 0:
         return [], list(range(rows)), list(range(cols))
-    from scipy.optimize import linear_sum_assignment
+    try:
+        from scipy.optimize import linear_sum_assignment
+    except ImportError as e:
+        from visionkit.errors import UsageError
+
+        raise UsageError(f"tracking needs scipy ({e}): pip install 'visionkit[track]'") from e
 
     big = 1e6
     masked = np.where(cost <= thresh, cost, big)

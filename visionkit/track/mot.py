@@ -71,8 +71,7 @@ def _drop_ignored(gt: dict[int, np.ndarray], pred: dict[int, np.ndarray], iou: f
     """Ground truth flagged "ignore" (7th column 0: an object barely visible) is left out, and so is any predicted
     box matched to it (IoU ≥ ``iou``, optimal one-to-one over all of the frame's ground truth), as MOTChallenge's
     evaluation does: tracking an object the annotation chose not to score is neither a hit nor a false positive."""
-    from scipy.optimize import linear_sum_assignment
-
+    linear_sum_assignment = _need("scipy.optimize").linear_sum_assignment
     kept_gt, kept_pred = {}, {}
     for f in sorted(set(gt) | set(pred)):
         g = gt.get(f, np.zeros((0, 6)))
