@@ -121,7 +121,7 @@ def _frames(frames) -> Iterator[tuple[str, np.ndarray, float]]:
 
 
 def _fps_of(frames) -> float:
-    if isinstance(frames, list):
+    if not isinstance(frames, Path):  # frames and webcams: 30 (a webcam is not opened twice)
         return 30.0
     cap = cv2.VideoCapture(frames if isinstance(frames, int) else str(frames))
     fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
@@ -173,9 +173,10 @@ def run_tracking(model, task, args: Settings, facet: TrackFacet) -> TrackResults
     verbose = bool(args.verbose)
     t_det = t_trk = 0.0
     rows_by_seq: dict[str, list[str]] = {}
-    for seq_name, frames in seqs:
+    for index, (seq_name, frames) in enumerate(seqs):
         state = getattr(model, "_track_state", None)
-        if not (args.persist and state is not None and state.spec == args.tracker):
+        # persist continues the last call's tracker; the further sequences of one call are other scenes
+        if not (args.persist and index == 0 and state is not None and state.spec == args.tracker):
             state = _State(args.tracker, _fps_of(frames))
         model._track_state = state
         tracker = state.tracker
