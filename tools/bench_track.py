@@ -137,6 +137,22 @@ def main() -> None:
                 {**res.metrics, "fps": res.speed["fps"], "overhead": res.speed["tracker_overhead_pct"]}
             )
 
+    cols = [
+        ("HOTA", "{:.4f}"),
+        ("IDF1", "{:.4f}"),
+        ("MOTA", "{:.4f}"),
+        ("IDSW", "{:.1f}"),
+        ("fps", "{:.1f}"),
+        ("overhead", "{:.1f}"),
+    ]
+
+    def show() -> None:
+        print(f"\nmean over {len(seqs)} sequences (tracker overhead: % of the detector's time per frame)")
+        print(f"{'':<24}" + "".join(f"{c:>11}" for c, _ in cols))
+        for name, rows in table.items():
+            print(f"{name:<24}" + "".join(f"{fmt.format(np.mean([r[c] for r in rows])):>11}" for c, fmt in cols))
+
+    show()  # visionkit's figures first: Ultralytics' training may take long
     if not a.skip_ultralytics:
         py = ensure_ultralytics(Path(a.venv), extra=("lap",))
         ul_yaml = work / "data_ultralytics.yaml"
@@ -176,18 +192,7 @@ def main() -> None:
                     {**metrics, "fps": t["frames"] / t["seconds"], "overhead": overhead}
                 )
 
-    cols = [
-        ("HOTA", "{:.4f}"),
-        ("IDF1", "{:.4f}"),
-        ("MOTA", "{:.4f}"),
-        ("IDSW", "{:.1f}"),
-        ("fps", "{:.1f}"),
-        ("overhead", "{:.1f}"),
-    ]
-    print(f"\nmean over {len(seqs)} sequences (tracker overhead: % of the detector's time per frame)")
-    print(f"{'':<24}" + "".join(f"{c:>11}" for c, _ in cols))
-    for name, rows in table.items():
-        print(f"{name:<24}" + "".join(f"{fmt.format(np.mean([r[c] for r in rows])):>11}" for c, fmt in cols))
+    show()
 
 
 if __name__ == "__main__":

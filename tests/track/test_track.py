@@ -122,6 +122,14 @@ def test_low_score_boxes_keep_a_track_alive_only_in_the_second_association():
         assert (len(set(ids)) == 1) == expect_same, ids
 
 
+def test_empty_frames_and_degenerate_boxes_are_handled():
+    tracker = build_tracker("bytetrack")
+    dets = np.array([[10, 10, 30, 30, 0.9, 0], [40, 40, 40, 60, 0.9, 1]])  # the second has no width
+    out = tracker.update(dets)
+    assert [t.det_index for t in out.tracks] == [0] and out.new == [1]
+    assert tracker.update(np.zeros((0, 6))).counts() == {"active": 0, "new": 0, "lost": 1, "removed": 0}
+
+
 def test_camera_motion_is_measured_from_the_background():
     rng = np.random.default_rng(0)
     big = cv2.GaussianBlur(rng.integers(0, 255, (200, 260, 3), dtype=np.uint8), (5, 5), 0)

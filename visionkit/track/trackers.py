@@ -141,7 +141,10 @@ class ByteTracker:
                 t.mean, t.cov = m, c
         self.camera_motion(frame, self.tracks)
 
-        scores = dets[:, 4]
+        # a box with no width or height (clipped at the image edge) has no shape for the Kalman filter to follow: it
+        # stays untracked (id None in the outputs)
+        usable = (dets[:, 2] - dets[:, 0] > 1e-3) & (dets[:, 3] - dets[:, 1] > 1e-3)
+        scores = np.where(usable, dets[:, 4], -1.0)
         high = np.flatnonzero(scores >= self.high)
         low = np.flatnonzero((scores > self.low) & (scores < self.high))
         confirmed = [t for t in self.tracks if t.state in (TRACKED, LOST)]
