@@ -112,6 +112,7 @@ class ByteTracker:
         # a buffer given for 30 fps video lasts as long in time at any frame rate
         self.max_lost = max(1, int(round(track_buffer * (frame_rate or 30.0) / 30.0)))
         self.kf = BoxKalmanFilter(self.kalman_form)
+        assign(np.zeros((1, 1)), 1.0)  # imports the solver now, not inside the first frame's timing
         self.reset()
 
     def reset(self) -> None:
