@@ -7,10 +7,11 @@ __all__ = ["Model", "REGISTRY", "available", "build", "register", "__version__"]
 
 
 def _load_builtins() -> None:
-    # importing these registers the built-in backbones, necks, heads, presets and tasks
+    # importing these registers the built-in backbones, necks, heads, presets, tasks, trackers and export writers
     import visionkit.export.writers  # noqa: F401
     import visionkit.models  # noqa: F401
     import visionkit.tasks  # noqa: F401
+    import visionkit.track  # noqa: F401
 
 
 REGISTRY.add_builtin_loader(_load_builtins)

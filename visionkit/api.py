@@ -202,6 +202,13 @@ class Model:
                     args[key] = trained[key]
         return (args, *self.split_loader(args))
 
+    def run_tracking(self, facet, args):
+        """The tracking loop (visionkit.track.loop) over ``args.source`` with this model: what a task's ``track``
+        mode calls with its facet (how to read boxes out of its results and write ids back)."""
+        from visionkit.track.loop import run_tracking
+
+        return run_tracking(self, self.task, args, facet)
+
     def split_loader(self, args):
         """(dataset info, loader, device) of ``args.split`` of ``args.data`` with the checkpoint's normalisation and
         size, in order: what a task's own mode (e.g. depth's calibrate) evaluates the checkpoint on."""
@@ -311,7 +318,13 @@ class Model:
             raise AttributeError(name)
         task = self.task
         if name in task.modes:
-            return lambda **overrides: getattr(task, name)(self, self._args(overrides))
+
+            def mode(source=None, **overrides):
+                if source is not None:  # Model(...).track("clip.mp4"), like predict
+                    overrides["source"] = source
+                return getattr(task, name)(self, self._args(overrides))
+
+            return mode
         raise AttributeError(
             f"'Model' has no attribute '{name}' (task '{self.task_name}' modes: "
             f"{', '.join(task.modes) or 'none beyond the common ones'})"

@@ -16,7 +16,7 @@ MODES = ("train", "val", "predict", "export", "lrfind", "explain")
 
 USAGE = """usage:
   visionkit TASK MODE [key=value ...]     TASK: a registered task (`visionkit models task` lists them)
-                                          MODE: train, val, predict, export, lrfind, explain
+                                          MODE: train, val, predict, export, lrfind, explain, or the task's own (track)
   visionkit data import labelstudio src=export.json images=DIR out=datasets/NAME [config=label_config.xml]
   visionkit data import labelstudio src=http://host:8080 project=ID token=... out=datasets/NAME
   visionkit data import coco src=instances.json images=DIR out=datasets/NAME
@@ -24,7 +24,7 @@ USAGE = """usage:
   visionkit data check data=datasets/NAME/data.yaml     (exit code 1 when there are errors)
   visionkit serve labelstudio model=best.pt [port=9090]  a Label Studio ML backend that pre-labels tasks
   visionkit data stats data=datasets/NAME/data.yaml     (counts, box sizes, a mosaic PNG)
-  visionkit models [KIND] [PATTERN]       list registered components (KIND: backbone, neck, head, task, model)
+  visionkit models [KIND] [PATTERN]       list registered components (KIND: backbone, neck, head, task, model, tracker)
   visionkit models info model=NAME [imgsz=N]   parameters, FLOPs, per-layer shapes and receptive fields
   visionkit cfg                           print every key with its default
   visionkit version                       print versions
@@ -35,7 +35,8 @@ examples:
   visionkit classify predict model=runs/classify/train/weights/best.pt source=images/ save
   visionkit classify lrfind data=shapes model=cifar-dilated imgsz=64
   visionkit classify explain model=runs/classify/train/weights/best.pt source=images/ method=gradcam
-  visionkit classify val model=runs/classify/train/weights/best.pt gallery=True   (most confident mistakes)"""
+  visionkit classify val model=runs/classify/train/weights/best.pt gallery=True   (most confident mistakes)
+  visionkit detect track model=runs/detect/train/weights/best.pt source=clip.mp4 tracker=botsort save save_txt"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +89,10 @@ def _run(task: str | None, mode: str, rest: list[str]) -> int:
 
         gallery = gallery_count(overrides.pop("gallery"))  # None: gallery=false
     check_shared(overrides)  # shared keys' values checked before torch is even imported
+    if overrides.get("tracker") is not None:  # a tracker name or settings file, checked before a model loads
+        from visionkit.track.config import load_tracker_settings
+
+        load_tracker_settings(overrides["tracker"])
     if task is not None:  # the task's own keys too, and an unknown key gets its did-you-mean
         from visionkit.registry import REGISTRY
 

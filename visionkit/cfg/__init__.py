@@ -217,6 +217,8 @@ PATH_KEYS = {
     "images",
     "out",
     "config",
+    "tracker",
+    "gt",
 }
 NAME_MAX, PATH_MAX = 255, 4096  # bytes: Linux's limits for one name and a whole path
 

@@ -98,6 +98,7 @@ class DetectTask(Task):
     default_data = "shapes"
     default_neck = "pan"
     default_head = "yolo"
+    modes = ("track",)
     keys = {
         "conf": (
             0.25,
@@ -243,6 +244,13 @@ class DetectTask(Task):
                 }
             )
         return results
+
+    def track(self, model, args: Settings):
+        """``visionkit detect track``: detections with identities through a video, a folder of frames, a webcam or
+        frames given one call at a time (``persist=True``), with ByteTrack or BoT-SORT (``tracker=``)."""
+        from visionkit.tasks.detect.track import DetectTracking
+
+        return model.run_tracking(DetectTracking(), args)
 
     def describe(self, result: dict) -> str:
         from collections import Counter

@@ -1,0 +1,88 @@
+"""Global (camera) motion between consecutive frames, for BoT-SORT's camera-motion compensation.
+
+The background's motion is estimated as a 4-degree-of-freedom similarity (rotation, uniform scale, translation)
+with OpenCV: sparse optical flow (Shi-Tomasi corners tracked by pyramidal Lucas-Kanade) or ORB features matched
+by Hamming distance, then ``cv2.estimateAffinePartial2D`` with RANSAC, which treats the moving objects as outliers.
+Frames are downscaled first: the motion of the background is smooth and this keeps the cost small.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+METHODS = ("sparse_flow", "orb", "none")
+
+
+class GlobalMotion:
+    """Estimates the 2×3 affine map from the previous frame's pixels to the current frame's."""
+
+    def __init__(self, method: str = "sparse_flow", downscale: int = 1):
+        if method not in METHODS:
+            raise ValueError(f"unknown camera-motion method '{method}' (one of {', '.join(METHODS)})")
+        self.method = method
+        self.downscale = max(1, int(downscale))
+        self.prev: np.ndarray | None = None
+        self.prev_features = None
+        self.orb = cv2.ORB_create(nfeatures=1000) if method == "orb" else None
+
+    def reset(self) -> None:
+        self.prev = None
+        self.prev_features = None
+
+    def _gray(self, frame: np.ndarray) -> np.ndarray:
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+        if self.downscale > 1:
+            h, w = gray.shape
+            gray = cv2.resize(gray, (max(1, w // self.downscale), max(1, h // self.downscale)))
+        return gray
+
+    def apply(self, frame: np.ndarray | None) -> np.ndarray:
+        """The affine map (2, 3) from the previous frame to ``frame`` (identity on the first frame, or when too few
+        background points agree)."""
+        identity = np.eye(2, 3)
+        if self.method == "none" or frame is None:
+            return identity
+        gray = self._gray(frame)
+        prev, self.prev = self.prev, gray
+        if prev is None or prev.shape != gray.shape:
+            self.prev_features = self._features(gray) if self.method == "orb" else None
+            return identity
+        if self.method == "sparse_flow":
+            src, dst = self._flow(prev, gray)
+        else:
+            src, dst = self._orb(gray)
+        if src is None or len(src) < 5:
+            return identity
+        warp, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=1.0)
+        if warp is None:
+            return identity
+        warp = warp.astype(np.float64)
+        warp[:, 2] *= self.downscale  # translation back to full-resolution pixels (rotation/scale are unitless)
+        return warp
+
+    def _flow(self, prev: np.ndarray, cur: np.ndarray):
+        # a 7-pixel corner window ignores single-pixel sensor noise, which small blocks latch onto
+        pts = cv2.goodFeaturesToTrack(prev, maxCorners=600, qualityLevel=0.01, minDistance=5, blockSize=7)
+        if pts is None:
+            return None, None
+        nxt, status, _ = cv2.calcOpticalFlowPyrLK(prev, cur, pts, None)
+        ok = status.reshape(-1).astype(bool)
+        return pts.reshape(-1, 2)[ok], nxt.reshape(-1, 2)[ok]
+
+    def _features(self, gray: np.ndarray):
+        return self.orb.detectAndCompute(gray, None)
+
+    def _orb(self, cur: np.ndarray):
+        prev_kp, prev_desc = self.prev_features or ((), None)
+        kp, desc = self._features(cur)
+        self.prev_features = (kp, desc)
+        if prev_desc is None or desc is None or len(prev_kp) < 5 or len(kp) < 5:
+            return None, None
+        pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(prev_desc, desc, k=2)
+        good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.75 * p[1].distance]  # Lowe's ratio test
+        if len(good) < 5:
+            return None, None
+        src = np.float32([prev_kp[m.queryIdx].pt for m in good])
+        dst = np.float32([kp[m.trainIdx].pt for m in good])
+        return src, dst
