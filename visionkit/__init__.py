@@ -9,6 +9,7 @@ __all__ = ["Model", "REGISTRY", "available", "build", "register", "__version__"]
 def _load_builtins() -> None:
     # importing these registers the built-in backbones, necks, heads, presets and tasks
     import visionkit.models  # noqa: F401
+    import visionkit.runs.loggers  # noqa: F401
     import visionkit.tasks  # noqa: F401
 
 

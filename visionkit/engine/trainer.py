@@ -14,6 +14,7 @@ from tqdm import tqdm
 from visionkit.cfg import Settings
 from visionkit.engine import distributed
 from visionkit.engine.callbacks import Callbacks
+from visionkit.engine.loggers import Loggers
 from visionkit.engine.results import ResultsLog
 from visionkit.engine.setup import (
     EpochSeededDataset,
@@ -79,6 +80,7 @@ class Trainer:
         self.best_fitness: float | None = None
         self.verbose = bool(self.args.verbose)
         self.dist = distributed.SINGLE  # this process's place in a distributed run (set in _setup)
+        self.loggers: Loggers | None = None  # the registered run loggers that want this run (rank 0 only)
 
     # -- set-up ---------------------------------------------------------------------------------------------------
     def _find_resume(self) -> dict:
@@ -113,6 +115,7 @@ class Trainer:
     def _setup(self) -> None:
         a = self.args
         self.dist = distributed.env_info()
+        self.loggers = Loggers(a, enabled=self.dist.is_main)  # before any output: a logger asked for may be missing
         if self.dist.enabled:  # a torchrun worker: join the group; rank 0 alone prints, validates and writes
             self.device = distributed.setup(a.device, self.dist)
             self.verbose = self.verbose and self.dist.is_main
@@ -251,11 +254,15 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------------------------
     def train(self) -> dict[str, float]:
+        failed = True
         try:
             metrics = self._train()
+            failed = False
             distributed.barrier(self.dist)  # every rank returns once rank 0 has written and validated best.pt
             return metrics
         finally:
+            if self.loggers is not None:
+                self.loggers.close(failed)
             distributed.cleanup()
 
     def _train(self) -> dict[str, float]:
@@ -271,6 +278,7 @@ class Trainer:
                 f"results → {self.save_dir}"
             )
         self.callbacks.run("on_train_start", self)
+        self.loggers.train_start(self)
         patience, stale = a.patience, 0
         t_start = time.time()
         for epoch in range(self.start_epoch, epochs):
@@ -312,6 +320,7 @@ class Trainer:
                 stale += 1
             if self.dist.is_main:
                 self.results.append(row)
+                self.loggers.epoch_end(self, row)
                 with self.timer("save"):
                     self._save(epoch, improved, rngs)
             if self.verbose:
@@ -331,6 +340,7 @@ class Trainer:
             self.results.plot(self.save_dir / "results.png")
         final = self._final_validation()
         self.callbacks.run("on_train_end", self)
+        self.loggers.train_end(self, final, self.final_metrics_obj, self.plot_paths)
         if self.verbose:
             print(f"time: {self.timer.summary()}")
             print(f"done in {time.time() - t_start:.1f}s. best.pt and last.pt in {self.weights_dir}")
@@ -361,7 +371,7 @@ class Trainer:
             if raw is None:
                 break
             if n == 0 and epoch == self.start_epoch and a.plots and self.dist.is_main:
-                self.task.plot_batch(raw, self.save_dir / "train_batch0.jpg", self.data.names)
+                self.loggers.images([self.task.plot_batch(raw, self.save_dir / "train_batch0.jpg", self.data.names)], 0)
             with self.timer("copy"):
                 batch = self.task.preprocess_batch(raw, self.device)
             self.timer.start("step")
@@ -441,6 +451,7 @@ class Trainer:
     def _final_validation(self) -> dict[str, float]:
         """Validate best.pt once more, print the per-class table and save the task's plots."""
         best = self.weights_dir / "best.pt"
+        self.final_metrics_obj, self.plot_paths = None, []  # what the loggers show (the report's per-class table)
         if self.val_loader is None or not best.is_file():
             return self.metrics
         ckpt = load_checkpoint(best)
@@ -461,6 +472,8 @@ class Trainer:
         if self.verbose:
             print(obj.table())
         if self.args.plots:
-            obj.plot(self.save_dir)
+            self.plot_paths = obj.plot(self.save_dir)
+            self.loggers.images(self.plot_paths, self.epoch + 1)
+        self.final_metrics_obj = obj
         self.best_path = best
         return metrics
