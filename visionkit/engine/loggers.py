@@ -98,7 +98,9 @@ class Loggers:
             return
         a = trainer.args
         self._last_times = dict(trainer.timer.seconds)
-        model = a.model or trainer.model_config.get("backbone", {}).get("name", "")
+        cfg = trainer.model_config  # a preset has no name of its own in the config: describe it by its parts
+        parts = [cfg[p].get("name") for p in ("backbone", "neck", "head") if isinstance(cfg.get(p), dict)]
+        model = a.model or "/".join(str(p) for p in parts if p)
         net = (
             copy.deepcopy(trainer.model).eval() if any(getattr(lg, "wants_net", False) for lg in self.active) else None
         )
@@ -140,6 +142,8 @@ class Loggers:
             "table": metrics_obj.table() if metrics_obj is not None else "",
             "best": best if best.is_file() else None,
             "samples": sample_images(trainer.val_set),
+            "fitness_key": getattr(metrics_obj, "fitness_key", None),
+            "higher_is_better": bool(getattr(metrics_obj, "higher_is_better", True)),
         }
         self._call("train_end", dict(metrics), list(dict.fromkeys(artifacts)), dict(trainer.timer.seconds), details)
 
