@@ -335,8 +335,7 @@ class Model:
                 args,
                 self.ckpt_path.with_suffix(".tflite"),
             )
-            self.save_dir = path.parent
-            return path
+            return self._exported(path)
         args = self._args(overrides)
         out = self.ckpt_path.with_suffix(".onnx")
         path = export_onnx(
@@ -347,6 +346,13 @@ class Model:
             out,
             batch=int(overrides.get("batch", 1)),
         )  # the export's batch, not training's
+        return self._exported(path)
+
+    def _exported(self, path: Path) -> Path:
+        """After an export: the run loggers that keep artifacts (MLflow) add the file to the checkpoint's run."""
+        from visionkit.engine.loggers import exported
+
+        exported(self.ckpt_path.parent.parent, [path])  # weights/best.pt → its run folder
         self.save_dir = path.parent
         return path
 

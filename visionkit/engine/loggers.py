@@ -156,6 +156,19 @@ class Loggers:
         self.active = []
 
 
+def exported(run_dir: Path, files: list[Path]) -> None:
+    """Tell every registered logger with an ``exported(run_dir, files)`` class method that ``files`` were exported
+    from the run in ``run_dir`` (MLflow adds them to that run); one that fails is warned about, the export stands."""
+    for name in REGISTRY.available("logger"):
+        hook = getattr(REGISTRY.get("logger", name), "exported", None)
+        if hook is None:
+            continue
+        try:
+            hook(Path(run_dir), [Path(f) for f in files])
+        except Exception as e:
+            warnings.warn(f"logger '{name}' could not record the export ({type(e).__name__}: {e})", stacklevel=2)
+
+
 def sample_images(dataset, n: int = 6) -> list[Path | np.ndarray]:
     """Up to ``n`` validation images spread over ``dataset``: file paths where it has them (``files`` or
     ``samples``), else uint8 BGR arrays of in-memory images (``images``); [] when it has neither."""
