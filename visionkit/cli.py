@@ -24,7 +24,7 @@ USAGE = """usage:
   visionkit data check data=datasets/NAME/data.yaml     (exit code 1 when there are errors)
   visionkit serve labelstudio model=best.pt [port=9090]  a Label Studio ML backend that pre-labels tasks
   visionkit data stats data=datasets/NAME/data.yaml     (counts, box sizes, a mosaic PNG)
-  visionkit models [KIND] [PATTERN]       list registered components (KIND: backbone, neck, head, task, model)
+  visionkit models [KIND] [PATTERN]       list registered components (KIND: backbone, neck, head, task, model, logger)
   visionkit models info model=NAME [imgsz=N]   parameters, FLOPs, per-layer shapes and receptive fields
   visionkit runs [project=runs]           list training runs (task, model, data, epochs, best metric, time, status)
   visionkit runs show NAME                one run: settings, final metrics, per-class table, time split, files

@@ -81,3 +81,28 @@ def test_report_of_a_run_without_plots_draws_its_curves(logged_run, tmp_path):
     assert page.count('<section id="') == len(SECTIONS)
     assert page.count("data:image/png;base64,") == 1  # the curves, drawn from results.csv
     assert "no validation plots" in page and "no sample predictions" in page
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["classify", "detect", "segment", "depth"])
+def test_every_task_gets_a_report_with_predictions_and_its_table(task, shapes_root, tmp_path):
+    import warnings
+
+    from tests.conftest import TINY
+    from visionkit import Model
+
+    data = shapes_root / ("classify" if task == "classify" else "data.yaml")
+    extra = {"imgsz": 64, "close_mosaic": 0} if task == "detect" else {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = Model(task=task)
+        m.train(**{**TINY, **extra, "data": str(data), "project": str(tmp_path), "epochs": 1, "plots": True})
+    assert not [w for w in caught if "report:" in str(w.message)]  # the sample predictions did not fail
+    page = (m.save_dir / "report.html").read_text()
+    parser = _Tags()
+    parser.feed(page)
+    assert [a["id"] for t, a in parser.tags if t == "section"] == list(SECTIONS)
+    predictions = page.split('<section id="predictions">')[1].split("</section>")[0]
+    assert predictions.count("<img ") == 6  # six of the eight validation scenes, drawn by the task
+    table = page.split('<section id="per-class">')[1].split("</section>")[0]
+    assert "<pre>" in table  # every built-in task's metrics print a table

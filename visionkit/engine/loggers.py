@@ -115,6 +115,8 @@ class Loggers:
             net=net,
             input_shape=(trainer.data.channels, trainer.imgsz, trainer.imgsz),
         )
+        if trainer.verbose:
+            print(f"loggers: {', '.join(self.names)}")
         self._call("train_start", run)
 
     def epoch_end(self, trainer, row: dict[str, float]) -> None:
