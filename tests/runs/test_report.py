@@ -86,6 +86,7 @@ def test_report_of_a_run_without_plots_draws_its_curves(logged_run, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["classify", "detect", "segment", "depth"])
 def test_every_task_gets_a_report_with_predictions_and_its_table(task, shapes_root, tmp_path):
+    import importlib.util
     import warnings
 
     from tests.conftest import TINY
@@ -96,7 +97,9 @@ def test_every_task_gets_a_report_with_predictions_and_its_table(task, shapes_ro
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         m = Model(task=task)
-        m.train(**{**TINY, **extra, "data": str(data), "project": str(tmp_path), "epochs": 1, "plots": True})
+        tb = importlib.util.find_spec("tensorboard") is not None
+        settings = {**TINY, **extra, "epochs": 1, "plots": True, "tensorboard": tb}
+        m.train(**settings, data=str(data), project=str(tmp_path))
     assert not [w for w in caught if "report:" in str(w.message)]  # the sample predictions did not fail
     page = (m.save_dir / "report.html").read_text()
     parser = _Tags()
@@ -106,3 +109,13 @@ def test_every_task_gets_a_report_with_predictions_and_its_table(task, shapes_ro
     assert predictions.count("<img ") == 6  # six of the eight validation scenes, drawn by the task
     table = page.split('<section id="per-class">')[1].split("</section>")[0]
     assert "<pre>" in table  # every built-in task's metrics print a table
+    if not tb:
+        return
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(m.save_dir), size_guidance={"images": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train_loss")] == [1]
+    plotted = {p.stem for p in m.save_dir.glob("*.png")} | {p.stem for p in m.save_dir.glob("*.jpg")}
+    assert plotted - {"results"} <= set(acc.Tags()["images"])  # the task's plots (a detector's train batch too)
+    assert acc.Tags()["graph"] or [w for w in caught if "did not trace" in str(w.message)]
