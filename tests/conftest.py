@@ -40,8 +40,10 @@ class _Tasks:
 
 TASKS = _Tasks()
 
-# tiny, fast settings for end-to-end runs
-TINY = {"imgsz": 32, "batch": 8, "workers": 0, "verbose": False, "plots": False}
+# tiny, fast settings for end-to-end runs (the loggers' own tests switch TensorBoard back on)
+TINY = {"imgsz": 32, "batch": 8, "workers": 0, "verbose": False, "plots": False, "tensorboard": False}
+# a tracking server named in the environment would turn the MLflow logger on in every training test
+os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ def _load_builtins() -> None:
     # importing these registers the built-in backbones, necks, heads, presets, tasks, trackers and export writers
     import visionkit.export.writers  # noqa: F401
     import visionkit.models  # noqa: F401
+    import visionkit.runs.loggers  # noqa: F401
     import visionkit.tasks  # noqa: F401
     import visionkit.track  # noqa: F401
 

@@ -355,6 +355,13 @@ class Model:
             self.ckpt_path.with_suffix(writer.suffix),
             self._score_file,
         )
+        return self._exported(path)
+
+    def _exported(self, path: Path) -> Path:
+        """After an export: the run loggers that keep artifacts (MLflow) add the file to the checkpoint's run."""
+        from visionkit.engine.loggers import exported
+
+        exported(self.ckpt_path.parent.parent, [path])  # weights/best.pt → its run folder
         self.save_dir = path.parent
         return path
 

@@ -24,8 +24,12 @@ USAGE = """usage:
   visionkit data check data=datasets/NAME/data.yaml     (exit code 1 when there are errors)
   visionkit serve labelstudio model=best.pt [port=9090]  a Label Studio ML backend that pre-labels tasks
   visionkit data stats data=datasets/NAME/data.yaml     (counts, box sizes, a mosaic PNG)
-  visionkit models [KIND] [PATTERN]       list registered components (KIND: backbone, neck, head, task, model, tracker)
+  visionkit models [KIND] [PATTERN]       list registered components (KIND: backbone, neck, head, task, model,
+                                          tracker, logger, export_format, mediapipe_kind)
   visionkit models info model=NAME [imgsz=N]   parameters, FLOPs, per-layer shapes and receptive fields
+  visionkit runs [project=runs]           list training runs (task, model, data, epochs, best metric, time, status)
+  visionkit runs show NAME                one run: settings, final metrics, per-class table, time split, files
+  visionkit runs compare A B [C ...] [out=compare.png]   settings that differ, metrics side by side, curves
   visionkit cfg                           print every key with its default
   visionkit version                       print versions
 
@@ -55,13 +59,16 @@ def main(argv: list[str] | None = None) -> int:
         return _data(rest)
     if head == "serve":
         return _serve(rest)
+    if head == "runs":
+        return _runs(rest)
     if head in MODES:  # `visionkit export model=best.pt`: the task comes from the checkpoint
         return _run(None, head, rest)
     from visionkit.registry import REGISTRY
 
     tasks = tuple(REGISTRY.available("task"))  # built-ins and plugins alike
     if head not in tasks:
-        close = difflib.get_close_matches(head, tasks + MODES + ("models", "cfg", "version", "data", "serve"), n=1)
+        commands = ("models", "cfg", "version", "data", "serve", "runs")
+        close = difflib.get_close_matches(head, tasks + MODES + commands, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise UsageError(f"unknown command '{head}'.{hint} Run `visionkit help`.")
     modes = MODES + tuple(REGISTRY.get("task", head).modes)  # the common modes and the task's own
@@ -200,6 +207,29 @@ def _serve(rest: list[str]) -> int:
     overrides = parse_kv(pairs)
     overrides.update({k: v for k, _, v in (w.partition("=") for w in pairs) if k in RAW_KEYS})  # as typed
     COMMANDS[words[0]](**overrides)
+    return 0
+
+
+def _runs(rest: list[str]) -> int:
+    from visionkit.cfg import parse_kv
+    from visionkit.runs import compare_runs, list_runs, show_run
+
+    words = [w for w in rest if "=" not in w]
+    kv = parse_kv([w for w in rest if "=" in w])
+    allowed = {"project", "out"} if words[:1] == ["compare"] else {"project"}
+    if set(kv) - allowed:
+        raise UsageError(f"`visionkit runs` takes {', '.join(f'{k}=' for k in sorted(allowed))}; got {', '.join(kv)}")
+    project = str(kv.get("project", "runs"))
+    if not words:
+        list_runs(project)
+    elif words[0] == "show" and len(words) == 2:
+        show_run(words[1], project)
+    elif words[0] == "compare":
+        compare_runs(*words[1:], project=project, out=kv.get("out"))
+    else:
+        raise UsageError(
+            "usage: visionkit runs [project=DIR] | visionkit runs show NAME | visionkit runs compare A B [C ...]"
+        )
     return 0
 
 

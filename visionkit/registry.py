@@ -1,4 +1,5 @@
-"""The one registry of components (backbones, necks, heads, tasks, model presets, trackers) and the plugin loader.
+"""The one registry of components (backbones, necks, heads, tasks, model presets, trackers, run loggers, export
+writers, MediaPipe kinds) and the plugin loader.
 
 Third-party packages declare an entry point in the group ``visionkit.plugins``; importing the module it
 names registers its components. Plugins load lazily: on the first miss or listing.
@@ -15,7 +16,8 @@ from typing import Any
 
 from visionkit.errors import RegistryError
 
-KINDS = ("backbone", "neck", "head", "task", "model", "tracker", "export_format", "mediapipe_kind")
+# "logger": run loggers (TensorBoard, MLflow, the report page) the trainer calls; a plugin adds one by registering
+KINDS = ("backbone", "neck", "head", "task", "model", "tracker", "logger", "export_format", "mediapipe_kind")
 PLUGIN_GROUP = "visionkit.plugins"
 
 

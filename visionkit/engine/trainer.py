@@ -15,6 +15,7 @@ from visionkit.cfg import Settings
 from visionkit.engine import distributed
 from visionkit.engine.callbacks import Callbacks
 from visionkit.engine.diskfull import disk_full_guard
+from visionkit.engine.loggers import Loggers
 from visionkit.engine.results import ResultsLog
 from visionkit.engine.rundir import lock_run_dir, release_run_dir
 from visionkit.engine.setup import (
@@ -81,6 +82,7 @@ class Trainer:
         self.best_fitness: float | None = None
         self.verbose = bool(self.args.verbose)
         self.dist = distributed.SINGLE  # this process's place in a distributed run (set in _setup)
+        self.loggers: Loggers | None = None  # the registered run loggers that want this run (rank 0 only)
 
     # -- set-up ---------------------------------------------------------------------------------------------------
     def _find_resume(self) -> dict:
@@ -115,6 +117,7 @@ class Trainer:
     def _setup(self) -> None:
         a = self.args
         self.dist = distributed.env_info()
+        self.loggers = Loggers(a, enabled=self.dist.is_main)  # before any output: a logger asked for may be missing
         if self.dist.enabled:  # a torchrun worker: join the group; rank 0 alone prints, validates and writes
             self.device = distributed.setup(a.device, self.dist)
             self.verbose = self.verbose and self.dist.is_main
@@ -255,13 +258,17 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------------------------
     def train(self) -> dict[str, float]:
+        failed = True
         try:
             # a full disk, whatever was being written, ends the run with one error; last.pt stays whole
             with disk_full_guard(lambda: getattr(self, "save_dir", self.args.project), "training", self._resume_hint):
                 metrics = self._train()
+            failed = False
             distributed.barrier(self.dist)  # every rank returns once rank 0 has written and validated best.pt
             return metrics
         finally:
+            if self.loggers is not None:
+                self.loggers.close(failed)
             if getattr(self, "save_dir", None) is not None and self.dist.is_main:
                 release_run_dir(self.save_dir)
             distributed.cleanup()
@@ -292,6 +299,7 @@ class Trainer:
                 f"results → {self.save_dir}"
             )
         self.callbacks.run("on_train_start", self)
+        self.loggers.train_start(self)
         patience, stale = a.patience, 0
         t_start = time.time()
         for epoch in range(self.start_epoch, epochs):
@@ -333,6 +341,7 @@ class Trainer:
                 stale += 1
             if self.dist.is_main:
                 self.results.append(row)
+                self.loggers.epoch_end(self, row)
                 with self.timer("save"):
                     self._save(epoch, improved, rngs)
             if self.verbose:
@@ -352,6 +361,7 @@ class Trainer:
             self.results.plot(self.save_dir / "results.png")
         final = self._final_validation()
         self.callbacks.run("on_train_end", self)
+        self.loggers.train_end(self, final, self.final_metrics_obj, self.plot_paths)
         if self.verbose:
             print(f"time: {self.timer.summary()}")
             print(f"done in {time.time() - t_start:.1f}s. best.pt and last.pt in {self.weights_dir}")
@@ -382,7 +392,7 @@ class Trainer:
             if raw is None:
                 break
             if n == 0 and epoch == self.start_epoch and a.plots and self.dist.is_main:
-                self.task.plot_batch(raw, self.save_dir / "train_batch0.jpg", self.data.names)
+                self.loggers.images([self.task.plot_batch(raw, self.save_dir / "train_batch0.jpg", self.data.names)], 0)
             with self.timer("copy"):
                 batch = self.task.preprocess_batch(raw, self.device)
             self.timer.start("step")
@@ -462,6 +472,7 @@ class Trainer:
     def _final_validation(self) -> dict[str, float]:
         """Validate best.pt once more, print the per-class table and save the task's plots."""
         best = self.weights_dir / "best.pt"
+        self.final_metrics_obj, self.plot_paths = None, []  # what the loggers show (the report's per-class table)
         if self.val_loader is None or not best.is_file():
             return self.metrics
         ckpt = load_checkpoint(best)
@@ -482,6 +493,8 @@ class Trainer:
         if self.verbose:
             print(obj.table())
         if self.args.plots:
-            obj.plot(self.save_dir)
+            self.plot_paths = obj.plot(self.save_dir)
+            self.loggers.images(self.plot_paths, self.epoch + 1)
+        self.final_metrics_obj = obj
         self.best_path = best
         return metrics
