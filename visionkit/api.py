@@ -87,6 +87,8 @@ class Model:
             return REGISTRY.build("model", name)
         if REGISTRY.contains("backbone", name):  # a bare backbone gets the task's default neck and head
             return self._task(self.task_name or "classify").bare_model_config(name)  # alone, it classifies
+        if REGISTRY.family("backbone", name) is not None:
+            REGISTRY.get("backbone", name)  # a family name (timm/...) misspelt: the family's close matches
         REGISTRY.get("model", name)  # raises with close matches
         raise AssertionError
 

@@ -153,11 +153,18 @@ def _models(rest: list[str]) -> int:
         else:
             pattern = rest[0]
     for k in [kind] if kind else kinds:
-        names = REGISTRY.available(k, pattern)
+        # family names (timm/...: over a thousand) are listed when a kind or a pattern is named, else summarised
+        listed = kind is not None or pattern != "*"
+        names = REGISTRY.available(k, pattern, families=listed)
         print(f"{k} ({len(names)}):")
         for n in names:
             doc = (REGISTRY.get(k, n).__doc__ or "").strip().splitlines()
             print(f"  {n:<24} {doc[0] if doc else ''}")
+        if not listed:
+            for fam in REGISTRY.families(k):
+                count = len(fam.names())
+                shown = f"{count} names: `visionkit models {k} '{fam.prefix}*'`" if count else "not installed"
+                print(f"  {fam.prefix + '<name>':<24} {fam.doc} ({shown})")
     if REGISTRY.plugins_loaded or REGISTRY.plugins_failed:
         print(
             f"plugins: {', '.join(REGISTRY.plugins_loaded) or 'none'}"
