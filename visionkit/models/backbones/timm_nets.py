@@ -116,9 +116,14 @@ class TimmBackbone(Backbone):
             ends.append(max(i for i, (n, _) in enumerate(order) if n == root or n.startswith(root + ".")))
         stages, start = [], 0
         for end in ends:
-            stages.append([m for _, m in order[start : end + 1]])
+            # modules holding tensors themselves: a container (the network, a block list) spans later stages too
+            stages.append([m for _, m in order[start : end + 1] if _owns_tensors(m)])
             start = end + 1
         return stages
+
+
+def _owns_tensors(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False))
 
 
 def timm_clone_on_meta(backbone: TimmBackbone) -> nn.Module:
