@@ -9,6 +9,7 @@ given (a mismatch deletes it) and only then renamed into place, so ``weights/NAM
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.parse
@@ -105,7 +106,7 @@ def download(url: str, part: Path, verbose: bool = True, timeout: float = 60.0) 
                 while True:
                     try:
                         block = response.read(CHUNK)
-                    except OSError as e:
+                    except (OSError, http.client.HTTPException) as e:  # the connection dropped mid-file
                         raise CheckpointError(
                             f"weights={url}: the download was cut after {f.tell()} bytes ({e}); run again to resume"
                         ) from e
