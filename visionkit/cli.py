@@ -25,6 +25,7 @@ USAGE = """usage:
   visionkit serve labelstudio model=best.pt [port=9090]  a Label Studio ML backend that pre-labels tasks
   visionkit data stats data=datasets/NAME/data.yaml     (counts, box sizes, a mosaic PNG)
   visionkit models [KIND] [PATTERN]       list registered components (KIND: backbone, neck, head, task, model)
+  visionkit pretrain data=FOLDER model=NAME method=simclr|byol|dino   self-supervised backbone (weights= takes it)
   visionkit models info model=NAME [imgsz=N]   parameters, FLOPs, per-layer shapes and receptive fields
   visionkit cfg                           print every key with its default
   visionkit version                       print versions
@@ -54,13 +55,17 @@ def main(argv: list[str] | None = None) -> int:
         return _data(rest)
     if head == "serve":
         return _serve(rest)
+    if head == "pretrain":
+        return _pretrain(rest)
     if head in MODES:  # `visionkit export model=best.pt`: the task comes from the checkpoint
         return _run(None, head, rest)
     from visionkit.registry import REGISTRY
 
     tasks = tuple(REGISTRY.available("task"))  # built-ins and plugins alike
     if head not in tasks:
-        close = difflib.get_close_matches(head, tasks + MODES + ("models", "cfg", "version", "data", "serve"), n=1)
+        close = difflib.get_close_matches(
+            head, tasks + MODES + ("models", "cfg", "version", "data", "serve", "pretrain"), n=1
+        )
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise UsageError(f"unknown command '{head}'.{hint} Run `visionkit help`.")
     modes = MODES + tuple(REGISTRY.get("task", head).modes)  # the common modes and the task's own
@@ -170,6 +175,14 @@ def _models(rest: list[str]) -> int:
             f"plugins: {', '.join(REGISTRY.plugins_loaded) or 'none'}"
             + "".join(f"; {p} FAILED ({e})" for p, e in REGISTRY.plugins_failed.items())
         )
+    return 0
+
+
+def _pretrain(rest: list[str]) -> int:
+    from visionkit.cfg import parse_kv
+    from visionkit.pretrain import pretrain
+
+    pretrain(**parse_kv(rest))
     return 0
 
 
