@@ -141,12 +141,17 @@ class Trainer:
         if self.resume_ckpt is None and a.weights:
             from visionkit.models.download import resolve_weights
 
-            path = resolve_weights(a.weights, a.sha256, self.verbose and self.dist.is_main)
+            # one process downloads a URL (the others would write the same .part); the rest then find the file
+            path = resolve_weights(a.weights, a.sha256, self.verbose) if self.dist.is_main else None
+            distributed.barrier(self.dist)
+            path = path or resolve_weights(a.weights, a.sha256, False)
             self.weights_report = load_weights(self.model, path, bool(a.strict), float(a.min_loaded))
         if self.init_state is not None:
             self._load_matching(self.init_state)
         if self.resume_ckpt is None:
             self._set_normalisation()
+        elif self.resume_ckpt.get("mean") is not None:  # the interrupted run's normalisation, whatever set it
+            self.data.mean, self.data.std = tuple(self.resume_ckpt["mean"]), tuple(self.resume_ckpt["std"])
         # frozen parameters get no gradients (the optimizer below leaves them out); a resumed run freezes again
         self.transfer = {**freeze(self.model, a.freeze), "lr_backbone": float(a.lr_backbone)}
         if self.weights_report is not None:
