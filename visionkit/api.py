@@ -85,9 +85,18 @@ class Model:
     # -- construction ---------------------------------------------------------------------------------------------
     def _from_name(self, name: str) -> dict:
         if REGISTRY.contains("model", name):
-            return REGISTRY.build("model", name)
+            config = REGISTRY.build("model", name)
+            if self.task_name is not None and config.get("task") not in (None, self.task_name):
+                # a preset of another task names a backbone: this task's neck and head on it, so a backbone
+                # pretrained here (classify model=yolo-n) transfers exactly to the preset's own task
+                bare = self._task(self.task_name).bare_model_config(config["backbone"])
+                bare["in_channels"] = config.get("in_channels", 3)
+                return bare
+            return config
         if REGISTRY.contains("backbone", name):  # a bare backbone gets the task's default neck and head
             return self._task(self.task_name or _bare_backbone_task()).bare_model_config(name)
+        if REGISTRY.family("backbone", name) is not None:
+            REGISTRY.get("backbone", name)  # a family name (timm/...) misspelt: the family's close matches
         REGISTRY.get("model", name)  # raises with close matches
         raise AssertionError
 
@@ -126,10 +135,6 @@ class Model:
         for part in ("backbone", "neck", "head"):
             if args[part]:
                 cfg[part] = {"name": args[part]}
-        if args.weights:
-            if not isinstance(cfg["backbone"], dict):
-                cfg["backbone"] = {"name": cfg["backbone"]}
-            cfg["backbone"]["weights"] = args.weights
         if getattr(self._net, "fixed_size", False):
             args.rect = False  # a static ONNX file takes its square size only
         return args
@@ -151,7 +156,10 @@ class Model:
         init = self.ckpt["state_dict"] if self.ckpt and not args.resume else None
         if init is not None and not args.imgsz:
             args.imgsz = self.ckpt["imgsz"]
-        trainer = Trainer(self.task, self.config, args, self.callbacks, init_state=init, explicit=set(overrides))
+        norm = (self.ckpt["mean"], self.ckpt["std"]) if init is not None and self.ckpt.get("mean") else None
+        trainer = Trainer(
+            self.task, self.config, args, self.callbacks, init_state=init, explicit=set(overrides), init_norm=norm
+        )
         metrics = trainer.train()
         best = trainer.weights_dir / "best.pt"
         self.ckpt_path = best if best.is_file() else trainer.weights_dir / "last.pt"

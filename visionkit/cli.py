@@ -26,6 +26,7 @@ USAGE = """usage:
   visionkit data stats data=datasets/NAME/data.yaml     (counts, box sizes, a mosaic PNG)
   visionkit models [KIND] [PATTERN]       list registered components (KIND: backbone, neck, head, task, model,
                                           tracker, logger, export_format, mediapipe_kind)
+  visionkit pretrain data=FOLDER model=NAME method=simclr|byol|dino   self-supervised backbone (weights= takes it)
   visionkit models info model=NAME [imgsz=N]   parameters, FLOPs, per-layer shapes and receptive fields
   visionkit runs [project=runs]           list training runs (task, model, data, epochs, best metric, time, status)
   visionkit runs show NAME                one run: settings, final metrics, per-class table, time split, files
@@ -61,13 +62,15 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(rest)
     if head == "runs":
         return _runs(rest)
+    if head == "pretrain":
+        return _pretrain(rest)
     if head in MODES:  # `visionkit export model=best.pt`: the task comes from the checkpoint
         return _run(None, head, rest)
     from visionkit.registry import REGISTRY
 
     tasks = tuple(REGISTRY.available("task"))  # built-ins and plugins alike
     if head not in tasks:
-        commands = ("models", "cfg", "version", "data", "serve", "runs")
+        commands = ("models", "cfg", "version", "data", "serve", "runs", "pretrain")
         close = difflib.get_close_matches(head, tasks + MODES + commands, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise UsageError(f"unknown command '{head}'.{hint} Run `visionkit help`.")
@@ -165,16 +168,31 @@ def _models(rest: list[str]) -> int:
         else:
             pattern = rest[0]
     for k in [kind] if kind else kinds:
-        names = REGISTRY.available(k, pattern)
+        # family names (timm/...: over a thousand) are listed when a kind or a pattern is named, else summarised
+        listed = kind is not None or pattern != "*"
+        names = REGISTRY.available(k, pattern, families=listed)
         print(f"{k} ({len(names)}):")
         for n in names:
             doc = (REGISTRY.get(k, n).__doc__ or "").strip().splitlines()
             print(f"  {n:<24} {doc[0] if doc else ''}")
+        if not listed:
+            for fam in REGISTRY.families(k):
+                count = len(fam.names())
+                shown = f"{count} names: `visionkit models {k} '{fam.prefix}*'`" if count else "not installed"
+                print(f"  {fam.prefix + '<name>':<24} {fam.doc} ({shown})")
     if REGISTRY.plugins_loaded or REGISTRY.plugins_failed:
         print(
             f"plugins: {', '.join(REGISTRY.plugins_loaded) or 'none'}"
             + "".join(f"; {p} FAILED ({e})" for p, e in REGISTRY.plugins_failed.items())
         )
+    return 0
+
+
+def _pretrain(rest: list[str]) -> int:
+    from visionkit.cfg import parse_kv
+    from visionkit.pretrain import pretrain
+
+    pretrain(**parse_kv(rest))
     return 0
 
 

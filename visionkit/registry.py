@@ -12,6 +12,7 @@ import fnmatch
 import importlib.metadata
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from visionkit.errors import RegistryError
@@ -21,11 +22,27 @@ KINDS = ("backbone", "neck", "head", "task", "model", "tracker", "logger", "expo
 PLUGIN_GROUP = "visionkit.plugins"
 
 
+@dataclass(frozen=True)
+class Family:
+    """Names under ``prefix`` (e.g. ``timm/``) resolved on demand instead of registered one by one: a library with
+    hundreds of networks is reached without registering (or importing) it up front.
+
+    ``resolve(rest)`` returns the builder for ``prefix + rest`` or raises RegistryError (with its own did-you-mean);
+    ``names()`` lists the names it can resolve, without the prefix (empty when the library is not installed);
+    ``doc`` is one line for listings."""
+
+    prefix: str
+    resolve: Callable[[str], Callable[..., Any]]
+    names: Callable[[], list[str]]
+    doc: str = ""
+
+
 class Registry:
-    """Maps (kind, name) to a builder callable."""
+    """Maps (kind, name) to a builder callable; names under a family prefix (``timm/...``) go to the family."""
 
     def __init__(self, kinds: tuple[str, ...] = KINDS, plugin_group: str = PLUGIN_GROUP):
         self._items: dict[str, dict[str, Callable[..., Any]]] = {k: {} for k in kinds}
+        self._families: dict[str, dict[str, Family]] = {k: {} for k in kinds}
         self.plugin_group = plugin_group
         self.plugins_loaded: list[str] = []
         self.plugins_failed: dict[str, str] = {}
@@ -68,21 +85,45 @@ class Registry:
 
         return deco
 
+    def add_family(self, kind: str, family: Family) -> None:
+        """Route every ``kind`` name that starts with ``family.prefix`` to ``family.resolve``."""
+        self._check_kind(kind)
+        if not family.prefix.endswith("/"):
+            raise RegistryError(f"family prefix must end with '/', got {family.prefix!r}")
+        if family.prefix in self._families[kind]:
+            raise RegistryError(f"{kind} family '{family.prefix}' is already registered")
+        self._families[kind][family.prefix] = family
+
+    def family(self, kind: str, name: str) -> Family | None:
+        """The family whose prefix ``name`` carries, if any."""
+        self._check_kind(kind)
+        self._ensure_builtins()
+        return next((f for p, f in self._families[kind].items() if name.startswith(p)), None)
+
+    def families(self, kind: str) -> list[Family]:
+        self._check_kind(kind)
+        self._ensure_builtins()
+        return list(self._families[kind].values())
+
     # -- lookup -------------------------------------------------------------------------------------
     def get(self, kind: str, name: str) -> Callable[..., Any]:
-        """The builder registered as ``name``; a miss lists close matches and the plugins loaded."""
+        """The builder registered as ``name`` (or resolved by its family); a miss lists close matches and the
+        plugins loaded."""
         self._check_kind(kind)
         self._ensure_builtins()
         if name not in self._items[kind]:
             self.load_plugins()
+        if name not in self._items[kind] and (fam := self.family(kind, name)) is not None:
+            return fam.resolve(name[len(fam.prefix) :])
         if name not in self._items[kind]:
             names = sorted(self._items[kind])
             close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             plugins = ", ".join(self.plugins_loaded) or "none"
             failed = "".join(f"; plugin '{p}' failed to load: {e}" for p, e in self.plugins_failed.items())
+            fams = "".join(f" Also {f.prefix}<name>: {f.doc}." for f in self._families[kind].values())
             raise RegistryError(
-                f"unknown {kind} '{name}'.{hint} Available: {', '.join(names) or 'none'}. "
+                f"unknown {kind} '{name}'.{hint} Available: {', '.join(names) or 'none'}.{fams} "
                 f"Plugins loaded: {plugins}{failed}. List them with `visionkit models {kind}`."
             )
         return self._items[kind][name]
@@ -91,18 +132,30 @@ class Registry:
         """Build the component registered as ``name`` with keyword arguments."""
         return self.get(kind, name)(**kwargs)
 
-    def available(self, kind: str, pattern: str = "*") -> list[str]:
-        """Sorted names of ``kind`` matching a glob pattern (plugins included)."""
+    def available(self, kind: str, pattern: str = "*", families: bool | None = None) -> list[str]:
+        """Sorted names of ``kind`` matching a glob pattern (plugins included). Family names (hundreds of timm
+        networks) are included when ``families`` is true, or, when it is None, when the pattern is not ``*``: a
+        search finds them, a plain listing (and contract tests over the registry) does not."""
         self._check_kind(kind)
         self._ensure_builtins()
         self.load_plugins()
-        return sorted(n for n in self._items[kind] if fnmatch.fnmatch(n, pattern))
+        found = [n for n in self._items[kind] if fnmatch.fnmatch(n, pattern)]
+        if families or (families is None and pattern != "*"):
+            for fam in self._families[kind].values():
+                found += [n for n in (fam.prefix + r for r in fam.names()) if fnmatch.fnmatch(n, pattern)]
+        return sorted(found)
 
     def contains(self, kind: str, name: str) -> bool:
         self._check_kind(kind)
         self._ensure_builtins()
         if name not in self._items[kind]:
             self.load_plugins()
+        if name not in self._items[kind] and (fam := self.family(kind, name)) is not None:
+            try:
+                fam.resolve(name[len(fam.prefix) :])
+            except RegistryError:
+                return False
+            return True
         return name in self._items[kind]
 
     @property
@@ -139,5 +192,6 @@ def _origin(fn: Callable) -> str:
 
 REGISTRY = Registry()
 register = REGISTRY.register
+add_family = REGISTRY.add_family
 build = REGISTRY.build
 available = REGISTRY.available

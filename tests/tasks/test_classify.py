@@ -12,7 +12,7 @@ from tests.conftest import TINY, run_cli
 from visionkit import Model
 from visionkit.cfg import resolve
 from visionkit.data.augment import CoarseDropout, classify_transforms, resolve_augment
-from visionkit.errors import CheckpointError, DataError, RegistryError, UsageError
+from visionkit.errors import CheckpointError, DataError, RegistryError
 from visionkit.models.checkpoint import load_checkpoint, save_checkpoint
 from visionkit.tasks.classify import ClassifyMetrics
 
@@ -174,9 +174,13 @@ def test_unknown_model_suggests():
     assert r.returncode == 2 and "mnist-tiny" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_preset_of_another_task_is_refused():
-    with pytest.raises(UsageError, match="is a classify model"):
-        Model("mnist-tiny", task="detect")
+def test_preset_of_another_task_names_its_backbone():
+    # a preset of another task gives its backbone (with its options) to this task's neck and head
+    m = Model("yolo-n", task="classify")
+    assert m.config["backbone"]["name"] == "csp_darknet" and m.config["backbone"]["scale"] == "n"
+    assert m.config["head"]["name"] == "linear" and m.config["task"] == "classify"
+    seg = Model("yolo-n", task="segment").config
+    assert seg["backbone"]["out_strides"] == [2, 4, 8, 16, 32] and seg["head"]["name"] == "unet"
 
 
 def test_augmentations_change_pixels_and_keep_shape():

@@ -90,7 +90,11 @@ class Numbers:
 INF = math.inf
 # every numeric key: its type and range, declared once (null still means "decided by the model or data"); a value
 # of the wrong type, outside the range, NaN or infinite is refused with the range in the message
-RANGES: dict[str, Range] = {
+RANGES: dict[str, Range | Numbers] = {
+    "min_loaded": Range(float, 0, 1),
+    "lr_backbone": Range(float, 0, 100),
+    "mean": Numbers(Range(float, -1e3, 1e3)),
+    "std": Numbers(Range(float, 0, 1e3, open_low=True)),
     "imgsz": Range(int, 1, MAX_IMGSZ),
     "nproc": Range(int, 1, 1024),
     "epochs": Range(int, 1, 1_000_000),
@@ -248,6 +252,15 @@ def _coerce(key: str, value: Any, default: Any, rule: Range | Numbers | tuple[st
         if numbers is None:
             raise UsageError(bad + f"expected {rule}")
         return numbers
+    if key == "freeze" and value is not None:
+        if value == "backbone" or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 1000):
+            return value
+        raise UsageError(bad + "expected freeze=backbone or freeze=N, the number of first backbone stages to freeze")
+    if key == "sha256" and value is not None:
+        text = str(value).lower()
+        if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+            raise UsageError(bad + "expected the file's SHA-256 as 64 hexadecimal digits (sha256sum FILE prints it)")
+        return text
     if key == "classes" and value is not None:
         ids = value if isinstance(value, list) else [value]
         if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in ids):

@@ -145,11 +145,22 @@ def build_optimizer(model: nn.Module, args: Settings) -> tuple[torch.optim.Optim
     name = args.optimizer
     chosen = "adamw" if name == "auto" else name
     lr = float(args.lr0) if args.lr0 is not None else DEFAULT_LR[chosen]
-    decay, no_decay = [], []
+    # the backbone's own groups take lr0 × lr_backbone (fine-tuning pretrained weights more gently than a new head)
+    backbone = getattr(model, "backbone", None)
+    in_backbone = {id(p) for p in backbone.parameters()} if backbone is not None else set()
+    scale = float(args.lr_backbone)
+    split = scale != 1.0 and bool(in_backbone)
+    buckets: dict[tuple[bool, bool], list] = {(b, n): [] for b in (False, True) for n in (False, True)}
     for pname, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if is_norm_or_bias(pname, p) else decay).append(p)
-    groups = [{"params": decay, "weight_decay": float(args.weight_decay)}, {"params": no_decay, "weight_decay": 0.0}]
+            buckets[(split and id(p) in in_backbone, is_norm_or_bias(pname, p))].append(p)
+    groups = []
+    for (bb, no_wd), params in buckets.items():
+        if params or not bb:  # the two plain groups always exist (param_groups[0] is the reported lr)
+            group = {"params": params, "weight_decay": 0.0 if no_wd else float(args.weight_decay)}
+            if bb:
+                group.update(lr=lr * scale, name="backbone")
+            groups.append(group)
     momentum = float(args.momentum)
     if chosen == "sgd":
         opt = torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
@@ -158,6 +169,7 @@ def build_optimizer(model: nn.Module, args: Settings) -> tuple[torch.optim.Optim
     else:
         opt = torch.optim.Adam(groups, lr=lr, betas=(momentum, 0.999))
     how = " (optimizer=auto)" if name == "auto" else ""
+    how += f", backbone lr × {scale:g}" if split else ""
     source = "lr0" if args.lr0 is not None else "default"
     return (
         opt,

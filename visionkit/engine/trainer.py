@@ -35,6 +35,7 @@ from visionkit.errors import CheckpointError, UsageError
 from visionkit.models.build import build_model
 from visionkit.models.checkpoint import load_checkpoint, portable_config, save_checkpoint
 from visionkit.models.layers import num_params
+from visionkit.models.weights import freeze, load_weights
 from visionkit.tasks.base import Task
 
 # keys a resumed run may change when given explicitly; everything else comes from the interrupted run's args.
@@ -67,6 +68,7 @@ class Trainer:
         callbacks: Callbacks | None = None,
         init_state: dict | None = None,
         explicit: set[str] | None = None,
+        init_norm: tuple[list[float], list[float]] | None = None,
     ):
         self.task = task
         self.explicit = set(explicit or ())  # keys the user actually set (the rest are defaults)
@@ -74,6 +76,8 @@ class Trainer:
         self.callbacks = callbacks or Callbacks()
         self.model_config = dict(model_config)
         self.init_state = init_state
+        self.init_norm = init_norm  # (mean, std) the starting checkpoint was trained with
+        self.weights_report = None
         self.resume_ckpt = self._find_resume() if self.args.resume else None
         self.stop = False
         self.epoch = 0
@@ -139,8 +143,25 @@ class Trainer:
             cfg["task"] = self.task.name
         self.memory_format = torch.channels_last if a.channels_last else torch.contiguous_format
         self.model = build_model(cfg).to(self.device, memory_format=self.memory_format)
+        if self.resume_ckpt is None and a.weights:
+            from visionkit.models.download import resolve_weights
+
+            # one process downloads a URL (the others would write the same .part); the rest then find the file
+            path = resolve_weights(a.weights, a.sha256, self.verbose) if self.dist.is_main else None
+            distributed.barrier(self.dist)
+            path = path or resolve_weights(a.weights, a.sha256, False)
+            self.weights_report = load_weights(self.model, path, bool(a.strict), float(a.min_loaded))
         if self.init_state is not None:
             self._load_matching(self.init_state)
+        if self.resume_ckpt is None:
+            self._set_normalisation()
+        elif self.resume_ckpt.get("mean") is not None:  # the interrupted run's normalisation, whatever set it
+            self.data.mean, self.data.std = tuple(self.resume_ckpt["mean"]), tuple(self.resume_ckpt["std"])
+        # frozen parameters get no gradients (the optimizer below leaves them out); a resumed run freezes again
+        self.transfer = {**freeze(self.model, a.freeze), "lr_backbone": float(a.lr_backbone)}
+        if self.weights_report is not None:
+            r = self.weights_report
+            self.transfer.update(weights=r.source, backbone_loaded=r.backbone_loaded)
         self.task.bind(self.model)
         self.net = self._parallel(self.model)  # what the training step calls: the model, or DDP around it
         if self.dist.rank:
@@ -158,6 +179,10 @@ class Trainer:
         if self.dist.is_main:
             self.weights_dir.mkdir(parents=True, exist_ok=True)
             (self.save_dir / "args.yaml").write_text(yaml.safe_dump(a.plain(), sort_keys=False))
+            if self.weights_report is not None:
+                self.weights_report.write(self.save_dir)
+                if self.verbose:
+                    self._print_weights_report()
 
         self.train_set = self.task.build_dataset(self.data, "train", self.imgsz, True, a)
         self.val_set = (
@@ -224,6 +249,41 @@ class Trainer:
                 print("sync_bn: SyncBatchNorm needs CUDA; on CPU each process normalises its own part of the batch")
         ids = [self.device.index] if self.device.type == "cuda" else None
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def _set_normalisation(self) -> None:
+        """mean/std: the user's, else those the starting weights were trained with, else the data's."""
+        a, data = self.args, self.data
+        came = None
+        if self.weights_report is not None and self.weights_report.mean is not None:
+            came = (self.weights_report.mean, self.weights_report.std, self.weights_report.norm_source)
+        elif self.init_norm is not None:
+            came = (*self.init_norm, "from the starting checkpoint")
+        mean, std = list(data.mean), list(data.std)
+        if came is not None:
+            m, s = list(came[0]), list(came[1])
+            if len(m) != data.channels and data.channels == 1:  # RGB statistics for grey input: their average
+                m, s = [sum(m) / len(m)], [sum(s) / len(s)]
+            if len(m) == data.channels:
+                mean, std = m, s
+            elif self.verbose:
+                print(f"normalisation {came[2]} has {len(m)} channels, the data {data.channels}: using the data's")
+        if a.mean is not None or a.std is not None:
+            mean = list(a.mean) if a.mean is not None else mean
+            std = list(a.std) if a.std is not None else std
+            for key, value in (("mean", mean), ("std", std)):
+                if len(value) != data.channels:
+                    raise UsageError(f"{key}={value} has {len(value)} values; the data has {data.channels} channels")
+        data.mean, data.std = tuple(mean), tuple(std)
+
+    def _print_weights_report(self) -> None:
+        r = self.weights_report
+        print(r.summary())
+        if r.mean is not None:
+            print(f"normalisation ({r.norm_source}): mean {list(self.data.mean)}, std {list(self.data.std)}")
+        at_init = [k for k, _ in r.left_at_init if not k.startswith("head.")]
+        if at_init:
+            print(f"left at init outside the head: {', '.join(at_init[:8])}{' ...' if len(at_init) > 8 else ''}")
+        print(f"full list: {self.save_dir / 'weights_report.txt'}")
 
     def _load_matching(self, state: dict) -> None:
         """Fine-tuning: copy every tensor whose name and shape match (a new head for new classes stays fresh)."""
@@ -292,10 +352,12 @@ class Trainer:
         epochs = int(a.epochs)
         if self.verbose:
             procs = f", {self.dist.world_size} processes (global batch {a.batch})" if self.dist.enabled else ""
+            n_frozen = self.transfer["frozen_params"]
+            frozen = f", freeze={a.freeze}: {n_frozen:,} parameters frozen" if n_frozen else ""
             print(
                 f"{self.task.name}: {len(self.train_set)} train / {len(self.val_set or [])} val images, "
                 f"{len(self.data.names)} classes, imgsz {self.imgsz}, {num_params(self.model):,} parameters, "
-                f"device {self.device}{procs}\noptimizer: {self.optimizer_desc}, scheduler: {a.scheduler}\n"
+                f"device {self.device}{procs}\noptimizer: {self.optimizer_desc}, scheduler: {a.scheduler}{frozen}\n"
                 f"results → {self.save_dir}"
             )
         self.callbacks.run("on_train_start", self)
@@ -335,6 +397,9 @@ class Trainer:
             rngs = distributed.gather(rng_state(), self.dist)
             improved, self.stop = distributed.broadcast((improved, self.stop), self.dist)
             row.update({"lr": self.optimizer.param_groups[0]["lr"], "epoch_s": time.time() - t0})
+            lr_bb = [g["lr"] for g in self.optimizer.param_groups if g.get("name") == "backbone"]
+            if self.transfer["lr_backbone"] != 1.0 and lr_bb:
+                row["lr_backbone"] = lr_bb[0]
             if improved:
                 self.best_fitness, stale = (fitness if self.dist.is_main else None), 0
             else:
@@ -345,7 +410,8 @@ class Trainer:
                 with self.timer("save"):
                     self._save(epoch, improved, rngs)
             if self.verbose:
-                shown = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in ("epoch", "epoch_s", "lr"))
+                hidden = ("epoch", "epoch_s", "lr", "lr_backbone")
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in hidden)
                 print(f"epoch {epoch + 1}/{epochs}: {shown} ({row['epoch_s']:.1f}s)")
             self.callbacks.run("on_epoch_end", self)
             if patience and stale >= patience:
@@ -447,6 +513,7 @@ class Trainer:
             "epoch": epoch,
             "best_fitness": self.best_fitness,
             "metrics": dict(self.metrics),
+            "transfer": dict(self.transfer),
         }
 
     def _save(self, epoch: int, improved: bool, rngs: list[dict]) -> None:

@@ -84,11 +84,12 @@ class Task:
     # visionkit wrote names its own kind); None: no MediaPipe Task runs this task's models
     mediapipe_kind: str | None = None
 
-    def bare_model_config(self, backbone: str) -> dict[str, Any]:
-        """The model config of a registered backbone with this task's default neck and head. ``num_classes`` is a
-        placeholder until training sets it from the data (:meth:`num_outputs`)."""
-        spec: dict[str, Any] = {"name": backbone}
-        strides = self._strides_for(backbone)
+    def bare_model_config(self, backbone: str | dict[str, Any]) -> dict[str, Any]:
+        """The model config of a registered backbone (a name, or a spec with its options, such as another task's
+        preset's backbone) with this task's default neck and head. ``num_classes`` is a placeholder until training
+        sets it from the data (:meth:`num_outputs`)."""
+        spec: dict[str, Any] = {"name": backbone} if isinstance(backbone, str) else dict(backbone)
+        strides = self._strides_for(spec)
         if strides is not None:
             spec["out_strides"] = strides
         return {
@@ -99,17 +100,18 @@ class Task:
             "head": {"name": self.default_head},
         }
 
-    def _strides_for(self, backbone: str) -> list[int] | None:
+    def _strides_for(self, spec: dict[str, Any]) -> list[int] | None:
         """``backbone_strides``, or the deepest run of them the backbone can give (built on the meta device, which
         allocates nothing); None: the backbone's own default."""
         from visionkit.errors import UsageError
         from visionkit.registry import REGISTRY
 
         wanted = self.backbone_strides
+        options = {k: v for k, v in spec.items() if k not in ("name", "out_strides")}
         for start in range(len(wanted or ())):
             try:
                 with torch.device("meta"):
-                    REGISTRY.build("backbone", backbone, out_strides=wanted[start:])
+                    REGISTRY.build("backbone", spec["name"], out_strides=wanted[start:], **options)
                 return list(wanted[start:])
             except UsageError:
                 continue
