@@ -22,6 +22,9 @@ $(VENV)/.installed: pyproject.toml
 	$(VPY) -m pip install --upgrade pip
 	$(VPY) -m pip install $(TORCH_PKGS)
 	$(VPY) -m pip install -e '.[dev]'
+	@# trackeval (the track extra) pulls opencv-python, whose cv2 (it needs libGL) shadows the headless build
+	-$(VPY) -m pip uninstall -y -q opencv-python
+	$(VPY) -m pip install -q --force-reinstall --no-deps 'opencv-python-headless>=4.8'
 	touch $@
 
 venv install dev: $(VENV)/.installed
