@@ -58,51 +58,89 @@ def vit_tiny() -> dict:
     }
 
 
-def _torchvision_classifier(backbone: str, imgsz: int = 224) -> None:
-    def preset() -> dict:
-        return {
-            "task": "classify",
-            "imgsz": imgsz,
-            "in_channels": 3,
-            "num_classes": 1000,
-            "backbone": {"name": backbone, "out_strides": [32]},
-            "head": {"name": "linear", "dropout": 0.2},
-        }
-
-    preset.__doc__ = f"torchvision {backbone} classifier at {imgsz}px (weights=PATH for local weights)."
-    register("model", f"{backbone.replace('_', '-')}-cls")(preset)
+def torchvision_classifier(backbone: str, imgsz: int = 224) -> dict:
+    """A torchvision backbone with a linear head over 1000 classes (training sets the real number)."""
+    return {
+        "task": "classify",
+        "imgsz": imgsz,
+        "in_channels": 3,
+        "num_classes": 1000,
+        "backbone": {"name": backbone, "out_strides": [32]},
+        "head": {"name": "linear", "dropout": 0.2},
+    }
 
 
-for _bb in (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "mobilenet_v3_small",
-    "mobilenet_v3_large",
-    "efficientnet_b0",
-    "convnext_tiny",
-):
-    _torchvision_classifier(_bb)
+@register("model", "resnet18-cls")
+def resnet18_cls() -> dict:
+    """torchvision ResNet-18 classifier at 224px (weights=PATH for local weights)."""
+    return torchvision_classifier("resnet18")
 
 
-def _yolo(scale: str) -> None:
-    def preset() -> dict:
-        return {
-            "task": "detect",
-            "imgsz": 640,
-            "in_channels": 3,
-            "num_classes": 80,
-            "backbone": {"name": "csp_darknet", "scale": scale, "out_strides": [8, 16, 32]},
-            "neck": {"name": "pan", "depth": {"n": 1, "s": 1, "m": 2}[scale]},
-            "head": {"name": "yolo"},
-        }
-
-    preset.__doc__ = f"YOLO detector, scale {scale}: CSPDarknet-{scale} + PAN + anchor-free DFL head."
-    register("model", f"yolo-{scale}")(preset)
+@register("model", "resnet34-cls")
+def resnet34_cls() -> dict:
+    """torchvision ResNet-34 classifier at 224px (weights=PATH for local weights)."""
+    return torchvision_classifier("resnet34")
 
 
-for _scale in ("n", "s", "m"):
-    _yolo(_scale)
+@register("model", "resnet50-cls")
+def resnet50_cls() -> dict:
+    """torchvision ResNet-50 classifier at 224px (weights=PATH for local weights)."""
+    return torchvision_classifier("resnet50")
+
+
+@register("model", "mobilenet-v3-small-cls")
+def mobilenet_v3_small_cls() -> dict:
+    """torchvision MobileNetV3-small classifier at 224px (weights=PATH for local weights)."""
+    return torchvision_classifier("mobilenet_v3_small")
+
+
+@register("model", "mobilenet-v3-large-cls")
+def mobilenet_v3_large_cls() -> dict:
+    """torchvision MobileNetV3-large classifier at 224px (weights=PATH for local weights)."""
+    return torchvision_classifier("mobilenet_v3_large")
+
+
+@register("model", "efficientnet-b0-cls")
+def efficientnet_b0_cls() -> dict:
+    """torchvision EfficientNet-B0 classifier at 224px (weights=PATH for local weights)."""
+    return torchvision_classifier("efficientnet_b0")
+
+
+@register("model", "convnext-tiny-cls")
+def convnext_tiny_cls() -> dict:
+    """torchvision ConvNeXt-tiny classifier at 224px (weights=PATH for local weights)."""
+    return torchvision_classifier("convnext_tiny")
+
+
+def yolo(scale: str) -> dict:
+    """CSPDarknet at ``scale`` + PAN + the anchor-free DFL head."""
+    return {
+        "task": "detect",
+        "imgsz": 640,
+        "in_channels": 3,
+        "num_classes": 80,
+        "backbone": {"name": "csp_darknet", "scale": scale, "out_strides": [8, 16, 32]},
+        "neck": {"name": "pan", "depth": {"n": 1, "s": 1, "m": 2}[scale]},
+        "head": {"name": "yolo"},
+    }
+
+
+@register("model", "yolo-n")
+def yolo_n() -> dict:
+    """YOLO detector, scale n: CSPDarknet-n + PAN + anchor-free DFL head."""
+    return yolo("n")
+
+
+@register("model", "yolo-s")
+def yolo_s() -> dict:
+    """YOLO detector, scale s: CSPDarknet-s + PAN + anchor-free DFL head."""
+    return yolo("s")
+
+
+@register("model", "yolo-m")
+def yolo_m() -> dict:
+    """YOLO detector, scale m: CSPDarknet-m + PAN + anchor-free DFL head."""
+    return yolo("m")
 
 
 @register("model", "yolo-mobile")

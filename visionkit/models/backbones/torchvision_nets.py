@@ -102,23 +102,43 @@ class TorchvisionBackbone(StagedBackbone):
         super().__init__(stages, stage_strides, stage_channels, out_strides, in_channels, name)
 
 
-def _make(name: str):
-    def builder(*, out_strides=None, in_channels: int = 3, weights: str | None = None) -> TorchvisionBackbone:
-        return TorchvisionBackbone(name, out_strides, in_channels, weights)
-
-    builder.__name__ = name
-    builder.__doc__ = f"torchvision {name} (random init, or weights=PATH for a local state_dict file)."
-    register("backbone", name)(builder)
-    return builder
+@register("backbone", "resnet18")
+def resnet18(*, out_strides=None, in_channels: int = 3, weights: str | None = None) -> TorchvisionBackbone:
+    """torchvision ResNet-18 (random init, or weights=PATH for a local state_dict file)."""
+    return TorchvisionBackbone("resnet18", out_strides, in_channels, weights)
 
 
-for _name in (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "mobilenet_v3_small",
-    "mobilenet_v3_large",
-    "efficientnet_b0",
-    "convnext_tiny",
-):
-    _make(_name)
+@register("backbone", "resnet34")
+def resnet34(*, out_strides=None, in_channels: int = 3, weights: str | None = None) -> TorchvisionBackbone:
+    """torchvision ResNet-34 (random init, or weights=PATH for a local state_dict file)."""
+    return TorchvisionBackbone("resnet34", out_strides, in_channels, weights)
+
+
+@register("backbone", "resnet50")
+def resnet50(*, out_strides=None, in_channels: int = 3, weights: str | None = None) -> TorchvisionBackbone:
+    """torchvision ResNet-50 (random init, or weights=PATH for a local state_dict file)."""
+    return TorchvisionBackbone("resnet50", out_strides, in_channels, weights)
+
+
+@register("backbone", "mobilenet_v3_small")
+def mobilenet_v3_small(*, out_strides=None, in_channels: int = 3, weights: str | None = None) -> TorchvisionBackbone:
+    """torchvision MobileNetV3-small (random init, or weights=PATH for a local state_dict file)."""
+    return TorchvisionBackbone("mobilenet_v3_small", out_strides, in_channels, weights)
+
+
+@register("backbone", "mobilenet_v3_large")
+def mobilenet_v3_large(*, out_strides=None, in_channels: int = 3, weights: str | None = None) -> TorchvisionBackbone:
+    """torchvision MobileNetV3-large (random init, or weights=PATH for a local state_dict file)."""
+    return TorchvisionBackbone("mobilenet_v3_large", out_strides, in_channels, weights)
+
+
+@register("backbone", "efficientnet_b0")
+def efficientnet_b0(*, out_strides=None, in_channels: int = 3, weights: str | None = None) -> TorchvisionBackbone:
+    """torchvision EfficientNet-B0 (random init, or weights=PATH for a local state_dict file)."""
+    return TorchvisionBackbone("efficientnet_b0", out_strides, in_channels, weights)
+
+
+@register("backbone", "convnext_tiny")
+def convnext_tiny(*, out_strides=None, in_channels: int = 3, weights: str | None = None) -> TorchvisionBackbone:
+    """torchvision ConvNeXt-tiny (random init, or weights=PATH for a local state_dict file)."""
+    return TorchvisionBackbone("convnext_tiny", out_strides, in_channels, weights)
