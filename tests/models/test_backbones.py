@@ -56,3 +56,26 @@ def test_local_weights_file_loads(tmp_path):
     assert torch.equal(net.stages[0][0].weight, ref.conv1.weight)
     grey = build("backbone", "resnet18", in_channels=1, weights=str(tmp_path / "r18.pth"))
     assert torch.allclose(grey.stages[0][0].weight, ref.conv1.weight.sum(1, keepdim=True), atol=1e-6)
+
+
+def test_a_backbone_that_declares_the_wrong_channels_fails_at_build():
+    """Declared channels/strides are checked against a meta-device forward when the model is built."""
+    from torch import nn
+
+    from visionkit.models.backbones import StagedBackbone
+    from visionkit.models.build import build_model
+    from visionkit.registry import REGISTRY
+
+    def liar(*, out_strides=None, in_channels: int = 3) -> StagedBackbone:
+        stages = [nn.Sequential(nn.Conv2d(in_channels, 8, 3, 2, 1)), nn.Sequential(nn.Conv2d(8, 16, 3, 2, 1))]
+        net = StagedBackbone(stages, [2, 4], [8, 16], (2, 4), in_channels, "liar_net")
+        net.channels = (8, 32)  # the second stage really gives 16
+        return net
+
+    REGISTRY.register("backbone", "liar_net", override=True)(liar)
+    config = {"task": "classify", "num_classes": 2, "backbone": {"name": "liar_net"}, "head": {"name": "linear"}}
+    try:
+        with pytest.raises(UsageError, match=r"backbone 'liar_net' declares .*\(32, 4\).* but returns .*\(16, 4\)"):
+            build_model(config)
+    finally:
+        REGISTRY._items["backbone"].pop("liar_net")  # other tests list the registered backbones

@@ -31,6 +31,34 @@ def _spec(part: Any, field: str) -> dict:
     raise UsageError(f"model config '{field}' must be a name or a mapping with 'name', got {part!r}")
 
 
+def check_declared_features(backbone: nn.Module, name: str, in_channels: int, imgsz: int | None, rebuild) -> None:
+    """A backbone's declared ``channels`` and ``strides`` (what the neck and head are built from) against what it
+    returns, checked with a forward pass of a copy on the meta device (no memory, no compute): a plugin that
+    declares them wrong fails here, naming itself, not deep inside a head. Networks with an op that has no meta
+    kernel are left to the contract tests' real forward. ``rebuild()`` builds the same backbone again."""
+    strides, channels = tuple(backbone.strides), tuple(backbone.channels)
+    if len(strides) != len(channels) or list(strides) != sorted(set(strides)):
+        raise UsageError(
+            f"backbone '{name}' declares strides {strides} and channels {channels}: they must pair up, strides "
+            f"strictly increasing"
+        )
+    step = max(strides)
+    size = max(step * 2, -(-int(imgsz or 0) // step) * step)
+    try:
+        with torch.device("meta"):
+            skeleton = rebuild()  # built on the meta device: allocates nothing
+            features = skeleton(torch.empty(1, in_channels, size, size))
+    except Exception:  # no meta kernel for some op, or a fixed-size network given another size
+        return
+    got = [(int(f.shape[1]), size // int(f.shape[-1]) if f.shape[-1] else 0) for f in features]
+    declared = list(zip(channels, strides))
+    if got != declared:
+        raise UsageError(
+            f"backbone '{name}' declares (channels, stride) {declared} but returns {got} on a {size}x{size} input; "
+            f"fix its channels/strides attributes"
+        )
+
+
 class VisionModel(nn.Module):
     """backbone → neck → head. ``forward`` returns the head's raw output (no post-processing)."""
 
@@ -39,7 +67,15 @@ class VisionModel(nn.Module):
         self.config = normalize_config(config)
         cfg = self.config
         bb = dict(cfg["backbone"])
-        self.backbone = REGISTRY.build("backbone", bb.pop("name"), in_channels=cfg["in_channels"], **bb)
+        name = bb.pop("name")
+        self.backbone = REGISTRY.build("backbone", name, in_channels=cfg["in_channels"], **bb)
+        check_declared_features(
+            self.backbone,
+            name,
+            cfg["in_channels"],
+            cfg.get("imgsz"),
+            lambda: REGISTRY.build("backbone", name, in_channels=cfg["in_channels"], **bb),
+        )
         nk = dict(cfg["neck"])
         self.neck = REGISTRY.build(
             "neck", nk.pop("name"), in_channels=self.backbone.channels, in_strides=self.backbone.strides, **nk
