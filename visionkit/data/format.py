@@ -215,6 +215,18 @@ def row_to_box(coords: list[float]) -> tuple[float, float, float, float]:
     return ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1)
 
 
+def clipped_box(coords: list[float], size: tuple[int, int]) -> tuple[list[float] | None, bool]:
+    """A row's box (cx, cy, w, h), normalised, clipped to the image of ``size`` (w, h), and whether clipping changed
+    it; the box is None when less than a pixel of it is left (training drops it; check counts no object for it)."""
+    cx, cy, w, h = row_to_box(coords)
+    x1, y1, x2, y2 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+    cx1, cy1, cx2, cy2 = max(x1, 0.0), max(y1, 0.0), min(x2, 1.0), min(y2, 1.0)
+    changed = (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2)
+    if (cx2 - cx1) * size[0] < 1 or (cy2 - cy1) * size[1] < 1:
+        return None, changed  # zero-sized or wholly outside the image
+    return [(cx1 + cx2) / 2, (cy1 + cy2) / 2, cx2 - cx1, cy2 - cy1], changed
+
+
 # --- masks and depth -------------------------------------------------------------------------------------------------
 IGNORE_INDEX = 255
 

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from visionkit.cfg import Settings
+from visionkit.data.rules import DatasetRules
 
 
 @dataclass
@@ -74,6 +75,9 @@ class Task:
     # modes beyond train/val/predict/export/lrfind: each is a method ``mode(model, args)`` of the task, reached as
     # ``visionkit TASK MODE ...`` and ``Model(...).MODE(**overrides)``
     modes: tuple[str, ...] = ()
+    # what the task needs of a data.yaml dataset: training and ``visionkit data check`` apply the same rules
+    # (visionkit/data/rules.py); None for a task that reads no data.yaml images/labels layout
+    dataset_rules: DatasetRules | None = None
 
     def bare_model_config(self, backbone: str) -> dict[str, Any]:
         """The model config of a registered backbone with this task's default neck and head. ``num_classes`` is a
