@@ -82,6 +82,14 @@ def load_data_yaml(path: str | Path) -> dict[str, Any]:
     data["yaml_file"] = str(path)
     if "names" in data:
         data["names"] = names_list(data["names"], path)
+    scale = data.get("depth_scale")
+    if scale is not None and not (
+        isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale) and scale > 0
+    ):  # read at every depth PNG: a text or a zero would fail (or divide by zero) deep inside training
+        raise DataError(
+            f"'{path}': depth_scale must be a positive number (PNG values per metre, e.g. 1000), got "
+            f"{short_prefix(str(scale))}"
+        )
     return data
 
 
