@@ -255,3 +255,16 @@ def test_a_depth_scale_that_is_no_positive_number_is_refused_when_read(tmp_path)
         write_data_yaml(path, {"path": ".", "train": "images/train", "depth_scale": bad})
         with pytest.raises(DataError, match="depth_scale must be a positive number"):
             load_data_yaml(path)
+
+
+def test_a_split_a_dense_task_cannot_use_is_an_error_in_check_as_in_training(tmp_path):
+    # box rows only: no mask, no polygon (a box is not a mask), no depth map
+    yaml = _dataset(tmp_path / "ds", {"train": {"t.jpg": BOX}, "val": {"v.jpg": BOX}})
+    for task in (SegmentTask(), DepthTask()):
+        errors = _errors(yaml, task=task.name)
+        assert {e["problem"].split("'")[3] for e in errors} == {"train", "val"}
+        assert all("images is usable" in e["problem"] for e in errors)
+        assert _train_refusal(task, yaml) is not None
+    polygon = "0 0.1 0.1 0.9 0.1 0.5 0.9\n"
+    ok = _dataset(tmp_path / "ok", {"train": {"t.jpg": polygon}, "val": {"v.jpg": ""}})
+    assert _errors(ok, task="segment") == [] and _train_refusal(SegmentTask(), ok) is None

@@ -22,7 +22,15 @@ from visionkit.data.format import (
     sidecar_path,
     split_images,
 )
-from visionkit.data.rules import DatasetRules, layout_errors, layout_problems, objects_problem, spec_problems
+from visionkit.data.rules import (
+    READS_FOLDER,
+    DatasetRules,
+    layout_errors,
+    layout_problems,
+    objects_problem,
+    spec_problems,
+    usable_problem,
+)
 from visionkit.errors import DataError, UsageError
 
 TOL = 1e-6
@@ -82,6 +90,7 @@ def check_dataset(data: str | Path, verbose: bool = True, task: str | None = Non
     candidates = task_rules(task)
     applied = candidates if task else {n: r for n, r in candidates.items() if set(r.reads) & present}
     objects = any(r.objects for r in applied.values())
+    usable_rules = {r.usable for r in applied.values() if r.usable}
     for text in dict.fromkeys(t for r in applied.values() for t in spec_problems(spec, r)):
         problem(yaml_file, text)
     try:
@@ -91,9 +100,10 @@ def check_dataset(data: str | Path, verbose: bool = True, task: str | None = Non
         n_mask = 0
 
     for split, (files, layout) in splits.items():
-        for file, text in layout_errors(layout, split, yaml_file, objects):
+        for file, text in layout_errors(layout, split, yaml_file, objects or bool(usable_rules)):
             problem(file, text)
         objects_before = counts["objects"]
+        usable_count: Counter = Counter()  # per rules' usable tuple: images of the split it can use
         for img in files:
             counts[f"{split} images"] += 1
             for kind, path in (
@@ -116,15 +126,23 @@ def check_dataset(data: str | Path, verbose: bool = True, task: str | None = Non
                 continue
             if objects and not sidecar_path(img).exists():
                 counts["background images (no label file)"] += 1
-            _check_labels(img, size, names, counts, problem)
-            _check_mask(img, size, n_mask, counts, problem)
-            _check_depth(img, size, spec.get("depth_scale"), counts, problem)
+            evidence = _check_labels(img, size, names, counts, problem)
+            if _check_mask(img, size, n_mask, counts, problem):
+                evidence.add("masks")
+            if _check_depth(img, size, spec.get("depth_scale"), counts, problem):
+                evidence.add("depth")
+            for usable in usable_rules:
+                usable_count[usable] += bool(evidence & set(usable))
         if objects:
             text = objects_problem(
                 split, yaml_file, counts["objects"] - objects_before, files, allow_empty, "allow_empty=True"
             )
             if text:
                 problem(sidecar_path(files[0]).parent, text)
+        for usable in usable_rules:
+            text = usable_problem(split, yaml_file, usable_count[usable], files, usable)
+            if text:
+                problem(sidecar_path(files[0], READS_FOLDER[usable[0]]).parent, text)
     errors = sum(p["severity"] == "error" for p in problems)
     result = {
         "problems": problems,
@@ -138,18 +156,22 @@ def check_dataset(data: str | Path, verbose: bool = True, task: str | None = Non
     return result
 
 
-def _check_labels(img: Path, size, names, counts, problem) -> None:
+def _check_labels(img: Path, size, names, counts, problem) -> set[str]:
+    """Checks the image's label file; returns what it gives training: ``polygons``, ``empty label`` (a rule's
+    ``usable`` evidence)."""
     path = sidecar_path(img)
     if not path.is_file():
-        return
+        return set()
     try:
         rows = read_label_file(path, len(names) or None)
     except DataError as e:
         problem(path, str(e))
-        return
+        return set()
     counts["label files"] += 1
+    evidence = {"polygons"} if any(len(c) > 4 for _, c in rows) else set()
     if not rows:
         counts["background images (empty label file)"] += 1
+        evidence.add("empty label")
     for n, (_cls, coords) in enumerate(rows, 1):
         box, _ = clipped_box(coords, size)
         if box is not None:  # what training keeps: less than a pixel of box is dropped there
@@ -161,35 +183,39 @@ def _check_labels(img: Path, size, names, counts, problem) -> None:
         cx, cy, w, h = row_to_box(coords)
         if w <= 0 or h <= 0:
             problem(path, f"row {n}: zero-size box (w={w:.6f}, h={h:.6f})")
+    return evidence
 
 
-def _check_mask(img: Path, size, n_classes: int, counts, problem) -> None:
+def _check_mask(img: Path, size, n_classes: int, counts, problem) -> bool:
+    """Checks the image's mask; True when it has one that reads."""
     path = sidecar_path(img, "masks")
     if not path.is_file():
-        return
+        return False
     try:
         mask = read_mask(path)
     except DataError as e:
         problem(path, str(e))
-        return
+        return False
     counts["masks"] += 1
     if mask.shape[::-1] != tuple(size):
         problem(path, f"mask is {mask.shape[1]}×{mask.shape[0]} but the image is {size[0]}×{size[1]}")
     bad = sorted(set(np.unique(mask).tolist()) - set(range(n_classes)) - {255})
     if bad:
         problem(path, f"mask values {bad[:10]} are not class ids (0..{n_classes - 1}) or 255 (ignore)")
+    return True
 
 
-def _check_depth(img: Path, size, depth_scale: float | None, counts, problem) -> None:
+def _check_depth(img: Path, size, depth_scale: float | None, counts, problem) -> bool:
+    """Checks the image's depth map; True when it has one with a valid pixel."""
     path = depth_path(img)
     if path is None:
-        return
+        return False
     invalid: dict = {}
     try:
         depth = read_depth(path, depth_scale, invalid)
     except (DataError, ValueError) as e:
         problem(path, str(e))
-        return
+        return False
     counts["depth maps"] += 1
     if invalid.get("invalid values"):
         problem(path, f"{invalid['invalid values']} negative or non-finite depth value(s), read as invalid", "warning")
@@ -200,6 +226,7 @@ def _check_depth(img: Path, size, depth_scale: float | None, counts, problem) ->
         problem(path, "depth map has no valid pixels (all 0)")
     elif valid.mean() < 0.1:
         problem(path, f"only {valid.mean():.1%} of depth pixels are valid", "warning")
+    return bool(valid.any())
 
 
 def format_check(result: dict, data) -> str:

@@ -29,12 +29,16 @@ class DatasetRules:
         min_mask_classes: classes the masks must distinguish (``mask_names`` rule); 0 = no rule.
         objects: labels are boxes or polygons: a split without one labelled object is an error unless the
             ``allow_empty`` key is set (training on background images only).
+        usable: what makes an image usable for training (``masks``: a mask file; ``polygons``: polygon rows;
+            ``empty label``: an empty label file, a background image; ``depth``: a depth map with a valid pixel);
+            a split without one usable image is an error.
     """
 
     reads: tuple[str, ...] = ("labels",)
     names: bool = False
     min_mask_classes: int = 0
     objects: bool = False
+    usable: tuple[str, ...] = ()
 
 
 def spec_problems(spec: dict[str, Any], rules: DatasetRules) -> list[str]:
@@ -93,10 +97,10 @@ def layout_problems(files: list[Path]) -> dict[str, list]:
     return {"shared": shared, "folders": folders, "two_depths": sorted(set(two_depths)), "none": none, "kinds": kinds}
 
 
-def layout_errors(layout: dict[str, list], split: str, source: str, objects: bool = False) -> list[tuple[Path, str]]:
+def layout_errors(layout: dict[str, list], split: str, source: str, covered: bool = False) -> list[tuple[Path, str]]:
     """(first example, message) per kind of layout problem of ``split`` (count and that example). ``none`` is left to
-    :func:`objects_problem` when the rules want ``objects`` (its message names the labels folder and the way
-    out)."""
+    :func:`objects_problem` or :func:`usable_problem` when the rules have them (``covered``): their messages name
+    the folder looked in and the way out."""
     where = f"'{source}' split '{split}'"
     lines: list[tuple[Path, str]] = []
     if layout["shared"]:
@@ -128,7 +132,7 @@ def layout_errors(layout: dict[str, list], split: str, source: str, objects: boo
                 f"'{d}.npy'); keep one",
             )
         )
-    if layout["none"] and not objects:
+    if layout["none"] and not covered:
         lines.append(
             (
                 layout["none"][0],
@@ -172,6 +176,26 @@ def objects_problem(
         f"'{folders[0]}'{more}, {state}. Fix data.yaml's path: or the labels folder, or pass {fix} to use "
         f"background images only"
     )
+
+
+def usable_problem(split: str, source: str, n_usable: int, files: list[Path], usable: tuple[str, ...]) -> str | None:
+    """A split none of whose images the task can use (no mask, no polygon, no valid depth map): an error naming
+    the folders looked in."""
+    if n_usable or not files:
+        return None
+    try:
+        where = ", ".join(
+            f"'{sidecar_path(files[0], k).parent}'" for k in dict.fromkeys(READS_FOLDER[u] for u in usable)
+        )
+    except DataError:
+        return None  # no image under images/: the readers say so
+    return (
+        f"'{source}' split '{split}': none of its {len(files)} images is usable ({' or '.join(usable)} needed); "
+        f"looked in {where}"
+    )
+
+
+READS_FOLDER = {"masks": "masks", "polygons": "labels", "empty label": "labels", "depth": "depth"}
 
 
 def refuse(problems: list[str]) -> None:

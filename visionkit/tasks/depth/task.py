@@ -40,7 +40,7 @@ class DepthTask(DenseTask):
     default_head = "dpt"
     backbone_strides = (4, 8, 16, 32)
     modes = ("calibrate",)
-    dataset_rules = DatasetRules(reads=("depth",))
+    dataset_rules = DatasetRules(reads=("depth",), usable=("depth",))
     keys = {
         "depth_mode": (
             "relative",

@@ -54,7 +54,7 @@ class SegmentTask(DenseTask):
     default_neck = "identity"
     default_head = "unet"
     backbone_strides = (2, 4, 8, 16, 32)  # or the deepest run of these the backbone has
-    dataset_rules = DatasetRules(reads=("masks",), min_mask_classes=2)
+    dataset_rules = DatasetRules(reads=("masks",), min_mask_classes=2, usable=("masks", "polygons", "empty label"))
     keys = {
         "dice": (
             0.5,
