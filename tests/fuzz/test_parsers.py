@@ -443,12 +443,12 @@ def _write_split(root: Path, split: str, images: dict[str, str], labels_dir: str
         img.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(img), np.full((16, 24, 3), 30 * i, np.uint8))
         label = root / labels_dir / split / f"{Path(name).stem}.txt"
-        if state == "none":
+        if state == "none" or label.exists():  # a.jpg and a.png: the first one's label is the shared file
             continue
         label.parent.mkdir(parents=True, exist_ok=True)
         if state == "folder":
-            label.mkdir(exist_ok=True)
-        elif not label.exists():  # a.jpg and a.png: the first writes the shared file
+            label.mkdir()
+        else:
             label.write_text(LABEL_TEXT[state])
 
 
