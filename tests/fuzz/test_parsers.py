@@ -138,14 +138,32 @@ def test_command_line_values(argv):
         JSONISH.map(lambda v: json.dumps(v)),
         st.text(max_size=80),
         st.dictionaries(
-            st.sampled_from(["path", "train", "val", "names", "nc", "mask_names", "test"]), JSONISH, max_size=5
+            st.sampled_from(
+                [
+                    "path",
+                    "train",
+                    "val",
+                    "names",
+                    "nc",
+                    "mask_names",
+                    "test",
+                    "depth_scale",
+                    "classify",
+                    "classify_names",
+                ]
+            ),
+            JSONISH,
+            max_size=5,
         ).map(json.dumps),
     )
 )
 @example('{"path": 1}')  # found: a number where a folder belongs was a TypeError
 @example('{"path": "\\u0000"}')  # found: a NUL byte in a path was a ValueError
 @example('{"names": {"a": "x"}}')
+@example('{"depth_scale": "mm"}')  # found: a text depth_scale was a ValueError in training
+@example('{"classify": 5}')  # found: a number where the classification folder belongs was a TypeError
 def test_data_yaml(text):
+    from visionkit.data.check import check_dataset
     from visionkit.data.format import load_data_yaml
 
     d = _tmpdir()
@@ -157,6 +175,11 @@ def test_data_yaml(text):
         except VisionkitError:
             return
         assert isinstance(data, dict) and "root" in data
+        try:  # what the file says reaches check's rules too: a result or a clear error
+            result = check_dataset(path, verbose=False)
+        except VisionkitError:
+            return
+        assert result["errors"] >= 0
     finally:
         shutil.rmtree(d)
 

@@ -71,17 +71,19 @@ def load_data_yaml(path: str | Path) -> dict[str, Any]:
     data = read_yaml(path, "dataset file", DataError) or {}
     if not isinstance(data, dict):
         raise DataError(f"'{path}' must hold a mapping (path, train, val, names, ...)")
-    for key in ("path", "train", "val", "test"):  # folders: text, or (train/val/test) a list of texts
+    for key in ("path", "train", "val", "test", "classify"):  # folders: text, or (train/val/test) a list of texts
         value = data.get(key)
-        texts = value if isinstance(value, list) and key != "path" else [value]
+        single = key in ("path", "classify")
+        texts = value if isinstance(value, list) and not single else [value]
         if value is not None and not all(isinstance(v, str) and v and _path_text(v) for v in texts):
-            alt = " or a list of them" if key != "path" else ""
+            alt = "" if single else " or a list of them"
             raise DataError(f"'{path}': {key} must be a folder path (text){alt}, got {short_prefix(str(value))}")
     base = Path(data.get("path") or ".")
     data["root"] = base if base.is_absolute() else (path.parent / base).resolve()
     data["yaml_file"] = str(path)
-    if "names" in data:
-        data["names"] = names_list(data["names"], path)
+    for key in ("names", "classify_names"):
+        if key in data and data[key] is not None:
+            data[key] = names_list(data[key], path)
     scale = data.get("depth_scale")
     if scale is not None and not (
         isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale) and scale > 0
