@@ -190,12 +190,18 @@ def usable_problem(split: str, source: str, n_usable: int, files: list[Path], us
     except DataError:
         return None  # no image under images/: the readers say so
     return (
-        f"'{source}' split '{split}': none of its {len(files)} images is usable ({' or '.join(usable)} needed); "
-        f"looked in {where}"
+        f"'{source}' split '{split}': none of its {len(files)} images is usable (each needs "
+        f"{' or '.join(USABLE_WORDS[u] for u in usable)}); looked in {where}"
     )
 
 
 READS_FOLDER = {"masks": "masks", "polygons": "labels", "empty label": "labels", "depth": "depth"}
+USABLE_WORDS = {
+    "masks": "a mask",
+    "polygons": "polygon rows",
+    "empty label": "an empty label file (a background image)",
+    "depth": "a depth map with a valid pixel",
+}
 
 
 def refuse(problems: list[str]) -> None:
