@@ -268,3 +268,13 @@ def test_a_split_a_dense_task_cannot_use_is_an_error_in_check_as_in_training(tmp
     polygon = "0 0.1 0.1 0.9 0.1 0.5 0.9\n"
     ok = _dataset(tmp_path / "ok", {"train": {"t.jpg": polygon}, "val": {"v.jpg": ""}})
     assert _errors(ok, task="segment") == [] and _train_refusal(SegmentTask(), ok) is None
+
+
+def test_a_split_list_that_is_not_text_is_a_clear_error_in_check_and_training(tmp_path):
+    yaml = _dataset(tmp_path / "ds", {"train": {"t.jpg": BOX}, "val": {"v.jpg": BOX}})
+    (tmp_path / "ds/val.txt").write_bytes(b"\xff\xfe\x00images/val/v.jpg")
+    spec = {"path": ".", "train": "images/train", "val": "val.txt", "names": ["a"]}
+    write_data_yaml(yaml, spec)
+    errors = _errors(yaml)
+    assert len(errors) == 1 and "is not readable UTF-8 text" in errors[0]["problem"]
+    assert _train_refusal(DetectTask(), yaml, "val") == errors[0]["problem"]

@@ -379,7 +379,14 @@ def split_images(spec: dict[str, Any], split: str) -> list[Path]:
         if p.is_dir():
             files += sorted(f for f in p.rglob("*") if f.is_file() and is_image(f))
         elif p.suffix == ".txt" and p.is_file():
-            for line in p.read_text().splitlines():
+            try:
+                text = p.read_text(encoding="utf-8")
+            except (UnicodeDecodeError, OSError) as e:
+                raise DataError(
+                    f"split '{split}' lists its images in '{p}', which is not readable UTF-8 text ({e}); write one "
+                    f"image path per line"
+                ) from None
+            for line in text.splitlines():
                 if line.strip():
                     f = Path(line.strip())
                     files.append(f if f.is_absolute() else (p.parent / f).resolve())
