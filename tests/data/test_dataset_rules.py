@@ -212,7 +212,7 @@ def test_label_studio_parts_of_the_wrong_type_are_reported_with_their_path_and_s
         {"id": [3], "data": {"image": "img.png"}},
         {"id": 4, "data": {"image": "img.png"}, "annotations": "oops"},
         {"id": 5, "data": {"image": 5}, "annotations": [good]},
-        {"id": 6, "data": {"image": "img.png"}, "annotations": [{"id": 8, "result": 5}, {"id": "x"}], "predictions": 3},
+        {"id": 6, "data": {"image": "img.png"}, "annotations": [{"id": 8, "result": 5}, {"id": [1]}], "predictions": 3},
         {"id": "", "data": {"image": "img.png"}, "annotations": [{**good, "updated_at": 12, "id": 9}]},
     ]
     report = import_labelstudio(tasks, tmp_path / "out", images_dir=images, val=0.0, verbose=False, background=True)

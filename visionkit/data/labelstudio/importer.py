@@ -34,7 +34,7 @@ from visionkit.data.labelstudio.regions import (
     region_problem,
 )
 from visionkit.data.labelstudio.rle import decode_brush_mask
-from visionkit.data.labelstudio.shapes import check_tasks
+from visionkit.data.labelstudio.shapes import check_tasks, id_order
 from visionkit.data.output import UnsafeNameError, atomic_dir, prepare_output, safe_component
 from visionkit.errors import DataError, UsageError
 from visionkit.limits import MAX_IMAGE_PIXELS
@@ -154,16 +154,16 @@ class LabelStudioImport:
                 live.append(a)
         chosen: list[dict] = []
         if live:
-            latest = max(live, key=lambda a: (a.get("updated_at") or a.get("created_at") or "", a.get("id") or 0))
+            latest = max(live, key=lambda a: (a.get("updated_at") or a.get("created_at") or "", id_order(a.get("id"))))
             if self.policy in ("all", "merge"):
                 chosen = live
             elif self.policy == "first":
-                chosen = [min(live, key=lambda a: (a.get("created_at") or "", a.get("id") or 0))]
+                chosen = [min(live, key=lambda a: (a.get("created_at") or "", id_order(a.get("id"))))]
             elif self.policy == "latest":
                 chosen = [latest]
             else:
                 gt = [a for a in live if a.get("ground_truth")]
-                chosen = [max(gt, key=lambda a: (a.get("updated_at") or "", a.get("id") or 0))] if gt else [latest]
+                chosen = [max(gt, key=lambda a: (a.get("updated_at") or "", id_order(a.get("id"))))] if gt else [latest]
             for a in live:
                 if not any(a is c for c in chosen):
                     for r in a.get("result") or []:
@@ -173,7 +173,7 @@ class LabelStudioImport:
         preds = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
         picked_pred = None
         if preds and self.use_predictions and not chosen:
-            picked_pred = max(preds, key=lambda p: (p.get("score") or 0, p.get("id") or 0))
+            picked_pred = max(preds, key=lambda p: (p.get("score") or 0, id_order(p.get("id"))))
         for p in preds:
             if p is picked_pred:
                 continue
@@ -327,7 +327,7 @@ class LabelStudioImport:
         rep.tasks_read = len(tasks) if isinstance(tasks, list) else 1
         tasks, rep.malformed = check_tasks(tasks, source or "the export")
         # ids are integers, texts or absent (check_tasks): sorted by type first, so they never meet another type
-        tasks = sorted(tasks, key=lambda t: (type(t.get("id")).__name__, t.get("id") if t.get("id") is not None else 0))
+        tasks = sorted(tasks, key=lambda t: id_order(t.get("id")))
         self._tasks = tasks
         samples: list[Sample] = []
         for task in tasks:

@@ -23,6 +23,12 @@ def _id_ok(value: Any) -> bool:
     return value is None or (isinstance(value, (int, str)) and not isinstance(value, bool))
 
 
+def id_order(value: Any) -> tuple[str, Any]:
+    """A sort key for ids that are integers, texts or absent (what check_tasks lets through): by type first, so an
+    integer is never compared with a text."""
+    return (type(value).__name__, value if value is not None else 0)
+
+
 def _entry(task_id, path: str, problem: str) -> dict:
     return {"task": task_id, "path": path, "reason": problem}
 
@@ -54,8 +60,8 @@ def _check_items(items: Any, task_id, path: str, label: str, malformed: list[dic
 
 def _item_problem(item: dict) -> str | None:
     """Why an annotation or prediction cannot be read (the fields that are compared, sorted or iterated)."""
-    if not (item.get("id") is None or (isinstance(item["id"], int) and not isinstance(item["id"], bool))):
-        return f"id is {_kind(item['id'])}, not an integer"
+    if not _id_ok(item.get("id")):
+        return f"id is {_kind(item['id'])}, not an integer or text"
     for key in ("created_at", "updated_at"):
         if item.get(key) is not None and not isinstance(item[key], str):
             return f"{key} is {_kind(item[key])}, not a date text"
