@@ -448,9 +448,12 @@ def test_coco_json(ls_images, coco):
 
 
 # -- datasets on disk: what `data check` passes, training accepts -------------------------------------------------
-LABEL_STATE = st.sampled_from(["box", "box", "none", "empty", "tiny", "outside", "bad row", "class 5", "folder"])
+LABEL_STATE = st.sampled_from(
+    ["box", "box", "polygon", "none", "empty", "tiny", "outside", "bad row", "class 5", "folder"]
+)
 LABEL_TEXT = {
     "box": "0 0.5 0.5 0.4 0.4\n",
+    "polygon": "0 0.1 0.1 0.9 0.1 0.5 0.9\n",
     "empty": "",
     "tiny": "0 0.5 0.5 0.01 0.01\n",  # under a pixel: training drops it
     "outside": "0 1.5 1.5 0.2 0.2\n",
@@ -482,16 +485,20 @@ def _write_split(root: Path, split: str, images: dict[str, str], labels_dir: str
     st.sampled_from(["labels", "labels", "Labels"]),  # a typo in the folder name: no label file found at all
     st.one_of(st.none(), st.just(["a"]), st.just(["a", "b"]), st.just([])),
     st.booleans(),
+    st.sampled_from(["detect", "segment"]),
 )
-@example({"a.jpg": "box"}, {"c.jpg": "none"}, "labels", ["a"], False)  # val without labels: trained on nothing
-@example({"a.jpg": "box", "a.png": "box"}, {"c.jpg": "box"}, "labels", ["a"], False)  # one label for two images
-@example({"a.jpg": "box"}, {"c.jpg": "box"}, "labels", None, False)  # no names: check said 0 errors
-@example({"a.jpg": "box"}, {"c.jpg": "tiny"}, "labels", ["a"], False)  # a box under a pixel is no object
-def test_what_check_passes_training_accepts(train, val, labels_dir, names, allow_empty):
+@example({"a.jpg": "box"}, {"c.jpg": "none"}, "labels", ["a"], False, "detect")  # val unlabelled: trained on nothing
+@example({"a.jpg": "box", "a.png": "box"}, {"c.jpg": "box"}, "labels", ["a"], False, "detect")  # one label, 2 images
+@example({"a.jpg": "box"}, {"c.jpg": "box"}, "labels", None, False, "detect")  # no names: check said 0 errors
+@example({"a.jpg": "box"}, {"c.jpg": "tiny"}, "labels", ["a"], False, "detect")  # a box under a pixel is no object
+@example({"a.jpg": "polygon"}, {"c.jpg": "box"}, "labels", ["a"], False, "segment")  # a box is not a mask
+def test_what_check_passes_training_accepts(train, val, labels_dir, names, allow_empty, task_name):
+    """Random small datasets with the defects users make: whatever `data check task=...` passes, that task's
+    training accepts (its datasets build for train and val); every refusal is a clear error."""
     from visionkit.cfg import resolve
     from visionkit.data.check import check_dataset
     from visionkit.data.format import write_data_yaml
-    from visionkit.tasks.detect.task import DetectTask
+    from visionkit.registry import REGISTRY
 
     d = _tmpdir()
     try:
@@ -501,18 +508,22 @@ def test_what_check_passes_training_accepts(train, val, labels_dir, names, allow
         if names is not None:
             spec["names"] = names
         write_data_yaml(d / "data.yaml", spec)
+        task = REGISTRY.get("task", task_name)()
+        allow_empty = allow_empty and "allow_empty" in task.keys  # the key exists where the rule does
         try:
-            result = check_dataset(d / "data.yaml", verbose=False, task="detect", allow_empty=allow_empty)
+            result = check_dataset(d / "data.yaml", verbose=False, task=task_name, allow_empty=allow_empty)
         except VisionkitError:
             result = None
-        task = DetectTask()
-        args = resolve({"data": str(d / "data.yaml"), "allow_empty": allow_empty, "workers": 0}, task.keys)
+        keys = {"data": str(d / "data.yaml"), "workers": 0, **({"allow_empty": True} if allow_empty else {})}
+        args = resolve(keys, task.keys)
         try:
             data = task.resolve_data(args)
             for split in ("train", "val"):
                 task.build_dataset(data, split, 32, split == "train", args)
         except VisionkitError as e:
             assert result is None or result["errors"], f"check passed, training refused: {e}"
+        if task_name != "detect":
+            return
         # the same property for check without task= (the rules of the tasks whose folders hold files)
         try:
             inferred = check_dataset(d / "data.yaml", verbose=False, allow_empty=allow_empty)
