@@ -342,7 +342,7 @@ class LabelStudioImport:
                 + [f"{m['path']} (task {m['task']}) {m['reason']}" for m in rep.malformed[:3]]
             )
             raise DataError(
-                f"nothing to import from {source or 'the tasks'}: {len(tasks)} task(s) read, none with "
+                f"nothing to import from {source or 'the tasks'}: {rep.tasks_read} task(s) read, none with "
                 f"a usable annotation and image ({reasons or 'no tasks'}; background=True keeps "
                 f"unannotated tasks)"
             )
