@@ -3,7 +3,6 @@ labels at all, COCO sizes that disagree with the files, and label caches of the 
 
 import io
 import json
-import warnings
 
 import cv2
 import numpy as np
@@ -14,6 +13,7 @@ from visionkit.data.check import check_dataset
 from visionkit.data.coco import import_coco
 from visionkit.data.datasets import ImageFolderDataset
 from visionkit.data.format import image_size, load_data_yaml, read_label_file, read_mask, write_data_yaml
+from visionkit.errors import DataError
 from visionkit.tasks.detect.dataset import DetectionDataset, load_labels
 
 
@@ -74,37 +74,36 @@ def test_truncated_images_are_skipped_by_training_and_reported_by_check(tmp_path
     assert len(ds) == 1
 
 
-def test_check_and_training_report_stems_folders_and_missing_labels(tmp_path):
+def test_check_and_training_refuse_stems_and_folders(tmp_path):
     root = _dataset(tmp_path / "ds", {"train": ["a.jpg", "a.png", "b.jpg", "c.jpg"], "val": ["v.jpg"]})
     (root / "labels/train/c.txt").unlink()
     (root / "labels/train/c.txt").mkdir()  # a label path that is a folder
     problems = check_dataset(root / "data.yaml", verbose=False)["problems"]
     text = {p["file"].rsplit("/", 1)[-1]: p["problem"] for p in problems if p["severity"] == "error"}
-    assert "a.jpg, a.png share this annotation stem" in text["a.txt"]
-    assert "is a folder" in text["c.txt"]
+    assert "2 images share their annotation files" in text["a.txt"] and "a.jpg, a.png" in text["a.txt"]
+    assert "are folders, not files" in text["c.txt"]
     from visionkit.tasks.detect.task import DetectTask
 
     task = DetectTask()
     args = resolve({"data": str(root / "data.yaml")}, task.keys)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with pytest.raises(DataError) as e:
         task.build_dataset(task.resolve_data(args), "train", 64, False, args)
-    messages = " | ".join(str(w.message) for w in caught)
-    assert "split 'train': 2 images share their annotation files" in messages
-    assert "1 label/mask/depth path(s) are folders" in messages
+    assert text["a.txt"] in str(e.value) and text["c.txt"] in str(e.value)  # the very messages check gives
 
 
-def test_a_split_without_any_label_file_is_an_error_in_check_and_a_warning_in_training(tmp_path):
+def test_a_split_without_any_label_file_is_an_error_in_check_and_training(tmp_path):
     root = _dataset(tmp_path / "ds", {"train": ["a.jpg", "b.jpg"], "val": ["v.jpg"]}, labels=False)
     problems = check_dataset(root / "data.yaml", verbose=False)["problems"]
     none = [p for p in problems if "none of its" in p["problem"]]
-    assert {p["problem"].split("'")[1] for p in none} == {"train", "val"}
-    assert all(p["severity"] == "error" for p in none)
+    assert {p["problem"].split("'")[3] for p in none} == {"train", "val"}
+    assert all(p["severity"] == "error" and "labels/" in p["file"] for p in none)
     from visionkit.tasks.detect.task import DetectTask
 
     task = DetectTask()
     args = resolve({"data": str(root / "data.yaml")}, task.keys)
-    with pytest.warns(UserWarning, match="no image has a label, mask or depth file"):
+    with pytest.raises(
+        DataError, match=r"none of its 2 images has a labelled object; looked in '.*labels/train', which"
+    ):
         task.build_dataset(task.resolve_data(args), "train", 64, False, args)
     labelled = _dataset(tmp_path / "ok", {"train": ["a.jpg"], "val": ["v.jpg"]})
     assert not [p for p in check_dataset(labelled / "data.yaml", verbose=False)["problems"] if p["severity"] == "error"]

@@ -1,4 +1,5 @@
-"""``visionkit data check``: decode every image, parse every label, mask and depth file; list every problem."""
+"""``visionkit data check``: apply the dataset rules training applies (visionkit/data/rules.py), decode every image,
+parse every label, mask and depth file; list every problem."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from visionkit.data.format import (
+    clipped_box,
     depth_path,
     image_size,
     load_data_yaml,
@@ -20,70 +22,42 @@ from visionkit.data.format import (
     sidecar_path,
     split_images,
 )
-from visionkit.errors import DataError
+from visionkit.data.rules import (
+    READS_FOLDER,
+    DatasetRules,
+    layout_errors,
+    layout_problems,
+    objects_problem,
+    spec_problems,
+    usable_problem,
+)
+from visionkit.errors import DataError, UsageError
 
 TOL = 1e-6
-ANNOTATION_KINDS = ("labels", "masks", "depth")
 
 
-def layout_problems(files: list[Path]) -> dict[str, list]:
-    """Problems of a split's layout that make annotations silently wrong or missing:
+def task_rules(task: str | None = None) -> dict[str, DatasetRules]:
+    """The dataset rules of the registered task ``task``, or of every registered task that declares some (found
+    through the registry: data/ imports no task)."""
+    from visionkit.registry import REGISTRY
 
-    - ``shared``: images whose stems collide (``a.jpg`` and ``a.png`` both read ``labels/.../a.txt``),
-      as (annotation stem path, [images]);
-    - ``folders``: label, mask or depth paths that are folders, not files;
-    - ``none``: [] or [the labels folder expected] when no image of the split has any label, mask or depth file.
-    """
-    by_sidecar: dict[Path, list[Path]] = {}
-    folders, found_any = [], False
-    for img in files:
-        try:
-            label = sidecar_path(img)
-        except DataError:  # not under images/: reported by the readers themselves
-            continue
-        by_sidecar.setdefault(label.with_suffix(""), []).append(img)
-        for kind in ANNOTATION_KINDS:
-            path = sidecar_path(img, kind)
-            candidates = [path, path.with_suffix(".npy")] if kind == "depth" else [path]
-            for p in candidates:
-                if p.is_dir():
-                    folders.append(p)
-                elif p.is_file():
-                    found_any = True
-    shared = [(stem, imgs) for stem, imgs in by_sidecar.items() if len(imgs) > 1]
-    none = [] if found_any or not files or not by_sidecar else [sidecar_path(files[0]).parent]
-    return {"shared": shared, "folders": folders, "none": none}
+    names = [task] if task else REGISTRY.available("task")
+    rules = {n: getattr(REGISTRY.get("task", n), "dataset_rules", None) for n in names}
+    if task and rules[task] is None:
+        raise UsageError(f"task '{task}' reads no data.yaml images/labels dataset; `data check` has no rules for it")
+    return {n: r for n, r in rules.items() if r is not None}
 
 
-def layout_messages(problems: dict[str, list], split: str) -> list[str]:
-    """One line per kind of layout problem, with its count and a first example."""
-    lines = []
-    if problems["shared"]:
-        stem, imgs = problems["shared"][0]
-        n = sum(len(i) for _, i in problems["shared"])
-        lines.append(
-            f"{split}: {n} images share their annotation files with another image of the same stem (e.g. "
-            f"{', '.join(p.name for p in imgs)} all read {stem.name}.txt/.png); rename them so each stem "
-            f"is unique"
-        )
-    if problems["folders"]:
-        lines.append(
-            f"{split}: {len(problems['folders'])} label/mask/depth path(s) are folders, not files (e.g. "
-            f"'{problems['folders'][0]}'); their images are read as unlabelled"
-        )
-    if problems["none"]:
-        lines.append(
-            f"{split}: no image has a label, mask or depth file (expected e.g. '{problems['none'][0]}/'"
-            f"<stem>.txt); every image would be read as unlabelled — check the folder layout"
-        )
-    return lines
+def check_dataset(data: str | Path, verbose: bool = True, task: str | None = None, allow_empty: bool = False) -> dict:
+    """Check a data.yaml dataset against the rules training applies (visionkit/data/rules.py), then decode every
+    image and parse every label, mask and depth file.
 
-
-def check_dataset(data: str | Path, verbose: bool = True) -> dict:
-    """Returns {'problems': [{'file', 'problem', 'severity'}], 'counts': {...}, 'errors': n, 'warnings': n}."""
+    ``task``: apply that task's rules; None: those of every task whose annotation folders (labels/, masks/,
+    depth/) hold a file. ``allow_empty``: a split without labelled objects is allowed (as ``allow_empty=True`` in
+    training). Returns {'problems': [{'file', 'problem', 'severity'}], 'counts': {...}, 'errors': n, 'warnings': n,
+    'rules': [task names applied]}."""
     spec = load_data_yaml(data)
     names = spec.get("names") or []
-    n_mask = len(mask_names(spec))
     problems: list[dict] = []
     counts: Counter = Counter()
 
@@ -91,39 +65,45 @@ def check_dataset(data: str | Path, verbose: bool = True) -> dict:
         problems.append({"file": str(file), "problem": text, "severity": severity})
 
     root = Path(spec["root"]).resolve()
+    yaml_file = spec["yaml_file"]
 
     def escapes(path: Path) -> bool:
         """True for a path under the dataset folder that resolves outside it (through a symlink)."""
         path = Path(path).absolute()
         return path.is_relative_to(root) and not path.resolve().is_relative_to(root)
 
+    splits: dict[str, tuple[list[Path], dict]] = {}
     for split in ("train", "val", "test"):
         if spec.get(split) is None:
             if split != "test":
-                problem(spec["yaml_file"], f"no '{split}' split", "warning" if split == "val" else "error")
+                problem(yaml_file, f"no '{split}' split", "warning" if split == "val" else "error")
             continue
         try:
             files = split_images(spec, split)
         except DataError as e:
-            problem(spec["yaml_file"], str(e))
+            problem(yaml_file, str(e))
             continue
         if not files:
             problem(spec.get(split), f"split '{split}' has no images")
-        layout = layout_problems(files)
-        for stem, imgs in layout["shared"]:
-            problem(
-                stem.with_suffix(".txt"),
-                f"images {', '.join(p.name for p in imgs)} share this annotation "
-                f"stem; rename them so that each image has its own label file",
-            )
-        for path in layout["folders"]:
-            problem(path, "is a folder, not a label/mask/depth file; its image is read as unlabelled")
-        if layout["none"]:
-            problem(
-                layout["none"][0],
-                f"split '{split}': none of its {len(files)} images has a label, mask or depth "
-                f"file; expected {layout['none'][0]}/<image stem>.txt (or masks/, depth/)",
-            )
+        splits[split] = (files, layout_problems(files))
+    present = set().union(*(layout["kinds"] for _, layout in splits.values()))
+    candidates = task_rules(task)
+    applied = candidates if task else {n: r for n, r in candidates.items() if set(r.reads) & present}
+    objects = any(r.objects for r in applied.values())
+    usable_rules = {r.usable for r in applied.values() if r.usable}
+    for text in dict.fromkeys(t for r in applied.values() for t in spec_problems(spec, r)):
+        problem(yaml_file, text)
+    try:
+        n_mask = len(mask_names(spec))
+    except DataError as e:  # mask_names that are no id: name mapping
+        problem(yaml_file, str(e))
+        n_mask = 0
+
+    for split, (files, layout) in splits.items():
+        for file, text in layout_errors(layout, split, yaml_file, objects or bool(usable_rules)):
+            problem(file, text)
+        objects_before = counts["objects"]
+        usable_count: Counter = Counter()  # per rules' usable tuple: images of the split it can use
         for img in files:
             counts[f"{split} images"] += 1
             for kind, path in (
@@ -144,64 +124,98 @@ def check_dataset(data: str | Path, verbose: bool = True) -> dict:
                 problem(img, f"image does not decode: {type(e).__name__}: {e}")
                 counts["corrupt images"] += 1
                 continue
-            _check_labels(img, names, counts, problem)
-            _check_mask(img, size, n_mask, counts, problem)
-            _check_depth(img, size, spec.get("depth_scale"), counts, problem)
+            if objects and not sidecar_path(img).exists():
+                counts["background images (no label file)"] += 1
+            evidence = _check_labels(img, size, names, counts, problem)
+            if _check_mask(img, size, n_mask, counts, problem):
+                evidence.add("masks")
+            if _check_depth(img, size, spec.get("depth_scale"), counts, problem):
+                evidence.add("depth")
+            for usable in usable_rules:
+                usable_count[usable] += bool(evidence & set(usable))
+        if objects:
+            text = objects_problem(
+                split, yaml_file, counts["objects"] - objects_before, files, allow_empty, "allow_empty=True"
+            )
+            if text:
+                problem(sidecar_path(files[0]).parent, text)
+        for usable in usable_rules:
+            text = usable_problem(split, yaml_file, usable_count[usable], files, usable)
+            if text:
+                problem(sidecar_path(files[0], READS_FOLDER[usable[0]]).parent, text)
     errors = sum(p["severity"] == "error" for p in problems)
-    result = {"problems": problems, "counts": dict(counts), "errors": errors, "warnings": len(problems) - errors}
+    result = {
+        "problems": problems,
+        "counts": dict(counts),
+        "errors": errors,
+        "warnings": len(problems) - errors,
+        "rules": sorted(applied),
+    }
     if verbose:
         print(format_check(result, data))
     return result
 
 
-def _check_labels(img: Path, names, counts, problem) -> None:
+def _check_labels(img: Path, size, names, counts, problem) -> set[str]:
+    """Checks the image's label file; returns what it gives training: ``polygons``, ``empty label`` (a rule's
+    ``usable`` evidence)."""
     path = sidecar_path(img)
     if not path.is_file():
-        return
+        return set()
     try:
         rows = read_label_file(path, len(names) or None)
     except DataError as e:
         problem(path, str(e))
-        return
+        return set()
     counts["label files"] += 1
+    evidence = {"polygons"} if any(len(c) > 4 for _, c in rows) else set()
     if not rows:
         counts["background images (empty label file)"] += 1
+        evidence.add("empty label")
     for n, (_cls, coords) in enumerate(rows, 1):
-        counts["objects"] += 1
+        box, _ = clipped_box(coords, size)
+        if box is not None:  # what training keeps: less than a pixel of box is dropped there
+            counts["objects"] += 1
+        else:
+            counts["boxes under a pixel (dropped by training)"] += 1
         if min(coords) < -TOL or max(coords) > 1 + TOL:
             problem(path, f"row {n}: coordinates outside 0..1 (normalised), e.g. {min(coords):.4f}..{max(coords):.4f}")
         cx, cy, w, h = row_to_box(coords)
         if w <= 0 or h <= 0:
             problem(path, f"row {n}: zero-size box (w={w:.6f}, h={h:.6f})")
+    return evidence
 
 
-def _check_mask(img: Path, size, n_classes: int, counts, problem) -> None:
+def _check_mask(img: Path, size, n_classes: int, counts, problem) -> bool:
+    """Checks the image's mask; True when it has one that reads."""
     path = sidecar_path(img, "masks")
     if not path.is_file():
-        return
+        return False
     try:
         mask = read_mask(path)
     except DataError as e:
         problem(path, str(e))
-        return
+        return False
     counts["masks"] += 1
     if mask.shape[::-1] != tuple(size):
         problem(path, f"mask is {mask.shape[1]}×{mask.shape[0]} but the image is {size[0]}×{size[1]}")
     bad = sorted(set(np.unique(mask).tolist()) - set(range(n_classes)) - {255})
     if bad:
         problem(path, f"mask values {bad[:10]} are not class ids (0..{n_classes - 1}) or 255 (ignore)")
+    return True
 
 
-def _check_depth(img: Path, size, depth_scale: float | None, counts, problem) -> None:
+def _check_depth(img: Path, size, depth_scale: float | None, counts, problem) -> bool:
+    """Checks the image's depth map; True when it has one with a valid pixel."""
     path = depth_path(img)
     if path is None:
-        return
+        return False
     invalid: dict = {}
     try:
         depth = read_depth(path, depth_scale, invalid)
     except (DataError, ValueError) as e:
         problem(path, str(e))
-        return
+        return False
     counts["depth maps"] += 1
     if invalid.get("invalid values"):
         problem(path, f"{invalid['invalid values']} negative or non-finite depth value(s), read as invalid", "warning")
@@ -212,10 +226,12 @@ def _check_depth(img: Path, size, depth_scale: float | None, counts, problem) ->
         problem(path, "depth map has no valid pixels (all 0)")
     elif valid.mean() < 0.1:
         problem(path, f"only {valid.mean():.1%} of depth pixels are valid", "warning")
+    return bool(valid.any())
 
 
 def format_check(result: dict, data) -> str:
-    lines = [f"checked {data}:"]
+    rules = f" (the rules of: {', '.join(result['rules'])})" if result.get("rules") else ""
+    lines = [f"checked {data}{rules}:"]
     lines += [f"  {k:<40} {v:>7}" for k, v in sorted(result["counts"].items())]
     if result["problems"]:
         lines.append(f"{'severity':<8}  {'file':<50}  problem")

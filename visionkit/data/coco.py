@@ -145,7 +145,9 @@ def import_coco(
         "skipped": [],
         "splits": Counter(),
         "resized": [],
+        "renamed": [],
     }
+    stems: set[tuple[str, str]] = set()  # (split, stem) written: one label and mask file per stem
     with atomic_dir(out, exist_ok, written_by="visionkit data import coco") as tmp:
         has_masks = any("segmentation" in a and a["segmentation"] for _, c in cocos for a in c.dataset["annotations"])
         for f, coco in cocos:
@@ -153,7 +155,7 @@ def import_coco(
             splits = _assign_splits(f, ids, len(files), val, seed)
             for img_id in ids:
                 info = coco.loadImgs(img_id)[0]
-                _import_image(coco, info, splits[img_id], images, tmp, cat_index, has_masks, report)
+                _import_image(coco, info, splits[img_id], images, tmp, cat_index, has_masks, report, stems)
         data: dict[str, Any] = {"path": "."}
         for split in SPLIT_WORDS:
             if report["splits"].get(split):
@@ -174,6 +176,12 @@ def import_coco(
         )
         for reason, n in Counter(s["reason"] for s in report["skipped"]).items():
             print(f"  skipped {n}: {reason}")
+        if report["renamed"]:
+            r = report["renamed"][0]
+            print(
+                f"  {len(report['renamed'])} image(s) renamed because their base names collide (one label file per "
+                f"stem), e.g. {r['image']} → {r['written_as']}"
+            )
         if report["resized"]:
             r = report["resized"][0]
             print(
@@ -195,7 +203,15 @@ def _assign_splits(path: Path, ids: list[int], n_files: int, val: float, seed: i
 
 
 def _import_image(
-    coco, info: dict, split: str, images: Path, root: Path, cat_index: dict, has_masks: bool, report: dict
+    coco,
+    info: dict,
+    split: str,
+    images: Path,
+    root: Path,
+    cat_index: dict,
+    has_masks: bool,
+    report: dict,
+    stems: set[tuple[str, str]],
 ) -> None:
     from pycocotools import mask as mask_utils
 
@@ -229,10 +245,16 @@ def _import_image(
         # the same aspect: normalised boxes and polygons still hold; the mask is drawn at the JSON size and resized
         report["resized"].append({"image": file_name, "json": f"{w}×{h}", "file": f"{fw}×{fh}"})
     name = safe_component(Path(file_name).name, f"image file_name (image {info['id']})")
+    if (split, Path(name).stem) in stems:  # a.jpg twice, or a.jpg and a.png: they would share one label file
+        stem, suffix, n = Path(name).stem, Path(name).suffix, 0
+        name = f"{stem}_{info['id']}{suffix}"
+        while (split, Path(name).stem) in stems:  # the new name taken too: count up, deterministically
+            n += 1
+            name = f"{stem}_{info['id']}_{n}{suffix}"
+        name = safe_component(name, f"image file_name (image {info['id']})")
+        report["renamed"].append({"image": file_name, "id": info["id"], "written_as": name})
+    stems.add((split, Path(name).stem))
     dst = root / "images" / split / name
-    if dst.exists():
-        name = f"{Path(name).stem}_{info['id']}{Path(name).suffix}"
-        dst = root / "images" / split / name
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dst)
     rows: list = []

@@ -46,7 +46,15 @@ KEYS: dict[str, dict[str, tuple[Any, str]]] = {
         "out": (None, "folder for instances_<split>.json"),
         "exist_ok": (False, "overwrite instances_<split>.json files that exist in out"),
     },
-    "check": {"data": (None, "dataset data.yaml")},
+    "check": {
+        "data": (None, "dataset data.yaml"),
+        "task": (
+            None,
+            "check with this task's rules (e.g. the one you will train); null = every task whose folders "
+            "(labels/, masks/, depth/) hold a file",
+        ),
+        "allow_empty": (False, "a split without labelled objects is allowed (as allow_empty=True in training)"),
+    },
     "stats": {
         "data": (None, "dataset data.yaml"),
         "out": ("runs/data/stats", "folder for mosaic.png and box_sizes.png"),
@@ -151,7 +159,7 @@ def check(**overrides) -> dict:
 
     a = command_args("check", overrides)
     _require(a, "data", command="check")
-    return check_dataset(a.data, verbose=a.verbose)
+    return check_dataset(a.data, verbose=a.verbose, task=a.task, allow_empty=a.allow_empty)
 
 
 def stats(**overrides) -> dict:

@@ -71,17 +71,27 @@ def load_data_yaml(path: str | Path) -> dict[str, Any]:
     data = read_yaml(path, "dataset file", DataError) or {}
     if not isinstance(data, dict):
         raise DataError(f"'{path}' must hold a mapping (path, train, val, names, ...)")
-    for key in ("path", "train", "val", "test"):  # folders: text, or (train/val/test) a list of texts
+    for key in ("path", "train", "val", "test", "classify"):  # folders: text, or (train/val/test) a list of texts
         value = data.get(key)
-        texts = value if isinstance(value, list) and key != "path" else [value]
+        single = key in ("path", "classify")
+        texts = value if isinstance(value, list) and not single else [value]
         if value is not None and not all(isinstance(v, str) and v and _path_text(v) for v in texts):
-            alt = " or a list of them" if key != "path" else ""
+            alt = "" if single else " or a list of them"
             raise DataError(f"'{path}': {key} must be a folder path (text){alt}, got {short_prefix(str(value))}")
     base = Path(data.get("path") or ".")
     data["root"] = base if base.is_absolute() else (path.parent / base).resolve()
     data["yaml_file"] = str(path)
-    if "names" in data:
-        data["names"] = names_list(data["names"], path)
+    for key in ("names", "classify_names"):
+        if key in data and data[key] is not None:
+            data[key] = names_list(data[key], path)
+    scale = data.get("depth_scale")
+    if scale is not None and not (
+        isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale) and scale > 0
+    ):  # read at every depth PNG: a text or a zero would fail (or divide by zero) deep inside training
+        raise DataError(
+            f"'{path}': depth_scale must be a positive number (PNG values per metre, e.g. 1000), got "
+            f"{short_prefix(str(scale))}"
+        )
     return data
 
 
@@ -213,6 +223,18 @@ def row_to_box(coords: list[float]) -> tuple[float, float, float, float]:
     xs, ys = coords[0::2], coords[1::2]
     x1, x2, y1, y2 = min(xs), max(xs), min(ys), max(ys)
     return ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1)
+
+
+def clipped_box(coords: list[float], size: tuple[int, int]) -> tuple[list[float] | None, bool]:
+    """A row's box (cx, cy, w, h), normalised, clipped to the image of ``size`` (w, h), and whether clipping changed
+    it; the box is None when less than a pixel of it is left (training drops it; check counts no object for it)."""
+    cx, cy, w, h = row_to_box(coords)
+    x1, y1, x2, y2 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+    cx1, cy1, cx2, cy2 = max(x1, 0.0), max(y1, 0.0), min(x2, 1.0), min(y2, 1.0)
+    changed = (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2)
+    if (cx2 - cx1) * size[0] < 1 or (cy2 - cy1) * size[1] < 1:
+        return None, changed  # zero-sized or wholly outside the image
+    return [(cx1 + cx2) / 2, (cy1 + cy2) / 2, cx2 - cx1, cy2 - cy1], changed
 
 
 # --- masks and depth -------------------------------------------------------------------------------------------------
@@ -375,7 +397,14 @@ def split_images(spec: dict[str, Any], split: str) -> list[Path]:
         if p.is_dir():
             files += sorted(f for f in p.rglob("*") if f.is_file() and is_image(f))
         elif p.suffix == ".txt" and p.is_file():
-            for line in p.read_text().splitlines():
+            try:
+                text = p.read_text(encoding="utf-8")
+            except (UnicodeDecodeError, OSError) as e:
+                raise DataError(
+                    f"split '{split}' lists its images in '{p}', which is not readable UTF-8 text ({e}); write one "
+                    f"image path per line"
+                ) from None
+            for line in text.splitlines():
                 if line.strip():
                     f = Path(line.strip())
                     files.append(f if f.is_absolute() else (p.parent / f).resolve())

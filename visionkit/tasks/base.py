@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from visionkit.cfg import Settings
+from visionkit.data.rules import DatasetRules
 
 
 @dataclass
@@ -83,6 +84,9 @@ class Task:
     # the registered MediaPipe facet (kind ``mediapipe_kind``) a plain .tflite of this task is read as (a file
     # visionkit wrote names its own kind); None: no MediaPipe Task runs this task's models
     mediapipe_kind: str | None = None
+    # what the task needs of a data.yaml dataset: training and ``visionkit data check`` apply the same rules
+    # (visionkit/data/rules.py); None for a task that reads no data.yaml images/labels layout
+    dataset_rules: DatasetRules | None = None
 
     def bare_model_config(self, backbone: str | dict[str, Any]) -> dict[str, Any]:
         """The model config of a registered backbone (a name, or a spec with its options, such as another task's

@@ -3,7 +3,6 @@ frames, default geometry for the joint transforms, and the confusion-matrix plot
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +11,10 @@ import numpy as np
 import torch
 
 from visionkit.cfg import Settings
-from visionkit.data.check import layout_messages, layout_problems
 from visionkit.data.dense import collate
 from visionkit.data.format import load_data_yaml, split_images
 from visionkit.data.rooms import ensure_rooms
+from visionkit.data.rules import DatasetRules, layout_errors, layout_problems, refuse, spec_problems
 from visionkit.data.synthetic import ensure_shapes
 from visionkit.data.transforms import letterbox, rect_shapes
 from visionkit.errors import DataError
@@ -24,10 +23,13 @@ from visionkit.tasks.base import Task
 GENERATED = {"shapes": ensure_shapes, "rooms": ensure_rooms}  # named datasets made locally, never downloaded
 
 
-def resolve_yaml_data(args: Settings, default: str, task: str) -> tuple[Path, dict[str, Any]]:
+def resolve_yaml_data(
+    args: Settings, default: str, task: str, rules: DatasetRules | None = None
+) -> tuple[Path, dict[str, Any]]:
     """The data.yaml a box or dense task trains on (``data=`` a data.yaml, a folder holding one, or a generated
-    dataset's name: ``shapes``, ``rooms`` (depth)) and
-    its parsed spec; a missing validation split is an error rather than a silent fallback to training images."""
+    dataset's name: ``shapes``, ``rooms`` (depth)) and its parsed spec, refused when it breaks the task's ``rules``
+    (what ``data check`` reports too); a missing validation split is an error rather than a silent fallback to
+    training images."""
     data = args.data or default
     generator = GENERATED.get(str(data).lower())
     if generator is not None:  # a named dataset, generated on first use
@@ -39,6 +41,8 @@ def resolve_yaml_data(args: Settings, default: str, task: str) -> tuple[Path, di
     if path.suffix not in (".yaml", ".yml"):
         raise DataError(f"{task} data must be a data.yaml (or a folder holding one), got '{data}'")
     spec = load_data_yaml(path)
+    if rules is not None:
+        refuse(spec_problems(spec, rules))
     split = args.split
     if spec.get(split) is None and split != "train" and args.val:
         raise DataError(
@@ -48,15 +52,15 @@ def resolve_yaml_data(args: Settings, default: str, task: str) -> tuple[Path, di
     return path, spec
 
 
-def split_files(data, split: str, train: bool, args: Settings) -> list[Path]:
+def split_files(data, split: str, train: bool, args: Settings, rules: DatasetRules | None = None) -> list[Path]:
     """The image files of ``split`` of a data.yaml dataset (``data.extra["spec"]``); training keeps the first
-    ``fraction`` of them. An empty split is an error naming it; a layout that loses annotations (images sharing a
-    stem, label paths that are folders, no annotation file at all) is warned about with counts."""
+    ``fraction`` of them. An empty split is an error naming it, and so is a layout that loses annotations (images
+    sharing a stem, label paths that are folders, no annotation file at all): the rules ``data check`` applies."""
     files = split_images(data.extra["spec"], split)
     if not files:
         raise DataError(f"split '{split}' of '{data.source}' has no images")
-    for line in layout_messages(layout_problems(files), f"'{data.source}' split '{split}'"):
-        warnings.warn(line, stacklevel=2)
+    layout = layout_problems(files)
+    refuse([text for _, text in layout_errors(layout, split, data.source, rules is not None and rules.objects)])
     fraction = float(args.fraction) if train else 1.0
     return files[: max(1, int(len(files) * fraction))] if fraction < 1 else files
 

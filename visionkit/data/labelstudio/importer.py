@@ -34,6 +34,7 @@ from visionkit.data.labelstudio.regions import (
     region_problem,
 )
 from visionkit.data.labelstudio.rle import decode_brush_mask
+from visionkit.data.labelstudio.shapes import check_tasks, id_order
 from visionkit.data.output import UnsafeNameError, atomic_dir, prepare_output, safe_component
 from visionkit.errors import DataError, UsageError
 from visionkit.limits import MAX_IMAGE_PIXELS
@@ -68,8 +69,11 @@ class Report:
         self.notes: list[str] = []
         self.rotated_boxes = 0
         self.tasks_read = 0
+        self.malformed: list[dict] = []  # parts of the export of the wrong type, left out: task id, JSON path, why
+        self.renamed: list[dict] = []  # images written under another name: their stems collided
 
-    def skip(self, task_id, origin: str, result: dict, reason: str) -> None:
+    def skip(self, task_id, origin: str, result, reason: str) -> None:
+        result = result if isinstance(result, dict) else {}  # a region that is no object is counted all the same
         self.skipped_regions.append(
             {"task": task_id, "from": origin, "region": result.get("id"), "type": result.get("type"), "reason": reason}
         )
@@ -150,16 +154,16 @@ class LabelStudioImport:
                 live.append(a)
         chosen: list[dict] = []
         if live:
-            latest = max(live, key=lambda a: (a.get("updated_at") or a.get("created_at") or "", a.get("id") or 0))
+            latest = max(live, key=lambda a: (a.get("updated_at") or a.get("created_at") or "", id_order(a.get("id"))))
             if self.policy in ("all", "merge"):
                 chosen = live
             elif self.policy == "first":
-                chosen = [min(live, key=lambda a: (a.get("created_at") or "", a.get("id") or 0))]
+                chosen = [min(live, key=lambda a: (a.get("created_at") or "", id_order(a.get("id"))))]
             elif self.policy == "latest":
                 chosen = [latest]
             else:
                 gt = [a for a in live if a.get("ground_truth")]
-                chosen = [max(gt, key=lambda a: (a.get("updated_at") or "", a.get("id") or 0))] if gt else [latest]
+                chosen = [max(gt, key=lambda a: (a.get("updated_at") or "", id_order(a.get("id"))))] if gt else [latest]
             for a in live:
                 if not any(a is c for c in chosen):
                     for r in a.get("result") or []:
@@ -169,7 +173,7 @@ class LabelStudioImport:
         preds = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
         picked_pred = None
         if preds and self.use_predictions and not chosen:
-            picked_pred = max(preds, key=lambda p: (p.get("score") or 0, p.get("id") or 0))
+            picked_pred = max(preds, key=lambda p: (p.get("score") or 0, id_order(p.get("id"))))
         for p in preds:
             if p is picked_pred:
                 continue
@@ -320,8 +324,10 @@ class LabelStudioImport:
         config), which ``out`` must stay clear of."""
         out = prepare_output(out, exist_ok, {"images": self.images_dir, **(source_paths or {})})
         rep = self.report
-        tasks = sorted(tasks, key=lambda t: (str(type(t.get("id"))), t.get("id") or 0))
-        rep.tasks_read = len(tasks)
+        rep.tasks_read = len(tasks) if isinstance(tasks, list) else 1
+        tasks, rep.malformed = check_tasks(tasks, source or "the export")
+        # ids are integers, texts or absent (check_tasks): sorted by type first, so they never meet another type
+        tasks = sorted(tasks, key=lambda t: id_order(t.get("id")))
         self._tasks = tasks
         samples: list[Sample] = []
         for task in tasks:
@@ -331,9 +337,12 @@ class LabelStudioImport:
             )
             samples += self._task_samples(task)
         if not samples:
-            reasons = "; ".join(f"task {t['task']}: {t['reason']}" for t in rep.skipped_tasks[:3])
+            reasons = "; ".join(
+                [f"task {t['task']}: {t['reason']}" for t in rep.skipped_tasks[:3]]
+                + [f"{m['path']} (task {m['task']}) {m['reason']}" for m in rep.malformed[:3]]
+            )
             raise DataError(
-                f"nothing to import from {source or 'the tasks'}: {len(tasks)} task(s) read, none with "
+                f"nothing to import from {source or 'the tasks'}: {rep.tasks_read} task(s) read, none with "
                 f"a usable annotation and image ({reasons or 'no tasks'}; background=True keeps "
                 f"unannotated tasks)"
             )
@@ -402,20 +411,24 @@ class LabelStudioImport:
             raise DataError(f"task {tid}: image '{sample.source or sample.ref.url}' cannot be decoded: {e}") from e
 
     def _name_and_split(self, samples: list[Sample]) -> None:
-        counts = Counter(s.ref.name for s in samples)
+        # two images with one stem (a.jpg twice, or a.jpg and a.png) would share one label and mask file: each
+        # gets its task id, and the renaming is reported
+        counts = Counter(os.path.splitext(s.ref.name)[0] for s in samples)
         for s in samples:
             stem, ext = os.path.splitext(s.ref.name)
-            # two different images with one base name must not overwrite each other
             s.name = (
-                f"{stem}_t{s.task_id}{s.suffix}{ext}"
-                if counts[s.ref.name] > 1 and not s.suffix
-                else f"{stem}{s.suffix}{ext}"
+                f"{stem}_t{s.task_id}{s.suffix}{ext}" if counts[stem] > 1 and not s.suffix else f"{stem}{s.suffix}{ext}"
             )
             safe_component(s.name, f"image name (task {s.task_id})")  # task and annotation ids come from the file
-        names = Counter(s.name for s in samples)
-        dupes = [n for n, c in names.items() if c > 1]
+            if s.name != s.ref.name and not s.suffix:
+                self.report.renamed.append({"task": s.task_id, "image": s.ref.name, "written_as": s.name})
+        stems = Counter(os.path.splitext(s.name)[0] for s in samples)
+        dupes = sorted(n for n, c in stems.items() if c > 1)
         if dupes:
-            raise DataError(f"output names collide even after adding task ids: {dupes[:5]}")
+            raise DataError(
+                f"output image names still share a stem after adding task ids: {dupes[:5]}; rename the images in "
+                f"Label Studio so that each has its own base name"
+            )
         task_ids = sorted({str(s.task_id) for s in samples})
         order = np.random.default_rng(self.seed).permutation(len(task_ids))
         n_val, n_test = round(self.val * len(task_ids)), round(self.test * len(task_ids))
@@ -477,6 +490,18 @@ class LabelStudioImport:
                 "no labeling config or names= given: classes are ordered by first appearance "
                 f"({', '.join(self.names)}); pass config=label_config.xml to use the config's order"
             )
+        if rep.renamed:
+            r = rep.renamed[0]
+            rep.notes.append(
+                f"{len(rep.renamed)} image(s) renamed because their base names collide (one label file per stem), "
+                f"e.g. task {r['task']}: {r['image']} → {r['written_as']} (import_report.json lists them all)"
+            )
+        if rep.malformed:
+            m = rep.malformed[0]
+            rep.notes.append(
+                f"{len(rep.malformed)} part(s) of the export have the wrong type and were left out, e.g. "
+                f"{m['path']} (task {m['task']}): {m['reason']} (import_report.json lists them all)"
+            )
         if "val" not in splits:
             rep.notes.append("the val split is empty (too few tasks for val=); training needs a validation split")
         data: dict[str, Any] = {"path": "."}
@@ -519,6 +544,8 @@ class LabelStudioImport:
             },
             "written_by_kind": {k: dict(sorted(v.items())) for k, v in sorted(rep.written.items())},
             "rotated_boxes": rep.rotated_boxes,
+            "malformed": rep.malformed,
+            "renamed": rep.renamed,
             "skipped_regions": rep.skipped_regions,
             "notes": rep.notes,
         }

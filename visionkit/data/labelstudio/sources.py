@@ -30,9 +30,12 @@ def load_export(path: str | Path) -> tuple[list[dict], str]:
         raise DataError(f"'{path}' nests lists or objects too deeply to be a Label Studio export") from None
     if isinstance(data, dict):
         data = [data]
-    if not isinstance(data, list) or not all(isinstance(t, dict) for t in data):
+    if not isinstance(data, list):
         raise DataError(f"'{path}' is not a Label Studio export: expected a list of tasks")
-    if all("data" in t for t in data):
+    tasks = [t for t in data if isinstance(t, dict)]  # the others are reported by the importer (check_tasks)
+    if data and not tasks:
+        raise DataError(f"'{path}' is not a Label Studio export: none of its {len(data)} items is a task (an object)")
+    if all("data" in t for t in tasks):
         return data, "JSON"
     warnings.warn(
         f"'{path}' is a JSON_MIN export: it keeps one annotation per task and lacks cancelled/ground-truth "
@@ -40,7 +43,7 @@ def load_export(path: str | Path) -> tuple[list[dict], str]:
         f"to import everything",
         stacklevel=2,
     )
-    return [_from_min(t, path) for t in data], "JSON_MIN"
+    return [_from_min(t, path) if isinstance(t, dict) else t for t in data], "JSON_MIN"
 
 
 def _from_min(t: dict, path: Path) -> dict:

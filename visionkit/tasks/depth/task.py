@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from visionkit.cfg import Range, Settings
+from visionkit.data.rules import DatasetRules
 from visionkit.data.transforms import content_box
 from visionkit.errors import CheckpointError, UsageError
 from visionkit.registry import register
@@ -43,6 +44,7 @@ class DepthTask(DenseTask):
     default_head = "dpt"
     backbone_strides = (4, 8, 16, 32)
     modes = ("calibrate",)
+    dataset_rules = DatasetRules(reads=("depth",), usable=("depth",))
     keys = {
         "depth_mode": (
             "relative",
@@ -76,7 +78,7 @@ class DepthTask(DenseTask):
 
     # -- data -----------------------------------------------------------------------------------------------------
     def resolve_data(self, args: Settings) -> DataInfo:
-        path, spec = resolve_yaml_data(args, self.default_data, self.name)
+        path, spec = resolve_yaml_data(args, self.default_data, self.name, self.dataset_rules)
         self.max_depth = args.max_depth
         return DataInfo(
             ["depth"],
@@ -96,7 +98,7 @@ class DepthTask(DenseTask):
         config["head"] = {**head, "output": "log_depth" if args.depth_mode == "metric" else "inverse_depth"}
 
     def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: Settings):
-        files = split_files(data, split, train, args)
+        files = split_files(data, split, train, args, self.dataset_rules)
         aug = joint_augment_args(args)
         if args.depth_mode == "metric":
             aug["scale"] = 0.0  # zooming makes things look nearer without changing their depth

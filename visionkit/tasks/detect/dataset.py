@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from visionkit.cfg import Settings
-from visionkit.data.format import image_size, read_label_file, row_to_box, sidecar_path
+from visionkit.data.format import clipped_box, image_size, read_label_file, sidecar_path
 from visionkit.data.ram_cache import check_ram_cache, resized_bytes
 from visionkit.data.transforms import Sample, letterbox_sample, rect_shapes, train_augment
 from visionkit.errors import DataError
@@ -69,15 +69,12 @@ def load_labels(files: list[Path], num_classes: int, cache_dir: Path | None) -> 
         rows = read_label_file(sidecar_path(f), num_classes)  # bad class ids raise, naming file and line
         boxes = []
         for cls, coords in rows:
-            cx, cy, w, h = row_to_box(coords)
-            x1, y1, x2, y2 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
-            cx1, cy1, cx2, cy2 = max(x1, 0.0), max(y1, 0.0), min(x2, 1.0), min(y2, 1.0)
-            if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
-                fixed += 1
-            if (cx2 - cx1) * size[0] < 1 or (cy2 - cy1) * size[1] < 1:
+            box, changed = clipped_box(coords, size)
+            fixed += changed
+            if box is None:
                 dropped += 1  # zero-sized or wholly outside the image
                 continue
-            boxes.append([cls, (cx1 + cx2) / 2, (cy1 + cy2) / 2, cx2 - cx1, cy2 - cy1])
+            boxes.append([cls, *box])
         labels.append(np.asarray(boxes, dtype=np.float32).reshape(-1, 5))
         shapes.append(size)
         kept.append(f)

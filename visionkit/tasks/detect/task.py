@@ -14,7 +14,7 @@ from torchvision.ops import batched_nms
 
 from visionkit.cfg import Range, Settings
 from visionkit.data.format import sidecar_path, write_image
-from visionkit.errors import DataError
+from visionkit.data.rules import DatasetRules, objects_problem, refuse
 from visionkit.registry import register
 from visionkit.tasks.base import DataInfo, Task
 from visionkit.tasks.detect.dataset import DetectionDataset, collate
@@ -99,6 +99,7 @@ class DetectTask(Task):
     default_neck = "pan"
     default_head = "yolo"
     modes = ("track",)
+    dataset_rules = DatasetRules(reads=("labels",), names=True, objects=True)
     keys = {
         "conf": (
             0.25,
@@ -106,6 +107,10 @@ class DetectTask(Task):
             Range(float, 0, 1),
         ),
         "nms": (False, "export: NMS inside the graph with conf/iou/max_det baked in"),
+        "allow_empty": (
+            False,
+            "train/val on a split without any labelled object (background images only); else such a split is refused",
+        ),
         "box": (7.5, "CIoU box loss gain", Range(float, 0, 1000)),
         "cls": (0.5, "classification (BCE) loss gain", Range(float, 0, 1000)),
         "dfl": (1.5, "distribution focal loss gain", Range(float, 0, 1000)),
@@ -118,16 +123,17 @@ class DetectTask(Task):
 
     # -- data -----------------------------------------------------------------------------------------------------
     def resolve_data(self, args: Settings) -> DataInfo:
-        path, spec = resolve_yaml_data(args, self.default_data, self.name)
-        if not spec.get("names"):
-            raise DataError(f"'{path}' has no names: list the classes, e.g. names: {{0: cat, 1: dog}}")
+        path, spec = resolve_yaml_data(args, self.default_data, self.name, self.dataset_rules)
         return DataInfo(spec["names"], 3, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), source=str(path), extra={"spec": spec})
 
     def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: Settings):
-        files = split_files(data, split, train, args)
+        files = split_files(data, split, train, args, self.dataset_rules)
         cache_dir = sidecar_path(files[0]).parent
         cache_dir = cache_dir if cache_dir.is_dir() else None
-        return DetectionDataset(files, data.names, imgsz, train, joint_augment_args(args), cache_dir, args.verbose)
+        ds = DetectionDataset(files, data.names, imgsz, train, joint_augment_args(args), cache_dir, args.verbose)
+        n_objects = sum(len(lab) for lab in ds.labels)
+        refuse([objects_problem(split, data.source, n_objects, ds.files, args.allow_empty)])
+        return ds
 
     def collate_fn(self):
         return collate

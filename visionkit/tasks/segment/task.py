@@ -13,8 +13,9 @@ import torch.nn.functional as F
 
 from visionkit.cfg import Numbers, Range, Settings
 from visionkit.data.format import mask_names, write_mask
+from visionkit.data.rules import DatasetRules
 from visionkit.data.transforms import content_box
-from visionkit.errors import DataError, UsageError
+from visionkit.errors import UsageError
 from visionkit.registry import register
 from visionkit.tasks.base import DataInfo
 from visionkit.tasks.segment.dataset import SegmentationDataset
@@ -59,6 +60,7 @@ class SegmentTask(DenseTask):
     default_neck = "identity"
     default_head = "unet"
     backbone_strides = (2, 4, 8, 16, 32)  # or the deepest run of these the backbone has
+    dataset_rules = DatasetRules(reads=("masks",), min_mask_classes=2, usable=("masks", "polygons", "empty label"))
     keys = {
         "argmax": (False, "export: output the uint8 class map instead of logits"),
         "dice": (
@@ -76,17 +78,12 @@ class SegmentTask(DenseTask):
 
     # -- data -----------------------------------------------------------------------------------------------------
     def resolve_data(self, args: Settings) -> DataInfo:
-        path, spec = resolve_yaml_data(args, self.default_data, self.name)
+        path, spec = resolve_yaml_data(args, self.default_data, self.name, self.dataset_rules)
         names = mask_names(spec)
-        if len(names) < 2:
-            raise DataError(
-                f"'{path}' defines {len(names)} mask class(es); segmentation needs at least 2 (names or "
-                f"mask_names in data.yaml)"
-            )
         return DataInfo(names, 3, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), source=str(path), extra={"spec": spec})
 
     def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: Settings):
-        files = split_files(data, split, train, args)
+        files = split_files(data, split, train, args, self.dataset_rules)
         return SegmentationDataset(files, len(data.names), imgsz, train, joint_augment_args(args), args.verbose)
 
     # -- training and validation ---------------------------------------------------------------------------------
