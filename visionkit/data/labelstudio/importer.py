@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from visionkit.data.format import fill_polygon, image_size, write_data_yaml, write_label_file, write_mask
+from visionkit.data.format import image_size, write_data_yaml
 from visionkit.data.labelstudio import images as img_refs
 from visionkit.data.labelstudio.config import Control, choice_classes, object_classes, parse_label_config
 from visionkit.data.labelstudio.regions import (
@@ -33,8 +32,10 @@ from visionkit.data.labelstudio.regions import (
     rectangle_corners,
     region_problem,
 )
+from visionkit.data.labelstudio.report import Report, format_report
 from visionkit.data.labelstudio.rle import decode_brush_mask
 from visionkit.data.labelstudio.shapes import check_tasks, id_order
+from visionkit.data.labelstudio.writer import write_samples
 from visionkit.data.output import UnsafeNameError, atomic_dir, prepare_output, safe_component
 from visionkit.errors import DataError, UsageError
 from visionkit.limits import MAX_IMAGE_PIXELS
@@ -58,28 +59,6 @@ class Sample:
     name: str = ""
     split: str = "train"
     size: tuple[int, int] = (0, 0)  # image width, height
-
-
-class Report:
-    def __init__(self):
-        self.regions_in_export = 0
-        self.written: dict[str, Counter] = defaultdict(Counter)
-        self.skipped_regions: list[dict] = []
-        self.skipped_tasks: list[dict] = []
-        self.notes: list[str] = []
-        self.rotated_boxes = 0
-        self.tasks_read = 0
-        self.malformed: list[dict] = []  # parts of the export of the wrong type, left out: task id, JSON path, why
-        self.renamed: list[dict] = []  # images written under another name: their stems collided
-
-    def skip(self, task_id, origin: str, result, reason: str) -> None:
-        result = result if isinstance(result, dict) else {}  # a region that is no object is counted all the same
-        self.skipped_regions.append(
-            {"task": task_id, "from": origin, "region": result.get("id"), "type": result.get("type"), "reason": reason}
-        )
-
-    def regions_written(self) -> int:
-        return sum(sum(c.values()) for c in self.written.values())
 
 
 class LabelStudioImport:
@@ -447,38 +426,7 @@ class LabelStudioImport:
             c.type in ("polygonlabels", "brushlabels") for c in self.controls.values()
         )
         has_choices = bool(self.choice_names) or any(s.choice for s in samples)
-        splits = Counter()
-        for s in samples:
-            img = root / "images" / s.split / s.name
-            img.parent.mkdir(parents=True, exist_ok=True)
-            if s.source is not None:
-                shutil.copyfile(s.source, img)
-            else:
-                img.write_bytes(s.data)
-            stem = Path(s.name).stem
-            if has_objects:
-                write_label_file(root / "labels" / s.split / f"{stem}.txt", s.rows)
-            if has_masks:
-                w, h = s.size
-                mask = np.zeros((h, w), np.uint8)
-                for kind, cls, payload in s.regions:  # later regions paint over earlier ones
-                    if kind == "polygon":
-                        fill_polygon(mask, payload, cls + 1)
-                    else:
-                        mask[payload] = cls + 1
-                write_mask(root / "masks" / s.split / f"{stem}.png", mask)
-            if has_choices and s.choice is not None:
-                dst = root / "classify" / s.split / s.choice / s.name
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(img, dst)
-                except OSError:
-                    shutil.copyfile(img, dst)
-            splits[s.split] += 1
-        if has_choices:
-            for split in splits:
-                for c in self.choice_names:
-                    (root / "classify" / split / c).mkdir(parents=True, exist_ok=True)
+        splits = write_samples(samples, root, has_objects, has_masks, has_choices, self.choice_names)
         id_only = sum(1 for t in self._tasks if any(not isinstance(p, dict) for p in t.get("predictions") or []))
         if id_only:
             rep.notes.append(
@@ -553,36 +501,6 @@ class LabelStudioImport:
             raise AssertionError(f"region accounting is off: {report['regions']}")  # a bug, never user error
         (root / "import_report.json").write_text(json.dumps(report, indent=1, sort_keys=False, default=str) + "\n")
         return report
-
-
-def format_report(report: dict, out: Path) -> str:
-    r = report["regions"]
-    lines = [
-        f"imported {report['images_written']} image(s) from {report['tasks']['read']} task(s) into {out} "
-        f"(splits: {', '.join(f'{k} {v}' for k, v in report['splits'].items())})",
-        f"classes ({report['classes']['from']}): {', '.join(report['classes']['names']) or '-'}"
-        + (f"; choices: {', '.join(report['classes']['choices'])}" if report["classes"]["choices"] else ""),
-        f"{'kind':<16} {'class':<20} {'regions':>8}",
-    ]
-    for kind, per_class in report["written_by_kind"].items():
-        for name, n in per_class.items():
-            lines.append(f"{kind:<16} {name:<20} {n:>8}")
-    lines.append(
-        f"regions: {r['in_export']} in export = {r['written']} written + {r['skipped']} skipped"
-        + (
-            f"; {report['rotated_boxes']} rotated box(es) written as their enclosing box"
-            if report["rotated_boxes"]
-            else ""
-        )
-    )
-    reasons = Counter(s["reason"] for s in report["skipped_regions"])
-    for reason, n in reasons.most_common():
-        lines.append(f"  skipped {n:>4} region(s): {reason}")
-    for t in report["tasks"]["skipped"]:
-        lines.append(f"  skipped task {t['task']}: {t['reason']}")
-    lines += [f"note: {n}" for n in report["notes"]]
-    lines.append(f"report: {out / 'import_report.json'}")
-    return "\n".join(lines)
 
 
 def import_labelstudio(
