@@ -54,6 +54,11 @@ class PreLabeler:
         self.task = self.model.task
         self.names = list(self.model.names or [])
         self.model_version = model_version(path)
+        if conf is not None and "conf" not in self.task.keys:  # one server command line for every kind of model
+            log.warning(
+                "conf=%s does not apply to a %s model (it has no confidence threshold); ignored", conf, self.task.name
+            )
+            conf = None
         self.overrides = {k: v for k, v in {"conf": conf, "device": device, "imgsz": imgsz}.items() if v is not None}
         self.batch = max(1, int(batch))
         self.names_map = names_map

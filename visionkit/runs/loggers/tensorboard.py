@@ -56,9 +56,14 @@ class TensorBoardLogger(RunLogger):
         try:
             param = next(net.parameters(), None)
             x = torch.zeros(1, *shape, device=param.device if param is not None else "cpu")
-            with warnings.catch_warnings():  # tracer warnings about data-dependent branches are expected here
-                warnings.simplefilter("ignore")
-                self.writer.add_graph(net, x)
+            training = net.training
+            net.eval()  # in train mode dropout makes the tracer's own check of the graph fail
+            try:
+                with warnings.catch_warnings():  # tracer warnings about data-dependent branches are expected here
+                    warnings.simplefilter("ignore")
+                    self.writer.add_graph(net, x)
+            finally:
+                net.train(training)
         except Exception as e:  # a model that does not trace still logs everything else
             warnings.warn(
                 f"tensorboard: the model graph did not trace ({type(e).__name__}: {e}); skipped", stacklevel=2
