@@ -102,7 +102,9 @@ class Loggers:
         parts = [cfg[p].get("name") for p in ("backbone", "neck", "head") if isinstance(cfg.get(p), dict)]
         model = a.model or "/".join(str(p) for p in parts if p)
         net = (
-            copy.deepcopy(trainer.model).eval() if any(getattr(lg, "wants_net", False) for lg in self.active) else None
+            copy.deepcopy(getattr(trainer.model, "module", trainer.model)).eval()  # DDP's wrapper does not trace
+            if any(getattr(lg, "wants_net", False) for lg in self.active)
+            else None
         )
         run = RunStart(
             save_dir=Path(trainer.save_dir),

@@ -65,8 +65,9 @@ class TensorBoardLogger(RunLogger):
             finally:
                 net.train(training)
         except Exception as e:  # a model that does not trace still logs everything else
+            first = (str(e).strip().splitlines() or [""])[0][:200]  # a tracer's graph diff runs to pages
             warnings.warn(
-                f"tensorboard: the model graph did not trace ({type(e).__name__}: {e}); skipped", stacklevel=2
+                f"tensorboard: the model graph did not trace ({type(e).__name__}: {first}); skipped", stacklevel=2
             )
 
     def epoch_end(self, epoch: int, row: dict[str, float], lrs: list[float], times: dict[str, float]) -> None:
