@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 
 import torch
 import yaml
@@ -17,6 +16,7 @@ from visionkit.engine.callbacks import Callbacks
 from visionkit.engine.diskfull import disk_full_guard
 from visionkit.engine.loggers import Loggers
 from visionkit.engine.results import ResultsLog
+from visionkit.engine.resume import Checkpointing
 from visionkit.engine.rundir import lock_run_dir, release_run_dir
 from visionkit.engine.setup import (
     EpochSeededDataset,
@@ -29,18 +29,15 @@ from visionkit.engine.setup import (
     resolve_imgsz,
 )
 from visionkit.engine.timing import PhaseTimer
-from visionkit.engine.utils import init_seeds, make_run_dir, rng_state, select_device, set_rng_state
+from visionkit.engine.transfer import StartingWeights
+from visionkit.engine.utils import init_seeds, make_run_dir, rng_state, select_device
 from visionkit.engine.validator import autocast_context, validate
-from visionkit.errors import CheckpointError, UsageError
+from visionkit.errors import UsageError
 from visionkit.models.build import build_model
-from visionkit.models.checkpoint import load_checkpoint, portable_config, save_checkpoint
+from visionkit.models.checkpoint import load_checkpoint
 from visionkit.models.layers import num_params
 from visionkit.models.weights import freeze, load_weights
 from visionkit.tasks.base import Task
-
-# keys a resumed run may change when given explicitly; everything else comes from the interrupted run's args.
-# (Changing workers changes which process draws the augmentation randomness, so the run is then no longer exact.)
-RESUME_OVERRIDABLE = ("device", "workers", "verbose", "plots")
 
 
 def amp_dtype(amp, device: torch.device) -> torch.dtype | None:
@@ -55,7 +52,7 @@ def amp_dtype(amp, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if amp == "bf16" or torch.cuda.is_bf16_supported() else torch.float16
 
 
-class Trainer:
+class Trainer(Checkpointing, StartingWeights):
     """Train ``model_config`` for ``task`` with ``args`` (resolved config). Attributes are readable by callbacks:
     ``epoch``, ``loss``, ``metrics``, ``save_dir``, ``model``, ``ema``, ``optimizer``; set ``stop = True`` to end
     training after the current epoch."""
@@ -89,35 +86,6 @@ class Trainer:
         self.loggers: Loggers | None = None  # the registered run loggers that want this run (rank 0 only)
 
     # -- set-up ---------------------------------------------------------------------------------------------------
-    def _find_resume(self) -> dict:
-        spec = self.args.resume
-        if spec is True:
-            pattern = Path(self.args.project) / self.task.name
-            found = sorted(pattern.glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
-            if not found:
-                raise CheckpointError(f"resume=True but no last.pt under {pattern}/*/weights/; pass resume=PATH")
-            path = found[-1]
-        else:
-            path = Path(spec)
-        ckpt = load_checkpoint(path, task=self.task.name)
-        if "train_state" not in ckpt:
-            raise CheckpointError(f"'{path}' has no training state (only last.pt files do); resume from last.pt")
-        # the run's own settings; keys newer than the checkpoint keep their defaults
-        saved = Settings({**self.args, **ckpt["train_args"]})
-        for key in RESUME_OVERRIDABLE:
-            if key in self.explicit:
-                saved[key] = self.args[key]
-        if ckpt["epoch"] + 1 >= saved["epochs"]:
-            raise UsageError(
-                f"'{path}' already finished all {saved['epochs']} epochs; nothing to resume. Start a "
-                f"new run with model={path.with_name('best.pt')} to train further"
-            )
-        saved["resume"] = str(path)
-        self.args = saved
-        self.model_config = ckpt["model_config"]
-        self.save_dir = path.parent.parent
-        return ckpt
-
     def _setup(self) -> None:
         a = self.args
         self.dist = distributed.env_info()
@@ -250,73 +218,6 @@ class Trainer:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
-    def _set_normalisation(self) -> None:
-        """mean/std: the user's, else those the starting weights were trained with, else the data's."""
-        a, data = self.args, self.data
-        came = None
-        if self.weights_report is not None and self.weights_report.mean is not None:
-            came = (self.weights_report.mean, self.weights_report.std, self.weights_report.norm_source)
-        elif self.init_norm is not None:
-            came = (*self.init_norm, "from the starting checkpoint")
-        mean, std = list(data.mean), list(data.std)
-        if came is not None:
-            m, s = list(came[0]), list(came[1])
-            if len(m) != data.channels and data.channels == 1:  # RGB statistics for grey input: their average
-                m, s = [sum(m) / len(m)], [sum(s) / len(s)]
-            if len(m) == data.channels:
-                mean, std = m, s
-            elif self.verbose:
-                print(f"normalisation {came[2]} has {len(m)} channels, the data {data.channels}: using the data's")
-        if a.mean is not None or a.std is not None:
-            mean = list(a.mean) if a.mean is not None else mean
-            std = list(a.std) if a.std is not None else std
-            for key, value in (("mean", mean), ("std", std)):
-                if len(value) != data.channels:
-                    raise UsageError(f"{key}={value} has {len(value)} values; the data has {data.channels} channels")
-        data.mean, data.std = tuple(mean), tuple(std)
-
-    def _print_weights_report(self) -> None:
-        r = self.weights_report
-        print(r.summary())
-        if r.mean is not None:
-            print(f"normalisation ({r.norm_source}): mean {list(self.data.mean)}, std {list(self.data.std)}")
-        at_init = [k for k, _ in r.left_at_init if not k.startswith("head.")]
-        if at_init:
-            print(f"left at init outside the head: {', '.join(at_init[:8])}{' ...' if len(at_init) > 8 else ''}")
-        print(f"full list: {self.save_dir / 'weights_report.txt'}")
-
-    def _load_matching(self, state: dict) -> None:
-        """Fine-tuning: copy every tensor whose name and shape match (a new head for new classes stays fresh)."""
-        own = self.model.state_dict()
-        matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        self.model.load_state_dict(matched, strict=False)
-        if self.verbose:
-            print(f"loaded {len(matched)}/{len(own)} tensors from the starting checkpoint")
-
-    def _restore(self, ckpt: dict) -> None:
-        st = ckpt["train_state"]
-        self.model.load_state_dict(st["model"])
-        self.optimizer.load_state_dict(st["optimizer"])
-        self.scheduler.load_state_dict(st["scheduler"])
-        if self.ema is not None:
-            self.ema.ema.load_state_dict(ckpt["state_dict"])
-            self.ema.updates = st["ema_updates"]
-        if self.scaler is not None and st.get("scaler"):
-            self.scaler.load_state_dict(st["scaler"])
-        ranks = st.get("rng_ranks") or [st["rng"]]
-        if len(ranks) == self.dist.world_size:
-            set_rng_state(ranks[self.dist.rank])  # each process continues its own random streams
-        elif self.verbose:
-            print(
-                f"resuming a {len(ranks)}-process run with {self.dist.world_size}: the data order is the same, "
-                f"the augmentation randomness is not"
-            )
-        self.start_epoch = ckpt["epoch"] + 1
-        self.best_fitness = ckpt.get("best_fitness")
-        if self.verbose:
-            print(f"resuming {self.save_dir} from epoch {self.start_epoch + 1}/{self.args.epochs}")
-
-    # -- the loop -------------------------------------------------------------------------------------------------
     def train(self) -> dict[str, float]:
         failed = True
         try:
@@ -332,19 +233,6 @@ class Trainer:
             if getattr(self, "save_dir", None) is not None and self.dist.is_main:
                 release_run_dir(self.save_dir)
             distributed.cleanup()
-
-    def _resume_hint(self) -> str:
-        """What to do after a full disk: resume from last.pt, or (every epoch done) only the final plots are lost."""
-        last = getattr(self, "weights_dir", None) and self.weights_dir / "last.pt"
-        try:
-            done = torch.load(last, map_location="cpu", weights_only=True)["epoch"] + 1 if last else None
-        except Exception:  # no last.pt yet (or unreadable): nothing to resume from
-            done = None
-        if done is None:
-            return "Free some space and start the run again"
-        if done >= int(self.args.epochs):
-            return f"All epochs done ({self.weights_dir} has best.pt, last.pt); only the final check and plots are lost"
-        return f"{last} holds epoch {done}, whole: free some space, then train with resume={last}"
 
     def _train(self) -> dict[str, float]:
         self._setup()
@@ -497,45 +385,6 @@ class Trainer:
         return running / max(n, 1)
 
     # -- checkpoints ----------------------------------------------------------------------------------------------
-    def _checkpoint(self, epoch: int) -> dict:
-        net = self.ema.ema if self.ema is not None else self.model
-        return {
-            "task": self.task.name,
-            "model_config": portable_config(self.model_config),
-            "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-            "names": list(self.data.names),
-            "imgsz": self.imgsz,
-            "in_channels": self.data.channels,
-            "mean": list(self.data.mean),
-            "std": list(self.data.std),
-            "data": self.data.source,
-            "train_args": dict(self.args),
-            "epoch": epoch,
-            "best_fitness": self.best_fitness,
-            "metrics": dict(self.metrics),
-            "transfer": dict(self.transfer),
-        }
-
-    def _save(self, epoch: int, improved: bool, rngs: list[dict]) -> None:
-        """best.pt / last.pt (rank 0). ``rngs``: every process's random state, so a resume continues each."""
-        ckpt = self._checkpoint(epoch)
-        last = dict(ckpt)
-        last["train_state"] = {
-            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "ema_updates": self.ema.updates if self.ema is not None else 0,
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "rng": rngs[0],
-            "rng_ranks": rngs,
-        }
-        save_checkpoint(last, self.weights_dir / "last.pt")
-        if improved:
-            save_checkpoint(ckpt, self.weights_dir / "best.pt")
-        period = self.args.save_period
-        if period and (epoch + 1) % period == 0:
-            save_checkpoint(ckpt, self.weights_dir / f"epoch{epoch + 1}.pt")
-
     def _final_validation(self) -> dict[str, float]:
         """Validate best.pt once more, print the per-class table and save the task's plots."""
         best = self.weights_dir / "best.pt"
