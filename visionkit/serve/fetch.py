@@ -25,7 +25,7 @@ import urllib.parse
 from collections.abc import Iterable
 from typing import Any
 
-from visionkit.data.labelstudio.images import same_origin
+from visionkit.data.labelstudio.images import read_bounded, same_origin
 from visionkit.errors import DataError, UsageError
 from visionkit.limits import MAX_IMAGE_BYTES
 
@@ -229,12 +229,4 @@ def _read(r: http.client.HTTPResponse, url: str, max_bytes: int, deadline: float
     length = r.getheader("Content-Length")
     if length and length.isdigit() and int(length) > max_bytes:
         raise DataError(f"'{url}' is larger than {max_bytes} bytes; refused")
-    parts, size = [], 0
-    while chunk := r.read(1 << 20):
-        size += len(chunk)
-        if size > max_bytes:
-            raise DataError(f"'{url}' is larger than {max_bytes} bytes; refused")
-        if time.monotonic() > deadline:
-            raise DataError(f"'{url}' took longer than {timeout:g} s to download; refused")
-        parts.append(chunk)
-    return b"".join(parts)
+    return read_bounded(r, url, max_bytes, deadline, timeout)

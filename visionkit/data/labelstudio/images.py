@@ -139,16 +139,21 @@ def fetch(
     deadline = time.monotonic() + timeout
     try:
         with urllib.request.build_opener(_KeepTokenAtHome(trusted)).open(req, timeout=timeout) as r:
-            parts, size = [], 0
-            while chunk := r.read(1 << 20):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise DataError(f"'{url}' is larger than {max_bytes} bytes; refused")
-                if time.monotonic() > deadline:
-                    raise DataError(f"'{url}' took longer than {timeout:g} s to download; refused")
-                parts.append(chunk)
-            return b"".join(parts)
+            return read_bounded(r, url, max_bytes, deadline, timeout)
     except DataError:
         raise
     except Exception as e:  # network errors of every kind become one clear error
         raise DataError(f"could not download '{url}': {e}") from e
+
+
+def read_bounded(response, url: str, max_bytes: int, deadline: float, timeout: float) -> bytes:
+    """A response's body, refused once it passes ``max_bytes`` or the ``deadline`` (time.monotonic())."""
+    parts, size = [], 0
+    while chunk := response.read(1 << 20):
+        size += len(chunk)
+        if size > max_bytes:
+            raise DataError(f"'{url}' is larger than {max_bytes} bytes; refused")
+        if time.monotonic() > deadline:
+            raise DataError(f"'{url}' took longer than {timeout:g} s to download; refused")
+        parts.append(chunk)
+    return b"".join(parts)
