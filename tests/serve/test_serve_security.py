@@ -22,8 +22,8 @@ import pytest
 
 from tests.conftest import run_cli, serve_labelstudio, train_tiny
 from visionkit import Model
-from visionkit.errors import UsageError
-from visionkit.serve.fetch import AllowList, Fetcher, RefusedURL, address_kind
+from visionkit.errors import DataError, UsageError
+from visionkit.serve.fetch import AllowList, Fetcher, RefusedURL, address_kind, resolve
 
 REPO = Path(__file__).resolve().parents[2]
 RECT = """<View><Image name="img" value="$picture"/>
@@ -134,13 +134,34 @@ def _fake_dns(monkeypatch, table: dict[str, str]):
         ("100.64.0.1", "non-public"),  # carrier-grade NAT
         ("::ffff:10.0.0.1", "private"),  # an IPv4-mapped IPv6 address is its IPv4 one
         ("::ffff:127.0.0.1", "loopback"),
+        # IPv6 addresses that a tunnel or translator delivers to an IPv4 one are judged by that one
+        ("2002:7f00:1::1", "loopback"),  # 6to4 of 127.0.0.1
+        ("2002:a9fe:a9fe::", "link-local"),  # 6to4 of 169.254.169.254
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "private"),  # Teredo, client 10.0.0.1
+        ("64:ff9b::a00:1", "private"),  # NAT64 of 10.0.0.1
+        ("64:ff9b::7f00:1", "loopback"),
+        ("::127.0.0.1", "loopback"),  # IPv4-compatible (deprecated)
         ("8.8.8.8", None),
         ("151.101.1.69", None),
         ("2001:4860:4860::8888", None),
+        ("2002:808:808::1", None),  # 6to4 of a public address
+        ("64:ff9b::808:808", None),
     ],
 )
 def test_address_kinds(address, kind):
     assert address_kind(ipaddress.ip_address(address)) == kind
+
+
+def test_a_stalled_dns_lookup_is_given_up(monkeypatch):
+    def stalled(*args, **kwargs):
+        time.sleep(3)
+        return []
+
+    monkeypatch.setattr(socket, "getaddrinfo", stalled)
+    start = time.monotonic()
+    with pytest.raises(DataError, match=r"could not resolve host 'images\.example\.com': no answer from DNS within"):
+        resolve("images.example.com", 443, timeout=0.2)
+    assert time.monotonic() - start < 2
 
 
 def test_allow_hosts_entries_and_refusals():
@@ -172,6 +193,8 @@ def test_only_label_studio_and_allowed_hosts_are_fetched(two_servers):
         Fetcher("*").fetch(f"http://2130706433:{port}/img.png", {})
     with pytest.raises(RefusedURL, match="loopback address"):
         Fetcher("*").fetch(f"http://[::ffff:127.0.0.1]:{port}/img.png", {})
+    with pytest.raises(RefusedURL, match=r"resolves to 2002:7f00:1::1 \(IPv4 127\.0\.0\.1\), a loopback address"):
+        Fetcher("*").fetch(f"http://[2002:7f00:1::1]:{port}/img.png", {})
     assert a.seen == []
     # Label Studio's origin is allowed (with its token), and so is a host named in allow_hosts (without it)
     assert Fetcher().fetch(f"{a.url}/img.png", {"Authorization": "Token t"}, trusted=a.url) == PNG

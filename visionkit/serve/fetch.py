@@ -20,6 +20,7 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterable
@@ -38,10 +39,39 @@ class RefusedURL(DataError):
     """A URL the server will not fetch: its host is not allowed, or it resolves to an address that is not public."""
 
 
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits and reach it through a translator (RFC 6052 NAT64)
+NAT64_PREFIXES = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+
+
+def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for, or None: IPv4-mapped (::ffff:a.b.c.d), 6to4 (2002::/16), Teredo
+    (2001::/32, its client), NAT64 (64:ff9b::/96) and the deprecated IPv4-compatible ::a.b.c.d. A tunnel or
+    translator on the way would deliver to that IPv4 address, so it is what must be public."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if any(address in net for net in NAT64_PREFIXES):
+        return low32
+    if int(address) >> 32 == 0 and int(address) > 1:  # ::a.b.c.d (not :: or ::1, judged as themselves)
+        return low32
+    return None
+
+
 def address_kind(address: IPAddress) -> str | None:
     """Why ``address`` is not a public one ('loopback', 'private', ...), or None when it is public."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    inner = embedded_ipv4(address)
+    if inner is not None:
+        kind = address_kind(inner)
+        if kind:
+            return kind
+        if any(address in net for net in NAT64_PREFIXES):
+            return None  # DNS64 on an IPv6-only network: the translator's prefix is public when what it wraps is
     # the narrow kinds first: Python counts loopback, link-local and reserved as private too
     for kind in ("loopback", "link-local", "multicast", "unspecified", "reserved", "private"):
         if getattr(address, f"is_{kind.replace('-', '_')}"):
@@ -108,12 +138,29 @@ class AllowList:
         return bool(self.any_public or self.hosts or self.suffixes or self.networks)
 
 
-def resolve(host: str, port: int) -> list[IPAddress]:
-    """Every address ``host`` resolves to (an IP literal resolves to itself)."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as e:
-        raise DataError(f"could not resolve host '{host}': {e}") from e
+def resolve(host: str, port: int, timeout: float = 10.0) -> list[IPAddress]:
+    """Every address ``host`` resolves to (an IP literal resolves to itself), within ``timeout`` seconds: the
+    system resolver has no timeout of its own, and a stalled DNS server must not hold a request for minutes."""
+    done: dict[str, Any] = {}
+
+    def lookup() -> None:
+        try:
+            done["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except BaseException as e:  # handed to the waiting thread
+            done["error"] = e
+
+    # a daemon thread: a lookup that never returns is abandoned, not waited for at exit
+    worker = threading.Thread(target=lookup, name=f"resolve {host}", daemon=True)
+    worker.start()
+    worker.join(max(timeout, 0.0))
+    if worker.is_alive():
+        raise DataError(f"could not resolve host '{host}': no answer from DNS within {timeout:g} s")
+    error = done.get("error")
+    if isinstance(error, (socket.gaierror, UnicodeError)):
+        raise DataError(f"could not resolve host '{host}': {error}") from error
+    if error is not None:
+        raise error
+    infos = done["infos"]
     out: list[IPAddress] = []
     for *_, sockaddr in infos:
         address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])  # drop an IPv6 scope id
@@ -144,7 +191,7 @@ class Fetcher:
         deadline = time.monotonic() + timeout
         first = url
         for hop in range(self.max_redirects + 1):
-            address, split = self._check(url, trusted, redirected=hop > 0, first=first)
+            address, split = self._check(url, trusted, hop > 0, first, deadline - time.monotonic())
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise DataError(f"'{first}' took longer than {timeout:g} s to download; refused")
@@ -172,7 +219,7 @@ class Fetcher:
         raise RefusedURL(f"refused '{first}': more than {self.max_redirects} redirects")
 
     def _check(
-        self, url: str, trusted: str | None, redirected: bool, first: str
+        self, url: str, trusted: str | None, redirected: bool, first: str, timeout: float
     ) -> tuple[IPAddress, urllib.parse.SplitResult]:
         """The address to connect to for ``url``, or RefusedURL saying why not."""
         via = f" (redirected from '{first}')" if redirected else ""
@@ -188,7 +235,7 @@ class Fetcher:
         if split.username is not None or split.password is not None:
             raise RefusedURL(f"refused '{url}'{via}: credentials in a URL are not sent")
         named = same_origin(url, trusted) or self.allow.names(host, port)
-        addresses = resolve(host, port)
+        addresses = resolve(host, port, timeout)
         if not named and not redirected and not self.allow.any_public:
             if not all(self.allow.holds(a) for a in addresses):
                 where = f"Label Studio at '{trusted}'" if trusted else "no Label Studio server (no url= or /setup)"
@@ -200,8 +247,10 @@ class Fetcher:
             for a in addresses:
                 kind = address_kind(a)
                 if kind and not self.allow.holds(a):
+                    inner = embedded_ipv4(a)
+                    shown = f"{a} (IPv4 {inner})" if inner is not None else str(a)
                     raise RefusedURL(
-                        f"refused '{url}'{via}: host '{host}' resolves to {a}, a {kind} address; only public "
+                        f"refused '{url}'{via}: host '{host}' resolves to {shown}, a {kind} address; only public "
                         f"addresses are fetched unless the host is in allow_hosts="
                     )
         return addresses[0], split
