@@ -126,3 +126,18 @@ def test_a_decoder_that_delivers_the_new_size_is_warned_about_and_every_frame_is
     assert any(f"'{video}': frame 5 is 96×64, the frames before it 48×48" in s for s in said)
     # a VideoWriter silently drops frames of another size: the annotated video must still hold every frame
     assert frames_in(model.save_dir / "clip.mp4") == N
+
+
+def test_a_full_disk_while_the_video_is_written_is_one_clear_error(model, tmp_path, monkeypatch):
+    """OpenCV's VideoWriter drops frames silently on a full disk; the writer checks the free space itself."""
+    import collections
+
+    import visionkit.engine.video_out as video_out
+    from visionkit.engine.diskfull import DiskFullError
+
+    video = tmp_path / "clip.avi"
+    write_avi(video)
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(video_out.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 100))
+    with pytest.raises(DiskFullError, match=r"predict: no space left on the device while writing '.*clip\.mp4'"):
+        model.predict(str(video), project=str(tmp_path / "out"), save=True, verbose=False)

@@ -330,3 +330,40 @@ def test_detect_track_refuses_bad_input(tmp_path):
     assert r.returncode == 2 and "Did you mean 'bytetrack'" in r.stderr, r.stderr
     r = run_cli("detect", "trak", "model=x.pt")
     assert r.returncode == 2 and "Did you mean 'track'" in r.stderr
+
+
+def test_track_goes_on_through_a_damaged_video(tiny_detector, tmp_path):
+    """A broken frame is skipped and a cut-off file ends early, each with a warning naming the frames (as in
+    predict); the good frames are tracked and written to the video and the predictions."""
+    import warnings
+
+    from tests.engine.test_video_faults import frames_in, write_avi
+    from visionkit import Model
+
+    m = Model(str(tiny_detector.ckpt_path))
+
+    def track(video):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = m.track(str(video), project=str(tmp_path / "out"), save=True, save_txt=True, imgsz=64, verbose=False)
+        assert [r["frame"] for r in res] == list(range(1, len(res) + 1))  # the tracker's own count runs on
+        saved = json.loads((res.save_dir / "predictions.json").read_text())
+        assert [r["image"] for r in saved] == [r["image"] for r in res]
+        assert frames_in(res.save_dir / f"{video.stem}.mp4") == len(res)
+        return [int(r["image"].rpartition("#")[2]) for r in res], [str(w.message) for w in caught]
+
+    broken = tmp_path / "broken.avi"
+    start, length = write_avi(broken, n=20)[5]
+    data = bytearray(broken.read_bytes())
+    data[start : start + length] = b"\0" * length  # frame 5's JPEG data gone; the container is intact
+    broken.write_bytes(bytes(data))
+    indices, said = track(broken)
+    assert indices == [i for i in range(20) if i != 5]
+    assert any(f"'{broken}': frame 5 could not be decoded and was skipped" in s for s in said), said
+
+    cut = tmp_path / "cut.avi"
+    chunks = write_avi(cut, n=20)
+    cut.write_bytes(cut.read_bytes()[: chunks[15][0] + 10])  # cut inside frame 15
+    indices, said = track(cut)
+    assert indices == list(range(15))
+    assert any(f"'{cut}' is cut off or damaged from frame 15" in s for s in said), said

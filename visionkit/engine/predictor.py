@@ -20,6 +20,7 @@ from tqdm import tqdm
 from visionkit.cfg import Settings
 from visionkit.data.format import is_image, write_image
 from visionkit.engine.diskfull import disk_full_guard
+from visionkit.engine.video_out import VideoOut
 from visionkit.errors import DataError
 from visionkit.tasks.base import Task
 
@@ -100,7 +101,7 @@ def _frames(source) -> Iterator[tuple[str, Any, float, int]]:
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     start = time.monotonic()
     try:
-        for i, frame in _readable_frames(cap, source):
+        for i, frame in readable_frames(cap, source):
             elapsed = (time.monotonic() - start) if isinstance(source, int) else i / fps
             yield f"{source}#{i}", frame, fps, round(elapsed * 1000)
     finally:
@@ -110,7 +111,7 @@ def _frames(source) -> Iterator[tuple[str, Any, float, int]]:
 MAX_BAD_FRAMES = 25  # unreadable frames in a row after which a video file is taken to be cut off there
 
 
-def _readable_frames(cap, source) -> Iterator[tuple[int, np.ndarray]]:
+def readable_frames(cap, source) -> Iterator[tuple[int, np.ndarray]]:
     """(index, frame) for every frame that decodes. A file's broken frame is skipped (the frames after it are
     still read, keeping their indices) and a file that ends before its declared frame count (cut off) stops there,
     each with a warning naming the frames; a frame whose size differs from the first is warned about once."""
@@ -196,13 +197,7 @@ class _Outputs:
             else:
                 if self.writer is None:
                     stem = f"webcam{self.src}" if isinstance(self.src, int) else Path(str(self.src)).stem
-                    h, w = drawn.shape[:2]
-                    self.writer = cv2.VideoWriter(
-                        str(self.save_dir / f"{stem}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps or 30.0, (w, h)
-                    )
-                    self.size = (w, h)
-                if drawn.shape[1::-1] != self.size:  # a writer silently drops a frame of another size
-                    drawn = cv2.resize(drawn, self.size, interpolation=cv2.INTER_AREA)
+                    self.writer = VideoOut(self.save_dir / f"{stem}.mp4", fps)
                 self.writer.write(drawn)
         if self.save_dir is None:
             return
@@ -215,7 +210,7 @@ class _Outputs:
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.release()
+            self.writer.close()
 
 
 def predict(

@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from visionkit.cfg import Settings
+from visionkit.engine.video_out import VideoOut
 from visionkit.errors import DataError, UsageError
 from visionkit.track.config import build_tracker, load_tracker_settings
 from visionkit.track.mot import evaluate_mot, format_metrics, mot_row, read_mot
@@ -104,18 +105,16 @@ def _frames(frames) -> Iterator[tuple[str, np.ndarray, float]]:
                 raise DataError(f"cannot read frame '{item}' (not an image, or truncated)")
             yield str(item), img, 30.0
         return
+    from visionkit.engine.predictor import readable_frames
+
     cap = cv2.VideoCapture(frames if isinstance(frames, int) else str(frames))
     if not cap.isOpened():
         raise DataError(f"cannot open video source '{frames}'")
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    i = 0
     try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
+        # broken frames skipped and a cut-off file ended, each with a warning naming the frames (as predict does)
+        for i, frame in readable_frames(cap, frames):
             yield f"{frames}#{i}", frame, fps
-            i += 1
     finally:
         cap.release()
 
@@ -139,6 +138,14 @@ class _State:
 
 def run_tracking(model, task, args: Settings, facet: TrackFacet) -> TrackResults:
     """Track objects through every sequence of ``args.source`` with ``model`` (any backend: .pt, .onnx, .tflite)."""
+    from visionkit.engine.diskfull import disk_full_guard
+
+    # a disk that fills up while the video or the rows are written is one error naming the file
+    with disk_full_guard(None, "track", "Free some space and track again"):
+        return _run_tracking(model, task, args, facet)
+
+
+def _run_tracking(model, task, args: Settings, facet: TrackFacet) -> TrackResults:
     from visionkit.engine.predictor import predict
     from visionkit.engine.utils import make_run_dir, select_device
 
@@ -209,13 +216,11 @@ def run_tracking(model, task, args: Settings, facet: TrackFacet) -> TrackResults
                 if args.save and save_dir is not None:
                     drawn = facet.annotate(frame, res, {t.id: list(t.trail) for t in out.tracks})
                     if writer is None:
-                        h, w = drawn.shape[:2]
-                        path = save_dir / f"{seq_name}.mp4"
-                        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps or 30.0, (w, h))
+                        writer = VideoOut(save_dir / f"{seq_name}.mp4", fps)
                     writer.write(drawn)
         finally:
             if writer is not None:
-                writer.release()
+                writer.close()
     n = max(1, len(results))
     results.speed = {
         "detector_ms": 1000 * t_det / n,
