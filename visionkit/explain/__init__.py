@@ -117,8 +117,8 @@ def explain(model: Model | str | Path, source=None, **overrides) -> list[dict]:
     image), ``score`` the target's value at the prediction (a probability, a box score, a pixel fraction, a mean
     depth); the image's ``layer`` is layer= or the task's default, a target's the one its map was taken at (None for
     LIME, which reads no layer). LIME's explanations also hold ``regions`` (the top superpixels, largest weight
-    first: ``{"segment", "weight"}``), ``fit`` (the weighted R² of its linear model) and ``_segments`` (the (H, W)
-    superpixel labels)."""
+    first: ``{"superpixel", "weight"}``), ``fit`` (the weighted R² of its linear model) and ``_superpixels`` (the
+    (H, W) superpixel labels)."""
     import cv2
     import torch
     from tqdm import tqdm
@@ -245,10 +245,10 @@ def _lime_explanations(image, targets, task, wrapped, meta, device, opts, seed: 
             "target": target.label,
             "score": round(target.value, 6),
             "layer": None,
-            "regions": [{"segment": k, "weight": round(float(r.weights[k]), 6)} for k in r.top],
+            "regions": [{"superpixel": k, "weight": round(float(r.weights[k]), 6)} for k in r.top],
             "fit": round(r.fit, 4),
             "_cam": weight_map(segments, r.weights),
-            "_segments": segments,
+            "_superpixels": segments,
             "_picture": region_overlay(image, segments, r.top),
         }
         for target, r in zip(targets, fitted)

@@ -53,8 +53,9 @@ def check_method(method: Any) -> str:
 
 
 def split_explain_keys(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(explain's own keys with their defaults, checked where they can be without a model; the other settings)."""
-    opts = {k: overrides.get(k, default) for k, (default, _) in EXPLAIN_KEYS.items()}
+    """(explain's own keys with their defaults, checked where they can be without a model; the other settings).
+    LIME's keys are among the first only for method=lime, so that the result can be split again."""
+    opts = {k: overrides.get(k, default) for k, (default, _) in EXPLAIN_KEYS.items() if k not in LIME_KEYS}
     check_method(opts["method"])
     if opts["layer"] is not None and not isinstance(opts["layer"], str):
         raise UsageError(f"bad value layer={opts['layer']!r}: give a module path such as backbone.stages.2")
@@ -66,7 +67,8 @@ def split_explain_keys(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[
                 f"(drop layer=, or use a CAM method: {', '.join(CAM_METHODS)})"
             )
         defaults = {k: spec[0] for k, spec in LIME_KEYS.items()}
-        opts.update(check_overrides(given, defaults, "explain key", {k: spec[2] for k, spec in LIME_KEYS.items()}))
+        rules = {k: spec[2] for k, spec in LIME_KEYS.items()}
+        opts.update({**defaults, **check_overrides(given, defaults, "explain key", rules)})
     elif given:
         raise UsageError(f"{', '.join(f'{k}=' for k in given)} apply to method=lime only (method={opts['method']})")
     return opts, {k: v for k, v in overrides.items() if k not in EXPLAIN_KEYS}
