@@ -23,7 +23,7 @@ from visionkit.explain.gallery import (  # noqa: E402
     grid_shape,
     most_confident_mistakes,
 )
-from visionkit.explain.keys import gallery_count  # noqa: E402
+from visionkit.explain.keys import gallery_count, split_gallery_keys  # noqa: E402
 from visionkit.tasks.explain_base import class_index  # noqa: E402
 
 # -- the map falls where the decision is made ----------------------------------------------------------------------
@@ -261,6 +261,9 @@ def test_gallery_keys():
             gallery_count(bad)
     with pytest.raises(UsageError, match="gallery= shows a classifier's mistakes .* is a detect model"):
         check_gallery_model(Model("yolo-n"))
+    assert split_gallery_keys({"method": "lime", "split": "val"})[0]["lime_samples"] == 500
+    with pytest.raises(UsageError, match="target='cat' does not apply to gallery=: each tile explains the class"):
+        split_gallery_keys({"target": "cat"})
 
 
 # -- the gallery --------------------------------------------------------------------------------------------------
@@ -307,6 +310,8 @@ def test_gallery_shows_exactly_the_known_mistakes(tiny, classify_dir, tmp_path, 
     assert path == model.save_dir / "gallery.png" and _tiles(path, 5) and not _tiles(path, 4)
     path = gallery(model, count=3, **settings)
     assert _tiles(path, 3)
+    path = gallery(model, count=2, method="lime", lime_samples=20, lime_segments=8, **settings)  # LIME's tiles
+    assert _tiles(path, 2)
 
 
 @pytest.mark.filterwarnings("ignore:no images for class folder")  # val lacks some classes

@@ -257,12 +257,19 @@ def _lime_explanations(image, targets, task, wrapped, meta, device, opts, seed: 
 
 def gallery(model: Model | str | Path, count: int | bool = GALLERY_DEFAULT, **overrides) -> Path | None:
     """A grid of the ``count`` most confident mistakes of a classifier on its validation split (each: the image, its
-    Grad-CAM overlay for the predicted class, true and predicted class, score) saved as gallery.png in the
-    model's last run folder (a val run's) or a new one; ``overrides`` are val settings (data, split, imgsz, ...).
+    explanation for the predicted class, true and predicted class, score) saved as gallery.png in the model's last
+    run folder (a val run's) or a new one. ``overrides``: method (default gradcam; lime: the top superpixels, at
+    lime_samples forward passes per tile), layer, lime_* and val settings (data, split, imgsz, ...).
     Returns the file, or None when there are no mistakes."""
     from visionkit.explain.gallery import write_gallery
+    from visionkit.explain.keys import split_gallery_keys
 
     n = gallery_count(count)
     if n is None:
         raise UsageError(f"bad value count={count!r}: true ({GALLERY_DEFAULT} mistakes) or a positive number")
-    return write_gallery(load_model(model), n, overrides)
+    opts, rest = split_gallery_keys(overrides)
+    if opts["method"] in CAM_METHODS:
+        from visionkit.explain.cam import grad_cam_library
+
+        grad_cam_library()
+    return write_gallery(load_model(model), n, rest, opts)

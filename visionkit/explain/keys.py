@@ -74,6 +74,18 @@ def split_explain_keys(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[
     return opts, {k: v for k, v in overrides.items() if k not in EXPLAIN_KEYS}
 
 
+def split_gallery_keys(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the gallery's explain keys: method= (default gradcam), layer= for a CAM, LIME's keys; the val settings).
+    target= is refused: each tile explains the class the model predicted."""
+    opts, rest = split_explain_keys(overrides)
+    if opts.pop("target") is not None:
+        raise UsageError(
+            f"target={overrides['target']!r} does not apply to gallery=: each tile explains the class the model "
+            f"predicted for that image"
+        )
+    return opts, rest
+
+
 def gallery_count(value: Any) -> int | None:
     """``gallery=`` → how many mistakes to show: True → 16, a positive number → that many, False/None → no gallery."""
     if value is None or value is False:
