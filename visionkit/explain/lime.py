@@ -42,27 +42,42 @@ def _lowest_gradient(lab: np.ndarray, cy: np.ndarray, cx: np.ndarray) -> tuple[n
 
 
 def _fill_orphans(labels: np.ndarray, lab: np.ndarray, colours: np.ndarray) -> np.ndarray:
-    """Pixels labelled -1 join the 4-neighbouring label whose mean colour (``colours``, Lab per label) is closest to
-    their own, growing inwards until none is left: a stray piece goes to the side of an edge it looks like."""
-    h, w = labels.shape
-    flat, flat_lab = labels.ravel().copy(), lab.reshape(-1, 3)
-    while True:
-        idx = np.flatnonzero(flat < 0)
-        if not len(idx):
-            return flat.reshape(h, w)
-        r, c = np.divmod(idx, w)
-        best = np.full(len(idx), np.inf, np.float32)
-        choice = np.full(len(idx), -1, np.int64)
-        for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
-            rr, cc = r + dy, c + dx
-            inside = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
-            neighbour = np.where(inside, flat[np.clip(rr, 0, h - 1) * w + np.clip(cc, 0, w - 1)], -1)
-            cost = ((flat_lab[idx] - colours[np.maximum(neighbour, 0)]) ** 2).sum(-1)
-            closer = (neighbour >= 0) & (cost < best)
-            best[closer], choice[closer] = cost[closer], neighbour[closer]
-        if (choice < 0).all():  # nothing labelled at all
-            choice[:] = 0
-        flat[idx] = choice
+    """Each stray piece (pixels labelled -2, -3, ...: one number per piece; -1: never labelled, its 4-connected
+    pieces are found here) joins the neighbouring label whose mean colour (``colours``, Lab per label) is closest to
+    the piece's own: a stray piece goes to the side of an edge it looks like. Every label stays one connected
+    piece."""
+    orphan = labels < 0
+    if not orphan.any():
+        return labels
+    if orphan.all():
+        return np.zeros_like(labels)
+    piece = np.where(labels <= -2, -labels - 1, 0)  # 0: labelled; 1, 2, ...: the stray pieces
+    _, found = cv2.connectedComponents((labels == -1).astype(np.uint8), connectivity=4)
+    piece = np.where(found > 0, found + piece.max(), piece)
+    n = int(piece.max()) + 1
+    ids = piece.ravel()
+    inside = ids > 0
+    counts = np.bincount(ids[inside], minlength=n).astype(np.float64)
+    flat_lab = lab.reshape(-1, 3)
+    sums = np.stack([np.bincount(ids[inside], flat_lab[inside, c], n) for c in range(3)], 1)
+    means = sums / np.maximum(counts, 1)[:, None]
+    pieces, neighbours = [], []
+    for mine, theirs in (
+        (piece[:, :-1], labels[:, 1:]),
+        (piece[:, 1:], labels[:, :-1]),
+        (piece[:-1], labels[1:]),
+        (piece[1:], labels[:-1]),
+    ):
+        touching = (mine > 0) & (theirs >= 0)
+        pieces.append(mine[touching])
+        neighbours.append(theirs[touching])
+    p, q = np.concatenate(pieces), np.concatenate(neighbours)
+    cost = ((means[p] - colours[q]) ** 2).sum(1)
+    order = np.lexsort((cost, p))  # by piece, cheapest neighbour first
+    first = order[np.r_[True, p[order][1:] != p[order][:-1]]]
+    choice = np.zeros(n, np.int64)
+    choice[p[first]] = q[first]
+    return np.where(orphan, choice[piece], labels)
 
 
 def slic(
@@ -123,15 +138,17 @@ def _connected(
     """Each label's largest 4-connected piece kept (if at least ``min_size`` pixels), the rest merged into the
     neighbour closest in colour; labels renumbered 0..K-1. A label's pixels all lie in its centre's last search
     window (``boxes``)."""
-    out = np.full(labels.shape, -1, np.int64)
+    out = np.where(labels < 0, -1, 0).astype(np.int64)
+    stray = 1  # stray pieces are numbered -2, -3, ... so that two of different labels never join
     for i, (y0, y1, x0, x1) in enumerate(boxes):
-        mine = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
+        mine = labels[y0:y1, x0:x1] == i
         if not mine.any():
             continue
-        _, pieces, stats, _ = cv2.connectedComponentsWithStats(mine, connectivity=4)
+        count, pieces, stats, _ = cv2.connectedComponentsWithStats(mine.astype(np.uint8), connectivity=4)
         biggest = 1 + int(stats[1:, cv2.CC_STAT_AREA].argmax())
-        if stats[biggest, cv2.CC_STAT_AREA] >= min_size:
-            out[y0:y1, x0:x1][pieces == biggest] = i
+        keep = pieces == biggest if stats[biggest, cv2.CC_STAT_AREA] >= min_size else np.zeros_like(mine)
+        out[y0:y1, x0:x1][mine] = np.where(keep, i, -(stray + pieces))[mine]
+        stray += count
     _, renumbered = np.unique(_fill_orphans(out, lab, colours), return_inverse=True)
     return renumbered.reshape(labels.shape).astype(np.int32)
 
