@@ -39,7 +39,7 @@ examples:
   visionkit classify val model=runs/classify/train/weights/best.pt
   visionkit classify predict model=runs/classify/train/weights/best.pt source=images/ save
   visionkit classify lrfind data=shapes model=cifar-dilated imgsz=64
-  visionkit classify explain model=runs/classify/train/weights/best.pt source=images/ method=gradcam
+  visionkit classify explain model=runs/classify/train/weights/best.pt source=images/ method=gradcam   (or lime)
   visionkit classify val model=runs/classify/train/weights/best.pt gallery=True   (most confident mistakes)
   visionkit detect track model=runs/detect/train/weights/best.pt source=clip.mp4 tracker=botsort save save_txt"""
 
@@ -90,7 +90,7 @@ def _run(task: str | None, mode: str, rest: list[str]) -> int:
 
     overrides = parse_kv(rest)
     explain_opts, gallery = {}, None
-    if mode == "explain":  # explain's own keys (method, layer, target) are not settings of the other modes
+    if mode == "explain":  # explain's own keys (method, layer, target, lime_*) are not settings of other modes
         from visionkit.explain.keys import split_explain_keys
 
         explain_opts, overrides = split_explain_keys(overrides)  # a bad method fails here, before torch loads
