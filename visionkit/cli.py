@@ -39,7 +39,7 @@ examples:
   visionkit classify val model=runs/classify/train/weights/best.pt
   visionkit classify predict model=runs/classify/train/weights/best.pt source=images/ save
   visionkit classify lrfind data=shapes model=cifar-dilated imgsz=64
-  visionkit classify explain model=runs/classify/train/weights/best.pt source=images/ method=gradcam
+  visionkit classify explain model=runs/classify/train/weights/best.pt source=images/ method=gradcam   (or lime)
   visionkit classify val model=runs/classify/train/weights/best.pt gallery=True   (most confident mistakes)
   visionkit detect track model=runs/detect/train/weights/best.pt source=clip.mp4 tracker=botsort save save_txt"""
 
@@ -90,14 +90,15 @@ def _run(task: str | None, mode: str, rest: list[str]) -> int:
 
     overrides = parse_kv(rest)
     explain_opts, gallery = {}, None
-    if mode == "explain":  # explain's own keys (method, layer, target) are not settings of the other modes
+    if mode == "explain":  # explain's own keys (method, layer, target, lime_*) are not settings of other modes
         from visionkit.explain.keys import split_explain_keys
 
         explain_opts, overrides = split_explain_keys(overrides)  # a bad method fails here, before torch loads
     elif mode == "val" and "gallery" in overrides:
-        from visionkit.explain.keys import gallery_count
+        from visionkit.explain.keys import gallery_count, split_gallery_keys
 
         gallery = gallery_count(overrides.pop("gallery"))  # None: gallery=false
+        explain_opts, overrides = split_gallery_keys(overrides)  # the gallery's method= (and layer=, lime_*)
     check_shared(overrides)  # shared keys' values checked before torch is even imported
     if overrides.get("tracker") is not None:  # a tracker name or settings file, checked before a model loads
         from visionkit.track.config import load_tracker_settings
@@ -135,7 +136,7 @@ def _run(task: str | None, mode: str, rest: list[str]) -> int:
 
         check_gallery_model(model)  # before minutes of validation
         model.val(**overrides)
-        write_gallery(model, gallery, **overrides)  # into the val run's folder
+        write_gallery(model, gallery, **overrides, **explain_opts)  # into the val run's folder
     else:
         getattr(model, mode)(**overrides)
     if getattr(model, "save_dir", None) is not None and os.environ.get("RANK", "0") == "0":

@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import TINY, run_cli, train_tiny
+from tests.conftest import TINY, run_cli
+from tests.explain.conftest import TASK_MODELS
 from visionkit import Model
 from visionkit.errors import DataError, UsageError
 
@@ -22,29 +23,8 @@ from visionkit.explain.gallery import (  # noqa: E402
     grid_shape,
     most_confident_mistakes,
 )
-from visionkit.explain.keys import gallery_count  # noqa: E402
+from visionkit.explain.keys import gallery_count, split_gallery_keys  # noqa: E402
 from visionkit.tasks.explain_base import class_index  # noqa: E402
-
-TASK_MODELS = {"classify": "mnist-tiny", "detect": "yolo-n", "segment": "unet-n", "depth": "depth-n"}
-
-
-@pytest.fixture(scope="module")
-def tiny(shapes_root, tmp_path_factory):
-    """``tiny(task)``: a one-epoch checkpoint of that task on shapes at 64 px, trained on first use."""
-    cache: dict[str, Model] = {}
-
-    def get(task: str) -> Model:
-        if task not in cache:
-            cache[task] = train_tiny(task, TASK_MODELS[task], shapes_root, tmp_path_factory)
-        return Model(str(cache[task].ckpt_path))  # a fresh Model: tests cannot leak state into each other
-
-    return get
-
-
-@pytest.fixture
-def image(shapes_root) -> str:
-    return str(sorted((shapes_root / "images/val").glob("*.jpg"))[0])
-
 
 # -- the map falls where the decision is made ----------------------------------------------------------------------
 QUADRANTS = ((0, 0), (0, 32), (32, 0), (32, 32))  # (top, left) of each 32×32 quadrant of a 64×64 image
@@ -156,10 +136,19 @@ def test_every_method_runs_on_every_task(tiny, shapes_root, task, tmp_path):
     prediction = model.infer(str(image), **settings)[0]
     flat = {}
     for method in METHODS:
+        quick = {"lime_samples": 40, "lime_segments": 12} if method == "lime" else {}
         results = explain(
-            model, source=str(image), method=method, target=target, verbose=False, project=str(tmp_path), **settings
+            model,
+            source=str(image),
+            method=method,
+            target=target,
+            verbose=False,
+            project=str(tmp_path),
+            **settings,
+            **quick,
         )
-        assert len(results) == 1 and results[0]["method"] == method and results[0]["layer"]
+        assert len(results) == 1 and results[0]["method"] == method
+        assert (results[0]["layer"] is None) if method == "lime" else results[0]["layer"]
         explained = results[0]["explanations"]
         assert explained, f"{task}/{method}: nothing explained"
         for e in explained:
@@ -272,6 +261,9 @@ def test_gallery_keys():
             gallery_count(bad)
     with pytest.raises(UsageError, match="gallery= shows a classifier's mistakes .* is a detect model"):
         check_gallery_model(Model("yolo-n"))
+    assert split_gallery_keys({"method": "lime", "split": "val"})[0]["lime_samples"] == 500
+    with pytest.raises(UsageError, match="target='cat' does not apply to gallery=: each tile explains the class"):
+        split_gallery_keys({"target": "cat"})
 
 
 # -- the gallery --------------------------------------------------------------------------------------------------
@@ -318,6 +310,8 @@ def test_gallery_shows_exactly_the_known_mistakes(tiny, classify_dir, tmp_path, 
     assert path == model.save_dir / "gallery.png" and _tiles(path, 5) and not _tiles(path, 4)
     path = gallery(model, count=3, **settings)
     assert _tiles(path, 3)
+    path = gallery(model, count=2, method="lime", lime_samples=20, lime_segments=8, **settings)  # LIME's tiles
+    assert _tiles(path, 2)
 
 
 @pytest.mark.filterwarnings("ignore:no images for class folder")  # val lacks some classes
@@ -339,8 +333,9 @@ def test_cli_explain_and_gallery(tiny, image, tmp_path):
     assert r.returncode == 0, r.stderr
     assert len(list((tmp_path / "classify").glob("explain*/*_eigencam.jpg"))) == 1
     assert "results saved to" in r.stdout
-    r = run_cli("explain", f"model={ckpt}", f"source={image}", "method=lime", f"project={tmp_path}")
-    assert r.returncode == 2 and "method='lime': choose one of" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("explain", f"model={ckpt}", f"source={image}", "method=limee", f"project={tmp_path}")
+    assert r.returncode == 2 and "method='limee': choose one of" in r.stderr and "Did you mean 'lime'" in r.stderr
+    assert "Traceback" not in r.stderr
     r = run_cli("classify", "explain", f"model={ckpt}", f"source={image}", "layer=nope", f"project={tmp_path}")
     assert r.returncode == 2 and "Spatial layers" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("classify", "val", f"model={ckpt}", "gallery=0", f"project={tmp_path}")

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from visionkit.errors import UsageError
-from visionkit.explain.keys import METHODS, check_method
+from visionkit.explain.keys import CAM_METHODS, check_method
 
 SCORECAM_BATCH = 32  # masked copies of the image per forward pass (the library default is 16; CPUs gain from more)
 
@@ -29,7 +29,7 @@ def grad_cam_library():
 
 def cam_class(method: str):
     """The pytorch-grad-cam class of ``method``; a clear error for an unknown name or a missing library."""
-    return getattr(grad_cam_library(), METHODS[check_method(method)])
+    return getattr(grad_cam_library(), CAM_METHODS[check_method(method)])
 
 
 def spatial_layers(net: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:

@@ -1,6 +1,6 @@
 """The course's misclassification gallery: a classifier's most confident mistakes on its validation split, each
-tile the image and its Grad-CAM overlay for the predicted class, captioned with the true and predicted class and
-the score."""
+tile the image and its explanation for the predicted class (Grad-CAM by default, any CAM method, or LIME's top
+superpixels), captioned with the true and predicted class and the score."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import torch
 
 from visionkit.errors import UsageError
 from visionkit.explain.cam import compute_cam, find_layer, spatial_layers
+from visionkit.explain.keys import LIME
+from visionkit.explain.lime import lime, region_overlay, slic
 from visionkit.explain.overlay import as_bgr, overlay
 from visionkit.explain.targets import explainer_for
 
@@ -22,6 +24,8 @@ COLUMNS = 4  # tiles per row at most
 TILE_INCHES = (5.0, 2.9)  # one tile (image | overlay, caption above) in the figure
 DPI = 100
 GAP = 2  # white pixels between a tile's image and its overlay
+TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "eigencam": "EigenCAM", "scorecam": "Score-CAM"}
+TITLES[LIME] = "LIME's top superpixels"
 
 
 @dataclass
@@ -69,10 +73,23 @@ def _display(x: torch.Tensor, mean, std) -> np.ndarray:
     return np.ascontiguousarray(img[..., ::-1]) if img.shape[2] == 3 else as_bgr(img)
 
 
-def _tile(picture: np.ndarray, cam: np.ndarray) -> np.ndarray:
-    """The image and its overlay side by side (BGR)."""
+def _tile(picture: np.ndarray, explained: np.ndarray) -> np.ndarray:
+    """The image and its explanation side by side (BGR): ``explained`` a map in 0..1 (overlaid) or a picture."""
     gap = np.full((picture.shape[0], GAP, 3), 255, np.uint8)
-    return np.concatenate([picture, gap, overlay(picture, cam)], 1)
+    return np.concatenate([picture, gap, explained if explained.ndim == 3 else overlay(picture, explained)], 1)
+
+
+def _lime_picture(net, task, picture: np.ndarray, k: int, mean, std, device, opts: dict, seed: int) -> np.ndarray:
+    """LIME of class ``k``'s probability at the displayed input ``picture``: the top superpixels, the rest dimmed."""
+
+    def score(images: list[np.ndarray]) -> np.ndarray:
+        x, _ = task.load_inputs(images, picture.shape[0], len(mean), mean, std, False)
+        with torch.no_grad():
+            return net(x.to(device)).float().softmax(1)[:, k].cpu().numpy()
+
+    segments = slic(picture, opts["lime_segments"])
+    (fit,) = lime(picture, segments, score, opts["lime_samples"], opts["lime_top"], seed, opts["lime_fill"])
+    return region_overlay(picture, segments, fit.top)
 
 
 def check_gallery_model(model) -> None:
@@ -85,8 +102,9 @@ def check_gallery_model(model) -> None:
         )
 
 
-def write_gallery(model, count: int, overrides: dict[str, Any]) -> Path | None:
-    """gallery.png in the model's last run folder (the val run's when val just ran) or a new val run folder."""
+def write_gallery(model, count: int, overrides: dict[str, Any], opts: dict[str, Any] | None = None) -> Path | None:
+    """gallery.png in the model's last run folder (the val run's when val just ran) or a new val run folder.
+    ``opts``: the explain keys (visionkit.explain.keys.split_gallery_keys); None: Grad-CAM at the default layer."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,18 +122,28 @@ def write_gallery(model, count: int, overrides: dict[str, Any]) -> Path | None:
             print(f"gallery: no mistakes on split '{args.split}' of {data.source}; no gallery.png written")
         return None
     save_dir = Path(getattr(model, "save_dir", None) or make_run_dir(args, model.task_name, "val"))
-    x0 = mistakes[0].image[None].to(device)
-    spatial = spatial_layers(net, x0)
-    layer = find_layer(net, explainer_for(task).default_layer(spatial, len(data.names)), spatial)
+    opts = opts or {"method": "gradcam", "layer": None}
+    method = opts["method"]
+    if method != LIME:
+        x0 = mistakes[0].image[None].to(device)
+        spatial = spatial_layers(net, x0)
+        layer = find_layer(net, opts["layer"] or explainer_for(task).default_layer(spatial, len(data.names)), spatial)
     rows, cols = grid_shape(len(mistakes))
     fig, axes = plt.subplots(rows, cols, figsize=(TILE_INCHES[0] * cols, TILE_INCHES[1] * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, m in zip(axes.flat, mistakes):
-        cam = compute_cam("gradcam", net, layer, m.image[None].to(device), lambda o, k=m.predicted: o[k])
-        ax.imshow(_tile(_display(m.image, data.mean, data.std), cam)[..., ::-1], interpolation="nearest")
+        picture = _display(m.image, data.mean, data.std)
+        if method == LIME:
+            explained = _lime_picture(
+                net, task, picture, m.predicted, data.mean, data.std, device, opts, int(args.seed)
+            )
+        else:
+            explained = compute_cam(method, net, layer, m.image[None].to(device), lambda o, k=m.predicted: o[k])
+        ax.imshow(_tile(picture, explained)[..., ::-1], interpolation="nearest")
         ax.set_title(f"true {data.names[m.true]}, predicted {data.names[m.predicted]} {m.score:.2f}", fontsize=9)
-    fig.suptitle(f"{len(mistakes)} most confident mistake(s): image | Grad-CAM of the predicted class", fontsize=10)
+    title = f"{len(mistakes)} most confident mistake(s): image | {TITLES.get(method, method)} of the predicted class"
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = save_dir / "gallery.png"
     fig.savefig(path, dpi=DPI)

@@ -1,5 +1,5 @@
-"""The explain facet of a task: what a class activation map explains for it (the network output a target scores,
-the default layer, the targets a prediction gives). A task sets ``Task.explainer`` to a subclass of
+"""The explain facet of a task: what a class activation map or LIME explains for it (the network output a target
+scores, the default layer, the targets a prediction gives). A task sets ``Task.explainer`` to a subclass of
 :class:`Explainer` in its own folder; ``visionkit.explain`` finds it there and never names a task."""
 
 from __future__ import annotations
@@ -24,6 +24,13 @@ class Target:
     score: Callable[[torch.Tensor], torch.Tensor]
     value: float
     layer: str | None = None  # the adapter's layer for this target when layer= is not given (None: the default)
+    # what LIME reads from the wrapped network's output for a perturbed copy of the image (no batch axis), when that
+    # differs from ``score`` (a probability rather than a logit, a box found again wherever it now is); None: score
+    lime_score: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def lime(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The score LIME explains for this target."""
+        return self.lime_score or self.score
 
 
 def class_index(spec: Any, names: list[str], task: str, takes: str = "a class name or id") -> int:

@@ -6,7 +6,8 @@ from visionkit.tasks.explain_base import Explainer, Target, class_index
 
 
 class ClassifyExplainer(Explainer):
-    """target: the predicted class (default) or a class name/id; score: its logit."""
+    """target: the predicted class (default) or a class name/id; score: its logit (CAMs) or its softmax probability
+    (LIME, as the paper explains a classifier's probability)."""
 
     gallery = True
 
@@ -17,4 +18,4 @@ class ClassifyExplainer(Explainer):
     def targets(self, output, prediction, spec, names, context):
         k = int(output[0].argmax()) if spec is None else class_index(spec, names, "classify")
         prob = float(output[0].float().softmax(0)[k])
-        return [Target(names[k], lambda o, k=k: o[k], prob)]
+        return [Target(names[k], lambda o, k=k: o[k], prob, lime_score=lambda o, k=k: o.float().softmax(0)[k])]

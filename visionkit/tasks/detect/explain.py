@@ -36,7 +36,10 @@ class DetectExplainer(Explainer):
     """target: every detected box (default, at most 10), a box index, or a class name (its boxes); score: the
     box's class score summed over the anchors whose decoded box overlaps it (IoU >= 0.5): the cells that made the
     detector fire there. Default layer: per box, the neck output of the level most of that score comes from.
-    EigenCAM ignores the target (one map per image: the default layer's first principal component)."""
+    EigenCAM ignores the target (one map per image: the default layer's first principal component). LIME's score of
+    a perturbed copy: the box found again, the highest score of its class among the anchors whose decoded box
+    overlaps the target box with IoU >= 0.5 (0 when none does): at the unperturbed image that is the box's own
+    score, and no NMS or conf= threshold makes it jump."""
 
     anchor_iou = 0.5
 
@@ -72,6 +75,12 @@ class DetectExplainer(Explainer):
             return None
         per_level = [float(chunk.sum()) for chunk in torch.split(weights, self.level_sizes)]
         return self.level_layers[int(np.argmax(per_level))]
+
+    def found_again(self, output: torch.Tensor, box: torch.Tensor, c: int) -> torch.Tensor:
+        """The best class-``c`` score (column ``c`` of one image's decoded output) among the anchors whose box
+        overlaps ``box`` (input pixels) with IoU >= anchor_iou; 0 when none does."""
+        near = box_iou(output[:, :4], box) >= self.anchor_iou
+        return output[near, c].max() if near.any() else output.new_zeros(())
 
     def wrap(self, net, task):
         if getattr(net, "head", None) is None or not hasattr(net.head, "decode"):
@@ -112,5 +121,6 @@ class DetectExplainer(Explainer):
             weights = anchors.float()
             level = self._level_layer(weights * output[0, :, c].detach())
             score = lambda o, a=weights, c=c: (o[:, c] * a).sum()  # noqa: E731
-            targets.append(Target(f"{i}: {d['name']}", score, d["score"], level))
+            again = lambda o, b=box, c=c: self.found_again(o, b, c)  # noqa: E731
+            targets.append(Target(f"{i}: {d['name']}", score, d["score"], level, again))
         return targets
