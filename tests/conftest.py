@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests import cli_fork
 from visionkit.data.synthetic import generate_shapes
 from visionkit.registry import REGISTRY
 
@@ -61,8 +62,11 @@ def classify_dir(shapes_root, tmp_path) -> Path:
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m visionkit ARGS`` and capture its output."""
+    """Run ``python -m visionkit ARGS`` and capture its output: in a child forked from a process that has the
+    imports done (tests/cli_fork.py), or in a new interpreter when ``env`` changes how one starts."""
     full_env = {**os.environ, **(env or {})}
+    if os.environ.get("VISIONKIT_TEST_FORK", "1") != "0" and not cli_fork.needs_interpreter(full_env):
+        return cli_fork.run(list(args), cwd, full_env, timeout=600)
     return subprocess.run(
         [sys.executable, "-m", "visionkit", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600
     )
@@ -180,3 +184,7 @@ def serve_labelstudio(model: Path, *extra: str, port: int | None = None, env: di
             time.sleep(0.3)
     proc.kill()
     raise AssertionError("visionkit serve did not answer /health in 120 s")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    cli_fork.close()  # the CLI fork server of this test process
