@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -9,6 +11,11 @@ from torch.utils.data import DataLoader, Dataset
 from visionkit.engine.cpus import CpuBudget
 from visionkit.engine.setup import make_loader
 from visionkit.engine.threads import plan_cpus, use_threads
+
+
+@pytest.fixture(autouse=True)
+def _sleeping_openmp(monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # as `import visionkit` sets it; one test changes it
 
 
 def budget(n: int) -> CpuBudget:
@@ -124,3 +131,19 @@ def test_training_header_names_the_choice_and_args_yaml_holds_it(classify_dir, t
     # validation plans the same way and says so
     m.val(data=str(classify_dir), imgsz=32, workers=None, threads=1, project=str(tmp_path / "v"), plots=False)
     assert line in capsys.readouterr().out.splitlines()
+
+
+def test_import_visionkit_makes_openmp_threads_sleep_while_they_wait(monkeypatch):
+    import subprocess
+    import sys
+
+    code = "import os, visionkit; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"  # the user's value wins, and the header says what it costs
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "ACTIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert "OMP_WAIT_POLICY=ACTIVE" in plan_cpus(None, None, "cpu", budget(2), processes=1).describe()
+    assert plan_cpus(None, None, "cpu", budget(1), processes=1).notes == ()  # one thread: nothing waits

@@ -90,6 +90,9 @@ def plan_cpus(
             w = min(MAX_AUTO_WORKERS, max(0, share - (t or 1)))
         if t is None:
             t = max(1, share - w)
+    policy = os.environ.get("OMP_WAIT_POLICY", "")
+    if device_type == "cpu" and t > 1 and policy.upper() != "PASSIVE":  # set by `import visionkit` unless given
+        notes.append(f"OMP_WAIT_POLICY={policy or 'unset'}: waiting threads spin, slow on a busy machine")
     return CpuPlan(t, w, budget, share, processes, device_type, tuple(notes))
 
 
