@@ -65,6 +65,8 @@ def test_distributed_processes_share_the_cores():
         == "cpu: 8 usable cores (affinity 8, cgroup quota none), 4 per process: 4 threads, 0 loader workers"
     )
     assert plan_cpus(None, None, "cpu", budget(2), processes=4).threads == 1  # never below one
+    plan = plan_cpus(8, None, "cpu", budget(2), processes=2)  # an explicit value: within this process's share
+    assert (plan.threads, plan.notes) == (1, ("threads=8 capped at the 1 usable cores of this process",))
 
 
 def test_local_world_size_from_torchrun(monkeypatch):

@@ -3,10 +3,10 @@
 
 On a CPU device the network's threads and the loader's workers compete for the same cores, so they share them:
 ``threads + workers <= cores``. Up to 4 cores the math gets every core and the images load in the main process
-(on 2 cores, a worker's core was worth less to training than a second math thread, measured with tools/
-bench_cpu_load.py); from 5 cores on a quarter of them (at most 8) load images. On a GPU the math runs there: the
-workers get the cores, one is left to the main process. An explicit ``threads=`` or ``workers=`` is obeyed (never
-above the usable cores); each loader worker runs single-threaded math.
+(on 2 cores, loader workers beside the math trained slower than none: docs/performance.md); from 5 cores on a
+quarter of them (at most 8) load images. On a GPU the math runs there: the workers get the cores, one is left to
+the main process. An explicit ``threads=`` or ``workers=`` is obeyed, but never above the usable cores (in a
+distributed run, this process's share of them). Each loader worker runs single-threaded math.
 """
 
 from __future__ import annotations
@@ -52,13 +52,13 @@ def local_processes() -> int:
         return 1
 
 
-def _explicit(value, key: str, cap: int, notes: list[str]) -> int | None:
-    """An explicit value (None, and 0 for threads, mean automatic), capped at the usable cores."""
+def _explicit(value, key: str, cap: int, cores: str, notes: list[str]) -> int | None:
+    """An explicit value (None, and 0 for threads, mean automatic), capped at ``cap`` cores (this process's)."""
     if value is None or (key == "threads" and int(value) == 0):
         return None
     value = int(value)
     if value > cap:
-        notes.append(f"{key}={value} capped at the {cap} usable cores")
+        notes.append(f"{key}={value} capped at {cores}")
         return cap
     return value
 
@@ -77,8 +77,9 @@ def plan_cpus(
     processes = processes or local_processes()
     share = max(1, budget.usable // processes)
     notes: list[str] = []
-    t = _explicit(threads, "threads", budget.usable, notes)
-    w = _explicit(workers, "workers", budget.usable, notes)
+    cap = f"the {share} usable cores" + (" of this process" if processes > 1 else "")
+    t = _explicit(threads, "threads", share, cap, notes)
+    w = _explicit(workers, "workers", share, cap, notes)
     if device_type == "cpu":  # threads and workers share the cores
         if w is None:
             w = 0 if share <= SMALL_CPU else min(MAX_AUTO_WORKERS, share // 4)
