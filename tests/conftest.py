@@ -14,14 +14,17 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import cv2
-import numpy as np
-import pytest
-import torch
+# before torch: OpenMP threads that sleep while they wait, as `import visionkit` sets it (here torch comes first)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from tests import cli_fork
-from visionkit.data.synthetic import generate_shapes
-from visionkit.registry import REGISTRY
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tests import cli_fork  # noqa: E402
+from visionkit.data.synthetic import generate_shapes  # noqa: E402
+from visionkit.registry import REGISTRY  # noqa: E402
 
 # Under pytest-xdist each worker gets one core: several workers each spinning two OpenMP threads on a 2-core
 # machine run 10x slower than one thread each.

@@ -1,5 +1,13 @@
 """visionkit: train, validate, predict and export vision models built from a plugin registry."""
 
+import os
+
+# OpenMP threads that wait for work sleep instead of spinning. Spinning threads keep a core busy between operations:
+# on a machine with other work (a second process, a test suite) the spinning fights it for the cores and a 2-core
+# training ran 10-80x slower; idle, sleeping costs ~7 % (docs/performance.md). OpenMP reads this once, when torch
+# is first imported, so it is set here, before anything imports torch; a value in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from visionkit.registry import REGISTRY, available, build, register
 from visionkit.version import __version__
 

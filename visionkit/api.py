@@ -177,13 +177,17 @@ class Model:
 
     def val(self, **overrides) -> dict[str, float]:
         """Validate the checkpoint on its dataset (or data=...); prints the table, saves plots."""
+        from visionkit.engine.threads import use_threads
         from visionkit.engine.utils import make_run_dir
         from visionkit.engine.validator import validate
 
         args, data, loader, device = self.val_loader(**overrides)
         task = self.task
         task.bind(self.net)
-        metrics, obj = validate(self.net.to(device), loader, task, data.names, device, args)
+        if args.verbose:
+            print(self.cpu_plan.describe())
+        with use_threads(self.cpu_plan.threads):
+            metrics, obj = validate(self.net.to(device), loader, task, data.names, device, args)
         save_dir = make_run_dir(args, self.task_name, "val")
         if args.verbose:
             print(obj.table())
@@ -199,7 +203,8 @@ class Model:
 
     def val_loader(self, **overrides):
         """(settings, dataset info, loader, device) of the split ``val`` scores: data= or the data the checkpoint
-        was trained on, found the same way, with the checkpoint's normalisation."""
+        was trained on, found the same way, with the checkpoint's normalisation. Sets ``cpu_plan`` (the threads
+        and loader workers chosen)."""
         ckpt = self._require_ckpt("val")
         args = self._args(overrides)
         if not args.data:  # validate on the data it was trained on, found the same way
@@ -221,6 +226,7 @@ class Model:
         """(dataset info, loader, device) of ``args.split`` of ``args.data`` with the checkpoint's normalisation and
         size, in order: what a task's own mode (e.g. depth's calibrate) evaluates the checkpoint on."""
         from visionkit.engine.setup import make_loader
+        from visionkit.engine.threads import plan_for
         from visionkit.engine.utils import select_device
 
         ckpt = self._require_ckpt("val")
@@ -230,12 +236,15 @@ class Model:
             raise UsageError(f"dataset classes {data.names} differ from the checkpoint's {ckpt['names']}")
         data.mean, data.std = tuple(ckpt["mean"]), tuple(ckpt["std"])
         device = select_device(args.device)
+        self.cpu_plan = plan_for(args, device)
         ds = task.build_dataset(data, args.split, int(args.imgsz or ckpt["imgsz"]), False, args)
-        return data, make_loader(ds, int(args.batch), int(args.workers), False, device, task.collate_fn()), device
+        loader = make_loader(ds, int(args.batch), self.cpu_plan.workers, False, device, task.collate_fn())
+        return data, loader, device
 
     def predict(self, source=None, **overrides) -> list[dict]:
         """Predict on an image, folder or glob; returns one dict per image (also saved as predictions.json)."""
         from visionkit.engine.predictor import predict, resolve_sources
+        from visionkit.engine.threads import use_threads
         from visionkit.engine.utils import make_run_dir
 
         args, meta, device, task = self._prediction_setup(overrides)
@@ -243,7 +252,10 @@ class Model:
         resolve_sources(source)  # fail on a bad source before making a run folder
         save_dir = make_run_dir(args, self.task_name, "predict")
         self.save_dir = save_dir
-        return predict(self.net.to(device), task, source, meta, args, device, save_dir)
+        if args.verbose:
+            print(self.cpu_plan.describe())
+        with use_threads(self.cpu_plan.threads):
+            return predict(self.net.to(device), task, source, meta, args, device, save_dir)
 
     def infer(self, images, **overrides) -> list[dict]:
         """Predict on decoded images (BGR uint8 arrays, as OpenCV reads them) or paths, and write nothing: for
@@ -251,18 +263,22 @@ class Model:
         import numpy as np
 
         from visionkit.engine.predictor import predict
+        from visionkit.engine.threads import use_threads
 
         if isinstance(images, (np.ndarray, str, Path)):  # one image, not a sequence of rows or characters
             images = [images]
         args, meta, device, task = self._prediction_setup({"verbose": False, **overrides, "save": False})
-        return predict(self.net.to(device), task, list(images), meta, args, device, None)
+        with use_threads(self.cpu_plan.threads):
+            return predict(self.net.to(device), task, list(images), meta, args, device, None)
 
     def _prediction_setup(self, overrides: dict[str, Any]):
+        from visionkit.engine.threads import plan_for
         from visionkit.engine.utils import select_device
 
         ckpt = self._require_ckpt("predict")
         args = self._args(overrides)
         device = select_device(args.device)
+        self.cpu_plan = plan_for(args.replace(workers=0), device)  # images are read in this process: no workers
         meta = {
             "names": ckpt["names"],
             "imgsz": int(args.imgsz or ckpt["imgsz"]),
@@ -280,6 +296,7 @@ class Model:
         """LR range test on the training data; saves lrfind.png and returns the suggested lr."""
         from visionkit.engine.lrfinder import lr_range_test, plot_lr_range
         from visionkit.engine.setup import make_loader, resolve_imgsz
+        from visionkit.engine.threads import plan_for, use_threads
         from visionkit.engine.utils import init_seeds, make_run_dir, select_device
 
         args = self._args(overrides)
@@ -291,12 +308,14 @@ class Model:
         net = self.net
         imgsz = resolve_imgsz(args, self.config, data.native_imgsz, net.stride)
         device = select_device(args.device)
+        self.cpu_plan = plan_for(args, device)
         ds = task.build_dataset(data, "train", imgsz, True, args)
-        loader = make_loader(ds, int(args.batch), int(args.workers), True, device, task.collate_fn())
+        loader = make_loader(ds, int(args.batch), self.cpu_plan.workers, True, device, task.collate_fn())
         task.bind(net)
-        result = lr_range_test(
-            net, loader, task, device, args, float(args.start_lr), float(args.end_lr), int(args.num_iter)
-        )
+        with use_threads(self.cpu_plan.threads):
+            result = lr_range_test(
+                net, loader, task, device, args, float(args.start_lr), float(args.end_lr), int(args.num_iter)
+            )
         save_dir = make_run_dir(args, self.task_name, "lrfind")
         result["plot"] = str(plot_lr_range(result, save_dir / "lrfind.png"))
         print(

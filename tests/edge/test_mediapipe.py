@@ -314,3 +314,35 @@ def test_a_tflite_model_serves_label_studio_choices(classifier, shapes_root, tmp
     top = Model(str(path)).infer([cv2.imread(str(image))])[0]["top"][0]
     assert got["result"][0]["value"] == {"choices": [top["name"]]}
     assert got["score"] == pytest.approx(top["score"], abs=1e-4)
+
+
+def test_a_tflite_detector_tracks_a_video(detector, tmp_path):
+    """`detect track` with the MediaPipe .tflite as the detector: every frame's boxes are the ones predict gives on
+    that frame with the same file, the confident ones get ids, and the MOTChallenge rows hold them."""
+    import cv2
+    import yaml
+
+    from visionkit.data.clips import make_clip
+
+    clip = make_clip(seed=3, frames=10, size=64, objects=2)
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 64))
+    for frame in clip["frames"]:
+        writer.write(frame)
+    writer.release()
+    settings = tmp_path / "tracker.yaml"
+    thresholds = {"track_high_thresh": 0.3, "track_low_thresh": 0.25, "new_track_thresh": 0.3}
+    settings.write_text(yaml.safe_dump({"tracker_type": "bytetrack", **thresholds}))
+    tflite = Model(str(detector.export(format="mediapipe", nms=True, conf=0.25, iou=0.7, verbose=False)))
+    tracked = tflite.track(
+        str(video), tracker=str(settings), iou=0.7, imgsz=64, verbose=False, save_txt=True, project=str(tmp_path)
+    )
+    predicted = tflite.predict(str(video), conf=0.25, iou=0.7, imgsz=64, verbose=False, save=False)
+    assert [r["frame"] for r in tracked] == list(range(1, 11))
+    assert [[d["box"] for d in r["detections"]] for r in tracked] == [
+        [d["box"] for d in r["detections"]] for r in predicted
+    ]
+    ids = [(r["frame"], d["id"]) for r in tracked for d in r["detections"] if d["id"] is not None]
+    assert ids, "the .tflite detector's boxes got no track ids"
+    rows = (tracked.save_dir / "tracks" / "clip.txt").read_text().splitlines()
+    assert sorted((int(r.split(",")[0]), int(r.split(",")[1])) for r in rows) == sorted(ids)

@@ -100,6 +100,7 @@ RANGES: dict[str, Range | Numbers] = {
     "epochs": Range(int, 1, 1_000_000),
     "batch": Range(int, 1, 1 << 16),
     "workers": Range(int, 0, 1024),
+    "threads": Range(int, 0, 1024),
     "seed": Range(int, 0, 2**32 - 1),
     "lr0": Range(float, 0, 10, open_low=True),
     "lrf": Range(float, 0, 1),

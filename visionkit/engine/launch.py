@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from visionkit.engine.cpus import usable_cpus
 from visionkit.engine.distributed import cuda_ids
 from visionkit.errors import VisionkitError
 
@@ -62,7 +63,9 @@ def launch(task: str, argv: list[str], nproc: int, project: str | None = None) -
         f"--nproc-per-node={nproc} -m visionkit {task} train {' '.join(shlex.quote(a) for a in argv)}",
         flush=True,
     )
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    # each process's OpenMP pool starts at its share of the cores this process may use (affinity, cgroup quota);
+    # torchrun would otherwise say 1. Inside, the trainer sets its threads from the same share (engine/threads.py)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cpus().usable // nproc)))
     try:
         run(get_args_parser().parse_args(cmd))
     except ChildFailedError as e:

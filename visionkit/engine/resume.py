@@ -14,7 +14,7 @@ from visionkit.models.checkpoint import load_checkpoint, portable_config, save_c
 
 # keys a resumed run may change when given explicitly; everything else comes from the interrupted run's args.
 # (Changing workers changes which process draws the augmentation randomness, so the run is then no longer exact.)
-RESUME_OVERRIDABLE = ("device", "workers", "verbose", "plots")
+RESUME_OVERRIDABLE = ("device", "workers", "threads", "verbose", "plots")
 
 
 class Checkpointing:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 
 import numpy as np
 import torch
@@ -12,6 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from visionkit.cfg import Settings
+from visionkit.engine.threads import single_threaded_worker
 from visionkit.models.layers import is_norm_or_bias
 
 DEFAULT_LR = {"sgd": 0.01, "adamw": 0.001, "adam": 0.001}
@@ -34,9 +34,7 @@ def _seed_worker(worker_id: int) -> None:
     import random
 
     random.seed(seed)
-    import cv2
-
-    cv2.setNumThreads(0)  # one OpenCV thread per worker: the workers are the parallelism; more oversubscribes
+    single_threaded_worker()  # the workers are the parallelism: threads inside them would oversubscribe the cores
 
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
@@ -116,8 +114,9 @@ def make_loader(
 ) -> DataLoader:
     """A DataLoader; a dataset's own ``collate_fn`` (batched augmentation) wins over the task's. A ``sampler``
     (training: a DistributedSampler, for one process too) replaces ``shuffle``. ``persistent``: workers live
-    for the whole run instead of starting again every epoch."""
-    workers = max(0, min(int(workers), os.cpu_count() or 1))
+    for the whole run instead of starting again every epoch. ``workers`` as planned by
+    :func:`visionkit.engine.threads.plan_cpus` (capped there at the usable cores)."""
+    workers = max(0, int(workers))
     collate_fn = getattr(dataset, "collate_fn", None) or collate_fn
     if not shuffle and sampler is None and hasattr(dataset, "prepare_batches"):  # whole shaped batches (rect val)
         dataset.prepare_batches(batch)

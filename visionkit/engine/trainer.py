@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import ExitStack
 
 import torch
 import yaml
@@ -28,6 +29,7 @@ from visionkit.engine.setup import (
     make_loader,
     resolve_imgsz,
 )
+from visionkit.engine.threads import plan_for, use_threads
 from visionkit.engine.timing import PhaseTimer
 from visionkit.engine.transfer import StartingWeights
 from visionkit.engine.utils import init_seeds, make_run_dir, rng_state, select_device
@@ -95,6 +97,11 @@ class Trainer(Checkpointing, StartingWeights):
             self.verbose = self.verbose and self.dist.is_main
         else:
             self.device = select_device(a.device)
+        # intra-op threads and loader workers from the cores this process may use (shared with the other local
+        # processes of a distributed run); the threads are set for the run and given back after it
+        self.cpu_plan = plan_for(a, self.device)
+        self._threads.enter_context(use_threads(self.cpu_plan.threads))
+        a.threads, a.workers = self.cpu_plan.threads, self.cpu_plan.workers  # args.yaml holds what was used
         batch = int(a.batch)
         if batch % self.dist.world_size:
             raise UsageError(
@@ -172,7 +179,13 @@ class Trainer(Checkpointing, StartingWeights):
         self.train_loader = self._train_loader()
         self.val_loader = (
             make_loader(
-                self.val_set, batch * 2, int(a.workers), False, self.device, self.task.collate_fn(), persistent=True
+                self.val_set,
+                batch * 2,
+                self.cpu_plan.workers,
+                False,
+                self.device,
+                self.task.collate_fn(),
+                persistent=True,
             )
             if self.val_set is not None
             else None
@@ -195,7 +208,7 @@ class Trainer(Checkpointing, StartingWeights):
         return make_loader(
             EpochSeededDataset(self.train_set),
             int(self.args.batch) // self.dist.world_size,
-            int(self.args.workers),
+            self.cpu_plan.workers,
             True,
             self.device,
             self.task.collate_fn(),
@@ -220,6 +233,7 @@ class Trainer(Checkpointing, StartingWeights):
 
     def train(self) -> dict[str, float]:
         failed = True
+        self._threads = ExitStack()  # the caller's torch thread count, given back when training ends
         try:
             # a full disk, whatever was being written, ends the run with one error; last.pt stays whole
             with disk_full_guard(lambda: getattr(self, "save_dir", self.args.project), "training", self._resume_hint):
@@ -233,6 +247,7 @@ class Trainer(Checkpointing, StartingWeights):
             if getattr(self, "save_dir", None) is not None and self.dist.is_main:
                 release_run_dir(self.save_dir)
             distributed.cleanup()
+            self._threads.close()
 
     def _train(self) -> dict[str, float]:
         self._setup()
@@ -245,7 +260,8 @@ class Trainer(Checkpointing, StartingWeights):
             print(
                 f"{self.task.name}: {len(self.train_set)} train / {len(self.val_set or [])} val images, "
                 f"{len(self.data.names)} classes, imgsz {self.imgsz}, {num_params(self.model):,} parameters, "
-                f"device {self.device}{procs}\noptimizer: {self.optimizer_desc}, scheduler: {a.scheduler}{frozen}\n"
+                f"device {self.device}{procs}\n{self.cpu_plan.describe()}\n"
+                f"optimizer: {self.optimizer_desc}, scheduler: {a.scheduler}{frozen}\n"
                 f"results → {self.save_dir}"
             )
         self.callbacks.run("on_train_start", self)
