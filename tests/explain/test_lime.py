@@ -209,7 +209,7 @@ def test_detect_lime_explains_the_target_box_found_again(tmp_path):
     meta = {"imgsz": imgsz, "in_channels": 3, "mean": [0, 0, 0], "std": [1, 1, 1]}
     opts = {"lime_samples": 150, "lime_segments": 30, "lime_top": 3, "lime_fill": "mean"}
     (e,) = _lime_explanations(image, [target], LetterboxTask(), wrapped, meta, "cpu", opts, 0)
-    assert e["target"] == "0: thing" and e["score"] == pytest.approx(own, abs=1e-6)
+    assert e["target"] == "0: thing" and e["score"] == pytest.approx(own, abs=1e-5)  # rounded to 6 decimals
     assert _inside(e["_superpixels"], e["regions"][0]["superpixel"], box) >= 0.6
     assert _mass(e["_cam"], box) >= 0.7 and _mass(e["_cam"], elsewhere) <= 0.05
     assert e["_picture"].shape == (h, w, 3)
