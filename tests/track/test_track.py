@@ -141,6 +141,25 @@ def test_camera_motion_is_measured_from_the_background():
         assert np.allclose(warp[:, :2], np.eye(2), atol=0.02)
 
 
+def test_automatic_downscale_follows_the_frame_size_and_keeps_full_size_motion():
+    rng = np.random.default_rng(1)
+    # a smooth texture at HD size: an 1100×1960 canvas, frames of 1080×1920 cut from it
+    small = cv2.GaussianBlur(rng.integers(0, 255, (280, 490, 3), dtype=np.uint8), (3, 3), 0)
+    big = cv2.resize(small, (1960, 1100), interpolation=cv2.INTER_CUBIC)
+    gmc = GlobalMotion("sparse_flow")  # downscale 0: automatic
+    gmc.apply(big[10:1090, 20:1940])
+    assert gmc.downscale == 4  # a 1920-px long side shrinks to 480
+    warp = gmc.apply(big[10:1090, 32:1952])  # 12 px to the right at full size
+    assert warp[0, 2] == pytest.approx(-12, abs=2) and warp[1, 2] == pytest.approx(0, abs=2), warp
+    for shape, factor in (((720, 1280), 2), ((160, 160), 1), ((959, 500), 1)):
+        gmc = GlobalMotion("sparse_flow")
+        gmc.apply(np.zeros((*shape, 3), np.uint8))
+        assert gmc.downscale == factor, shape
+    gmc = GlobalMotion("sparse_flow", downscale=3)  # a given factor is kept
+    gmc.apply(big[10:1090, 20:1940])
+    assert gmc.downscale == 3
+
+
 def test_metrics_match_hand_computed_values():
     """One object over 4 frames, tracked as id 7 then id 8 (a switch): MOTA = 1 − 1/4, IDF1 = 2·2/(2·2 + 2 + 2),
     DetA = 1, AssA = 2/(2 + 2) so HOTA = √0.5. Then a false positive and a miss: MOTA = 1 − (1 + 1)/4."""

@@ -24,7 +24,7 @@ RULES: dict[str, Range | tuple[str, ...] | type] = {
     "track_buffer": Range(int, 1, 100_000),
     "fuse_score": bool,
     "cmc_method": ("sparse_flow", "orb", "none"),
-    "cmc_downscale": Range(int, 1, 16),
+    "cmc_downscale": Range(int, 0, 16),
 }
 
 

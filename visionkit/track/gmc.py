@@ -12,15 +12,17 @@ import cv2
 import numpy as np
 
 METHODS = ("sparse_flow", "orb", "none")
+AUTO_SIDE = 480  # downscale=0: frames shrink by whole factors until their long side is at most about this
 
 
 class GlobalMotion:
     """Estimates the 2×3 affine map from the previous frame's pixels to the current frame's."""
 
-    def __init__(self, method: str = "sparse_flow", downscale: int = 1):
+    def __init__(self, method: str = "sparse_flow", downscale: int = 0):
         if method not in METHODS:
             raise ValueError(f"unknown camera-motion method '{method}' (one of {', '.join(METHODS)})")
         self.method = method
+        self.auto = int(downscale) <= 0  # 0: from the first frame's size
         self.downscale = max(1, int(downscale))
         self.prev: np.ndarray | None = None
         self.prev_features = None
@@ -32,6 +34,9 @@ class GlobalMotion:
 
     def _gray(self, frame: np.ndarray) -> np.ndarray:
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+        if self.auto and self.prev is None:
+            # the cost grows with the pixels, the background's motion needs few of them: HD frames shrink to ~480 px
+            self.downscale = max(1, max(gray.shape[:2]) // AUTO_SIDE)
         if self.downscale > 1:
             h, w = gray.shape
             gray = cv2.resize(gray, (max(1, w // self.downscale), max(1, h // self.downscale)))

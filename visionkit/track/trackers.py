@@ -237,7 +237,7 @@ class BoTSORT(ByteTracker):
 
     kalman_form = "xywh"
 
-    def __init__(self, cmc_method: str = "sparse_flow", cmc_downscale: int = 1, **kw):
+    def __init__(self, cmc_method: str = "sparse_flow", cmc_downscale: int = 0, **kw):
         super().__init__(**kw)
         self.gmc = GlobalMotion(cmc_method, cmc_downscale)
         self.last_warp = np.eye(2, 3)
