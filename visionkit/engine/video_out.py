@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import cv2
@@ -59,6 +60,8 @@ class VideoOut:
             return
         self.writer.release()
         self.writer = None
+        if sys.exc_info()[0] is not None:  # closed while another error is raised: that one is the news
+            return
         if self.frames and (not self.path.exists() or self.path.stat().st_size == 0):
             w, h = self.size or (0, 0)
             self._check_space(w * h * 3)
