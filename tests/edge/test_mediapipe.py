@@ -346,3 +346,35 @@ def test_a_tflite_detector_tracks_a_video(detector, tmp_path):
     assert ids, "the .tflite detector's boxes got no track ids"
     rows = (tracked.save_dir / "tracks" / "clip.txt").read_text().splitlines()
     assert sorted((int(r.split(",")[0]), int(r.split(",")[1])) for r in rows) == sorted(ids)
+
+
+# a runner only the cyclic garbage collector can free: its Task's close() used to wait forever on an executor thread
+# that the same collection had ended (the MediaPipe suite hung inside an unrelated allocation)
+GC_SCRIPT = """
+import gc, sys, weakref
+import numpy as np
+from visionkit.runtime import mediapipe_backend as mb
+net = mb.MediaPipeModel(sys.argv[1])
+runner, net._runner = net.runner, None
+runner.run(np.zeros((32, 48, 3), np.uint8))
+task = weakref.ref(runner.task)
+runner.cycle = runner
+del runner
+gc.collect()
+assert len(mb._ORPHANS) == 1 and task() is not None and task()._handle, "the Task was not kept for a later close"
+net.runner.run(np.zeros((32, 48, 3), np.uint8))  # ordinary code: the orphan is closed here
+assert not mb._ORPHANS and task() is None or not task()._handle, "the orphaned Task is still open"
+assert list(mb._LIVE.values()) == [net.runner.task]
+print("closed")
+"""
+
+
+def test_a_runner_freed_by_the_cycle_collector_does_not_hang(classifier, tmp_path):
+    path = classifier.export(format="mediapipe", imgsz=[32, 48], verbose=False)
+    script = tmp_path / "gc_runner.py"
+    script.write_text(GC_SCRIPT)
+    try:
+        r = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("freeing an unclosed MediaPipe runner in the cycle collector hung")
+    assert r.returncode == 0 and "closed" in r.stdout, r.stderr[-2000:]

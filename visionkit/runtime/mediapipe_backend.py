@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import atexit
 import threading
-import weakref
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +21,35 @@ from visionkit.registry import REGISTRY
 from visionkit.runtime.base import ExportedModel
 from visionkit.runtime.mediapipe_kind import MediaPipeKind
 
-_OPEN: weakref.WeakSet = weakref.WeakSet()
+# Every MediaPipe Task still open, held here until it is closed. A Task must never be left to the cyclic garbage
+# collector: the collector frees the Task's executor in the same pass, its worker thread leaves, and the close()
+# that the Task's (or its runner's) finaliser then submits waits forever for a thread that is gone (a test run hung
+# this way inside an unrelated allocation). Held here, a Task's executor lives until close() has run.
+_LIVE: dict[int, Any] = {}
+# Tasks whose runner was freed without close(): a finaliser may run anywhere (inside a lock the executor needs),
+# so it only queues the Task; the next runner made or run, or the exit hook, closes it.
+_ORPHANS: list[Any] = []
 _CLOSE_AT_EXIT: list[bool] = []
+
+
+def close_orphans() -> None:
+    """Close the Tasks whose runners were freed unclosed (called where MediaPipe may be entered safely)."""
+    while _ORPHANS:
+        task = _ORPHANS.pop()
+        _LIVE.pop(id(task), None)
+        try:
+            task.close()
+        except Exception as e:  # not the caller's problem: its own Task is a different one
+            warnings.warn(f"closing an unused MediaPipe Task failed: {type(e).__name__}: {e}", stacklevel=2)
 
 
 def _close_all() -> None:
     """Close the Tasks still open at exit while MediaPipe's dispatcher threads still run (each Task's own __del__
     would otherwise print an error at shutdown)."""
-    for runner in list(_OPEN):
-        runner.close()
+    _ORPHANS.clear()
+    while _LIVE:
+        _, task = _LIVE.popitem()
+        task.close()
 
 
 def _register_close_at_exit() -> None:
@@ -59,6 +79,7 @@ class TaskRunner:
         from visionkit.export.tflite_metadata import writers
 
         writers()  # registers the metadata helper MediaPipe's Python package lacks, before any metadata read
+        close_orphans()
         self.kind, self.num_classes, self.video = kind, len(names), video
         # VIDEO mode: MediaPipe wants each frame's timestamp, strictly increasing within one Task
         mode = vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE
@@ -69,7 +90,7 @@ class TaskRunner:
             self.task = kind.create(vision, base, mode, score_threshold, max_results)
         except (RuntimeError, ValueError) as e:
             raise CheckpointError(f"MediaPipe cannot load '{path}' as a {kind.name}: {str(e).splitlines()[0]}") from e
-        _OPEN.add(self)
+        _LIVE[id(self.task)] = self.task
         _register_close_at_exit()
 
     def run(self, rgb: np.ndarray, timestamp_ms: int | None = None) -> dict[str, np.ndarray]:
@@ -78,6 +99,8 @@ class TaskRunner:
 
         if self.video and timestamp_ms is None:
             raise UsageError("a VIDEO-mode MediaPipe Task needs each frame's timestamp_ms")
+        if _ORPHANS:
+            close_orphans()
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
         self.frames += 1
         return self.kind.run(self.task, image, timestamp_ms if self.video else None, rgb.shape[:2], self)
@@ -85,13 +108,14 @@ class TaskRunner:
     def close(self) -> None:
         task, self.task = getattr(self, "task", None), None
         if task is not None:
+            _LIVE.pop(id(task), None)
             task.close()
 
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown: MediaPipe's dispatcher may already be gone
-            pass
+    def __del__(self, _orphans=_ORPHANS):  # the list itself: at interpreter exit the module's names may be None
+        # no MediaPipe call from a finaliser (see _LIVE): the Task is closed later, from ordinary code
+        task, self.task = getattr(self, "task", None), None
+        if task is not None:
+            _orphans.append(task)
 
 
 def kind_named(name: str) -> MediaPipeKind:
