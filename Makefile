@@ -73,7 +73,7 @@ test-quick: $(VENV)/.installed
 
 # property-based tests of every parser of outside input, 10,000 examples each (make test runs 40 each)
 fuzz: $(VENV)/.installed
-	HYPOTHESIS_PROFILE=fuzz $(VPY) -m pytest -n 2 -q -p no:cacheprovider tests/fuzz
+	HYPOTHESIS_PROFILE=fuzz $(VPY) -m pytest -n 2 -q -p no:cacheprovider --timeout 0 tests/fuzz
 
 # the same checks CI runs first: lint rules, then formatting (`make format` rewrites the files)
 lint: $(VENV)/.installed
