@@ -39,7 +39,7 @@ labelstudio: $(LS_VENV)/.installed
 $(EDGE_VENV)/.installed: pyproject.toml
 	-(test -x $(EDGE_PY) || $(PYTHON) -m venv $(EDGE_VENV)) && \
 		$(EDGE_PY) -m pip install -q $(TORCH_PKGS) && \
-		$(EDGE_PY) -m pip install -q -e '.[mediapipe,serve,test]' httpx2 && \
+		$(EDGE_PY) -m pip install -q -e '.[mediapipe,serve,test,timm]' httpx2 && \
 		$(EDGE_PY) -m pip uninstall -y -q opencv-contrib-python && \
 		$(EDGE_PY) -m pip install -q --force-reinstall --no-deps 'opencv-python-headless>=4.8,<5' && touch $@
 

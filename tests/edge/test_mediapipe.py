@@ -378,3 +378,32 @@ def test_a_runner_freed_by_the_cycle_collector_does_not_hang(classifier, tmp_pat
     except subprocess.TimeoutExpired:
         pytest.fail("freeing an unclosed MediaPipe runner in the cycle collector hung")
     assert r.returncode == 0 and "closed" in r.stdout, r.stderr[-2000:]
+
+
+def test_a_timm_backbone_detector_exports_to_mediapipe(tmp_path):
+    """`backbone=timm/...` models go to the phone like the built-in ones: the writer's own check (MediaPipe against
+    PyTorch on the same images) passes, and the file predicts through visionkit (other families:
+    tools/check_timm_export.py, docs/transfer.md)."""
+    pytest.importorskip("timm", reason="timm is in .venv-edge through the timm extra (make edge)")
+    from visionkit.models.build import build_model
+    from visionkit.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    config = {**Model("timm/mobilenetv3_small_050", task="detect").config, "num_classes": 2}
+    net = build_model(config).eval()
+    ckpt = {
+        "task": "detect",
+        "model_config": config,
+        "state_dict": net.state_dict(),
+        "names": ["a", "b"],
+        "imgsz": 64,
+        "in_channels": 3,
+        "mean": [0.5, 0.5, 0.5],
+        "std": [0.25, 0.25, 0.25],
+    }
+    path = Model(str(save_checkpoint(ckpt, tmp_path / "timm.pt"))).export(format="mediapipe", verbose=False)
+    assert path.suffix == ".tflite" and path.stat().st_size > 100_000
+    tflite = Model(str(path))
+    assert tflite.task.name == "detect" and tflite.names == ["a", "b"]
+    results = tflite.predict([np.full((64, 64, 3), 128, np.uint8)], conf=0.0, verbose=False, save=False)
+    assert len(results) == 1 and "detections" in results[0]
