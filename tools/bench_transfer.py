@@ -66,7 +66,7 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--pretrain-epochs", type=int, default=10)
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=None, help="loader workers (default: automatic, as train)")
     p.add_argument("--ssl", default="dino", choices=("simclr", "byol", "dino", "none"))
     p.add_argument("--tasks", default="detect,segment,depth")
     p.add_argument("--timm", default="", help="a timm network to compare in the detector and the U-Net")

@@ -61,3 +61,18 @@ def test_pretrain_needs_images(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="found 0 images"):
         pretrain(data=str(tmp_path / "empty"), epochs=1, verbose=False, project=str(tmp_path / "runs"))
+
+
+def test_pretrain_plans_threads_and_workers_as_train_does(unlabelled, tmp_path, capsys):
+    """workers= and threads= left automatic (their defaults) are planned from the usable cores and named in the
+    header; torch's thread count is the caller's again afterwards."""
+    from visionkit.engine.threads import plan_cpus
+    from visionkit.pretrain import pretrain
+
+    before = torch.get_num_threads()
+    best = pretrain(data=str(unlabelled), method="simclr", epochs=1, imgsz=32, batch=4, verbose=True,
+                    project=str(tmp_path / "runs"))  # fmt: skip
+    assert best.is_file()
+    plan = plan_cpus(None, None, "cpu")
+    assert plan.describe() in capsys.readouterr().out
+    assert torch.get_num_threads() == before

@@ -149,9 +149,16 @@ class _Method(nn.Module):
         return self.criterion(teacher, student, epoch=epoch)
 
 
+def _loader_worker(_: int) -> None:
+    from visionkit.engine.threads import single_threaded_worker
+
+    single_threaded_worker()
+
+
 def pretrain(**overrides: Any) -> Path:
     """Pretrain a backbone without labels; returns the checkpoint (``weights/best.pt``) for ``weights=``."""
     from visionkit.api import Model
+    from visionkit.engine.threads import plan_for, use_threads
     from visionkit.engine.utils import init_seeds, make_run_dir, select_device
     from visionkit.models.build import build_model
     from visionkit.models.checkpoint import portable_config, save_checkpoint
@@ -172,8 +179,15 @@ def pretrain(**overrides: Any) -> Path:
     method = _Method(args.method, encoder, dim, int(args.proj_dim), int(args.epochs)).to(device)
     data = UnlabelledImages(Path(args.data), _views(args.method, imgsz))
     batch = min(int(args.batch), len(data))
+    plan = plan_for(args, device)  # threads and loader workers from the usable cores, as train plans them
     loader = DataLoader(
-        data, batch_size=batch, shuffle=True, num_workers=int(args.workers), drop_last=True, pin_memory=False
+        data,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=plan.workers,
+        worker_init_fn=_loader_worker if plan.workers else None,
+        drop_last=True,
+        pin_memory=False,
     )
     lr = float(args.lr0) if args.lr0 is not None else 1e-3
     params = [p for p in method.parameters() if p.requires_grad]
@@ -185,54 +199,56 @@ def pretrain(**overrides: Any) -> Path:
     if verbose:
         print(
             f"pretrain ({args.method}): {len(data)} images, backbone {config['backbone']['name']} "
-            f"({dim}-d features), imgsz {imgsz}, batch {batch}, device {device}\nresults → {save_dir}"
+            f"({dim}-d features), imgsz {imgsz}, batch {batch}, device {device}\n{plan.describe()}\n"
+            f"results → {save_dir}"
         )
-    best, step, t0 = math.inf, 0, time.time()
-    history = []
-    for epoch in range(int(args.epochs)):
-        method.train()
-        running, n = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not verbose, leave=False)
-        for views in bar:
-            views = [v.to(device) for v in views]
-            loss = method.loss(views, step / max(total, 1), epoch)
-            if not math.isfinite(float(loss.detach())):
-                raise UsageError(f"pretrain loss became {float(loss)} at epoch {epoch + 1}; lower lr0")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if args.method == "dino":
-                method.head.cancel_last_layer_gradients(epoch)
-            opt.step()
-            sched.step()
-            step += 1
-            running, n = running + float(loss.detach()), n + 1
-            bar.set_postfix(loss=f"{running / n:.4f}")
-        epoch_loss = running / max(n, 1)
-        history.append(epoch_loss)
-        if verbose:
-            print(f"epoch {epoch + 1}/{args.epochs}: loss {epoch_loss:.4f}")
-        ckpt = {
-            "task": config["task"],
-            "model_config": portable_config(config),
-            # the backbone alone: weights= transfers it to any task (neck and head start fresh there)
-            "state_dict": {
-                k: v.detach().cpu().clone() for k, v in net.state_dict().items() if k.startswith("backbone.")
-            },
-            "names": list(spec.names or ["image"]),
-            "imgsz": imgsz,
-            "in_channels": 3,
-            "mean": list(MEAN),
-            "std": list(STD),
-            "data": str(args.data),
-            "train_args": args.plain(),
-            "epoch": epoch,
-            "metrics": {"loss": epoch_loss},
-            "pretrain": {"method": args.method, "losses": list(history)},
-        }
-        save_checkpoint(ckpt, save_dir / "weights" / "last.pt")
-        if epoch_loss < best:
-            best = epoch_loss
-            save_checkpoint(ckpt, save_dir / "weights" / "best.pt")
+    with use_threads(plan.threads):
+        best, step, t0 = math.inf, 0, time.time()
+        history = []
+        for epoch in range(int(args.epochs)):
+            method.train()
+            running, n = 0.0, 0
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not verbose, leave=False)
+            for views in bar:
+                views = [v.to(device) for v in views]
+                loss = method.loss(views, step / max(total, 1), epoch)
+                if not math.isfinite(float(loss.detach())):
+                    raise UsageError(f"pretrain loss became {float(loss)} at epoch {epoch + 1}; lower lr0")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if args.method == "dino":
+                    method.head.cancel_last_layer_gradients(epoch)
+                opt.step()
+                sched.step()
+                step += 1
+                running, n = running + float(loss.detach()), n + 1
+                bar.set_postfix(loss=f"{running / n:.4f}")
+            epoch_loss = running / max(n, 1)
+            history.append(epoch_loss)
+            if verbose:
+                print(f"epoch {epoch + 1}/{args.epochs}: loss {epoch_loss:.4f}")
+            ckpt = {
+                "task": config["task"],
+                "model_config": portable_config(config),
+                # the backbone alone: weights= transfers it to any task (neck and head start fresh there)
+                "state_dict": {
+                    k: v.detach().cpu().clone() for k, v in net.state_dict().items() if k.startswith("backbone.")
+                },
+                "names": list(spec.names or ["image"]),
+                "imgsz": imgsz,
+                "in_channels": 3,
+                "mean": list(MEAN),
+                "std": list(STD),
+                "data": str(args.data),
+                "train_args": args.plain(),
+                "epoch": epoch,
+                "metrics": {"loss": epoch_loss},
+                "pretrain": {"method": args.method, "losses": list(history)},
+            }
+            save_checkpoint(ckpt, save_dir / "weights" / "last.pt")
+            if epoch_loss < best:
+                best = epoch_loss
+                save_checkpoint(ckpt, save_dir / "weights" / "best.pt")
     if verbose:
         print(f"done in {time.time() - t0:.1f}s. weights={save_dir / 'weights' / 'best.pt'} starts any task from it")
     return save_dir / "weights" / "best.pt"
