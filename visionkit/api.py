@@ -361,7 +361,8 @@ class Model:
         """Export the checkpoint next to it, checked against PyTorch; returns the file's path.
 
         format=onnx (onnxruntime): imgsz, batch (default 1), dynamic, half, opset, simplify, nms (detect),
-        export_tol. format=mediapipe (alias tflite; MediaPipe Tasks): imgsz (one size or h,w), half (fp16
+        export_tol, int8 (also writes <name>_int8.onnx, calibrated on fraction= of data='s train split or on
+        source=, and returns it). format=mediapipe (alias tflite; MediaPipe Tasks): imgsz (one size or h,w), half (fp16
         weights), int8 (calibrated on data=), nms (detect), source= or data= images for the check."""
         from visionkit.export.exporter import writer_for
 

@@ -258,3 +258,50 @@ def test_rect_validation_on_both_backends(detector, tmp_path):
         for other in (y, z):
             assert [d["class"] for d in x["detections"]] == [d["class"] for d in other["detections"]]
             assert np.allclose([d["box"] for d in x["detections"]], [d["box"] for d in other["detections"]], atol=0.05)
+
+
+def test_int8_onnx_is_quantised_calibrated_judged_and_runs(classifier, shapes_root, capsys):
+    """int8=True writes <name>_int8.onnx beside the checked float file: a QDQ graph with int8 weights, calibrated on
+    the train split (fraction= of it), its metric change and latency printed and in its metadata, and the
+    onnxruntime backend runs it with outputs near the float file's."""
+    path = classifier.export(format="onnx", int8=True, fraction=0.5, verbose=True)
+    assert (
+        path == classifier.ckpt_path.with_name("best_int8.onnx") and classifier.ckpt_path.with_suffix(".onnx").is_file()
+    )
+    model = onnx.load(str(path))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    int8_weights = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+    assert int8_weights, "no convolution weight was stored as int8"
+    meta = {p.key: p.value for p in model.metadata_props}
+    train_images = len(list((shapes_root / "images/train").glob("*.jpg")))
+    assert meta["precision"] == "int8" and meta["calibration_images"] == str(-(-train_images // 2))
+    assert meta["task"] == "classify" and json.loads(meta["names"]) == classifier.ckpt["names"]
+    latency = json.loads(meta["latency_ms"])
+    assert latency["float"] > 0 and latency["int8"] > 0
+    assert meta["int8_metric_change"].startswith("val top1 ")
+    out = capsys.readouterr().out
+    assert f"int8 calibrated on {meta['calibration_images']} image(s)" in out and "val top1" in out
+    assert path.stat().st_size < classifier.ckpt_path.with_suffix(".onnx").stat().st_size
+    images = [str(p) for p in sorted((shapes_root / "images/val").glob("*.jpg"))]
+    got = Model(str(path)).predict(images, verbose=False, save=False)
+    want = Model(str(classifier.ckpt_path.with_suffix(".onnx"))).predict(images, verbose=False, save=False)
+    for g, w in zip(got, want, strict=True):
+        g_scores = {t["name"]: t["score"] for t in g["top"]}
+        for t in w["top"]:
+            assert g_scores[t["name"]] == pytest.approx(t["score"], abs=0.1), (g, w)
+
+
+def test_int8_onnx_refusals(classifier, tmp_path):
+    with pytest.raises(UsageError, match="half=True and int8=True"):
+        classifier.export(format="onnx", int8=True, half=True, verbose=False)
+    with pytest.raises(UsageError, match=r"fraction"):
+        classifier.export(format="onnx", int8=True, fraction=1.5, verbose=False)
+    # a checkpoint that names no data, and no source=: nothing to calibrate on
+    ckpt = {k: v for k, v in classifier.ckpt.items() if k not in ("train_args", "data")}
+    from visionkit.models.checkpoint import save_checkpoint
+
+    bare = Model(str(save_checkpoint(ckpt, tmp_path / "bare.pt")))
+    with pytest.raises(UsageError, match="int8=True calibrates on real images: pass data="):
+        bare.export(format="onnx", int8=True, verbose=False)
+    assert not list(tmp_path.glob("*_int8.onnx")) and not list(tmp_path.glob("vk-int8-*"))

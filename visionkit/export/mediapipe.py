@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from visionkit.cfg import Settings
-from visionkit.errors import DataError, ExportError, UsageError
+from visionkit.errors import ExportError, UsageError
 from visionkit.export import tflite_convert as convert
 from visionkit.export import tflite_metadata as metadata
 from visionkit.export.graphs import EdgeInput
+from visionkit.export.samples import metric_change, source_files, split_files
 from visionkit.limits import MAX_IMGSZ
 from visionkit.registry import REGISTRY, register
 
@@ -142,7 +143,7 @@ def export_mediapipe(net: torch.nn.Module, task, ckpt: dict, args: Settings, out
             small_path = Path(tmp) / "small.tflite"
             small_path.write_bytes(final)
             summary += f"; {precision}: {len(final) / 1e6:.2f} MB vs {len(float_file) / 1e6:.2f} MB float"
-            change = _metric_change(float_path, small_path, args, ckpt, score_file) if score_file else ""
+            change = metric_change(float_path, small_path, args, ckpt, score_file) if score_file else ""
             if change:
                 summary += f", {change}"
         tmp_out = out.with_suffix(".tflite.tmp")
@@ -203,9 +204,9 @@ def _noise_images(h: int, w: int) -> list[np.ndarray]:
 def _images(task, args: Settings, ckpt: dict, split: str, n: int, size: tuple[int, int]) -> list[np.ndarray]:
     """Up to ``n`` RGB uint8 images at (h, w) (stretched, as MediaPipe feeds them): from ``source=`` when given,
     else from ``split`` of ``data=`` (or the data the checkpoint was trained on). Empty when neither is found."""
-    files = _source_files(args.source)
+    files = source_files(args.source)
     if not files:
-        files = _split_files(task, args, ckpt, split)
+        files = split_files(task, args, ckpt, split, n)
     h, w = size
     images = []
     for path in files[:n]:
@@ -213,71 +214,3 @@ def _images(task, args: Settings, ckpt: dict, split: str, n: int, size: tuple[in
         if bgr is not None:
             images.append(np.ascontiguousarray(cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA)[..., ::-1]))
     return images
-
-
-def _source_files(source) -> list[Path]:
-    if not source:
-        return []
-    from visionkit.engine.predictor import is_video, resolve_sources
-
-    return [p for p in resolve_sources(source) if isinstance(p, Path) and not is_video(p)]
-
-
-def _split_files(task, args: Settings, ckpt: dict, split: str) -> list[Path]:
-    from visionkit.data.format import is_image, split_images
-
-    trained = ckpt.get("train_args", {}) or {}
-    data_args = args.replace(data=args.data or trained.get("data") or ckpt.get("data"), verbose=False)
-    for key in ("root", "datasets_dir"):
-        if args[key] is None and trained.get(key) is not None:
-            data_args[key] = trained[key]
-    if not data_args.data:
-        return []
-    try:
-        data = task.resolve_data(data_args)
-    except (DataError, UsageError, OSError):
-        return []
-    spec, root = data.extra.get("spec"), data.extra.get("root")
-    try:
-        if spec is not None:
-            files = split_images(spec, split)
-        elif root is not None:
-            files = sorted(p for p in (Path(root) / split).rglob("*") if is_image(p))
-        else:
-            return []
-    except DataError:
-        return []
-    step = max(1, len(files) // N_CALIBRATION_IMAGES)  # spread the picks over the split
-    return files[::step]
-
-
-def _metric_change(float_path: Path, small_path: Path, args: Settings, ckpt: dict, score_file) -> str:
-    """'<metric> a → b (+d)' of the float and the compressed file on the validation split; '' without data.
-    ``score_file(path, **overrides)`` → (metrics, fitness key) of one file."""
-    trained = ckpt.get("train_args", {}) or {}
-    data = args.data or trained.get("data") or ckpt.get("data")
-    if not data:
-        return ""
-    scores, key = [], None
-    for path in (float_path, small_path):
-        overrides = {
-            "data": data,
-            "verbose": False,
-            "plots": False,
-            "batch": 8,
-            "workers": 0,
-            "project": str(float_path.parent / "val"),
-        }
-        for name in ("root", "datasets_dir"):
-            value = args[name] if args[name] is not None else trained.get(name)
-            if value is not None:
-                overrides[name] = value
-        try:
-            metrics, key = score_file(path, **overrides)
-        except (DataError, UsageError):
-            return ""
-        scores.append(metrics)
-    a, b = scores[0].get(key), scores[1].get(key)
-    if a is None or b is None:
-        return ""
-    return f"val {key} {a:.4f} (float) → {b:.4f} ({b - a:+.4f})"

@@ -20,11 +20,21 @@ from visionkit.errors import ExportError, UsageError
 from visionkit.registry import register
 
 
-def export_onnx(net: torch.nn.Module, task, ckpt: dict, args: Settings, out: Path, batch: int = 1) -> Path:
-    """Write ``out`` (.onnx) with a fixed ``batch`` (unless ``args.dynamic``) and verify it; returns the path."""
+def export_onnx(
+    net: torch.nn.Module, task, ckpt: dict, args: Settings, out: Path, batch: int = 1, score_file=None
+) -> Path:
+    """Write ``out`` (.onnx) with a fixed ``batch`` (unless ``args.dynamic``) and verify it; returns the path. With
+    ``int8``, also its quantised copy ``<name>_int8.onnx`` (returned instead), judged with ``score_file``."""
+    if args.int8 and args.half:
+        raise UsageError("half=True and int8=True are two ways to shrink the file; pick one")
     # a full disk is one error naming the file; the half-written temporary is removed below
     with disk_full_guard(out.parent, "export", "Free some space and export again; no file was written", file=out):
-        return _export_onnx(net, task, ckpt, args, out, batch)
+        path = _export_onnx(net, task, ckpt, args, out, batch)
+        if args.int8:
+            from visionkit.export.onnx_int8 import quantize_onnx
+
+            return quantize_onnx(path, task, ckpt, args, score_file)
+        return path
 
 
 def _export_onnx(net: torch.nn.Module, task, ckpt: dict, args: Settings, out: Path, batch: int) -> Path:
@@ -240,4 +250,4 @@ class OnnxWriter:
     defaults = {"batch": 1}  # the file's batch when batch= is not given (training's 64 means nothing here)
 
     def write(self, net, task, ckpt: dict, args: Settings, out: Path, score_file) -> Path:
-        return export_onnx(net, task, ckpt, args, out, batch=int(args.batch))
+        return export_onnx(net, task, ckpt, args, out, batch=int(args.batch), score_file=score_file)

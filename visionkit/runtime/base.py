@@ -19,3 +19,6 @@ class ExportedModel:
 
     def to(self, *args, **kwargs):
         return self
+
+    def close(self) -> None:
+        """Release what the backend holds (a MediaPipe Task); nothing for backends whose session the collector frees."""

@@ -1,0 +1,179 @@
+"""int8 ONNX files: static post-training quantisation of the checked float file with onnxruntime's own tools (QDQ
+format; int8 weights, one scale per output channel; int8 activations whose ranges are calibrated on the model's own
+images, prepared as predict prepares them), written beside the float file as ``<name>_int8.onnx``.
+
+An int8 file cannot match PyTorch to 1e-3, so it is judged by what it is for: the task's metric on the validation
+split against the float file's (when the data is known), and its latency against the float file's (batch as
+exported, warm-up then the median of repeated calls, onnxruntime's default threads). Both are printed and kept in
+the file's metadata (``precision``, ``calibration_images``, ``int8_metric_change``, ``latency_ms``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import statistics
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from visionkit.cfg import Settings
+from visionkit.errors import ExportError, UsageError
+from visionkit.export.samples import metric_change, source_files, split_files
+
+MAX_CALIBRATION_IMAGES = 256  # min/max ranges settle long before this; more only slows the export
+LATENCY_CALLS = 20
+
+
+def int8_path(float_path: Path) -> Path:
+    return float_path.with_name(f"{float_path.stem}_int8.onnx")
+
+
+def calibration_files(task, args: Settings, ckpt: dict) -> list[Path]:
+    """``source=`` images, else ``fraction`` of the train split (all of it by default), at most
+    MAX_CALIBRATION_IMAGES, spread over it."""
+    files = source_files(args.source)
+    if not files:
+        files = split_files(task, args, ckpt, "train", 10**9)
+    fraction = float(args.fraction) if args.fraction is not None else 1.0
+    if not 0.0 < fraction <= 1.0:
+        raise UsageError(f"bad value fraction={args.fraction!r}: the share of images to calibrate on, in (0, 1]")
+    n = min(MAX_CALIBRATION_IMAGES, max(1, math.ceil(fraction * len(files))))
+    step = max(1, len(files) // n)
+    return files[::step][:n]
+
+
+class _Batches:
+    """onnxruntime's CalibrationDataReader protocol: ``get_next()`` → {"images": batch} or None at the end."""
+
+    def __init__(self, task, files: list[Path], meta: dict):
+        self.task, self.meta = task, meta
+        batch = int(meta["batch"])
+        # a fixed-batch file takes exactly `batch` images per call: the last group is filled up from the first
+        groups = [files[i : i + batch] for i in range(0, len(files), batch)]
+        if groups and len(groups[-1]) < batch:
+            groups[-1] = (groups[-1] + files * batch)[:batch]
+        self.groups = iter(groups)
+
+    def get_next(self):
+        group = next(self.groups, None)
+        if group is None:
+            return None
+        m = self.meta
+        x, _ = self.task.load_inputs(group, m["imgsz"], m["in_channels"], m["mean"], m["std"], rect=False)
+        return {"images": x.numpy().astype(np.float32)}
+
+    def rewind(self):  # not needed for MinMax calibration (one pass)
+        raise NotImplementedError
+
+
+def quantize_onnx(float_path: Path, task, ckpt: dict, args: Settings, score_file=None) -> Path:
+    """Write and judge ``<float>_int8.onnx`` from the checked float file; returns its path."""
+    import onnx
+
+    try:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    except ImportError as e:  # an onnxruntime build without its quantisation tools
+        raise UsageError(f"int8=True needs onnxruntime's quantization tools ({e}); pip install onnxruntime") from e
+    files = calibration_files(task, args, ckpt)
+    if not files:
+        raise UsageError(
+            "int8=True calibrates on real images: pass data= (a dataset with a train split) or source= (a folder "
+            "of images like those the model will see)"
+        )
+    float_model = onnx.load(str(float_path), load_external_data=False)
+    props = {p.key: p.value for p in float_model.metadata_props}
+    meta = {
+        "imgsz": int(props["imgsz"]),
+        "in_channels": int(props["in_channels"]),
+        "mean": json.loads(props["mean"]),
+        "std": json.loads(props["std"]),
+        "batch": int(props.get("batch", 1)),
+    }
+    out = int8_path(float_path)
+    with tempfile.TemporaryDirectory(prefix="vk-int8-", dir=out.parent) as tmp:
+        quantized = Path(tmp) / out.name
+        prepared = _prepared(float_path, Path(tmp) / "prepared.onnx")
+        try:
+            with _quiet_root_logger():  # the quantiser's notes (a rank-1 constant has no channel axis) go to root
+                quantize_static(
+                    str(prepared),
+                    str(quantized),
+                    _Batches(task, files, meta),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=True,
+                    activation_type=QuantType.QUInt8,  # u8 activations, s8 weights: x86's fast int8 path
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax,
+                )
+        except Exception as e:
+            raise ExportError(f"onnxruntime could not quantise '{float_path}': {type(e).__name__}: {e}") from e
+        latency = {"float": _latency(float_path, meta), "int8": _latency(quantized, meta)}
+        change = metric_change(float_path, quantized, args, ckpt, score_file) if score_file else ""
+        model = onnx.load(str(quantized))
+        del model.metadata_props[:]
+        extra = {
+            "precision": "int8",
+            "calibration_images": str(len(files)),
+            "int8_metric_change": change,
+            "latency_ms": json.dumps({k: round(v, 3) for k, v in latency.items()}),
+        }
+        for k, v in {**props, **extra}.items():
+            model.metadata_props.add(key=k, value=v)
+        onnx.save(model, str(quantized))
+        shutil.move(str(quantized), str(out))  # same folder: a rename, never a half-written file at `out`
+    if args.verbose:
+        size = f"{out.stat().st_size / 1e6:.1f} MB vs {float_path.stat().st_size / 1e6:.1f} MB float"
+        speed = (
+            f"latency (batch {meta['batch']}, median of {LATENCY_CALLS}) {latency['int8']:.1f} ms vs "
+            f"{latency['float']:.1f} ms float (×{latency['int8'] / latency['float']:.2f})"
+        )
+        print(
+            f"exported {out} ({size}): int8 calibrated on {len(files)} image(s); {speed}"
+            + (f"; {change}" if change else "; no validation data, so no metric change (pass data=)")
+        )
+    return out
+
+
+@contextmanager
+def _quiet_root_logger():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _prepared(float_path: Path, out: Path) -> Path:
+    """The float file with shapes inferred and the graph optimised, as onnxruntime's quantiser advises; the file
+    itself when that step fails (it is an optimisation, not a requirement)."""
+    try:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        quant_pre_process(str(float_path), str(out))
+        return out
+    except Exception:
+        return float_path
+
+
+def _latency(path: Path, meta: dict) -> float:
+    """Median milliseconds of one call at the file's batch size, after warm-up."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((meta["batch"], meta["in_channels"], meta["imgsz"], meta["imgsz"]))
+    feed = {"images": x.astype(np.float32)}
+    for _ in range(3):
+        session.run(None, feed)
+    times = []
+    for _ in range(LATENCY_CALLS):
+        start = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
