@@ -38,6 +38,8 @@ LAYERS: dict[str, int] = {
     "export.writers": 3,
     "export.onnx": 3,
     "export.mediapipe": 3,
+    "export.onnx_int8": 3,
+    "export.samples": 3,
     "api": 4,
     "cli": 5,
     "serve": 5,
