@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
     "runs": 5,  # run loggers are found by the engine through the registry (it never imports them) and may use the API
     "demo": 5,
     "pretrain": 5,
+    "benchmark": 5,
     "__main__": 5,
 }
 ROOT_IMPORTERS = 4  # the package root re-exports the API: only the API's users may import it

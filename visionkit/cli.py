@@ -27,6 +27,8 @@ USAGE = """usage:
   visionkit models [KIND] [PATTERN]       list registered components (KIND: backbone, neck, head, task, model,
                                           tracker, logger, export_format, mediapipe_kind)
   visionkit pretrain data=FOLDER model=NAME method=simclr|byol|dino   self-supervised backbone (weights= takes it)
+  visionkit benchmark model=best.pt [data=custom.yaml] [formats=pt,onnx,onnx-int8,mediapipe] [imgsz=320]
+                                          size, metric and latency of each format side by side (benchmark.csv)
   visionkit models info model=NAME [imgsz=N]   parameters, FLOPs, per-layer shapes and receptive fields
   visionkit runs [project=runs]           list training runs (task, model, data, epochs, best metric, time, status)
   visionkit runs show NAME                one run: settings, final metrics, per-class table, time split, files
@@ -64,13 +66,15 @@ def main(argv: list[str] | None = None) -> int:
         return _runs(rest)
     if head == "pretrain":
         return _pretrain(rest)
+    if head == "benchmark":
+        return _benchmark(rest)
     if head in MODES:  # `visionkit export model=best.pt`: the task comes from the checkpoint
         return _run(None, head, rest)
     from visionkit.registry import REGISTRY
 
     tasks = tuple(REGISTRY.available("task"))  # built-ins and plugins alike
     if head not in tasks:
-        commands = ("models", "cfg", "version", "data", "serve", "runs", "pretrain")
+        commands = ("models", "cfg", "version", "data", "serve", "runs", "pretrain", "benchmark")
         close = difflib.get_close_matches(head, tasks + MODES + commands, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise UsageError(f"unknown command '{head}'.{hint} Run `visionkit help`.")
@@ -187,6 +191,15 @@ def _models(rest: list[str]) -> int:
             + "".join(f"; {p} FAILED ({e})" for p, e in REGISTRY.plugins_failed.items())
         )
     return 0
+
+
+def _benchmark(rest: list[str]) -> int:
+    from visionkit.benchmark import benchmark
+    from visionkit.cfg import parse_kv
+
+    overrides = {"verbose": True, **parse_kv(rest)}
+    rows = benchmark(**overrides)
+    return 1 if all(r["error"] for r in rows) else 0  # a failed format is in its row; none working is an error
 
 
 def _pretrain(rest: list[str]) -> int:

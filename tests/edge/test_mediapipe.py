@@ -407,3 +407,15 @@ def test_a_timm_backbone_detector_exports_to_mediapipe(tmp_path):
     assert tflite.task.name == "detect" and tflite.names == ["a", "b"]
     results = tflite.predict([np.full((64, 64, 3), 128, np.uint8)], conf=0.0, verbose=False, save=False)
     assert len(results) == 1 and "detections" in results[0]
+
+
+def test_benchmark_runs_the_mediapipe_files(classifier, tmp_path):
+    """`visionkit benchmark` with MediaPipe formats: each file is exported, validated and timed in MediaPipe."""
+    from visionkit.benchmark import benchmark
+
+    rows = benchmark(model=str(classifier.ckpt_path), formats="mediapipe,mediapipe-int8", calls=3,
+                     project=str(tmp_path), verbose=False)  # fmt: skip
+    assert [r["format"] for r in rows] == ["mediapipe", "mediapipe-int8"] and not any(r["error"] for r in rows), rows
+    for r in rows:
+        assert r["file"].endswith(".tflite") and r["size_mb"] > 0 and 0 < r["latency_ms"] <= r["p95_ms"]
+        assert r["metric"] == "top1" and 0.0 <= r["value"] <= 1.0
