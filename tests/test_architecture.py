@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "export.mediapipe": 3,
     "export.onnx_int8": 3,
     "export.samples": 3,
+    "export.openvino": 3,
     "api": 4,
     "cli": 5,
     "serve": 5,

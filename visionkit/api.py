@@ -22,6 +22,9 @@ from visionkit.models.checkpoint import load_checkpoint, model_from_checkpoint
 from visionkit.registry import REGISTRY
 from visionkit.yamlfile import read_yaml
 
+# files an exporter wrote, each run by its own backend: onnxruntime, OpenVINO (IR .xml + .bin), MediaPipe Tasks
+EXPORTED_SUFFIXES = (".onnx", ".xml", ".tflite")
+
 
 class Model:
     """A model for one task: a preset name, a backbone name, a model YAML/dict, or a checkpoint path."""
@@ -58,9 +61,11 @@ class Model:
             self.config = read_yaml(path, "model config", UsageError)
             if not isinstance(self.config, dict):
                 raise UsageError(f"model config '{path}' must hold a mapping (task, backbone, neck, head, ...)")
-        elif str(model).endswith((".onnx", ".tflite")):
+        elif str(model).endswith(EXPORTED_SUFFIXES):
             if str(model).endswith(".onnx"):
                 from visionkit.runtime.onnx_backend import OnnxModel as Backend
+            elif str(model).endswith(".xml"):
+                from visionkit.runtime.openvino_backend import OpenVinoModel as Backend
             else:
                 from visionkit.runtime.mediapipe_backend import MediaPipeModel as Backend
 

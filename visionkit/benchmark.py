@@ -25,6 +25,7 @@ FORMATS: dict[str, dict[str, Any] | None] = {
     "pt": None,
     "onnx": {"format": "onnx"},
     "onnx-int8": {"format": "onnx", "int8": True},
+    "openvino": {"format": "openvino"},
     "mediapipe": {"format": "mediapipe"},
     "mediapipe-fp16": {"format": "mediapipe", "half": True},
     "mediapipe-int8": {"format": "mediapipe", "int8": True},

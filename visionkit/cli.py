@@ -119,7 +119,7 @@ def _run(task: str | None, mode: str, rest: list[str]) -> int:
     if task is None and not model_spec:
         raise UsageError(f"`visionkit {mode}` needs model=PATH (a checkpoint that names its task)")
     onnx_kw = {}
-    if str(model_spec).endswith((".onnx", ".tflite")):  # a file without visionkit metadata needs these
+    if str(model_spec).endswith((".onnx", ".xml", ".tflite")):  # a file without visionkit metadata needs these
         onnx_kw = {"names": overrides.pop("names", None), "imgsz": overrides.get("imgsz")}
     model = Model(model_spec, task=task, **onnx_kw)
     if mode == "train":

@@ -1,3 +1,3 @@
 """The built-in writers: importing this registers them (kind ``export_format``)."""
 
-from visionkit.export import mediapipe, onnx  # noqa: F401
+from visionkit.export import mediapipe, onnx, openvino  # noqa: F401

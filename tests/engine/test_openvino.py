@@ -1,0 +1,76 @@
+"""OpenVINO IR export (format=openvino): converted from the checked ONNX file, checked with OpenVINO's CPU runtime
+against PyTorch, and run by visionkit as a backend with the same results as the ONNX file."""
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import TINY, run_cli
+from visionkit import Model
+from visionkit.errors import CheckpointError, ExportError, UsageError
+
+ov = pytest.importorskip("openvino", reason="format=openvino needs pip install 'visionkit[openvino]'")
+
+
+@pytest.fixture(scope="module")
+def detector(shapes_root, tmp_path_factory):
+    m = Model("yolo-n")
+    m.train(**{**TINY, "imgsz": 64, "close_mosaic": 0}, data=str(shapes_root / "data.yaml"),
+            project=str(tmp_path_factory.mktemp("det")), epochs=1)  # fmt: skip
+    return m
+
+
+def test_openvino_file_matches_pytorch_and_onnx(detector, shapes_root, tmp_path):
+    path = detector.export(format="openvino", verbose=False)
+    assert path == detector.ckpt_path.with_suffix(".xml") and path.with_suffix(".bin").is_file()
+    model = ov.Core().read_model(str(path))
+    assert model.get_rt_info(["visionkit", "task"]).astype(str) == "detect"  # the metadata travels with the file
+    backend = Model(str(path))
+    assert backend.task_name == "detect" and backend.names == detector.ckpt["names"]
+    # the backend's raw outputs are PyTorch's export wrapper's (fp32, not OpenVINO's bf16 default on AMX CPUs)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        want = detector.task.export_wrapper(detector.net.eval(), detector._args({}))(x)
+    got = backend.net(x)  # a batch of 2 through a batch-1 file: fed in chunks
+    for g, w in zip(got, want, strict=True):
+        assert g.shape == w.shape and np.abs(g.numpy() - w.numpy()).max() / max(1.0, w.abs().max().item()) < 1e-4
+    onnx_metrics = Model(str(detector.export(format="onnx", verbose=False))).val(verbose=False, plots=False,
+                                                                              project=str(tmp_path))  # fmt: skip
+    ov_metrics = backend.val(verbose=False, plots=False, project=str(tmp_path))
+    assert ov_metrics["mAP50-95"] == pytest.approx(onnx_metrics["mAP50-95"], abs=1e-6)
+    images = [str(p) for p in sorted((shapes_root / "images/val").glob("*.jpg"))[:3]]
+    kw = {"conf": 0.001, "max_det": 20, "verbose": False, "save": False}  # a one-epoch model: low scores
+    got = backend.predict(images, **kw)
+    want = Model(str(detector.ckpt_path.with_suffix(".onnx"))).predict(images, **kw)
+    for g, w in zip(got, want, strict=True):
+        assert len(g["detections"]) == len(w["detections"]) > 0
+        boxes = [np.array([d["box"] for d in r["detections"]]) for r in (g, w)]
+        assert np.abs(boxes[0] - boxes[1]).max() < 0.01
+
+
+def test_openvino_with_nms_in_the_graph(detector, shapes_root):
+    path = detector.export(format="openvino", nms=True, conf=0.01, verbose=False)
+    results = Model(str(path)).predict(str(shapes_root / "images/val"), conf=0.01, verbose=False, save=False)
+    assert results and all("detections" in r for r in results)
+
+
+def test_openvino_refusals_and_bad_files(detector, tmp_path):
+    with pytest.raises(UsageError, match="format=openvino writes fp32 files"):
+        detector.export(format="openvino", int8=True, verbose=False)
+    with pytest.raises(ExportError, match="export_tol"):
+        detector.export(format="openvino", export_tol=1e-30, verbose=False)
+    assert not list(detector.ckpt_path.parent.glob("vk-openvino-*"))  # nothing half-written left behind
+    with pytest.raises(CheckpointError, match="does not exist"):
+        Model(str(tmp_path / "missing.xml"))
+    (tmp_path / "bad.xml").write_text("<net>")
+    (tmp_path / "bad.bin").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="OpenVINO cannot read"):
+        Model(str(tmp_path / "bad.xml"))
+
+
+def test_cli_export_and_val_openvino(detector, tmp_path):
+    r = run_cli("export", f"model={detector.ckpt_path}", "format=openvino")
+    assert r.returncode == 0 and "OpenVINO" in r.stdout and "difference" in r.stdout, r.stderr[-2000:]
+    r = run_cli("detect", "val", f"model={detector.ckpt_path.with_suffix('.xml')}", f"project={tmp_path}",
+                "plots=false")  # fmt: skip
+    assert r.returncode == 0 and "mAP50-95" in r.stdout, r.stderr[-2000:]
