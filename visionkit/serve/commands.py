@@ -15,7 +15,7 @@ from visionkit.errors import UsageError
 AUTH_ENV = "VISIONKIT_SERVE_AUTH"
 KEYS: dict[str, dict[str, tuple[Any, str]]] = {
     "labelstudio": {
-        "model": (None, "trained model: best.pt, or an exported .onnx / .tflite"),
+        "model": (None, "trained model: best.pt, or an exported .onnx / .xml (OpenVINO) / .tflite"),
         "host": ("127.0.0.1", "address to listen on (0.0.0.0: every interface; needs auth= or insecure=True)"),
         "port": (9090, "port to listen on (Label Studio's ML backend default)"),
         "conf": (None, "confidence threshold of the regions sent (default: the task's own, e.g. 0.25 for boxes)"),
@@ -67,7 +67,7 @@ def serve_labelstudio(**overrides) -> None:
         }
     )
     if not args.model:
-        raise UsageError("`visionkit serve labelstudio` needs model=  (a best.pt, .onnx or .tflite)")
+        raise UsageError("`visionkit serve labelstudio` needs model=  (a best.pt, .onnx, .xml or .tflite)")
     credentials = parse_auth(args.auth)
     host, port = str(args.host), args.port
     if credentials is None and not is_loopback(host):

@@ -49,7 +49,9 @@ class PreLabeler:
 
         path = Path(model)
         if not path.is_file():
-            raise UsageError(f"model '{model}' does not exist; give a trained checkpoint (best.pt), .onnx or .tflite")
+            raise UsageError(
+                f"model '{model}' does not exist; give a trained checkpoint (best.pt), .onnx, .xml (OpenVINO) or .tflite"
+            )
         self.model = Model(str(path))
         self.task = self.model.task
         self.names = list(self.model.names or [])
