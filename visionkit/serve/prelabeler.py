@@ -50,7 +50,7 @@ class PreLabeler:
         path = Path(model)
         if not path.is_file():
             raise UsageError(
-                f"model '{model}' does not exist; give a trained checkpoint (best.pt), .onnx, .xml (OpenVINO) or .tflite"
+                f"model '{model}' does not exist; give a trained checkpoint (best.pt) or an exported .onnx, .xml or .tflite"
             )
         self.model = Model(str(path))
         self.task = self.model.task
