@@ -50,7 +50,8 @@ class PreLabeler:
         path = Path(model)
         if not path.is_file():
             raise UsageError(
-                f"model '{model}' does not exist; give a trained checkpoint (best.pt) or an exported .onnx, .xml or .tflite"
+                f"model '{model}' does not exist; give a trained checkpoint (best.pt) or an exported file (.onnx, "
+                ".xml, .tflite)"
             )
         self.model = Model(str(path))
         self.task = self.model.task
