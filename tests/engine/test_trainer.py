@@ -201,3 +201,16 @@ def test_checkpoint_writes_survive_faults(tmp_path, monkeypatch):
     assert not list(path.parent.glob(".*.tmp"))  # neither the stale nor the failed temporary file is left
     with pytest.raises(UsageError, match="cannot create the run folder .*shorter name="):
         make_run_dir(resolve({"project": str(tmp_path)}).replace(name="n" * 300), "classify", "train")
+
+
+def test_the_same_seed_gives_the_same_weights_on_the_cpu(classify_dir, tmp_path):
+    """A seed repeats on the same machine with the same threads, bit for bit, with augmentation on and without
+    deterministic=True (what docs/course.md promises); another seed gives another run."""
+    common = {"seed": 11, "threads": 2, "degrees": 10.0, "cutout": 0.5, "epochs": 2}
+    a, ma = _train(classify_dir, tmp_path / "a", **common)
+    b, mb = _train(classify_dir, tmp_path / "b", **common)
+    c, _ = _train(classify_dir, tmp_path / "c", **{**common, "seed": 12})
+    weights = [torch.load(m.save_dir / "weights/last.pt", weights_only=True)["state_dict"] for m in (a, b, c)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert ma["val_loss"] == mb["val_loss"]
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
