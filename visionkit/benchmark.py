@@ -71,7 +71,9 @@ def benchmark(**overrides: Any) -> list[dict[str, Any]]:
         row.update(latency_ms=None, p95_ms=None, error="")
         try:
             path = _file(source, name, imgsz, data)
-            row["file"], row["size_mb"] = str(path), round(path.stat().st_size / 1e6, 3)
+            weights = path.with_suffix(".bin") if path.suffix == ".xml" else None  # OpenVINO's weights file
+            size = path.stat().st_size + (weights.stat().st_size if weights and weights.is_file() else 0)
+            row["file"], row["size_mb"] = str(path), round(size / 1e6, 3)
             model = Model(str(path), task=task)
             try:
                 channels = int(ckpt["in_channels"])
