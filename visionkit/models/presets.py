@@ -137,6 +137,25 @@ def yolo_s() -> dict:
     return yolo("s")
 
 
+def yolo_e2e(scale: str) -> dict:
+    """``yolo(scale)`` with the NMS-free head: one-to-many and one-to-one branches, inference without NMS."""
+    config = yolo(scale)
+    config["head"] = {"name": "yolo_e2e"}
+    return config
+
+
+@register("model", "yolo-n-e2e")
+def yolo_n_e2e() -> dict:
+    """YOLO detector, scale n, end-to-end: CSPDarknet-n + PAN + NMS-free head (YOLOv10's dual assignments)."""
+    return yolo_e2e("n")
+
+
+@register("model", "yolo-s-e2e")
+def yolo_s_e2e() -> dict:
+    """YOLO detector, scale s, end-to-end: CSPDarknet-s + PAN + NMS-free head (YOLOv10's dual assignments)."""
+    return yolo_e2e("s")
+
+
 @register("model", "yolo-m")
 def yolo_m() -> dict:
     """YOLO detector, scale m: CSPDarknet-m + PAN + anchor-free DFL head."""

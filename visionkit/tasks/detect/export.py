@@ -26,6 +26,12 @@ class DetectExport(nn.Module):
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
+        if getattr(net.head, "end2end", False):  # the one-to-one branch: its top scores are the detections
+            self.metadata = {"end2end": "true"}
+            self.layout = (
+                "boxes (B, N, 4) x1 y1 x2 y2 in input pixels; scores (B, N, num_classes) sigmoid; end-to-end "
+                "(one-to-one branch): keep the boxes with score > conf, best first, up to max_det; no NMS"
+            )
 
     def forward(self, x: torch.Tensor):
         return self.net.head.decode(self.net(x))

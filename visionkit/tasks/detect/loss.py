@@ -7,6 +7,8 @@
 - Classification: binary cross-entropy against those soft targets (YOLOv8 style).
 - Box: CIoU (Zheng et al. 2020) weighted by the target score.
 - Distribution focal loss (GFL, Li et al. 2020): cross-entropy on the two bins around the target distance.
+- End-to-end heads (YOLOv10, Wang et al. 2024): the sum of the above for the one-to-many branch and, with a top-1
+  assignment, for the one-to-one branch.
 """
 
 from __future__ import annotations
@@ -106,15 +108,18 @@ class DetectionLoss:
     """Sum of box (CIoU), classification (BCE) and DFL losses, each times its gain; returns the total scaled by
     the batch size (as gradients are averaged per image) and the parts for logging."""
 
-    def __init__(self, head: DetectHead, box: float = 7.5, cls: float = 0.5, dfl: float = 1.5, topk: int = 10):
+    def __init__(
+        self, head: DetectHead, box: float = 7.5, cls: float = 0.5, dfl: float = 1.5, topk: int = 10, flatten=None
+    ):
         self.head = head
         self.gains = (box, cls, dfl)
         self.assigner = TaskAlignedAssigner(topk=topk)
+        self.flatten = flatten or head.flatten  # the branch this loss trains (an end-to-end head has two)
 
     def __call__(self, outputs: list[torch.Tensor], targets: torch.Tensor, imgsz: tuple[int, int]):
         """targets (T, 6): batch index, class, cx, cy, w, h normalised to the input image."""
         head = self.head
-        dist, logits, points, strides = head.flatten(outputs)
+        dist, logits, points, strides = self.flatten(outputs)
         dist, logits = dist.float(), logits.float()
         b = dist.shape[0]
         ltrb = dist.softmax(-1) @ head.bins.float()
@@ -136,6 +141,24 @@ class DetectionLoss:
         total = (g_box * loss_box + g_cls * loss_cls + g_dfl * loss_dfl) * b
         parts = {"box": float(loss_box.detach()), "cls": float(loss_cls.detach()), "dfl": float(loss_dfl.detach())}
         return total, parts
+
+
+class EndToEndLoss:
+    """YOLOv10's consistent dual assignments: the detection loss of the one-to-many branch (top-k anchors per
+    object) plus that of the one-to-one branch (the same alignment metric, top-1), so the branch inference reads
+    learns one anchor per object while the other keeps the rich supervision of many."""
+
+    def __init__(self, head, box: float = 7.5, cls: float = 0.5, dfl: float = 1.5, topk: int = 10):
+        self.head = head
+        self.many = DetectionLoss(head, box, cls, dfl, topk, flatten=head.flatten_many)
+        self.one = DetectionLoss(head, box, cls, dfl, topk=1, flatten=head.flatten)
+
+    def __call__(self, outputs: list[torch.Tensor], targets: torch.Tensor, imgsz: tuple[int, int]):
+        one, one_parts = self.one(outputs, targets, imgsz)
+        if self.head.split(outputs)[0] is None:  # inference outputs (validation): the one-to-one branch alone
+            return one, one_parts
+        many, many_parts = self.many(outputs, targets, imgsz)
+        return many + one, {k: many_parts[k] + one_parts[k] for k in many_parts}
 
 
 def dfl(dist: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from visionkit.tasks.base import DataInfo, Task
 from visionkit.tasks.detect.dataset import DetectionDataset, collate
 from visionkit.tasks.detect.explain import DetectExplainer
 from visionkit.tasks.detect.labelstudio import BoxRegions
-from visionkit.tasks.detect.loss import DetectionLoss
+from visionkit.tasks.detect.loss import DetectionLoss, EndToEndLoss
 from visionkit.tasks.detect.metrics import DetectMetrics
 from visionkit.tasks.shared import (
     close_mosaic_epoch,
@@ -64,6 +64,23 @@ def nms(
             b, best, cls = b[top], best[top], cls[top]
         kept = batched_nms(b.float(), best.float(), cls, iou)[:max_det]
         out.append((b[kept], best[kept], cls[kept]))
+    return out
+
+
+def top_detections(
+    boxes: torch.Tensor, scores: torch.Tensor, conf: float, max_det: int, classes: list[int] | None = None
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """An end-to-end head's detections: per image, best class per box, confidence filter, the ``max_det`` best.
+    No NMS: its one-to-one branch gives one anchor per object."""
+    out = []
+    for b, s in zip(boxes, scores):
+        best, cls = s.max(1)
+        keep = best > conf
+        if classes is not None:
+            keep &= torch.isin(cls, torch.as_tensor(classes, device=cls.device))
+        b, best, cls = b[keep], best[keep], cls[keep]
+        top = best.topk(min(max_det, len(best))).indices
+        out.append((b[top], best[top], cls[top]))
     return out
 
 
@@ -152,6 +169,8 @@ class DetectTask(Task):
         # a file exported with nms=True carries the thresholds baked into its graph
         baked = ((getattr(model, "meta", None) or {}).get("metadata") or {}).get("nms")
         self.graph_nms = json.loads(baked) if baked else None
+        file_says = ((getattr(model, "meta", None) or {}).get("metadata") or {}).get("end2end") == "true"
+        self.end2end = bool(getattr(self.head, "end2end", False)) or file_says  # NMS-free: top scores are the boxes
         self.loss_fn = None
 
     def export_wrapper(self, net, args: Settings):
@@ -181,6 +200,8 @@ class DetectTask(Task):
             boxes, scores = outputs
         else:
             boxes, scores = self.head.decode(outputs)
+        if self.end2end:
+            return top_detections(boxes, scores, conf, max_det, classes)
         return nms(boxes, scores, conf, iou, max_det, classes)
 
     def check_graph_nms(self, conf: float, iou: float, purpose: str) -> None:
@@ -199,7 +220,8 @@ class DetectTask(Task):
 
     def loss(self, outputs, batch: dict[str, Any], args: Settings):
         if self.loss_fn is None:
-            self.loss_fn = DetectionLoss(self.head, float(args.box), float(args.cls), float(args.dfl))
+            kind = EndToEndLoss if getattr(self.head, "end2end", False) else DetectionLoss
+            self.loss_fn = kind(self.head, float(args.box), float(args.cls), float(args.dfl))
         total, parts = self.loss_fn(outputs, batch["targets"], tuple(batch["img"].shape[-2:]))
         return total, {"loss": float(total.detach()) / batch["img"].shape[0], **parts}
 

@@ -1,0 +1,107 @@
+"""The end-to-end (NMS-free) detector: YOLOv10's dual assignments, inference from the one-to-one branch by top
+score without NMS, through val, predict and ONNX export."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from tests.conftest import TINY
+from visionkit import Model
+from visionkit.models.build import build_model
+from visionkit.tasks.detect.loss import DetectionLoss, EndToEndLoss
+from visionkit.tasks.detect.task import nms, top_detections
+
+
+def _net():
+    torch.manual_seed(0)
+    return build_model({**Model("yolo-n-e2e").config, "num_classes": 3})
+
+
+def test_training_outputs_both_branches_inference_only_the_one_to_one():
+    net = _net()
+    head = net.head
+    width = 4 * head.reg_max + 3
+    x = torch.rand(2, 3, 64, 64)
+    train_out = net.train()(x)
+    assert [o.shape[1] for o in train_out] == [2 * width] * 3
+    with torch.no_grad():
+        eval_out = net.eval()(x)
+    assert [o.shape[1] for o in eval_out] == [width] * 3
+    # eval gives exactly the one-to-one half of the training outputs (BatchNorm on running statistics in both)
+    with torch.no_grad():
+        head.train()
+        for module in head.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.eval()
+        both = head(net.neck(net.backbone(x)))
+        head.eval()
+    many, one = head.split(both)
+    assert all(torch.allclose(o, e, atol=1e-5) for o, e in zip(one, eval_out))
+    assert len(many) == len(one) == 3
+    # two branches with weights of their own (started equal, as copies), not one branch used twice
+    own = {p.data_ptr() for p in list(head.one2one_cls.parameters()) + list(head.one2one_box.parameters())}
+    shared = {p.data_ptr() for p in list(head.cls.parameters()) + list(head.box.parameters())}
+    assert own and not own & shared
+
+
+def test_the_loss_sums_a_top_k_and_a_top_1_assignment():
+    net = _net().train()
+    outputs = net(torch.rand(2, 3, 64, 64))
+    targets = torch.tensor([[0, 1, 0.5, 0.5, 0.4, 0.4], [1, 2, 0.3, 0.3, 0.2, 0.3]])
+    e2e = EndToEndLoss(net.head)
+    assert e2e.many.assigner.topk == 10 and e2e.one.assigner.topk == 1
+    total, parts = e2e(outputs, targets, (64, 64))
+    many = DetectionLoss(net.head, topk=10, flatten=net.head.flatten_many)(outputs, targets, (64, 64))[0]
+    one = DetectionLoss(net.head, topk=1, flatten=net.head.flatten)(outputs, targets, (64, 64))[0]
+    assert total.item() == pytest.approx((many + one).item(), rel=1e-5)
+    total.backward()
+    assert net.head.one2one_cls[0][0][0].weight.grad.abs().sum() > 0  # both branches learn
+    assert net.head.cls[0][0][0].weight.grad.abs().sum() > 0
+    # the one-to-one assignment gives each object one anchor
+    dist, logits, points, strides = net.head.flatten(outputs)
+    from visionkit.tasks.detect.loss import pad_targets
+
+    gt_cls, gt_boxes, gt_valid = pad_targets(targets, 2, (64, 64), "cpu")
+    ltrb = dist.softmax(-1) @ net.head.bins
+    boxes = torch.cat([points - ltrb[..., :2] * strides, points + ltrb[..., 2:] * strides], -1)
+    _, _, fg = e2e.one.assigner(logits.sigmoid(), boxes, points, gt_cls, gt_boxes, gt_valid)
+    assert fg.sum(1).tolist() == [1, 1]
+
+
+def test_detections_are_the_top_scores_without_nms():
+    boxes = torch.tensor([[[0.0, 0, 10, 10], [1, 1, 11, 11], [30, 30, 40, 40], [50, 50, 60, 60]]])
+    scores = torch.tensor([[[0.9, 0.0], [0.8, 0.0], [0.0, 0.7], [0.05, 0.0]]])
+    ((b, s, c),) = top_detections(boxes, scores, conf=0.1, max_det=300)
+    assert s.tolist() == pytest.approx([0.9, 0.8, 0.7]) and c.tolist() == [0, 0, 1]  # the overlapping pair stays
+    assert len(nms(boxes, scores, 0.1, 0.5, 300)[0][0]) == 2  # NMS would have dropped one of them
+    assert len(top_detections(boxes, scores, 0.1, max_det=2)[0][0]) == 2
+    assert top_detections(boxes, scores, 0.1, 300, classes=[1])[0][2].tolist() == [1]
+
+
+def test_train_val_predict_and_onnx_without_nms(shapes_root, tmp_path):
+    from tests.conftest import spread_head
+
+    m = Model("yolo-n-e2e")
+    metrics = m.train(**{**TINY, "imgsz": 64, "close_mosaic": 0}, data=str(shapes_root / "data.yaml"),
+                      project=str(tmp_path), epochs=1)  # fmt: skip
+    assert "mAP50-95" in metrics and np.isfinite(metrics["val_loss"])
+    spread_head(m)  # varied scores on the one-to-many branch: give the one-to-one branch the same
+    m.net.head.one2one_cls.load_state_dict(m.net.head.cls.state_dict())
+    m.net.head.one2one_box.load_state_dict(m.net.head.box.state_dict())
+    m.ckpt["state_dict"] = {k: v.clone() for k, v in m.net.state_dict().items()}
+    torch.save(m.ckpt, m.ckpt_path)
+    path = Model(str(m.ckpt_path)).export(format="onnx", verbose=False)
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert meta["end2end"] == "true" and "no NMS" in meta["layout"]
+    images = [str(p) for p in sorted((shapes_root / "images/val").glob("*.jpg"))[:3]]
+    kw = {"conf": 0.05, "iou": 0.1, "verbose": False, "save": False}  # a low iou: NMS would remove many
+    torch_results = m.predict(images, **kw)
+    onnx_results = Model(str(path)).predict(images, **kw)
+    for t, o in zip(torch_results, onnx_results, strict=True):
+        assert len(t["detections"]) == len(o["detections"]) > 0
+        tb, ob = (np.array([d["box"] for d in r["detections"]]) for r in (t, o))
+        assert np.abs(tb - ob).max() < 0.05
+    assert json.loads(meta["outputs"]) == ["boxes", "scores"]
