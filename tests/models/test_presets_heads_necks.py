@@ -56,10 +56,17 @@ def test_every_neck_keeps_strides_and_declares_its_channels(neck):
 
 @pytest.mark.parametrize("head", available("head"))
 def test_every_head_builds_on_a_default_backbone(head):
-    task = {"linear": "classify", "bilinear": "classify", "yolo": "detect", "unet": "segment", "dpt": "depth"}[head]
+    task = {
+        "linear": "classify",
+        "bilinear": "classify",
+        "yolo": "detect",
+        "yolo_e2e": "detect",
+        "unet": "segment",
+        "dpt": "depth",
+    }[head]
     cfg = REGISTRY.build("task", task).bare_model_config("csp_darknet")
     cfg.update(head={"name": head}, num_classes=3, in_channels=3, task=task)
-    if head == "yolo":
+    if head in ("yolo", "yolo_e2e"):
         cfg["neck"] = {"name": "pan"}
     net = build_model(cfg).eval()
     with torch.no_grad():
