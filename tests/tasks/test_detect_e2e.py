@@ -56,7 +56,7 @@ def test_the_loss_sums_a_top_k_and_a_top_1_assignment():
     total, parts = e2e(outputs, targets, (64, 64))
     many = DetectionLoss(net.head, topk=10, flatten=net.head.flatten_many)(outputs, targets, (64, 64))[0]
     one = DetectionLoss(net.head, topk=1, flatten=net.head.flatten)(outputs, targets, (64, 64))[0]
-    assert total.item() == pytest.approx((many + one).item(), rel=1e-5)
+    assert total.item() == pytest.approx((many + one).item(), rel=1e-4)
     total.backward()
     assert net.head.one2one_cls[0][0][0].weight.grad.abs().sum() > 0  # both branches learn
     assert net.head.cls[0][0][0].weight.grad.abs().sum() > 0

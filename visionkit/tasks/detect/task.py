@@ -54,17 +54,22 @@ def nms(
     Returns [(boxes (K, 4), scores (K,), classes (K,))]."""
     out = []
     for b, s in zip(boxes, scores):
-        best, cls = s.max(1)
-        keep = best > conf
-        if classes is not None:
-            keep &= torch.isin(cls, torch.as_tensor(classes, device=cls.device))
-        b, best, cls = b[keep], best[keep], cls[keep]
+        b, best, cls = _candidates(b, s, conf, classes)
         if len(best) > 30 * max_det:  # NMS cost grows fast; the lowest scores never survive anyway
             top = best.topk(30 * max_det).indices
             b, best, cls = b[top], best[top], cls[top]
         kept = batched_nms(b.float(), best.float(), cls, iou)[:max_det]
         out.append((b[kept], best[kept], cls[kept]))
     return out
+
+
+def _candidates(boxes: torch.Tensor, scores: torch.Tensor, conf: float, classes: list[int] | None):
+    """One image's boxes under their best class, above ``conf`` and in ``classes``: (boxes, scores, classes)."""
+    best, cls = scores.max(1)
+    keep = best > conf
+    if classes is not None:
+        keep &= torch.isin(cls, torch.as_tensor(classes, device=cls.device))
+    return boxes[keep], best[keep], cls[keep]
 
 
 def top_detections(
@@ -74,11 +79,7 @@ def top_detections(
     No NMS: its one-to-one branch gives one anchor per object."""
     out = []
     for b, s in zip(boxes, scores):
-        best, cls = s.max(1)
-        keep = best > conf
-        if classes is not None:
-            keep &= torch.isin(cls, torch.as_tensor(classes, device=cls.device))
-        b, best, cls = b[keep], best[keep], cls[keep]
+        b, best, cls = _candidates(b, s, conf, classes)
         top = best.topk(min(max_det, len(best))).indices
         out.append((b[top], best[top], cls[top]))
     return out
