@@ -35,7 +35,10 @@ _CLOSE_AT_EXIT: list[bool] = []
 def close_orphans() -> None:
     """Close the Tasks whose runners were freed unclosed (called where MediaPipe may be entered safely)."""
     while _ORPHANS:
-        task = _ORPHANS.pop()
+        try:
+            task = _ORPHANS.pop()
+        except IndexError:  # another thread took the last one
+            return
         _LIVE.pop(id(task), None)
         try:
             task.close()
