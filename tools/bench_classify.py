@@ -3,7 +3,7 @@
 < 20k parameters for mnist-tiny and < 8k for mnist-8k).
 
     python tools/bench_classify.py --data ../shared/data/mnist [--model mnist-8k] [--epochs 15] [--batch 128]
-                                   [--seeds 0 1 2 3 4]
+                                   [--seeds 0 1 2 3 4] [--weight-decay 5e-4] [--label-smoothing 0]
 
 Prints parameters, epochs, seconds per epoch and test accuracy (the MNIST test set is the val split) of each seed:
 best.pt's and the last epoch's (best.pt is picked on the test set; the last epoch is not), then over the seeds
@@ -40,7 +40,8 @@ def train_once(a, seed: int) -> dict:
         optimizer="sgd",
         lr0=a.lr0,
         scheduler="onecycle",
-        weight_decay=5e-4,
+        weight_decay=a.weight_decay,
+        label_smoothing=a.label_smoothing,
         workers=a.workers,
         device=a.device,
         project=project,
@@ -80,6 +81,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr0", type=float, default=0.05)
+    ap.add_argument("--weight-decay", type=float, default=5e-4)
+    ap.add_argument("--label-smoothing", type=float, default=0.0)
     # MNIST lives in memory and is augmented a whole batch at a time: worker processes would only add IPC
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--device", default="auto")
