@@ -105,3 +105,48 @@ def test_train_val_predict_and_onnx_without_nms(shapes_root, tmp_path):
         tb, ob = (np.array([d["box"] for d in r["detections"]]) for r in (t, o))
         assert np.abs(tb - ob).max() < 0.05
     assert json.loads(meta["outputs"]) == ["boxes", "scores"]
+
+
+def test_the_graph_table_is_the_top_k_and_its_check_can_fail():
+    from visionkit.tasks.detect.graph_nms import topk_problems, topk_table
+
+    torch.manual_seed(0)
+    boxes = torch.rand(2, 50, 4) * 60
+    boxes[..., 2:] += boxes[..., :2]
+    scores = torch.rand(2, 50, 3)
+    table, count = topk_table(boxes, scores, conf=0.5, max_det=10)
+    for i, (b, s, c) in enumerate(top_detections(boxes, scores, 0.5, 10)):
+        assert int(count[i]) == len(s) == 10
+        assert torch.equal(table[i, :, 4], s) and torch.equal(table[i, :, 5], c.float())
+        assert torch.equal(table[i, :, :4], b)
+    assert topk_problems(table, count, boxes, scores, 0.5, 10) == []
+    few, few_count = topk_table(boxes, scores, conf=0.98, max_det=10)  # fewer above conf than max_det
+    assert (few_count < 10).all() and not few[0, int(few_count[0]) :].any()
+    assert topk_problems(few, few_count, boxes, scores, 0.98, 10) == []
+    broken = table.clone()
+    broken[0, 0] = broken[0, 9]  # the best detection replaced by the tenth
+    assert any("missing" in p for p in topk_problems(broken, count, boxes, scores, 0.5, 10))
+
+
+def test_final_detections_in_the_onnx_graph(shapes_root, tmp_path):
+    from tests.conftest import spread_head
+
+    m = Model("yolo-n-e2e")
+    m.train(**{**TINY, "imgsz": 64, "close_mosaic": 0}, data=str(shapes_root / "data.yaml"), project=str(tmp_path),
+            epochs=1)  # fmt: skip
+    spread_head(m)
+    m.net.head.one2one_cls.load_state_dict(m.net.head.cls.state_dict())
+    m.net.head.one2one_box.load_state_dict(m.net.head.box.state_dict())
+    m.ckpt["state_dict"] = {k: v.clone() for k, v in m.net.state_dict().items()}
+    torch.save(m.ckpt, m.ckpt_path)
+    # dynamic: the exporter also checks another batch size and image size
+    path = Model(str(m.ckpt_path)).export(format="onnx", nms=True, conf=0.05, max_det=50, dynamic=True, verbose=False)
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert meta["end2end"] == "true" and json.loads(meta["nms"]) == {"conf": 0.05, "iou": None, "max_det": 50}
+    assert "NonMaxSuppression" not in {n.op_type for n in onnx.load(str(path)).graph.node}
+    images = [str(p) for p in sorted((shapes_root / "images/val").glob("*.jpg"))[:3]]
+    kw = {"conf": 0.05, "max_det": 50, "verbose": False, "save": False}
+    for t, o in zip(m.predict(images, **kw), Model(str(path)).predict(images, **kw), strict=True):
+        assert len(t["detections"]) == len(o["detections"]) > 0
+        tb, ob = (np.array([d["box"] for d in r["detections"]]) for r in (t, o))
+        assert np.abs(tb - ob).max() < 0.05

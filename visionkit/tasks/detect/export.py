@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from visionkit.tasks.detect.graph_nms import detection_table, table_problems
+from visionkit.tasks.detect.graph_nms import detection_table, table_problems, topk_problems, topk_table
 
 
 class DetectExport(nn.Module):
@@ -47,16 +47,29 @@ class DetectNMSExport(nn.Module):
     def __init__(self, net: nn.Module, conf: float, iou: float, max_det: int):
         super().__init__()
         self.net, self.conf, self.iou, self.max_det = net, float(conf), float(iou), int(max_det)
-        self.layout = (
+        self.end2end = bool(getattr(net.head, "end2end", False))
+        table = (
             f"detections (B, {self.max_det}, 6) x1 y1 x2 y2 (input pixels) score class, best first, "
-            f"rows after num_detections are zero; num_detections (B,) int64; NMS in the graph: one "
-            f"class per box, score > {self.conf:g}, per-class IoU > {self.iou:g} suppressed"
+            f"rows after num_detections are zero; num_detections (B,) int64"
         )
-        self.summary = f"NMS in the graph (conf > {self.conf:g}, iou {self.iou:g}, max_det {self.max_det})"
+        if self.end2end:  # the one-to-one branch: the top scores are the detections, no NMS operator
+            self.iou = None
+            self.layout = f"{table}; end-to-end: one class per box, score > {self.conf:g}, the best, no NMS"
+            self.summary = f"final detections in the graph (end-to-end: conf > {self.conf:g}, max_det {self.max_det})"
+        else:
+            self.layout = (
+                f"{table}; NMS in the graph: one class per box, score > {self.conf:g}, per-class IoU > "
+                f"{self.iou:g} suppressed"
+            )
+            self.summary = f"NMS in the graph (conf > {self.conf:g}, iou {self.iou:g}, max_det {self.max_det})"
         self.metadata = {"nms": json.dumps({"conf": self.conf, "iou": self.iou, "max_det": self.max_det})}
+        if self.end2end:
+            self.metadata["end2end"] = "true"
 
     def forward(self, x: torch.Tensor):
         boxes, scores = self.net.head.decode(self.net(x))
+        if self.end2end:
+            return topk_table(boxes, scores, self.conf, self.max_det)
         # ONNX NonMaxSuppression takes float32 only, so an fp16 export runs NMS in fp32
         return detection_table(boxes.float(), scores.float(), self.conf, self.iou, self.max_det)
 
@@ -67,6 +80,8 @@ class DetectNMSExport(nn.Module):
         def verify(network_outputs: list[np.ndarray], file_outputs: list[np.ndarray]) -> list[str]:
             boxes, scores = (torch.from_numpy(np.asarray(o, np.float32)) for o in network_outputs)
             table, count = (torch.from_numpy(np.asarray(o)) for o in file_outputs)
+            if self.end2end:
+                return topk_problems(table, count, boxes, scores, self.conf, self.max_det)
             return table_problems(table, count, boxes, scores, self.conf, self.iou, self.max_det)
 
         return DetectExport(self.net).eval(), verify

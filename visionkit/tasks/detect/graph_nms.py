@@ -143,3 +143,42 @@ def _image_problems(table, k, boxes, scores, conf, iou, max_det, atol) -> list[s
                 f"box (best left out: score {float(out_scores[~covered].max()):.4f})"
             )
     return problems
+
+
+def topk_table(boxes: torch.Tensor, scores: torch.Tensor, conf: float, max_det: int):
+    """An end-to-end detector's final detections in the graph, without NMS: each box under its best class, those
+    above ``conf``, the ``max_det`` best first; the same (B, max_det, 6) table and (B,) counts as
+    :func:`detection_table`, built from tensor ops alone (right for every batch size and image size)."""
+    best, label = scores.max(-1)  # (B, N)
+    ranked = torch.where(best > conf, best, -torch.ones_like(best))
+    padding = -torch.ones_like(best[:, :1]).expand(-1, max_det)  # at least max_det columns to pick from
+    top, pos = torch.cat([ranked, padding], 1).topk(max_det, dim=1)
+    rows = torch.cat([boxes, best[..., None], label[..., None].to(boxes.dtype)], -1)  # (B, N, 6)
+    rows = torch.cat([rows, torch.zeros_like(rows[:, :1]).expand(-1, max_det, -1)], 1)
+    table = rows.gather(1, pos[..., None].expand(-1, -1, 6))
+    valid = top >= 0
+    return table * valid[..., None].to(table.dtype), valid.sum(1)
+
+
+def topk_problems(table, count, boxes, scores, conf: float, max_det: int, atol: float = 1e-3) -> list[str]:
+    """What makes (table, count) not the top-``max_det`` candidates above ``conf`` of (boxes, scores); ties within
+    ``atol`` may be ordered or cut either way."""
+    want, want_count = topk_table(boxes.float(), scores.float(), conf, max_det)
+    problems = []
+    for i in range(len(table)):
+        k, w = int(count[i]), int(want_count[i])
+        got_rows, want_rows = table[i, :k].float(), want[i, :w]
+        edge = float(want_rows[-1, 4]) if w == max_det else conf  # scores this close to the cut may fall either way
+        sure = want_rows[want_rows[:, 4] > edge + atol]
+        if table[i, k:].any() or not (len(sure) <= k <= max_det):
+            problems.append(f"image {i}: {k} row(s) where {w} were expected")
+            continue
+        if bool((got_rows[1:, 4] > got_rows[:-1, 4] + atol).any()):
+            problems.append(f"image {i}: rows are not ordered best first")
+        for row in sure:  # every clear winner is in the table with its box, score and class
+            match = (got_rows[:, :4] - row[:4]).abs().amax(1) <= atol * max(1.0, float(row[:4].abs().max()))
+            match &= ((got_rows[:, 4] - row[4]).abs() <= atol) & (got_rows[:, 5] == row[5])
+            if not bool(match.any()):
+                problems.append(f"image {i}: the detection {row.tolist()} is missing")
+                break
+    return problems

@@ -210,9 +210,12 @@ class DetectTask(Task):
         baked = self.graph_nms
         if baked is None:
             return
-        if conf < baked["conf"] or iou != baked["iou"]:
+        nms_iou = baked["iou"]  # None: an end-to-end file, whose graph selects the top scores without NMS
+        if conf < baked["conf"] or (nms_iou is not None and iou != nms_iou):
+            selection = "NMS" if nms_iou is not None else "its final selection"
+            thresholds = f"conf > {baked['conf']:g}" + (f", iou {nms_iou:g}" if nms_iou is not None else "")
             warnings.warn(
-                f"this exported file has NMS in the graph (conf > {baked['conf']:g}, iou {baked['iou']:g}, "
+                f"this exported file has {selection} in the graph ({thresholds}, "
                 f"max_det {baked['max_det']}); {purpose} asks for conf {conf:g}, iou {iou:g} and gets the "
                 f"file's detections filtered to conf > {max(conf, baked['conf']):g}. Export with nms=False "
                 f"(or matching conf=/iou=) for other thresholds",
