@@ -77,3 +77,27 @@ def test_plugin_trains_from_the_cli(shapes_root, tmp_path):
     assert r.returncode == 0, r.stderr
     ckpt = torch.load(tmp_path / "runs/classify/train/weights/best.pt", weights_only=True)
     assert ckpt["model_config"]["backbone"]["name"] == "tiny_plugin_net"
+
+
+def test_exported_files_are_run_by_the_backend_registered_for_their_suffix(monkeypatch, tmp_path):
+    """api.Model finds an exported file's backend in the registry (kind runtime) by suffix, so a plugin's format
+    adds its own reader by registering one."""
+    from visionkit.api import Model, exported_backend
+    from visionkit.runtime.mediapipe_backend import MediaPipeModel
+    from visionkit.runtime.onnx_backend import OnnxModel
+    from visionkit.runtime.openvino_backend import OpenVinoModel
+
+    assert exported_backend("runs/best.onnx") is OnnxModel and exported_backend("best.XML") is OpenVinoModel
+    assert exported_backend("best.tflite") is MediaPipeModel
+    assert exported_backend("best.pt") is None and exported_backend("yolo-n") is None
+    assert exported_backend("timm/resnet18.a1_in1k") is None
+
+    class FakeBackend:
+        suffix = ".fake"
+
+        def __init__(self, path, overrides):
+            self.meta = {"task": "classify", "names": ["a", "b"], "model_config": None, "imgsz": 8}
+
+    monkeypatch.setitem(REGISTRY._items["runtime"], "fake", FakeBackend)
+    m = Model(str(tmp_path / "model.fake"))
+    assert isinstance(m.net, FakeBackend) and m.task_name == "classify" and m.names == ["a", "b"]

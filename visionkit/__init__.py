@@ -15,10 +15,12 @@ __all__ = ["Model", "REGISTRY", "available", "build", "register", "__version__"]
 
 
 def _load_builtins() -> None:
-    # importing these registers the built-in backbones, necks, heads, presets, tasks, trackers and export writers
+    # importing these registers the built-in backbones, necks, heads, presets, tasks, trackers, export writers and
+    # the backends that run exported files
     import visionkit.export.writers  # noqa: F401
     import visionkit.models  # noqa: F401
     import visionkit.runs.loggers  # noqa: F401
+    import visionkit.runtime.backends  # noqa: F401
     import visionkit.tasks  # noqa: F401
     import visionkit.track  # noqa: F401
 

@@ -22,8 +22,18 @@ from visionkit.models.checkpoint import load_checkpoint, model_from_checkpoint
 from visionkit.registry import REGISTRY
 from visionkit.yamlfile import read_yaml
 
-# files an exporter wrote, each run by its own backend: onnxruntime, OpenVINO (IR .xml + .bin), MediaPipe Tasks
-EXPORTED_SUFFIXES = (".onnx", ".xml", ".tflite")
+
+def exported_backend(model) -> Any:
+    """The registered backend (kind ``runtime``) that runs the file ``model`` names, by its suffix; None when no
+    backend runs such files (a checkpoint, a preset name, a model YAML)."""
+    suffix = Path(str(model)).suffix.lower()
+    if not suffix:
+        return None
+    for name in REGISTRY.available("runtime"):
+        backend = REGISTRY.get("runtime", name)
+        if getattr(backend, "suffix", None) == suffix:
+            return backend
+    return None
 
 
 class Model:
@@ -61,14 +71,7 @@ class Model:
             self.config = read_yaml(path, "model config", UsageError)
             if not isinstance(self.config, dict):
                 raise UsageError(f"model config '{path}' must hold a mapping (task, backbone, neck, head, ...)")
-        elif str(model).endswith(EXPORTED_SUFFIXES):
-            if str(model).endswith(".onnx"):
-                from visionkit.runtime.onnx_backend import OnnxModel as Backend
-            elif str(model).endswith(".xml"):
-                from visionkit.runtime.openvino_backend import OpenVinoModel as Backend
-            else:
-                from visionkit.runtime.mediapipe_backend import MediaPipeModel as Backend
-
+        elif (Backend := exported_backend(model)) is not None:  # an exported file: its backend runs it
             self._net = Backend(model, {"task": task, "names": names, "imgsz": imgsz})
             meta = self._net.meta
             self.ckpt_path = Path(model)

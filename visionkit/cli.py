@@ -25,7 +25,7 @@ USAGE = """usage:
   visionkit serve labelstudio model=best.pt [port=9090]  a Label Studio ML backend that pre-labels tasks
   visionkit data stats data=datasets/NAME/data.yaml     (counts, box sizes, a mosaic PNG)
   visionkit models [KIND] [PATTERN]       list registered components (KIND: backbone, neck, head, task, model,
-                                          tracker, logger, export_format, mediapipe_kind)
+                                          tracker, logger, export_format, mediapipe_kind, runtime)
   visionkit pretrain data=FOLDER model=NAME method=simclr|byol|dino   self-supervised backbone (weights= takes it)
   visionkit benchmark model=best.pt [data=custom.yaml] [formats=pt,onnx,onnx-int8,mediapipe] [imgsz=320]
                                           size, metric and latency of each format side by side (benchmark.csv)
@@ -113,13 +113,13 @@ def _run(task: str | None, mode: str, rest: list[str]) -> int:
 
         resolve(overrides, REGISTRY.get("task", task).keys)
 
-    from visionkit.api import Model
+    from visionkit.api import Model, exported_backend
 
     model_spec = overrides.pop("model", None)
     if task is None and not model_spec:
         raise UsageError(f"`visionkit {mode}` needs model=PATH (a checkpoint that names its task)")
     onnx_kw = {}
-    if str(model_spec).endswith((".onnx", ".xml", ".tflite")):  # a file without visionkit metadata needs these
+    if exported_backend(model_spec) is not None:  # an exported file without visionkit metadata needs these
         onnx_kw = {"names": overrides.pop("names", None), "imgsz": overrides.get("imgsz")}
     model = Model(model_spec, task=task, **onnx_kw)
     if mode == "train":

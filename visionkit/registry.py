@@ -18,7 +18,19 @@ from typing import Any
 from visionkit.errors import RegistryError
 
 # "logger": run loggers (TensorBoard, MLflow, the report page) the trainer calls; a plugin adds one by registering
-KINDS = ("backbone", "neck", "head", "task", "model", "tracker", "logger", "export_format", "mediapipe_kind")
+# "runtime": backends that run an exported file (found by the file's suffix); a plugin's format adds its own
+KINDS = (
+    "backbone",
+    "neck",
+    "head",
+    "task",
+    "model",
+    "tracker",
+    "logger",
+    "export_format",
+    "mediapipe_kind",
+    "runtime",
+)
 PLUGIN_GROUP = "visionkit.plugins"
 
 

@@ -17,7 +17,7 @@ import torch
 
 from visionkit.errors import CheckpointError, RegistryError, UsageError
 from visionkit.limits import DEFAULT_IN_CHANNELS, MAX_CLASSES, MAX_IMGSZ, MAX_IN_CHANNELS
-from visionkit.registry import REGISTRY
+from visionkit.registry import REGISTRY, register
 from visionkit.runtime.base import ExportedModel
 from visionkit.runtime.mediapipe_kind import MediaPipeKind
 
@@ -129,9 +129,12 @@ def kind_named(name: str) -> MediaPipeKind:
         raise ValueError(f"kind '{name}' is not one of {', '.join(REGISTRY.available('mediapipe_kind'))}") from None
 
 
+@register("runtime", "mediapipe")
 class MediaPipeModel(ExportedModel):
     """``MediaPipeModel("best.tflite")(x)`` → outputs the task post-processes. ``meta`` holds what the file's
     visionkit record says (task, names, imgsz, in_channels, mean, std, ...)."""
+
+    suffix = ".tflite"  # the files this backend runs
 
     fixed_size = True  # a .tflite file takes its own input size; MediaPipe stretches other sizes to it
 

@@ -14,12 +14,16 @@ import torch
 
 from visionkit.errors import CheckpointError, UsageError
 from visionkit.limits import DEFAULT_IN_CHANNELS, MAX_CLASSES, MAX_IMGSZ, MAX_IN_CHANNELS
+from visionkit.registry import register
 from visionkit.runtime.base import ExportedModel
 
 
+@register("runtime", "onnx")
 class OnnxModel(ExportedModel):
     """``OnnxModel("best.onnx")(x)`` → the export wrapper's outputs. ``meta`` holds what the file's
     metadata says (task, names, imgsz, in_channels, mean, std, ...)."""
+
+    suffix = ".onnx"  # the files this backend runs
 
     def __init__(self, path: str | Path, overrides: dict[str, Any] | None = None):
         import onnxruntime as ort

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from visionkit.errors import CheckpointError, UsageError
+from visionkit.registry import register
 from visionkit.runtime.base import ExportedModel
 from visionkit.runtime.onnx_backend import OnnxModel
 
@@ -21,8 +22,11 @@ RT_SECTION = "visionkit"
 CPU_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
 
 
+@register("runtime", "openvino")
 class OpenVinoModel(ExportedModel):
     """``OpenVinoModel("best.xml")(x)`` → the export wrapper's outputs; ``meta`` as the ONNX backend's."""
+
+    suffix = ".xml"  # the files this backend runs
 
     def __init__(self, path: str | Path, overrides: dict[str, Any] | None = None):
         try:
