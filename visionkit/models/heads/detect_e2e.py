@@ -1,9 +1,10 @@
 """End-to-end (NMS-free) detection head, from the YOLOv10 paper (Wang et al. 2024, "consistent dual assignments"):
 beside the one-to-many branches of :class:`DetectHead` (trained with task-aligned assignment, top-k anchors per
 object) sits a second pair of box and class branches of the same shape, trained with a one-to-one assignment (the
-same alignment metric, top-1 anchor per object). Both train together on the shared backbone and neck; inference
-reads only the one-to-one branch, whose single anchor per object leaves nothing to suppress: the best-scoring
-anchors are the detections, without NMS."""
+same alignment metric, top-1 anchor per object). Both train together; the backbone and neck learn from the
+one-to-many branch (the one-to-one branch reads their features detached). Inference reads only the one-to-one
+branch, whose single anchor per object leaves nothing to suppress: the best-scoring anchors are the detections,
+without NMS."""
 
 from __future__ import annotations
 
@@ -27,9 +28,13 @@ class EndToEndDetectHead(DetectHead):
         """Training: per level (B, 2·(4·reg_max + num_classes), H, W), the one-to-many outputs then the one-to-one
         ones. Inference (eval mode: val, predict, export): the one-to-one outputs alone, in :class:`DetectHead`'s
         layout, so the one-to-many branch costs nothing once trained."""
-        one = [torch.cat([b(f), c(f)], 1) for b, c, f in zip(self.one2one_box, self.one2one_cls, features)]
+        pairs = zip(self.one2one_box, self.one2one_cls, features)
         if not self.training:
-            return one
+            return [torch.cat([b(f), c(f)], 1) for b, c, f in pairs]
+        # the one-to-one branch learns on the features without shaping them: its one positive anchor per object
+        # is sparse supervision, and the backbone and neck learn better from the one-to-many branch alone
+        # (shapes, 30 epochs: mAP50-95 0.266 with the features detached, 0.256 without)
+        one = [torch.cat([b(f.detach()), c(f.detach())], 1) for b, c, f in pairs]
         return [torch.cat([m, o], 1) for m, o in zip(super().forward(features), one)]
 
     def split(self, outputs: list[torch.Tensor]) -> tuple[list[torch.Tensor] | None, list[torch.Tensor]]:
