@@ -25,6 +25,18 @@ from visionkit.data.format import (
     write_label_file,
     write_mask,
 )
+from visionkit.data.instances import (
+    InstanceFile,
+    counts_problem,
+    instances_path,
+    mask_box_row,
+    polygon_mask,
+    read_instances,
+    rle,
+    rle_area,
+    rle_bbox,
+    write_instances,
+)
 from visionkit.data.labelstudio.images import check_relative, inside
 from visionkit.data.output import atomic_dir, atomic_write_text, prepare_output, safe_component
 from visionkit.errors import DataError, UsageError
@@ -79,7 +91,8 @@ def _check_structure(coco, path: Path) -> None:
 
 
 def _annotation_problem(ann: dict, cat_index: dict, w: int, h: int) -> str | None:
-    """Why an annotation cannot be imported, or None."""
+    """Why an annotation cannot be imported, or None. An RLE's runs are checked here, before pycocotools decodes
+    them."""
     if not _is_int(ann.get("category_id")) or ann["category_id"] not in cat_index:
         return f"unknown category {str(ann.get('category_id'))[:40]}"
     seg = ann.get("segmentation")
@@ -87,12 +100,34 @@ def _annotation_problem(ann: dict, cat_index: dict, w: int, h: int) -> str | Non
         if not all(_finite_numbers(p) and len(p) % 2 == 0 for p in seg):
             return "malformed polygon (segmentation must be lists of finite x, y numbers)"
         return None
+    if isinstance(seg, dict):
+        if seg.get("counts") is None or list(seg.get("size") or []) != [h, w]:
+            return f"malformed RLE segmentation (needs counts and size [{h}, {w}])"
+        problem = counts_problem(seg["counts"], h, w)
+        return f"malformed RLE segmentation ({problem})" if problem else None
     bbox = ann.get("bbox")
     if not (_finite_numbers(bbox) and len(bbox) == 4 and bbox[2] >= 0 and bbox[3] >= 0):
         return "malformed bbox (expected 4 finite numbers x, y, width, height with width, height >= 0)"
-    if isinstance(seg, dict) and (seg.get("counts") is None or list(seg.get("size") or []) != [h, w]):
-        return f"malformed RLE segmentation (needs counts and size [{h}, {w}])"
     return None
+
+
+def _segmentation_mask(seg, w: int, h: int, size: tuple[int, int]) -> np.ndarray:
+    """A checked polygon list or RLE → a bool mask drawn at the JSON's ``w`` × ``h`` and resized nearest-neighbour
+    to the file's ``size`` (width, height), as the semantic mask is."""
+    from pycocotools import mask as mask_utils
+
+    if isinstance(seg, dict):
+        counts = seg["counts"]
+        r = mask_utils.frPyObjects(seg, h, w) if isinstance(counts, list) else rle(counts, h, w)
+        mask = mask_utils.decode(r).astype(bool)
+    else:
+        mask = np.zeros((h, w), bool)
+        for p in seg:
+            if len(p) >= 6:
+                mask |= polygon_mask(np.asarray(p, np.float64).reshape(-1, 2), h, w)
+    if size != (w, h):
+        mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    return mask
 
 
 class _redirect:
@@ -174,6 +209,12 @@ def import_coco(
             f"imported {report['images_written']} image(s) into {out} (splits: {report['splits']}); "
             f"{sum(report['annotations'].values())} annotation(s) written, {len(report['skipped'])} skipped"
         )
+        exact = report["annotations"].get("rle", 0) + report["annotations"].get("polygons (several parts)", 0)
+        if exact or report["annotations"].get("crowd"):
+            print(
+                f"  {exact} object(s) with an exact mask and {report['annotations'].get('crowd', 0)} crowd (ignore) "
+                f"region(s) written to instances/"
+            )
         for reason, n in Counter(s["reason"] for s in report["skipped"]).items():
             print(f"  skipped {n}: {reason}")
         if report["renamed"]:
@@ -213,7 +254,6 @@ def _import_image(
     report: dict,
     stems: set[tuple[str, str]],
 ) -> None:
-    from pycocotools import mask as mask_utils
 
     file_name = info["file_name"]
     check_relative(file_name, f"image {info['id']}")
@@ -258,9 +298,12 @@ def _import_image(
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dst)
     rows: list = []
+    exact: dict[int, np.ndarray] = {}  # 1-based row line → the object's exact mask at the file's size
+    crowd: list[tuple[int, np.ndarray]] = []
     mask = np.zeros((h, w), np.uint8) if has_masks else None
     for ann in coco.loadAnns(coco.getAnnIds(imgIds=info["id"])):
-        if ann.get("iscrowd"):
+        seg = ann.get("segmentation")
+        if ann.get("iscrowd") and not seg:
             report["skipped"].append({"annotation": ann["id"], "reason": "crowd region (iscrowd=1)"})
             continue
         problem = _annotation_problem(ann, cat_index, w, h)
@@ -268,17 +311,42 @@ def _import_image(
             report["skipped"].append({"annotation": ann.get("id"), "reason": problem})
             continue
         cls = cat_index[ann["category_id"]]
-        seg = ann.get("segmentation")
+        if ann.get("iscrowd"):  # an ignore region: no row, so detection reads the same objects as before
+            region = _segmentation_mask(seg, w, h, (fw, fh))
+            if not region.any():
+                report["skipped"].append({"annotation": ann["id"], "reason": "crowd region (iscrowd=1) has no pixel"})
+                continue
+            crowd.append((cls, region))
+            report["annotations"]["crowd"] += 1
+            continue
         if isinstance(seg, list) and seg:
             parts = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in seg if len(p) >= 6]
             if not parts:
                 report["skipped"].append({"annotation": ann["id"], "reason": "polygon with fewer than 3 points"})
                 continue
-            largest = max(parts, key=lambda p: _polygon_area(p))  # a YOLO row holds one polygon
-            rows.append((cls, list(np.clip(largest / [w, h], 0, 1).reshape(-1))))
             for p in parts:
                 fill_polygon(mask, p, cls + 1)
+            whole = _segmentation_mask(seg, w, h, (fw, fh)) if len(parts) > 1 else None
+            if whole is not None and whole.any():  # a row holds one polygon: the row is the box of every part
+                rows.append((cls, mask_box_row(whole)))
+                exact[len(rows)] = whole
+                report["annotations"]["polygons (several parts)"] += 1
+                continue
+            largest = max(parts, key=lambda p: _polygon_area(p))  # one part, or parts too thin to cover a pixel
+            rows.append((cls, list(np.clip(largest / [w, h], 0, 1).reshape(-1))))
             report["annotations"]["polygon"] += 1
+        elif isinstance(seg, dict):  # RLE: compressed or uncompressed counts
+            whole = _segmentation_mask(seg, w, h, (fw, fh))
+            if not whole.any():
+                report["skipped"].append({"annotation": ann["id"], "reason": "RLE segmentation has no pixel"})
+                continue
+            if mask is not None:
+                # the semantic mask is drawn at the JSON size and resized at the end, like the polygons
+                small = whole if (fw, fh) == (w, h) else _segmentation_mask(seg, w, h, (w, h))
+                mask[small] = cls + 1
+            rows.append((cls, mask_box_row(whole)))
+            exact[len(rows)] = whole
+            report["annotations"]["rle"] += 1
         else:
             x, y, bw, bh = ann["bbox"]
             x1, y1 = max(x, 0.0), max(y, 0.0)
@@ -287,14 +355,10 @@ def _import_image(
                 report["skipped"].append({"annotation": ann["id"], "reason": "empty box"})
                 continue
             rows.append((cls, [(x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h]))
-            if isinstance(seg, dict) and mask is not None:  # RLE mask
-                rle = mask_utils.frPyObjects(seg, h, w) if isinstance(seg.get("counts"), list) else seg
-                mask[mask_utils.decode(rle).astype(bool)] = cls + 1
-                report["annotations"]["rle"] += 1
-            else:
-                report["annotations"]["box"] += 1
+            report["annotations"]["box"] += 1
     stem = Path(name).stem
     write_label_file(root / "labels" / split / f"{stem}.txt", rows)
+    write_instances(root / "instances" / split / f"{stem}.json", fh, fw, exact, crowd)  # nothing when both empty
     if mask is not None:
         if mask.shape != (fh, fw):
             mask = cv2.resize(mask, (fw, fh), interpolation=cv2.INTER_NEAREST)
@@ -309,9 +373,11 @@ def _polygon_area(p: np.ndarray) -> float:
 
 
 def export_coco(data: str | Path, out: str | Path, exist_ok: bool = False, verbose: bool = True) -> list[Path]:
-    """Write ``instances_<split>.json`` for each split of a dataset (boxes; polygons as segmentation).
+    """Write ``instances_<split>.json`` for each split of a dataset: box rows with empty segmentation, polygon rows
+    as polygons, objects with an exact mask (instances/) as compressed RLE, crowd regions as iscrowd=1 RLE.
 
-    ``file_name`` is relative to the split's image folder; bbox is in pixels; category ids are class id + 1.
+    ``file_name`` is relative to the split's image folder; bbox is in pixels (an RLE's is its mask's extent, as
+    pycocotools computes it); category ids are class id + 1.
     An existing file is overwritten only with ``exist_ok`` (it may be the COCO file the dataset came from).
     """
     spec = load_data_yaml(data)
@@ -337,11 +403,14 @@ def export_coco(data: str | Path, out: str | Path, exist_ok: bool = False, verbo
             "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)],
         }
         counts: dict[str, int] = defaultdict(int)
+        kinds: Counter = Counter()  # exact masks and crowd regions written
         for img_id, f in enumerate(files, 1):
             w, h = image_size(f)
             rel = os.path.relpath(f, base) if base.is_dir() else f.name
             coco["images"].append({"id": img_id, "file_name": rel, "width": w, "height": h})
-            for cls, coords in read_label_file(sidecar_path(f), len(names)):
+            rows = read_label_file(sidecar_path(f), len(names))
+            exact = _exported_instances(f, (w, h), len(rows), len(names))
+            for line, (cls, coords) in enumerate(rows, 1):
                 cx, cy, bw, bh = row_to_box(coords)
                 ann = {
                     "id": len(coco["annotations"]) + 1,
@@ -350,7 +419,12 @@ def export_coco(data: str | Path, out: str | Path, exist_ok: bool = False, verbo
                     "bbox": [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h],
                     "iscrowd": 0,
                 }
-                if len(coords) > 4:
+                if line in exact.objects:  # the exact mask: the row is only its box
+                    ann["segmentation"] = {"size": [h, w], "counts": exact.objects[line]}
+                    ann["area"] = rle_area(exact.objects[line], h, w)
+                    ann["bbox"] = rle_bbox(exact.objects[line], h, w)
+                    kinds["exact masks"] += 1
+                elif len(coords) > 4:
                     poly = (np.asarray(coords).reshape(-1, 2) * [w, h]).reshape(-1).tolist()
                     ann["segmentation"] = [poly]
                     ann["area"] = _polygon_area(np.asarray(poly).reshape(-1, 2))
@@ -359,9 +433,55 @@ def export_coco(data: str | Path, out: str | Path, exist_ok: bool = False, verbo
                     ann["area"] = bw * w * bh * h
                 coco["annotations"].append(ann)
                 counts[names[cls]] += 1
+            for cls, region in exact.crowd:
+                coco["annotations"].append(
+                    {
+                        "id": len(coco["annotations"]) + 1,
+                        "image_id": img_id,
+                        "category_id": cls + 1,
+                        "bbox": rle_bbox(region, h, w),
+                        "segmentation": {"size": [h, w], "counts": region},
+                        "area": rle_area(region, h, w),
+                        "iscrowd": 1,
+                    }
+                )
+                kinds["crowd regions"] += 1
         path = out / f"instances_{split}.json"
         atomic_write_text(path, json.dumps(coco))  # never a half-written file
         written.append(path)
         if verbose:
-            print(f"{split}: {len(files)} image(s), {len(coco['annotations'])} annotation(s) → {path}")
+            extra = ", ".join(f"{n} {k}" for k, n in kinds.items())
+            print(
+                f"{split}: {len(files)} image(s), {len(coco['annotations'])} annotation(s)"
+                + (f" ({extra})" if extra else "")
+                + f" → {path}"
+            )
     return written
+
+
+def _exported_instances(image: Path, size: tuple[int, int], n_rows: int, n_classes: int) -> InstanceFile:
+    """The image's instance file, checked against the image and its label file (a DataError naming the file and
+    how to fix it otherwise); an empty one when there is none."""
+    w, h = size
+    path = instances_path(image)
+    if not path.is_file():
+        return InstanceFile(h, w)
+    exact = read_instances(path, n_classes)
+    if (exact.width, exact.height) != (w, h):
+        raise DataError(
+            f"instance file '{path}' is {exact.width}×{exact.height}, but its image '{image}' is {w}×{h}; "
+            f"re-import the dataset (or delete the instance file); `visionkit data check` lists every such file"
+        )
+    extra = sorted(k for k in exact.objects if k > n_rows)
+    if extra:
+        raise DataError(
+            f"instance file '{path}' has masks for line(s) {extra[:10]} but its label file has {n_rows} row(s); "
+            f"re-import the dataset (or delete the instance file)"
+        )
+    for where, counts in [(f"objects['{k}']", c) for k, c in exact.objects.items()] + [
+        (f"crowd[{i}]", c) for i, (_, c) in enumerate(exact.crowd)
+    ]:
+        problem = counts_problem(counts, h, w)
+        if problem:
+            raise DataError(f"instance file '{path}': {where}: {problem}; re-import the dataset")
+    return exact

@@ -9,6 +9,9 @@ Rules (also in docs/dataset-format.md):
   else the order of first appearance. Choices are a separate class list (classification), never mixed in.
 - Masks: 0 = background, 1 + class id for each object class (mask_names); regions are painted in result
   order, so where regions overlap the one drawn later wins.
+- Objects: one per rectangle, polygon or brush region, never merged or split. A brush region's row is the box of
+  its whole mask, and its exact pixels go to instances/<split>/<stem>.json under that row's line (overlapping
+  brushes stay apart there); an empty brush is skipped with its reason.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from visionkit.data.format import image_size, write_data_yaml
+from visionkit.data.instances import mask_box_row
 from visionkit.data.labelstudio import images as img_refs
 from visionkit.data.labelstudio.config import Control, choice_classes, object_classes, parse_label_config
 from visionkit.data.labelstudio.regions import (
@@ -55,6 +59,7 @@ class Sample:
     data: bytes | None = None
     rows: list = field(default_factory=list)
     regions: list = field(default_factory=list)  # (type, class, payload) painted into the mask in order
+    exact: dict = field(default_factory=dict)  # 1-based row line → bool mask (brush regions: instances/)
     choice: str | None = None
     name: str = ""
     split: str = "train"
@@ -272,7 +277,13 @@ class LabelStudioImport:
 
                     alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_NEAREST)
                     self.report.notes.append(f"task {tid}: brush mask {ow}×{oh} resized to the image's {w}×{h}")
-                sample.regions.append(("brush", cls, alpha >= 128))
+                pixels = alpha >= 128
+                if not pixels.any():
+                    self.report.skip(tid, origin, r, "brush region is empty (no painted pixel in the image)")
+                    continue
+                sample.rows.append((cls, mask_box_row(pixels)))
+                sample.exact[len(sample.rows)] = pixels  # the row's line in labels/xxx.txt
+                sample.regions.append(("brush", cls, pixels))
             self.report.written[rtype][label] += 1
 
     @staticmethod
@@ -420,7 +431,7 @@ class LabelStudioImport:
     def _write(self, samples: list[Sample], root: Path, source: str) -> dict:
         rep = self.report
         has_objects = any(s.rows for s in samples) or any(
-            c.type in ("rectanglelabels", "polygonlabels") for c in self.controls.values()
+            c.type in ("rectanglelabels", "polygonlabels", "brushlabels") for c in self.controls.values()
         )
         has_masks = any(s.regions for s in samples) or any(
             c.type in ("polygonlabels", "brushlabels") for c in self.controls.values()
