@@ -1,5 +1,5 @@
 """``visionkit data check``: apply the dataset rules training applies (visionkit/data/rules.py), decode every image,
-parse every label, mask and depth file; list every problem."""
+parse every label, instance, mask and depth file; list every problem."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from visionkit.data.format import (
     sidecar_path,
     split_images,
 )
+from visionkit.data.instances import counts_problem, instances_path, read_instances, rle_bbox
 from visionkit.data.rules import (
     READS_FOLDER,
     DatasetRules,
@@ -109,6 +110,7 @@ def check_dataset(data: str | Path, verbose: bool = True, task: str | None = Non
             for kind, path in (
                 ("image", img),
                 ("label file", sidecar_path(img)),
+                ("instance file", instances_path(img)),
                 ("mask", sidecar_path(img, "masks")),
                 ("depth map", depth_path(img)),
             ):
@@ -126,7 +128,9 @@ def check_dataset(data: str | Path, verbose: bool = True, task: str | None = Non
                 continue
             if objects and not sidecar_path(img).exists():
                 counts["background images (no label file)"] += 1
-            evidence = _check_labels(img, size, names, counts, problem)
+            evidence, rows = _check_labels(img, size, names, counts, problem)
+            if _check_instances(img, size, rows, names, counts, problem):
+                evidence.add("instances")
             if _check_mask(img, size, n_mask, counts, problem):
                 evidence.add("masks")
             if _check_depth(img, size, spec.get("depth_scale"), counts, problem):
@@ -156,17 +160,17 @@ def check_dataset(data: str | Path, verbose: bool = True, task: str | None = Non
     return result
 
 
-def _check_labels(img: Path, size, names, counts, problem) -> set[str]:
-    """Checks the image's label file; returns what it gives training: ``polygons``, ``empty label`` (a rule's
-    ``usable`` evidence)."""
+def _check_labels(img: Path, size, names, counts, problem) -> tuple[set[str], list | None]:
+    """Checks the image's label file; returns what it gives training (``polygons``, ``empty label``: a rule's
+    ``usable`` evidence) and its rows ([] without a label file, None when it does not parse)."""
     path = sidecar_path(img)
     if not path.is_file():
-        return set()
+        return set(), []
     try:
         rows = read_label_file(path, len(names) or None)
     except DataError as e:
         problem(path, str(e))
-        return set()
+        return set(), None
     counts["label files"] += 1
     evidence = {"polygons"} if any(len(c) > 4 for _, c in rows) else set()
     if not rows:
@@ -183,7 +187,70 @@ def _check_labels(img: Path, size, names, counts, problem) -> set[str]:
         cx, cy, w, h = row_to_box(coords)
         if w <= 0 or h <= 0:
             problem(path, f"row {n}: zero-size box (w={w:.6f}, h={h:.6f})")
-    return evidence
+    return evidence, rows
+
+
+def _check_instances(img: Path, size, rows: list | None, names, counts, problem) -> bool:
+    """Checks the image's instance file (instances/xxx.json: exact masks by label line, crowd regions) against the
+    image and its label file; True when it has an object with a usable exact mask."""
+    path = instances_path(img)
+    if not path.is_file():
+        return False
+    try:
+        exact = read_instances(path, len(names) or None)
+    except DataError as e:
+        problem(path, str(e))
+        return False
+    counts["instance files"] += 1
+    w, h = size
+    if (exact.width, exact.height) != (w, h):
+        problem(
+            path,
+            f"instance file is {exact.width}×{exact.height} but the image is {w}×{h}; re-import the dataset "
+            f"(or delete the instance file)",
+        )
+        return False
+    n_rows = len(rows) if rows is not None else None
+    extra = sorted(k for k in exact.objects if n_rows is not None and k > n_rows)
+    if extra:
+        where = f"'{sidecar_path(img).name}' has {n_rows} row(s)" if n_rows else "there is no label row"
+        problem(
+            path,
+            f"masks for label line(s) {extra[:10]} but {where}; the label file and its instance file disagree "
+            f"(re-import, or delete the instance file)",
+        )
+    usable = False
+    for line, text in sorted(exact.objects.items()):
+        bad = counts_problem(text, h, w)
+        if bad:
+            problem(path, f"objects['{line}']: {bad}")
+            continue
+        if line in extra:
+            continue
+        x, y, bw, bh = rle_bbox(text, h, w)
+        if bw == 0:
+            problem(path, f"objects['{line}']: the mask has no pixel (the instance task skips this object)", "warning")
+            continue
+        counts["objects with an exact mask"] += 1
+        usable = True
+        if rows:
+            cx, cy, rw, rh = row_to_box(rows[line - 1][1])
+            row_box = np.array([(cx - rw / 2) * w, (cy - rh / 2) * h, (cx + rw / 2) * w, (cy + rh / 2) * h])
+            if np.abs(row_box - [x, y, x + bw, y + bh]).max() > 1:
+                problem(
+                    path,
+                    f"objects['{line}']: the mask spans x {x:.0f}..{x + bw:.0f}, y {y:.0f}..{y + bh:.0f} px but "
+                    f"row {line} of '{sidecar_path(img).name}' is the box {row_box.round(1).tolist()}; detection "
+                    f"and the instance task would disagree (re-import)",
+                    "warning",
+                )
+    for i, (_cls, text) in enumerate(exact.crowd):
+        bad = counts_problem(text, h, w)
+        if bad:
+            problem(path, f"crowd[{i}]: {bad}")
+        else:
+            counts["crowd (ignore) regions"] += 1
+    return usable
 
 
 def _check_mask(img: Path, size, n_classes: int, counts, problem) -> bool:

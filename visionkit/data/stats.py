@@ -1,4 +1,5 @@
-"""``visionkit data stats``: instances per class and split, box sizes, and a mosaic of labelled samples."""
+"""``visionkit data stats``: instances per class and split (with how many have an exact mask, and the crowd regions),
+box sizes, and a mosaic of labelled samples (exact masks drawn in their class colour)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import cv2
 import numpy as np
 
 from visionkit.data.format import load_data_yaml, read_label_file, row_to_box, sidecar_path, split_images
+from visionkit.data.instances import decode, instances_path, read_instances
 
 PALETTE = np.array(
     [
@@ -43,16 +45,24 @@ def dataset_stats(data: str | Path, out: str | Path, samples: int = 16, verbose:
     images_per_split: Counter = Counter()
     sizes: list[float] = []
     shown: list[Path] = []
+    exact_masks: Counter = Counter()  # objects (label rows) whose exact mask is in instances/
+    crowd: Counter = Counter()  # crowd (ignore) regions in instances/
     for split in ("train", "val", "test"):
         if spec.get(split) is None:
             continue
         files = split_images(spec, split)
         images_per_split[split] = len(files)
         for f in files:
-            for cls, coords in read_label_file(sidecar_path(f), len(names) or None):
+            rows = read_label_file(sidecar_path(f), len(names) or None)
+            for cls, coords in rows:
                 per_split[split][cls] += 1
                 _, _, w, h = row_to_box(coords)
                 sizes.append(float(np.sqrt(max(w * h, 0))))
+            sidecar = instances_path(f)
+            if sidecar.is_file():  # `data check` validates these files; here they are only counted
+                exact = read_instances(sidecar, len(names) or None)
+                exact_masks[split] += sum(1 for line in exact.objects if line <= len(rows))
+                crowd[split] += len(exact.crowd)
         step = max(1, len(files) // max(1, samples // 2))
         shown += files[::step][: samples // 2]
     shown = shown[:samples]
@@ -63,6 +73,8 @@ def dataset_stats(data: str | Path, out: str | Path, samples: int = 16, verbose:
             for s, cnt in per_split.items()
         },
         "box_sizes": _size_bins(sizes),
+        "exact_masks": {s: exact_masks[s] for s in images_per_split if exact_masks[s]},
+        "crowd_regions": {s: crowd[s] for s in images_per_split if crowd[s]},
     }
     result["histogram"] = str(_plot_sizes(sizes, out / "box_sizes.png")) if sizes else None
     result["mosaic"] = str(_mosaic(shown, names, spec, out / "mosaic.png")) if shown else None
@@ -116,9 +128,13 @@ def _mosaic(files: list[Path], names: list[str], spec: dict, path: Path, tile: i
                 colour = PALETTE[(mask.astype(int) - 1) % len(PALETTE)]
                 on = (mask > 0) & (mask != 255)
                 img[on] = (0.5 * img[on] + 0.5 * colour[on]).astype(np.uint8)
-        for cls, coords in read_label_file(sidecar_path(f), None):
+        exact = _readable_instances(f, (w, h))
+        for line, (cls, coords) in enumerate(read_label_file(sidecar_path(f), None), 1):
             c = tuple(int(v) for v in PALETTE[cls % len(PALETTE)])
-            if len(coords) > 4:
+            if line in exact:  # the exact mask's outline: holes and every piece
+                outline, _ = cv2.findContours(exact[line], cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+                cv2.drawContours(img, outline, -1, c, 2)
+            elif len(coords) > 4:
                 pts = (np.asarray(coords).reshape(-1, 2) * [w, h]).astype(np.int32)
                 cv2.polylines(img, [pts], True, c, 2)
             cx, cy, bw, bh = row_to_box(coords)
@@ -142,12 +158,31 @@ def _mosaic(files: list[Path], names: list[str], spec: dict, path: Path, tile: i
     return path
 
 
+def _readable_instances(image: Path, size: tuple[int, int]) -> dict[int, np.ndarray]:
+    """The exact masks (uint8) of an image by label line, for drawing; {} when there is no instance file, or one
+    that does not fit the image (`data check` reports those)."""
+    path = instances_path(image)
+    if not path.is_file():
+        return {}
+    w, h = size
+    try:
+        exact = read_instances(path)
+        if (exact.width, exact.height) != (w, h):
+            return {}
+        return {line: decode(counts, h, w).astype(np.uint8) for line, counts in exact.objects.items()}
+    except Exception:  # a drawing aid only: never fail the statistics over it
+        return {}
+
+
 def format_stats(result: dict, names: list[str]) -> str:
     splits = list(result["images"])
     lines = [f"{'class':<20}" + "".join(f"{s:>10}" for s in splits)]
     lines.append(f"{'images':<20}" + "".join(f"{result['images'][s]:>10}" for s in splits))
     for name in names:
         lines.append(f"{name:<20}" + "".join(f"{result['instances'].get(s, {}).get(name, 0):>10}" for s in splits))
+    if result.get("exact_masks") or result.get("crowd_regions"):
+        lines.append(f"{'  with exact mask':<20}" + "".join(f"{result['exact_masks'].get(s, 0):>10}" for s in splits))
+        lines.append(f"{'crowd regions':<20}" + "".join(f"{result['crowd_regions'].get(s, 0):>10}" for s in splits))
     lines.append("box sizes: " + ", ".join(f"{k} {v}" for k, v in result["box_sizes"].items()))
     if result["mosaic"]:
         lines.append(f"mosaic: {result['mosaic']}   histogram: {result['histogram']}")
