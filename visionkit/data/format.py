@@ -132,7 +132,7 @@ def class_folders(split_dir: Path) -> list[Path]:
 
 
 # --- labels: YOLO rows -----------------------------------------------------------------------------------------------
-LABEL_DIRS = {"labels": ".txt", "masks": ".png", "depth": ".png"}
+LABEL_DIRS = {"labels": ".txt", "masks": ".png", "depth": ".png", "instances": ".json"}
 
 
 def sidecar_path(image: str | Path, kind: str = "labels") -> Path:

@@ -31,13 +31,17 @@ class Sample:
 
     ``boxes``: (n, 5) rows of class, x1, y1, x2, y2. ``polygons``: (class, (k, 2) points) pairs, not clipped to the
     image (rasterise them with the image bounds). ``mask``: H×W uint8 class ids, ``IGNORE_INDEX`` = not scored.
-    ``depth``: H×W float32 metres (or inverse depth), 0 = invalid."""
+    ``depth``: H×W float32 metres (or inverse depth), 0 = invalid. ``instances``: H×W uint16 object ids, 0 = no
+    object, id k is an object of class ``instance_classes[k - 1]`` (where objects overlap, the pixel is the one in
+    front); ids are never interpolated, and an object whose pixels all leave the image is gone."""
 
     image: np.ndarray
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 5), np.float32))
     polygons: list[tuple[int, np.ndarray]] = field(default_factory=list)
     mask: np.ndarray | None = None
     depth: np.ndarray | None = None
+    instances: np.ndarray | None = None
+    instance_classes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -50,6 +54,8 @@ def _dense(sample: Sample, fn: Callable[[np.ndarray, int | float], np.ndarray]) 
         sample.mask = fn(sample.mask, IGNORE_INDEX)
     if sample.depth is not None:
         sample.depth = fn(sample.depth, 0.0)
+    if sample.instances is not None:
+        sample.instances = fn(sample.instances, 0)
 
 
 def _scale_points(sample: Sample, sx: float, sy: float, dx: float = 0.0, dy: float = 0.0) -> None:
@@ -128,7 +134,7 @@ def mosaic4(load: Callable[[int], Sample], index: int, count: int, s: int, rng: 
     ``border=-s // 2`` to crop back to s×s."""
     cx, cy = (int(rng.uniform(s * 0.5, s * 1.5)) for _ in range(2))
     canvas = Sample(np.full((2 * s, 2 * s, 3), PAD_VALUE, np.uint8))
-    boxes, polygons = [], []
+    boxes, polygons, classes = [], [], []
     for k, j in enumerate([index, *rng.integers(0, count, 3).tolist()]):
         part = load(j)
         h, w = part.hw
@@ -146,7 +152,15 @@ def mosaic4(load: Callable[[int], Sample], index: int, count: int, s: int, rng: 
             x1b, y1b = 0, 0
         src = (slice(y1b, y1b + (y2a - y1a)), slice(x1b, x1b + (x2a - x1a)))
         canvas.image[y1a:y2a, x1a:x2a] = part.image[src]
-        for key, fill, dtype in (("mask", IGNORE_INDEX, np.uint8), ("depth", 0.0, np.float32)):
+        if part.instances is not None:  # ids of later parts follow the earlier ones, so each object keeps its own id
+            offset = sum(len(c) for c in classes)
+            part.instances = np.where(part.instances > 0, part.instances + offset, 0).astype(np.uint16)
+            classes.append(part.instance_classes)
+        for key, fill, dtype in (
+            ("mask", IGNORE_INDEX, np.uint8),
+            ("depth", 0.0, np.float32),
+            ("instances", 0, np.uint16),
+        ):
             dense = getattr(part, key)
             if dense is not None:
                 if getattr(canvas, key) is None:
@@ -158,6 +172,8 @@ def mosaic4(load: Callable[[int], Sample], index: int, count: int, s: int, rng: 
     canvas.boxes = np.concatenate(boxes).astype(np.float32)
     canvas.boxes[:, 1:] = canvas.boxes[:, 1:].clip(0, 2 * s)
     canvas.polygons = polygons
+    if classes:
+        canvas.instance_classes = np.concatenate(classes)
     return canvas
 
 
@@ -266,6 +282,8 @@ def cutout(sample: Sample, rng: np.random.Generator, p: float) -> Sample:
             sample.mask[y0 : y0 + ch, x0 : x0 + cw] = IGNORE_INDEX
         if sample.depth is not None:
             sample.depth[y0 : y0 + ch, x0 : x0 + cw] = 0
+        if sample.instances is not None:  # hidden under the patch: that part of an object is not visible
+            sample.instances[y0 : y0 + ch, x0 : x0 + cw] = 0
     return sample
 
 
@@ -288,7 +306,7 @@ def train_augment(
                 mosaic4(load, int(rng.integers(count)), count, s, rng), rng, s, border=-s // 2, **affine
             )
             lam = rng.beta(32.0, 32.0)
-            if sample.mask is None and sample.depth is None:  # dense labels cannot be blended
+            if sample.mask is None and sample.depth is None and sample.instances is None:  # dense: not blendable
                 sample.image = (sample.image * lam + other.image * (1 - lam)).astype(np.uint8)
                 sample.boxes = np.concatenate([sample.boxes, other.boxes])
                 sample.polygons += other.polygons

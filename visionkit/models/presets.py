@@ -156,6 +156,26 @@ def yolo_s_e2e() -> dict:
     return yolo_e2e("s")
 
 
+def yolo_seg(scale: str) -> dict:
+    """``yolo(scale)`` for instance segmentation: the detection head plus mask coefficients and prototypes."""
+    config = yolo(scale)
+    config["task"] = "instance"
+    config["head"] = {"name": "yolo_seg"}
+    return config
+
+
+@register("model", "yolo-n-seg")
+def yolo_n_seg() -> dict:
+    """YOLO instance segmenter, scale n: CSPDarknet-n + PAN + detection head with YOLACT mask prototypes."""
+    return yolo_seg("n")
+
+
+@register("model", "yolo-s-seg")
+def yolo_s_seg() -> dict:
+    """YOLO instance segmenter, scale s: CSPDarknet-s + PAN + detection head with YOLACT mask prototypes."""
+    return yolo_seg("s")
+
+
 @register("model", "yolo-m")
 def yolo_m() -> dict:
     """YOLO detector, scale m: CSPDarknet-m + PAN + anchor-free DFL head."""

@@ -46,9 +46,12 @@ class OnnxNMS(torch.autograd.Function):
         )
 
 
-def detection_table(boxes: torch.Tensor, scores: torch.Tensor, conf: float, iou: float, max_det: int):
+def detection_table(
+    boxes: torch.Tensor, scores: torch.Tensor, conf: float, iou: float, max_det: int, extra: torch.Tensor | None = None
+):
     """Boxes (B, N, 4) x1 y1 x2 y2 and class scores (B, N, C) → detections (B, max_det, 6: x1, y1, x2, y2, score,
-    class) best first, zero rows after the last valid one, and the number of valid rows (B,).
+    class) best first, zero rows after the last valid one, and the number of valid rows (B,). ``extra`` (B, N, E):
+    per-anchor values (mask coefficients) appended to each kept row, giving (B, max_det, 6 + E).
 
     Each box competes under its best class only (as visionkit's PyTorch post-processing does), NMS is per class."""
     best, label = scores.max(-1, keepdim=True)
@@ -57,13 +60,15 @@ def detection_table(boxes: torch.Tensor, scores: torch.Tensor, conf: float, iou:
     img, cls, box = sel[:, 0], sel[:, 1], sel[:, 2]
     score = single[img, box, cls]
     rows = torch.cat([boxes[img, box], score[:, None], cls[:, None].to(boxes.dtype)], 1)  # (K, 6)
+    if extra is not None:
+        rows = torch.cat([rows, extra[img, box].to(rows.dtype)], 1)
     # per image, rank its K candidates by score: other images' rows get -1; max_det padding rows guarantee
     # that top-k always has max_det columns to pick even when K < max_det
     images = torch.arange(boxes.shape[0], device=boxes.device)[:, None]
     ranked = torch.where(img[None, :] == images, score[None, :], -torch.ones_like(score)[None, :])  # (B, K)
     padding = -torch.ones_like(images, dtype=scores.dtype).expand(-1, max_det)
     top, pos = torch.cat([ranked, padding], 1).topk(max_det, dim=1)
-    table = torch.cat([rows, rows.new_zeros(max_det, 6)], 0)[pos]  # (B, max_det, 6)
+    table = torch.cat([rows, rows.new_zeros(max_det, rows.shape[1])], 0)[pos]  # (B, max_det, 6 [+ E])
     valid = top >= 0
     return table * valid[..., None].to(table.dtype), valid.sum(1)
 

@@ -64,7 +64,7 @@ class TaskAlignedAssigner:
     ):
         """scores (B, N, C) sigmoid, boxes (B, N, 4) predicted xyxy, points (N, 2), gt_cls (B, M), gt_boxes
         (B, M, 4) xyxy, gt_valid (B, M) bool. Returns target boxes (B, N, 4), target scores (B, N, C),
-        foreground mask (B, N)."""
+        foreground mask (B, N), and the index of each anchor's object (B, N) (meaningful where foreground)."""
         b, n, c = scores.shape
         m = gt_boxes.shape[1]
         if m == 0:
@@ -72,6 +72,7 @@ class TaskAlignedAssigner:
                 torch.zeros_like(boxes),
                 torch.zeros_like(scores),
                 torch.zeros(b, n, dtype=torch.bool, device=scores.device),
+                torch.zeros(b, n, dtype=torch.long, device=scores.device),
             )
         # anchors whose centre lies inside each box: (B, M, N)
         lt = points[None, None] - gt_boxes[:, :, None, :2]
@@ -101,7 +102,7 @@ class TaskAlignedAssigner:
         norm = align * (overlaps * chosen).amax(-1, keepdim=True) / (align.amax(-1, keepdim=True) + self.eps)
         norm = norm.amax(1)  # B, N
         target_scores = F.one_hot(target_cls, c).to(scores.dtype) * (norm * fg)[..., None]
-        return target_boxes, target_scores, fg
+        return target_boxes, target_scores, fg, gt_idx
 
 
 class DetectionLoss:
@@ -116,8 +117,10 @@ class DetectionLoss:
         self.assigner = TaskAlignedAssigner(topk=topk)
         self.flatten = flatten or head.flatten  # the branch this loss trains (an end-to-end head has two)
 
-    def __call__(self, outputs: list[torch.Tensor], targets: torch.Tensor, imgsz: tuple[int, int]):
-        """targets (T, 6): batch index, class, cx, cy, w, h normalised to the input image."""
+    def __call__(self, outputs: list[torch.Tensor], targets: torch.Tensor, imgsz: tuple[int, int], assignment=False):
+        """targets (T, 6): batch index, class, cx, cy, w, h normalised to the input image. ``assignment``: also
+        return (target boxes (B, N, 4), target scores (B, N, C), foreground (B, N), object index (B, N)), for a loss
+        built on this one (instance masks)."""
         head = self.head
         dist, logits, points, strides = self.flatten(outputs)
         dist, logits = dist.float(), logits.float()
@@ -125,7 +128,7 @@ class DetectionLoss:
         ltrb = dist.softmax(-1) @ head.bins.float()
         pred_boxes = distances_to_boxes(ltrb, points / strides) * strides  # pixels
         gt_cls, gt_boxes, gt_valid = pad_targets(targets, b, imgsz, dist.device)
-        t_boxes, t_scores, fg = self.assigner(
+        t_boxes, t_scores, fg, gt_idx = self.assigner(
             logits.detach().sigmoid(), pred_boxes.detach(), points, gt_cls, gt_boxes, gt_valid
         )
         score_sum = t_scores.sum().clamp(min=1.0)
@@ -140,6 +143,8 @@ class DetectionLoss:
         g_box, g_cls, g_dfl = self.gains
         total = (g_box * loss_box + g_cls * loss_cls + g_dfl * loss_dfl) * b
         parts = {"box": float(loss_box.detach()), "cls": float(loss_cls.detach()), "dfl": float(loss_dfl.detach())}
+        if assignment:
+            return total, parts, (t_boxes, t_scores, fg, gt_idx)
         return total, parts
 
 

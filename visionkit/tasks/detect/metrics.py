@@ -16,8 +16,8 @@ from torchvision.ops import box_iou
 from visionkit.tasks.base import Metrics
 
 
-def coco_eval(gt: dict, dets: list[dict]):
-    """Run COCOeval (bbox) quietly; returns the evaluated COCOeval object."""
+def coco_eval(gt: dict, dets: list[dict], iou_type: str = "bbox"):
+    """Run COCOeval (``iou_type`` bbox or segm) quietly; returns the evaluated COCOeval object."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -29,7 +29,7 @@ def coco_eval(gt: dict, dets: list[dict]):
         if not dets:
             coco_dt.dataset = {"images": gt["images"], "annotations": [], "categories": gt["categories"]}
             coco_dt.createIndex()
-        ev = COCOeval(coco_gt, coco_dt, "bbox")
+        ev = COCOeval(coco_gt, coco_dt, iou_type)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
