@@ -205,6 +205,7 @@ class Model:
             )
         if args.plots:
             obj.plot(save_dir)
+        obj.save(save_dir, args)
         self.save_dir = save_dir
         self.val_metrics = obj  # the metrics object (its table, plots and fitness_key)
         return metrics

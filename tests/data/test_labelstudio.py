@@ -94,7 +94,9 @@ def test_brush_decodes_exactly_and_merges_into_one_mask(tmp_path):
     ground_px = decode_brush_mask(ground["value"]["rle"], 200, 320) >= 128
     assert np.array_equal(mask == 2, ground_px)  # ground (class 1) is drawn later: it wins overlaps
     assert np.array_equal(mask == 1, (decoded >= 128) & ~ground_px)
-    assert not (tmp_path / "b/labels").exists()  # brush-only projects have no YOLO rows
+    # each brush region is also one object: a row (the box of its mask) and its exact pixels in instances/
+    assert len(read_label_file(tmp_path / "b/labels/train/img5.txt")) == 2
+    assert (tmp_path / "b/instances/train/img5.json").is_file()
 
 
 def test_keypoints_skipped_with_count(tmp_path):

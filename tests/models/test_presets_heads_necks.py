@@ -18,7 +18,22 @@ def expected_shapes(cfg: dict, net, size: int) -> list[tuple]:
     if task in ("segment", "depth"):
         return [(2, n, size, size)]
     per_cell = 4 * net.head.reg_max + n  # detect: box distribution bins + class scores, per stride
+    if task == "instance":  # ... + mask coefficients, then the prototypes at half the finest stride
+        m, s0 = net.head.num_masks, net.head.strides[0]
+        levels = [(2, per_cell + m, size // s, size // s) for s in net.head.strides]
+        return [levels, (2, m, 2 * size // s0, 2 * size // s0)]
     return [(2, per_cell, size // s, size // s) for s in net.head.strides]
+
+
+def shapes_of(out) -> list:
+    """The shapes of a head's outputs: a tensor, a list of tensors, or an instance head's (levels, prototypes)."""
+    outs = list(out) if isinstance(out, (list, tuple)) else [out]
+    return [shapes_of(o) if isinstance(o, (list, tuple)) else tuple(o.shape) for o in outs]
+
+
+def tensors_of(out) -> list:
+    outs = list(out) if isinstance(out, (list, tuple)) else [out]
+    return [t for o in outs for t in (tensors_of(o) if isinstance(o, (list, tuple)) else [o])]
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -30,14 +45,14 @@ def test_every_preset_builds_outputs_its_task_shapes_and_rebuilds(name):
     x = torch.randn(2, cfg.get("in_channels", 3), 64, 64)
     with torch.no_grad():
         out = net(x)
-    outs = list(out) if isinstance(out, (list, tuple)) else [out]
-    assert [tuple(o.shape) for o in outs] == expected_shapes(cfg, net, 64), name
+    outs = tensors_of(out)
+    assert shapes_of(out) == expected_shapes(cfg, net, 64), name
     assert all(torch.isfinite(o).all() for o in outs)
     again = build_model(REGISTRY.build("model", name)).eval()  # a fresh build, then the saved state
     again.load_state_dict(net.state_dict())
     with torch.no_grad():
         out2 = again(x)
-    for a, b in zip(outs, list(out2) if isinstance(out2, (list, tuple)) else [out2]):
+    for a, b in zip(outs, tensors_of(out2)):
         assert torch.equal(a, b)
     assert {kind: available(kind) for kind in REGISTRY.kinds} == before  # building registers nothing
 
@@ -61,15 +76,15 @@ def test_every_head_builds_on_a_default_backbone(head):
         "bilinear": "classify",
         "yolo": "detect",
         "yolo_e2e": "detect",
+        "yolo_seg": "instance",
         "unet": "segment",
         "dpt": "depth",
     }[head]
     cfg = REGISTRY.build("task", task).bare_model_config("csp_darknet")
     cfg.update(head={"name": head}, num_classes=3, in_channels=3, task=task)
-    if head in ("yolo", "yolo_e2e"):
+    if head in ("yolo", "yolo_e2e", "yolo_seg"):
         cfg["neck"] = {"name": "pan"}
     net = build_model(cfg).eval()
     with torch.no_grad():
         out = net(torch.randn(2, 3, 64, 64))
-    outs = list(out) if isinstance(out, (list, tuple)) else [out]
-    assert [tuple(o.shape) for o in outs] == expected_shapes(cfg, net, 64), head
+    assert shapes_of(out) == expected_shapes(cfg, net, 64), head

@@ -36,10 +36,10 @@ def test_assigner_picks_anchors_inside_the_box():
     scores = torch.full((1, 4, 2), 0.5)
     boxes = torch.tensor([[[0.0, 0, 10, 10], [10, 0, 20, 10], [20, 0, 30, 10], [30, 0, 40, 10]]])
     gt = torch.tensor([[[0.0, 0, 20, 10]]])
-    t_boxes, t_scores, fg = TaskAlignedAssigner(topk=10)(
+    t_boxes, t_scores, fg, gt_idx = TaskAlignedAssigner(topk=10)(
         scores, boxes, points, torch.tensor([[1.0]]), gt, torch.tensor([[True]])
     )
-    assert fg.tolist() == [[True, True, False, False]]
+    assert fg.tolist() == [[True, True, False, False]] and gt_idx[0, :2].tolist() == [0, 0]
     assert t_scores[0, :2, 1].gt(0).all() and t_scores[0, :, 0].eq(0).all()
     assert torch.equal(t_boxes[0, 0], gt[0, 0])
 

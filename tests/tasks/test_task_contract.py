@@ -17,7 +17,7 @@ from visionkit.registry import REGISTRY
 
 PLUGIN_ENV = {"PYTHONPATH": f"{FIXTURES / 'plugins'}:{':'.join(sys.path)}"}
 # tiny settings per task where the defaults would be slow (every other task runs with TINY alone)
-SETTINGS = {"detect": {"imgsz": 64, "close_mosaic": 0}}
+SETTINGS = {"detect": {"imgsz": 64, "close_mosaic": 0}, "instance": {"imgsz": 64, "close_mosaic": 0}}
 
 
 def contract_cases():

@@ -427,6 +427,7 @@ class Trainer(Checkpointing, StartingWeights):
         if self.args.plots:
             self.plot_paths = obj.plot(self.save_dir)
             self.loggers.images(self.plot_paths, self.epoch + 1)
+        obj.save(self.save_dir, self.args)
         self.final_metrics_obj = obj
         self.best_path = best
         return metrics

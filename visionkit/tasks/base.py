@@ -53,6 +53,11 @@ class Metrics:
     def plot(self, save_dir: Path) -> list[Path]:
         return []
 
+    def save(self, save_dir: Path, args) -> list[Path]:
+        """Result files a task writes after a validation as ``args`` (the run's settings) ask, with or without
+        plots (e.g. COCO results for ``save_json=True``); the default writes none."""
+        return []
+
 
 class Task:
     """Base class; subclasses are registered with ``@register("task", NAME)``.

@@ -32,10 +32,9 @@ def _ann(ann_id: int, img_id: int, cls: int, rle: dict, crowd: bool) -> dict:
 class InstanceMetrics(Metrics):
     fitness_key = "mask_mAP50-95"
 
-    def __init__(self, names: list[str], postprocess, save_json: bool = False):
+    def __init__(self, names: list[str], postprocess):
         self.names = names
         self.postprocess = postprocess  # raw outputs + metas → per image boxes, scores, classes, masks (original size)
-        self.save_json = save_json
         self.images: list[dict] = []
         self.annotations: list[dict] = []
         self.box_dets: list[dict] = []
@@ -114,10 +113,10 @@ class InstanceMetrics(Metrics):
             )
         return "\n".join(lines)
 
-    def plot(self, save_dir: Path) -> list[Path]:
-        """With ``save_json``: COCO-format results (bbox and RLE segmentation per detection, category ids of the
+    def save(self, save_dir: Path, args) -> list[Path]:
+        """With ``save_json=True``: COCO-format results (bbox and RLE segmentation per detection, category ids of the
         data's names) and the ground truth they were scored against, for pycocotools."""
-        if not self.save_json:
+        if not args.save_json:
             return []
         results = [{**b, "segmentation": m["segmentation"]} for b, m in zip(self.box_dets, self.mask_dets)]
         paths = [save_dir / "predictions_coco.json", save_dir / "ground_truth_coco.json"]

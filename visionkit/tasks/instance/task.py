@@ -82,10 +82,6 @@ class InstanceTask(DetectTask):
         ),
     }
 
-    def __init__(self):
-        super().__init__()
-        self.save_json = False
-
     # -- data -----------------------------------------------------------------------------------------------------
     def build_dataset(self, data: DataInfo, split: str, imgsz: int, train: bool, args: Settings):
         files = split_files(data, split, train, args, self.dataset_rules)
@@ -94,8 +90,6 @@ class InstanceTask(DetectTask):
         ds = InstanceDataset(files, data.names, imgsz, train, joint_augment_args(args), cache_dir, args.verbose)
         n_objects = sum(len(o.classes) for o in ds.objects)
         refuse([objects_problem(split, data.source, n_objects, ds.files, args.allow_empty)])
-        if not train:
-            self.save_json = bool(args.save_json)
         return ds
 
     def collate_fn(self):
@@ -133,7 +127,7 @@ class InstanceTask(DetectTask):
         return total, {"loss": float(total.detach()) / batch["img"].shape[0], **parts}
 
     def new_metrics(self, names: list[str]) -> InstanceMetrics:
-        return InstanceMetrics(names, self._val_postprocess, self.save_json)
+        return InstanceMetrics(names, self._val_postprocess)
 
     # -- post-processing --------------------------------------------------------------------------------------------
     def _parts(self, outputs):
