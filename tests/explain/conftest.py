@@ -5,7 +5,13 @@ import pytest
 from tests.conftest import train_tiny
 from visionkit import Model
 
-TASK_MODELS = {"classify": "mnist-tiny", "detect": "yolo-n", "segment": "unet-n", "depth": "depth-n"}
+TASK_MODELS = {
+    "classify": "mnist-tiny",
+    "detect": "yolo-n",
+    "instance": "yolo-n-seg",
+    "segment": "unet-n",
+    "depth": "depth-n",
+}
 
 
 @pytest.fixture(scope="module")

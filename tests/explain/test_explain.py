@@ -135,7 +135,7 @@ def test_every_method_runs_on_every_task(tiny, shapes_root, task, tmp_path):
     image = sorted((shapes_root / "images/val").glob("*.jpg"))[0]
     h, w = cv2.imread(str(image)).shape[:2]
     target = f"0,0,{w // 2},{h // 2}" if task == "depth" else None
-    settings = {"conf": 0.001} if task == "detect" else {}
+    settings = {"conf": 0.001} if task in ("detect", "instance") else {}
     prediction = model.infer(str(image), **settings)[0]
     flat = {}
     for method in METHODS:
@@ -167,7 +167,7 @@ def test_every_method_runs_on_every_task(tiny, shapes_root, task, tmp_path):
         if task == "classify":
             assert labels == [prediction["top"][0]["name"]]
             assert explained[0]["score"] == pytest.approx(prediction["top"][0]["score"], abs=1e-4)
-        elif task == "detect":
+        elif task in ("detect", "instance"):  # instance: the box score, plus the mask's in the map
             dets = prediction["detections"][:10]
             assert labels == [f"{i}: {d['name']}" for i, d in enumerate(dets)]
             assert [e["score"] for e in explained] == pytest.approx([d["score"] for d in dets], abs=1e-4)

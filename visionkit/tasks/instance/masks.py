@@ -63,9 +63,9 @@ def to_rle(mask: np.ndarray) -> dict:
     return {"size": [int(v) for v in r["size"]], "counts": r["counts"].decode("ascii")}
 
 
-def polygons(mask: np.ndarray, min_points: int = 3) -> list[np.ndarray]:
-    """Outer outlines of a mask's pieces, largest first, as (k, 2) float pixel coordinates through the centres of
-    its boundary pixels (so that rasterising the outline gives the mask back, bar the outermost half pixels)."""
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    out = [c.reshape(-1, 2).astype(np.float64) + 0.5 for c in contours if len(c) >= min_points]
-    return sorted(out, key=lambda p: -cv2.contourArea(p.astype(np.float32)))
+def polygons(mask: np.ndarray) -> list[np.ndarray]:
+    """Outer outlines of a mask's pieces (Label Studio's polygons: through the centres of their boundary pixels),
+    largest first, as (k, 2) float pixel coordinates."""
+    from visionkit.data.labelstudio.prelabel import mask_polygons
+
+    return sorted(mask_polygons(mask), key=lambda p: -cv2.contourArea(p.astype(np.float32)))

@@ -20,6 +20,8 @@ from visionkit.registry import register
 from visionkit.tasks.base import DataInfo
 from visionkit.tasks.detect.task import COLOURS, DetectTask
 from visionkit.tasks.instance.dataset import InstanceDataset, collate
+from visionkit.tasks.instance.explain import InstanceExplainer
+from visionkit.tasks.instance.labelstudio import ObjectRegions
 from visionkit.tasks.instance.loss import InstanceLoss
 from visionkit.tasks.instance.masks import assemble, polygons, to_rle
 from visionkit.tasks.instance.metrics import InstanceMetrics
@@ -57,8 +59,8 @@ class InstanceTask(DetectTask):
     default_model = "yolo-n-seg"
     default_data = "shapes"
     default_head = "yolo_seg"
-    explainer = None
-    labelstudio = None
+    explainer = InstanceExplainer
+    labelstudio = ObjectRegions()
     mediapipe_kind = None
     modes = ()
     dataset_rules = DatasetRules(reads=("labels",), names=True, objects=True)
