@@ -144,7 +144,12 @@ def test_a_killed_rank_ends_the_job_and_the_run_resumes_exactly(tiny_folder, tmp
 
 @pytest.mark.parametrize(
     "task, model, metric",
-    [("detect", "yolo-n", "mAP50-95"), ("segment", "unet-n", "mIoU"), ("depth", "depth-n", "delta1")],
+    [
+        ("detect", "yolo-n", "mAP50-95"),
+        ("instance", "yolo-n-seg", "mask_mAP50-95"),
+        ("segment", "unet-n", "mIoU"),
+        ("depth", "depth-n", "delta1"),
+    ],
 )
 def test_every_dense_task_trains_on_two_processes(shapes_root, tmp_path, task, model, metric):
     r = run_cli(

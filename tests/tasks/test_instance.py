@@ -290,3 +290,33 @@ def test_mediapipe_export_is_refused_with_the_reason(tmp_path):
 
     with pytest.raises(UsageError, match="no instance-segmentation Task"):
         InstanceTask().edge_graph(None, None, (64, 64), None)
+
+
+@pytest.mark.slow
+def test_onnx_with_nms_and_masks_in_the_graph(holed_dataset, tmp_path):
+    import onnxruntime as ort
+
+    root, _, _ = holed_dataset
+    m = Model("resnet18", task="instance")  # a bare backbone gets the task's neck and head
+    m.train(**INST, data=str(root / "data.yaml"), project=str(tmp_path))
+    assert m.ckpt["model_config"]["head"]["name"] == "yolo_seg"
+    path = m.export(format="onnx", nms=True, conf=0.0, max_det=5, dynamic=True, verbose=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["detections", "num_detections", "masks"]
+    x = torch.rand(2, 3, 64, 96).numpy()
+    table, count, masks = session.run(None, {"images": x})
+    assert table.shape == (2, 5, 6) and count.shape == (2,) and masks.shape == (2, 5, 16, 24)
+    assert ((masks >= 0) & (masks <= 1)).all()
+    drawn = 0
+    for i in range(2):  # rows past the count are empty, and each mask is zero outside its box
+        k = int(count[i])
+        assert not table[i, k:].any() and not masks[i, k:].any()
+        for (x1, y1, x2, y2, *_), mask in zip(table[i, :k], masks[i, :k]):
+            ys, xs = np.nonzero(mask)
+            drawn += len(xs)
+            if len(xs):
+                assert (xs.min() + 0.5) * 4 >= x1 - 1e-3 and (xs.max() + 0.5) * 4 < x2 + 1e-3
+                assert (ys.min() + 0.5) * 4 >= y1 - 1e-3 and (ys.max() + 0.5) * 4 < y2 + 1e-3
+    assert count.sum() > 0 and drawn > 0
+    with pytest.raises(Exception, match="nms=True"):
+        Model(str(path)).val(data=str(root / "data.yaml"), project=str(tmp_path), verbose=False)
