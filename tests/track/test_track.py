@@ -386,3 +386,54 @@ def test_track_goes_on_through_a_damaged_video(tiny_detector, tmp_path):
     indices, said = track(cut)
     assert indices == list(range(15))
     assert any(f"'{cut}' is cut off or damaged from frame 15" in s for s in said), said
+
+
+@pytest.mark.slow
+def test_instance_track_gives_ids_to_objects_with_masks(tmp_path, tmp_path_factory):
+    """`visionkit instance track`: the same ids in predictions.json and MOTChallenge rows, each tracked object's
+    mask with it, and a video painted by identity."""
+    from tests.conftest import train_tiny
+    from visionkit.data.synthetic import generate_shapes
+
+    root = generate_shapes(tmp_path_factory.mktemp("i") / "shapes", n_train=16, n_val=8, size=48, verbose=False)
+    model = train_tiny("instance", "yolo-n-seg", root, tmp_path_factory)
+    clip = make_clip(seed=2, frames=8, size=64, objects=2)
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (64, 64))
+    for f in clip["frames"]:
+        writer.write(f)
+    writer.release()
+    settings = tmp_path / "low.yaml"
+    settings.write_text(
+        yaml.safe_dump(
+            {
+                "tracker_type": "bytetrack",
+                "track_high_thresh": 0.002,
+                "track_low_thresh": 0.001,
+                "new_track_thresh": 0.002,
+            }
+        )
+    )
+    r = run_cli(
+        "instance",
+        "track",
+        f"model={model.ckpt_path}",
+        f"source={video}",
+        f"tracker={settings}",
+        "conf=0.001",
+        "max_det=5",
+        "save",
+        "save_txt",
+        f"project={tmp_path}",
+        "imgsz=64",
+        "name=t",
+    )
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "instance" / "t"
+    frames = json.loads((out / "predictions.json").read_text())
+    assert [f["frame"] for f in frames] == list(range(1, 9))
+    tracked = [d for f in frames for d in f["detections"] if d["id"] is not None]
+    assert tracked and all(d["mask"]["size"] == [64, 64] for d in tracked)
+    rows = (out / "tracks" / "clip.txt").read_text().splitlines()
+    assert len(rows) == len(tracked)
+    assert cv2.VideoCapture(str(out / "clip.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 8

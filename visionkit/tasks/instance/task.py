@@ -62,7 +62,6 @@ class InstanceTask(DetectTask):
     explainer = InstanceExplainer
     labelstudio = ObjectRegions()
     mediapipe_kind = None
-    modes = ()
     dataset_rules = DatasetRules(reads=("labels",), names=True, objects=True)
     keys = {
         **DetectTask.keys,
@@ -185,6 +184,13 @@ class InstanceTask(DetectTask):
                 )
             results.append({"width": int(w0), "height": int(h0), "detections": found, "_masks": d["masks"]})
         return results
+
+    def track(self, model, args: Settings):
+        """``visionkit instance track``: objects with identities (tracked by box, ByteTrack or BoT-SORT) and
+        their masks through a video, a folder of frames or a webcam."""
+        from visionkit.tasks.instance.track import InstanceTracking
+
+        return model.run_tracking(InstanceTracking(), args)
 
     def describe(self, result: dict) -> str:
         return super().describe(result).replace("no detections", "no objects")
