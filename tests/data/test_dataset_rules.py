@@ -94,7 +94,7 @@ def test_a_split_without_labelled_objects_is_refused_naming_the_folder_unless_al
 def test_background_images_among_labelled_ones_stay_backgrounds_and_are_counted(tmp_path):
     yaml = _dataset(tmp_path / "ds", {"train": {"a.jpg": BOX, "b.jpg": None, "c.jpg": ""}, "val": {"v.jpg": BOX}})
     result = check_dataset(yaml, verbose=False)
-    assert result["errors"] == 0 and result["rules"] == ["detect", "instance"]  # both read labels/
+    assert result["errors"] == 0 and result["rules"] == ["detect"]
     assert result["counts"]["background images (no label file)"] == 1
     assert result["counts"]["background images (empty label file)"] == 1
     task = DetectTask()

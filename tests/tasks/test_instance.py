@@ -3,6 +3,8 @@ instances/ sidecar through the dataset and its augmentation, the loss, and a run
 
 from __future__ import annotations
 
+import shutil
+
 import cv2
 import numpy as np
 import pytest
@@ -320,3 +322,18 @@ def test_onnx_with_nms_and_masks_in_the_graph(holed_dataset, tmp_path):
     assert count.sum() > 0 and drawn > 0
     with pytest.raises(Exception, match="nms=True"):
         Model(str(path)).val(data=str(root / "data.yaml"), project=str(tmp_path), verbose=False)
+
+
+def test_data_check_applies_the_instance_rules(holed_dataset):
+    from visionkit.data.check import check_dataset
+
+    root, _, _ = holed_dataset
+    result = check_dataset(root / "data.yaml", verbose=False)  # instances/ present: its rules apply too
+    assert result["errors"] == 0 and "instance" in result["rules"]
+    for split in ("train", "val"):  # box rows only: nothing an instance segmenter can learn a mask from
+        (root / "labels" / split / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+        shutil.rmtree(root / "instances" / split)
+    result = check_dataset(root / "data.yaml", verbose=False, task="instance")
+    texts = [p["problem"] for p in result["problems"] if p["severity"] == "error"]
+    assert any("polygon rows or an exact object mask" in t for t in texts), texts
+    assert check_dataset(root / "data.yaml", verbose=False)["rules"] == ["detect"]

@@ -15,7 +15,7 @@ from typing import Any
 from visionkit.data.format import mask_names, sidecar_path
 from visionkit.errors import DataError
 
-ANNOTATION_KINDS = ("labels", "masks", "depth")
+ANNOTATION_KINDS = ("labels", "masks", "depth", "instances")
 
 
 @dataclass(frozen=True)
@@ -23,13 +23,14 @@ class DatasetRules:
     """What a task needs of a data.yaml dataset.
 
     Attributes:
-        reads: annotation folders the task reads (``labels``, ``masks``, ``depth``); ``data check`` without
-            ``task=`` applies the rules of every task whose folders hold a file.
+        reads: annotation folders the task reads (``labels``, ``masks``, ``depth``, ``instances``); ``data
+            check`` without ``task=`` applies the rules of every task whose folders hold a file.
         names: data.yaml must list ``names`` (the class of every label row).
         min_mask_classes: classes the masks must distinguish (``mask_names`` rule); 0 = no rule.
         objects: labels are boxes or polygons: a split without one labelled object is an error unless the
             ``allow_empty`` key is set (training on background images only).
         usable: what makes an image usable for training (``masks``: a mask file; ``polygons``: polygon rows;
+            ``instances``: an object with an exact mask in ``instances/``;
             ``empty label``: an empty label file, a background image; ``depth``: a depth map with a valid pixel);
             a split without one usable image is an error.
     """
@@ -195,10 +196,17 @@ def usable_problem(split: str, source: str, n_usable: int, files: list[Path], us
     )
 
 
-READS_FOLDER = {"masks": "masks", "polygons": "labels", "empty label": "labels", "depth": "depth"}
+READS_FOLDER = {
+    "masks": "masks",
+    "polygons": "labels",
+    "instances": "instances",
+    "empty label": "labels",
+    "depth": "depth",
+}
 USABLE_WORDS = {
     "masks": "a mask",
     "polygons": "polygon rows",
+    "instances": "an exact object mask (instances/)",
     "empty label": "an empty label file (a background image)",
     "depth": "a depth map with a valid pixel",
 }

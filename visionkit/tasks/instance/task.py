@@ -62,7 +62,9 @@ class InstanceTask(DetectTask):
     explainer = InstanceExplainer
     labelstudio = ObjectRegions()
     mediapipe_kind = None
-    dataset_rules = DatasetRules(reads=("labels",), names=True, objects=True)
+    # box rows alone train no mask: an image needs polygon rows or exact masks; `data check` without task= applies
+    # these rules where instances/ exists (a polygon dataset is checked as detection's, which reads it the same)
+    dataset_rules = DatasetRules(reads=("instances",), names=True, objects=True, usable=("polygons", "instances"))
     keys = {
         **DetectTask.keys,
         "nms": (
