@@ -3,6 +3,7 @@ instances/ sidecar through the dataset and its augmentation, the loss, and a run
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import cv2
@@ -251,6 +252,8 @@ def test_train_val_predict_export_end_to_end(holed_dataset, tmp_path):
     metrics = m.train(**INST, data=str(root / "data.yaml"), project=str(tmp_path), save_json=True)
     assert {"mask_mAP50-95", "mask_mAP50", "box_mAP50-95", "box_mAP50"} <= set(metrics)
     assert (m.save_dir / "predictions_coco.json").is_file()  # the training run's final validation
+    saved = json.loads((m.save_dir / "predictions_coco.json").read_text())
+    assert saved and all(set(r) == {"image_id", "category_id", "score", "bbox", "segmentation"} for r in saved)
     again = m.val(project=str(tmp_path), verbose=False, save_json=True)
     assert again["mask_mAP50-95"] == pytest.approx(metrics["mask_mAP50-95"], abs=1e-6)
     # the written results, scored by pycocotools directly, give the reported figures

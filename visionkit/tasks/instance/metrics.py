@@ -71,7 +71,12 @@ class InstanceMetrics(Metrics):
 
     def compute(self) -> dict[str, float]:
         gt = self.coco_gt()
-        self.evals = {"box": coco_eval(gt, self.box_dets, "bbox"), "mask": coco_eval(gt, self.mask_dets, "segm")}
+        # pycocotools' loadRes writes area, id and iscrowd into the results it reads: give it copies, so the
+        # results saved for the user hold only what was predicted
+        self.evals = {
+            "box": coco_eval(gt, [dict(d) for d in self.box_dets], "bbox"),
+            "mask": coco_eval(gt, [dict(d) for d in self.mask_dets], "segm"),
+        }
         out = {}
         for kind, ev in self.evals.items():
             out[f"{kind}_mAP50"] = float(ev.stats[1])
