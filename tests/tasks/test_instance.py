@@ -49,7 +49,7 @@ def _metrics_for(gt_masks, gt_classes, preds, crowd=()):
                 "boxes": boxes,
                 "scores": np.array([s for _, s, _ in preds], np.float32),
                 "classes": np.array([c for _, _, c in preds]),
-                "masks": np.stack([m for m, _, _ in preds]) if preds else np.zeros((0, h, w), bool),
+                "rles": [to_rle(m) for m, _, _ in preds],
             }
         ]
 
@@ -340,3 +340,16 @@ def test_data_check_applies_the_instance_rules(holed_dataset):
     texts = [p["problem"] for p in result["problems"] if p["severity"] == "error"]
     assert any("polygon rows or an exact object mask" in t for t in texts), texts
     assert check_dataset(root / "data.yaml", verbose=False)["rules"] == ["detect"]
+
+
+def test_a_damaged_instance_file_fails_naming_itself_before_pycocotools_reads_it(holed_dataset):
+    from visionkit.data.instances import image_objects
+    from visionkit.errors import DataError
+
+    root, _, _ = holed_dataset
+    path = root / "instances" / "val" / "a.json"
+    doc = json.loads(path.read_text())
+    doc["objects"]["1"] = doc["objects"]["1"] + "0000"  # runs past the 64×64 image: pycocotools would overrun
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"a\.json': objects\['1'\]"):
+        image_objects(root / "images" / "val" / "a.png", (64, 64), 2)

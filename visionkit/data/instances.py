@@ -167,6 +167,13 @@ def image_objects(image: str | Path, size: tuple[int, int], num_classes: int) ->
             f"instance file '{sidecar}' is {exact.width}x{exact.height}, but its image '{image}' is {w}x{h}; "
             f"re-import the dataset"
         )
+    # pycocotools reads runs without bounds checks: a damaged file must fail here, naming itself
+    entries = [(f"objects['{k}']", c) for k, c in exact.objects.items()]
+    entries += [(f"crowd[{i}]", c) for i, (_, c) in enumerate(exact.crowd)]
+    for where, counts in entries:
+        problem = counts_problem(counts, h, w)
+        if problem:
+            raise DataError(f"instance file '{sidecar}': {where}: {problem} (re-import, or fix the file)")
     extra = sorted(k for k in exact.objects if k > len(rows))
     if extra:
         raise DataError(
@@ -198,7 +205,7 @@ def parse_counts(counts: str) -> list[int] | str:
 
     pycocotools decodes without bounds checks (runs that add up to more than height × width write past its buffer),
     so RLE from a file is parsed here first. The format: each run is a little-endian sequence of 6-bit groups in
-    characters 48..111 (bit 5 = another group follows, the last group's bit 4 = negative); from the third run on a
+    characters 48..111 (bit 5 = another group follows, the last group's bit 4 = negative); from the fourth run on a
     value is the difference to the run two before."""
     if not isinstance(counts, str):
         return f"RLE counts must be a string, got {type(counts).__name__}"

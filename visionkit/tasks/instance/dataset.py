@@ -31,10 +31,12 @@ def id_map(objects: ImageObjects, height: int, width: int) -> tuple[np.ndarray, 
     ids = np.zeros((height, width), np.uint16)
     if not objects.rles:
         return ids, objects.classes
-    order = np.argsort(-mask_utils.area(objects.rles), kind="stable")
-    masks = mask_utils.decode([objects.rles[i] for i in order])  # (H, W, n) at the original size
-    for k in range(len(order)):
-        ids[masks[..., k] > 0] = k + 1
+    order = np.argsort(-mask_utils.area(objects.rles).astype(np.int64), kind="stable")
+    boxes = mask_utils.toBbox(objects.rles).astype(np.int64)  # x, y, w, h: paint each object in its box only
+    for k, i in enumerate(order):
+        x, y, w, h = boxes[i]
+        piece = mask_utils.decode(objects.rles[i])[y : y + h, x : x + w]  # one object at a time: bounded memory
+        ids[y : y + h, x : x + w][piece > 0] = k + 1
     return ids, objects.classes[order]
 
 
@@ -97,7 +99,7 @@ class InstanceDataset(DetectionDataset):
         w0, h0 = self.shapes[i]
         ids, classes = id_map(self.objects[i], h0, w0)
         if (h, w) != (h0, w0):
-            ids = cv2.resize(ids, (w, h), interpolation=cv2.INTER_NEAREST)
+            ids = cv2.resize(ids, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)  # unbiased: pixel centres
         return Sample(img, instances=ids, instance_classes=classes)
 
     def __getitem__(self, i: int):

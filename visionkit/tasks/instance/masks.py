@@ -9,10 +9,8 @@ import torch
 
 from visionkit.data.transforms import content_box
 
-PIXEL_BUDGET = 2**24  # masks assembled per chunk: about 64 MB of float32 at the original size
 
-
-def resample_matrix(n_out: int, n_in: int, start: float, length: float) -> torch.Tensor:
+def resample_matrix(n_out: int, n_in: int, start: float, length: float, device=None) -> torch.Tensor:
     """(n_out, n_in) weights of bilinear resampling: output pixel j reads the input at ``start + (j + 0.5) ·
     length / n_out - 0.5`` (pixel centres, a fractional crop), clamped at the border. Applied as matrices on both
     axes (``R_y @ mask @ R_xᵀ``), it gives exactly what ``grid_sample`` would, as fast matrix products."""
@@ -25,41 +23,55 @@ def resample_matrix(n_out: int, n_in: int, start: float, length: float) -> torch
     rows = torch.arange(n_out)
     m.index_put_((rows, left), 1 - w, accumulate=True)
     m.index_put_((rows, right), w, accumulate=True)
-    return m
+    return m.to(device)
+
+
+def box_spans(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(K, 4) integer x0, y0, x1, y1: the pixels each box touches (pixel i spans [i, i + 1)), within the image."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    lo = np.floor(b[:, :2]).clip(0, [width, height])
+    hi = np.ceil(b[:, 2:]).clip(0, [width, height])
+    return np.concatenate([lo, np.maximum(hi, lo)], 1).astype(np.int64)
 
 
 def assemble(
-    coef: torch.Tensor, protos: torch.Tensor, boxes: np.ndarray, shape: tuple[int, int], scale, pad, input_hw
-) -> np.ndarray:
-    """Masks (K, h0, w0) bool at the original image size for K detections of one image.
+    coef: torch.Tensor,
+    protos: torch.Tensor,
+    boxes: np.ndarray,
+    shape: tuple[int, int],
+    scale,
+    pad,
+    input_hw,
+    as_rle: bool = False,
+) -> np.ndarray | list[dict]:
+    """Masks (K, h0, w0) bool at the original image size for K detections of one image (``as_rle``: their COCO
+    RLE instead, made one at a time, so a large image's K full-size masks never sit in memory together).
 
-    ``coef`` (K, M) and ``protos`` (M, Hp, Wp) from the network; ``boxes`` (K, 4) in original pixels; ``shape``,
-    ``scale``, ``pad``: the letterbox to undo; ``input_hw``: the network input's size. Each mask's logits are cut
-    to the letterbox content and resized to the original image in one bilinear step, thresholded at 0.5
-    (logit 0) and cropped to its box."""
+    ``coef`` (K, M) and ``protos`` (M, Hp, Wp) from the network (any device); ``boxes`` (K, 4) in original pixels;
+    ``shape``, ``scale``, ``pad``: the letterbox to undo; ``input_hw``: the network input's size. Each mask's
+    logits are cut to the letterbox content and resized to the original image in one bilinear step, only inside
+    its box (the mask is zero outside it), and thresholded at 0.5 (logit 0)."""
     h0, w0 = (int(v) for v in shape)
-    k = len(coef)
-    if k == 0:
-        return np.zeros((0, h0, w0), bool)
+    out = np.zeros((1 if as_rle else len(coef), h0, w0), bool)
+    rles = []
+    if not len(coef):
+        return rles if as_rle else out
     rows, cols = content_box((h0, w0), scale, pad)
     ih, iw = input_hw
     ph, pw = protos.shape[-2:]
+    device = protos.device
     # the content box in prototype pixels (fractional: the prototypes are a fraction of the input)
-    ry = resample_matrix(h0, ph, rows.start * ph / ih, (rows.stop - rows.start) * ph / ih)
-    rx = resample_matrix(w0, pw, cols.start * pw / iw, (cols.stop - cols.start) * pw / iw).T.contiguous()
-    out = np.zeros((k, h0, w0), bool)
-    chunk = max(1, PIXEL_BUDGET // max(1, h0 * w0))
-    proto_flat = protos.float().flatten(1)
-    for s in range(0, k, chunk):
-        logits = (coef[s : s + chunk].float() @ proto_flat).view(-1, ph, pw)
-        out[s : s + chunk] = ((ry @ logits @ rx) > 0).numpy()
-    # inside its box: the pixels the box touches (a pixel i spans [i, i + 1))
-    b = np.asarray(boxes, np.float64).reshape(-1, 4)
-    xs, ys = np.arange(w0), np.arange(h0)
-    in_x = (xs[None] + 1 > b[:, :1]) & (xs[None] < b[:, 2:3])
-    in_y = (ys[None] + 1 > b[:, 1:2]) & (ys[None] < b[:, 3:4])
-    out &= in_y[:, :, None] & in_x[:, None, :]
-    return out
+    ry = resample_matrix(h0, ph, rows.start * ph / ih, (rows.stop - rows.start) * ph / ih, device)
+    rx = resample_matrix(w0, pw, cols.start * pw / iw, (cols.stop - cols.start) * pw / iw, device).T
+    logits = (coef.float() @ protos.float().flatten(1)).view(-1, ph, pw)
+    for j, (x0, y0, x1, y1) in enumerate(box_spans(boxes, h0, w0)):
+        mask = out[0 if as_rle else j]
+        if x1 > x0 and y1 > y0:
+            mask[y0:y1, x0:x1] = (ry[y0:y1] @ logits[j] @ rx[:, x0:x1] > 0).cpu().numpy()
+        if as_rle:
+            rles.append(to_rle(mask))
+            mask[y0:y1, x0:x1] = False
+    return rles if as_rle else out
 
 
 def to_rle(mask: np.ndarray) -> dict:

@@ -34,7 +34,7 @@ class InstanceMetrics(Metrics):
 
     def __init__(self, names: list[str], postprocess):
         self.names = names
-        self.postprocess = postprocess  # raw outputs + metas → per image boxes, scores, classes, masks (original size)
+        self.postprocess = postprocess  # raw outputs + metas → per image boxes, scores, classes, rles (original size)
         self.images: list[dict] = []
         self.annotations: list[dict] = []
         self.box_dets: list[dict] = []
@@ -42,8 +42,6 @@ class InstanceMetrics(Metrics):
         self.evals: dict[str, Any] = {}
 
     def update(self, outputs, batch: dict[str, Any]) -> None:
-        from visionkit.tasks.instance.masks import to_rle
-
         results = self.postprocess(outputs, batch["meta"])
         for meta, det in zip(batch["meta"], results):
             img_id = len(self.images) + 1
@@ -54,13 +52,13 @@ class InstanceMetrics(Metrics):
                 self.annotations.append(_ann(len(self.annotations) + 1, img_id, cls, rle, False))
             for cls, rle in objects.crowd:
                 self.annotations.append(_ann(len(self.annotations) + 1, img_id, cls, rle, True))
-            for box, score, cls, mask in zip(
-                det["boxes"].tolist(), det["scores"].tolist(), det["classes"].tolist(), det["masks"]
+            for box, score, cls, rle in zip(
+                det["boxes"].tolist(), det["scores"].tolist(), det["classes"].tolist(), det["rles"]
             ):
                 x1, y1, x2, y2 = box
                 common = {"image_id": img_id, "category_id": int(cls), "score": float(score)}
                 self.box_dets.append({**common, "bbox": [x1, y1, x2 - x1, y2 - y1]})
-                self.mask_dets.append({**common, "segmentation": to_rle(mask)})
+                self.mask_dets.append({**common, "segmentation": rle})
 
     def coco_gt(self) -> dict:
         return {

@@ -142,21 +142,24 @@ class InstanceTask(DetectTask):
         _, coef, protos = self.head.split(outputs)
         return boxes, scores, coef, protos
 
-    def objects(self, outputs, metas: list[dict], input_hw, conf: float, iou: float, max_det: int, classes=None):
-        """Per image: boxes (K, 4) original pixels, scores, classes, masks (K, h0, w0) bool."""
+    def objects(
+        self, outputs, metas: list[dict], input_hw, conf: float, iou: float, max_det: int, classes=None, as_rle=False
+    ):
+        """Per image: boxes (K, 4) original pixels, scores, classes, and masks (K, h0, w0) bool (``as_rle``: ``rles``,
+        their COCO RLE)."""
         boxes, scores, coef, protos = self._parts(outputs)
         out = []
         for i, (idx, meta) in enumerate(zip(select(boxes, scores, conf, iou, max_det, classes), metas)):
             best, cls = scores[i, idx].max(1)
             d = self._to_original(boxes[i, idx], best, cls, meta)
-            d["masks"] = assemble(
-                coef[i, idx], protos[i], d["boxes"], meta["shape"], meta["scale"], meta["pad"], input_hw
+            d["rles" if as_rle else "masks"] = assemble(
+                coef[i, idx], protos[i], d["boxes"], meta["shape"], meta["scale"], meta["pad"], input_hw, as_rle
             )
             out.append(d)
         return out
 
     def _val_postprocess(self, outputs, metas: list[dict]) -> list[dict]:
-        return self.objects(outputs, metas, metas[0]["input_hw"], 0.001, 0.7, VAL_MAX_DET)
+        return self.objects(outputs, metas, metas[0]["input_hw"], 0.001, 0.7, VAL_MAX_DET, as_rle=True)
 
     def load_inputs(self, items: list, imgsz: int, channels: int, mean, std, rect: bool = False):
         batch, context = super().load_inputs(items, imgsz, channels, mean, std, rect)
