@@ -175,7 +175,9 @@ def serve_labelstudio(model: Path, *extra: str, port: int | None = None, env: di
     while time.time() < deadline:
         if proc.poll() is not None:
             log.seek(0)
-            raise AssertionError(f"visionkit serve exited with {proc.returncode}: {log.read()[-3000:]}")
+            text = log.read()
+            log.close()
+            raise AssertionError(f"visionkit serve exited with {proc.returncode}: {text[-3000:]}")
         try:
             urllib.request.urlopen(f"{url}/health", timeout=2)
             return proc, url
@@ -186,6 +188,7 @@ def serve_labelstudio(model: Path, *extra: str, port: int | None = None, env: di
         except OSError:
             time.sleep(0.3)
     proc.kill()
+    log.close()
     raise AssertionError("visionkit serve did not answer /health in 120 s")
 
 

@@ -140,7 +140,9 @@ def test_a_task_key_is_checked_with_its_task():
     with pytest.raises(UsageError, match=r"conf='abc': expected a number in \[0, 1\]"):
         resolve({"conf": parse_value("abc")}, detect_keys)
     assert resolve({}, detect_keys).conf == detect_keys["conf"][0]
-    with pytest.raises(UsageError, match="unknown argument 'conf'. It is a setting of the detect(, instance)? task"):
+    with pytest.raises(
+        UsageError, match="unknown argument 'conf'. It is a setting of the detect and instance tasks, not of this one"
+    ):
         resolve({"conf": 0.5})  # not a shared key
 
 

@@ -307,6 +307,7 @@ def test_ml_backend_prelabels_a_live_project(server, shapes_root, tmp_path_facto
             proc.wait(timeout=30)
         proc.log.seek(0)
         log = proc.log.read()
+        proc.log.close()
         assert len(predictions) == len(files), log[-3000:]
         assert secret not in log and "401" in log  # the refused connection was logged, the password never
         for p in predictions:

@@ -165,7 +165,7 @@ def test_fp16_and_int8_report_size_and_metric(classifier, shapes_root, capsys):
 
 
 def test_bad_input(classifier, detector, tmp_path):
-    with pytest.raises(UsageError, match="'nms'. It is a setting of the detect task"):
+    with pytest.raises(UsageError, match="'nms'. It is a setting of the detect and instance tasks"):
         classifier.export(format="mediapipe", nms=True)
     with pytest.raises(UsageError, match="int8=True calibrates"):
         Model(str(classifier.ckpt_path)).export(format="mediapipe", int8=True, data=str(tmp_path / "none.yaml"))

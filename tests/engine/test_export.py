@@ -160,7 +160,9 @@ def test_simplified_export_keeps_outputs(detector):
 
 def test_bad_export_input(detector, classifier, tmp_path):
     # a key of another task names the task it belongs to
-    with pytest.raises(UsageError, match="unknown argument 'nms'. It is a setting of the detect task, not of this"):
+    with pytest.raises(
+        UsageError, match="unknown argument 'nms'. It is a setting of the detect and instance tasks, not of this"
+    ):
         classifier.export(nms=True)
     with pytest.raises(UsageError, match="'argmax'. It is a setting of the segment task"):
         detector.export(argmax=True)

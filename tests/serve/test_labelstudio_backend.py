@@ -332,6 +332,7 @@ def test_cli_server_answers_health_during_a_batch_and_refuses_a_busy_port(detect
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        proc.log.close()
 
 
 def test_cli_refuses_a_missing_model_and_unknown_keys(tmp_path):

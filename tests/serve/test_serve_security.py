@@ -415,6 +415,7 @@ def test_real_server_refuses_a_huge_body_before_reading_it_and_keeps_the_secret(
         proc.wait(timeout=30)
     proc.log.seek(0)
     out = proc.log.read()
+    proc.log.close()
     assert "authentication: HTTP Basic" in out and secret not in out
 
 

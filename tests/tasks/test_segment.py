@@ -232,7 +232,7 @@ def test_wrong_model_or_export_option_is_a_clear_error(trained, tmp_path):
     r = run_cli("detect", "val", f"model={m.ckpt_path}", f"data={data}")
     assert r.returncode == 1 and "trained for task 'segment', not 'detect'" in r.stderr, r.stderr
     r = run_cli("export", f"model={m.ckpt_path}", "nms=True")
-    assert r.returncode == 2 and "'nms'. It is a setting of the detect task" in r.stderr, r.stderr
+    assert r.returncode == 2 and "'nms'. It is a setting of the detect and instance tasks" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("kind", ["polygon", "brush"])

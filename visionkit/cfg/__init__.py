@@ -193,7 +193,8 @@ def check_overrides(
             owners = tasks_declaring(key)
             close = difflib.get_close_matches(key, list(defaults), n=1, cutoff=0.6)
             if owners:
-                which = f"the {owners[0]} task" if len(owners) == 1 else f"the {', '.join(owners)} tasks"
+                listed = owners[0] if len(owners) == 1 else f"{', '.join(owners[:-1])} and {owners[-1]}"
+                which = f"the {listed} task" + ("s" if len(owners) > 1 else "")
                 hint = f" It is a setting of {which}, not of this one."
             elif close:
                 hint = f" Did you mean '{close[0]}'?"
