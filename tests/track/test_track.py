@@ -141,6 +141,21 @@ def test_camera_motion_is_measured_from_the_background():
         assert np.allclose(warp[:, :2], np.eye(2), atol=0.02)
 
 
+def test_background_corners_are_tracked_on_and_detected_again_at_intervals(monkeypatch):
+    """Corners that moved with the background are followed from frame to frame; new ones are detected every
+    REDETECT_EVERY frames (or when too few remain), and the shift stays right through a panning clip."""
+    import visionkit.track.gmc as gmc_module
+
+    calls = []
+    detect = gmc_module.cv2.goodFeaturesToTrack
+    monkeypatch.setattr(gmc_module.cv2, "goodFeaturesToTrack", lambda *a, **k: calls.append(1) or detect(*a, **k))
+    clip = make_clip(seed=3, frames=31, size=160, objects=4, pan=2.0)
+    gmc = GlobalMotion("sparse_flow", downscale=1)
+    shifts = [gmc.apply(f)[0, 2] for f in clip["frames"]][1:]
+    assert np.mean(np.abs(np.asarray(shifts) + 2.0)) < 0.5  # the scene moves 2 px left per frame
+    assert 3 <= len(calls) <= 30 // gmc_module.REDETECT_EVERY + 2  # far fewer detections than frames
+
+
 def test_automatic_downscale_follows_the_frame_size_and_keeps_full_size_motion():
     rng = np.random.default_rng(1)
     # a smooth texture at HD size: an 1100×1960 canvas, frames of 1080×1920 cut from it
