@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Benchmark: median latency per image (batch 1, this CPU) of PyTorch eager vs onnxruntime for visionkit's
-exported models, and Ultralytics' own ONNX export of yolov8n at the same size run by the same onnxruntime.
+exported models, and Ultralytics' own ONNX export of its nano detector (yolov8n, or ``--ul-model yolo26n.yaml``:
+its NMS-free export) at the same size run by the same onnxruntime.
 
-    python tools/bench_export.py [--runs 50] [--sizes 320 640]
+    python tools/bench_export.py [--runs 50] [--sizes 320 640] [--models yolo-n yolo-n-e2e] [--ul-model yolo26n.yaml]
 
 Models are untrained (latency does not depend on the weights). visionkit's and Ultralytics' files are timed in
 alternation, call by call, so that drift in clock or load hits both alike. Ultralytics (AGPL-3.0) runs in its own
@@ -26,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 UL_EXPORT = r"""
 import sys
 from ultralytics import YOLO
-print("ONNX_PATH " + YOLO("yolov8n.yaml").export(format="onnx", imgsz=int(sys.argv[1]), simplify=True, dynamic=False))
+print("ONNX_PATH " + YOLO(sys.argv[2]).export(format="onnx", imgsz=int(sys.argv[1]), simplify=True, dynamic=False))
 """
 
 
@@ -97,7 +98,7 @@ def visionkit_export(preset: str, imgsz: int, num_classes: int, work: Path, simp
     return path, eager
 
 
-def ultralytics_export(imgsz: int, venv: Path, work: Path) -> Path:
+def ultralytics_export(imgsz: int, venv: Path, work: Path, model: str = "yolov8n.yaml") -> Path:
     py = venv / "bin" / "python"
     if not py.is_file():
         sys.path.insert(0, str(REPO / "tools"))
@@ -106,7 +107,7 @@ def ultralytics_export(imgsz: int, venv: Path, work: Path) -> Path:
         py = ensure_ultralytics(venv)
     subprocess.run([str(py), "-m", "pip", "install", "-q", "onnx", "onnxslim", "onnxruntime"], check=True)
     out = subprocess.run(
-        [str(py), "-c", UL_EXPORT, str(imgsz)],
+        [str(py), "-c", UL_EXPORT, str(imgsz), model],
         capture_output=True,
         text=True,
         cwd=work,
@@ -117,7 +118,7 @@ def ultralytics_export(imgsz: int, venv: Path, work: Path) -> Path:
         sys.exit(f"Ultralytics export failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
     path = Path(line.split(" ", 1)[1].strip())
     path = path if path.is_absolute() else work / path
-    target = work / f"ultralytics-yolov8n-{imgsz}.onnx"
+    target = work / f"ultralytics-{Path(model).stem}-{imgsz}.onnx"
     path.replace(target)
     return target
 
@@ -128,22 +129,26 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[320, 640])
     ap.add_argument("--venv", default=str(REPO / ".venv-ultralytics"))
     ap.add_argument("--simplify", action="store_true", help="export with simplify=True (onnxslim), as Ultralytics does")
+    ap.add_argument("--models", nargs="+", default=["yolo-n"], help="visionkit detector presets to time")
+    ap.add_argument("--ul-model", default="yolov8n.yaml", help="Ultralytics model exported (yolo26n.yaml: end-to-end)")
     a = ap.parse_args()
+    ul_name = Path(a.ul_model).stem
     work = Path(tempfile.mkdtemp(prefix="vk-bench-export-"))
     print(
         f"median ms per image, batch 1, {torch.get_num_threads()} threads, {a.runs} runs, visionkit simplify="
         f"{a.simplify} (Ultralytics: simplify=True)"
     )
-    print(f"{'model':<28} {'PyTorch':>9} {'onnxruntime':>12} {'UL yolov8n ORT':>15} {'vk ORT / UL':>12}")
+    print(f"{'model':<28} {'PyTorch':>9} {'onnxruntime':>12} {'UL ' + ul_name + ' ORT':>15} {'vk ORT / UL':>12}")
     for size in a.sizes:
-        path, eager = visionkit_export("yolo-n", size, 80, work, a.simplify)
-        ul_path = ultralytics_export(size, Path(a.venv), work)
-        eager_ms = median_ms(eager, a.runs)
-        ort_ms, ul = interleaved_ms([session_runner(path, size), session_runner(ul_path, size)], a.runs)
-        print(
-            f"{'yolo-n @' + str(size) + ' (80 classes)':<28} {eager_ms:>9.2f} {ort_ms:>12.2f} {ul:>15.2f} "
-            f"{ort_ms / ul:>12.3f}"
-        )
+        ul_path = ultralytics_export(size, Path(a.venv), work, a.ul_model)
+        for preset in a.models:
+            path, eager = visionkit_export(preset, size, 80, work, a.simplify)
+            eager_ms = median_ms(eager, a.runs)
+            ort_ms, ul = interleaved_ms([session_runner(path, size), session_runner(ul_path, size)], a.runs)
+            print(
+                f"{preset + ' @' + str(size) + ' (80 classes)':<28} {eager_ms:>9.2f} {ort_ms:>12.2f} {ul:>15.2f} "
+                f"{ort_ms / ul:>12.3f}"
+            )
     path, eager = visionkit_export("mobilenet-v3-small-cls", 224, 1000, work, a.simplify)
     eager, ort_ms = median_ms(eager, a.runs), median_ms(session_runner(path, 224), a.runs)
     print(f"{'mobilenet-v3-small-cls @224':<28} {eager:>9.2f} {ort_ms:>12.2f} {'-':>15} {'-':>12}")
