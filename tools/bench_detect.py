@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Benchmark: visionkit yolo-n against Ultralytics yolov8n.yaml, both trained from scratch side by side.
+"""Benchmark: visionkit yolo-n (or --model) against Ultralytics yolov8n.yaml (or --ul-model yolo26n.yaml), both
+trained from scratch side by side.
 
     python tools/bench_detect.py [--data datasets/shapes/data.yaml] [--imgsz 320] [--epochs 10] [--batch 16]
                                  [--equal-time]
@@ -29,7 +30,7 @@ UL_SCRIPT = r"""
 import json, sys, time
 from ultralytics import YOLO
 a = json.loads(sys.argv[1])
-model = YOLO("yolov8n.yaml")
+model = YOLO(a["model"])
 from ultralytics.utils.torch_utils import get_flops
 params = sum(p.numel() for p in model.model.parameters())
 gflops = get_flops(model.model, a["imgsz"])
@@ -86,7 +87,7 @@ def coco_map(gt: dict, dets: list[dict]) -> tuple[float, float]:
 def train_visionkit(data: str, a, epochs: int, project: str) -> dict:
     from visionkit import Model
 
-    model = Model("yolo-n")
+    model = Model(a.model)
     t0 = time.perf_counter()
     model.train(
         data=data,
@@ -125,6 +126,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--venv", default=str(REPO / ".venv-ultralytics"))
     ap.add_argument("--equal-time", action="store_true", help="also train visionkit for Ultralytics' wall time")
+    ap.add_argument("--ul-model", default="yolov8n.yaml", help="the Ultralytics model trained (yolo26n.yaml: YOLO26n)")
+    ap.add_argument("--model", default="yolo-n", help="the visionkit preset trained (yolo-n-e2e: NMS-free)")
     a = ap.parse_args()
 
     import torch
@@ -159,6 +162,7 @@ def main() -> None:
     print(f"visionkit done in {vk['wall']:.0f} s")
     env = {**os.environ, "YOLO_OFFLINE": "1", "OMP_NUM_THREADS": str(a.threads), "YOLO_VERBOSE": "False"}
     args = {
+        "model": a.ul_model,
         "data": str(ul_yaml),
         "epochs": a.epochs,
         "imgsz": a.imgsz,
@@ -202,7 +206,7 @@ def main() -> None:
         ("mAP50-95 (pycocotools, both)", vk_coco[0], ul_coco[0], "{:.4f}"),
         ("mAP50 (pycocotools, both)", vk_coco[1], ul_coco[1], "{:.4f}"),
     ]
-    print(f"\n{'':<30} {'visionkit yolo-n':>18} {'Ultralytics v8n':>18} {'ratio vk/UL':>12}")
+    print(f"\n{'':<30} {'visionkit ' + a.model:>18} {'UL ' + Path(a.ul_model).stem:>18} {'ratio vk/UL':>12}")
     for name, v, u, fmt in rows:
         ratio = v / u if u else float("nan")
         print(f"{name:<30} {fmt.format(v):>18} {fmt.format(u):>18} {ratio:>12.3f}")
