@@ -194,14 +194,7 @@ class DetectionDataset(Dataset):
         else:
             aug, meta = self._letterboxed(i)
         img, boxes = aug.image, aug.boxes
-        h, w = img.shape[:2]
-        targets = np.zeros((len(boxes), 5), np.float32)
-        if len(boxes):
-            targets[:, 0] = boxes[:, 0]
-            targets[:, 1] = (boxes[:, 1] + boxes[:, 3]) / 2 / w
-            targets[:, 2] = (boxes[:, 2] + boxes[:, 4]) / 2 / h
-            targets[:, 3] = (boxes[:, 3] - boxes[:, 1]) / w
-            targets[:, 4] = (boxes[:, 4] - boxes[:, 2]) / h
+        targets = normalised_targets(boxes, *img.shape[:2])
         rgb = np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1))
         return torch.from_numpy(rgb), torch.from_numpy(targets), meta
 
@@ -220,6 +213,18 @@ class DetectionDataset(Dataset):
             "pad": pad,
             "gt": self.labels[i],
         }
+
+
+def normalised_targets(boxes: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(n, 5) class, x1, y1, x2, y2 in pixels of an h×w image → (n, 5) class, cx, cy, w, h normalised to it."""
+    targets = np.zeros((len(boxes), 5), np.float32)
+    if len(boxes):
+        targets[:, 0] = boxes[:, 0]
+        targets[:, 1] = (boxes[:, 1] + boxes[:, 3]) / 2 / w
+        targets[:, 2] = (boxes[:, 2] + boxes[:, 4]) / 2 / h
+        targets[:, 3] = (boxes[:, 3] - boxes[:, 1]) / w
+        targets[:, 4] = (boxes[:, 4] - boxes[:, 2]) / h
+    return targets
 
 
 def collate(batch):

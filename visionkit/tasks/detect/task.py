@@ -47,6 +47,15 @@ COLOURS = [
 ]
 
 
+def draw_box(img: np.ndarray, box, label: str, colour, thickness: int = 2, font_scale: float = 0.5) -> None:
+    """A box with its label on a filled tab above it, in place (BGR uint8)."""
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    cv2.rectangle(img, (x1, y1), (x2, y2), colour, thickness)
+    (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    cv2.rectangle(img, (x1, max(0, y1 - th - 4)), (x1 + tw + 2, y1), colour, -1)
+    cv2.putText(img, label, (x1 + 1, max(th, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1)
+
+
 def nms(
     boxes: torch.Tensor, scores: torch.Tensor, conf: float, iou: float, max_det: int, classes: list[int] | None = None
 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -293,13 +302,7 @@ class DetectTask(Task):
     def annotate(self, item, result: dict, channels: int):
         img = read_bgr(item).copy()
         for d in result["detections"]:
-            colour = COLOURS[d["class"] % len(COLOURS)]
-            x1, y1, x2, y2 = (int(round(v)) for v in d["box"])
-            cv2.rectangle(img, (x1, y1), (x2, y2), colour, 2)
-            label = f"{d['name']} {d['score']:.2f}"
-            (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
-            cv2.rectangle(img, (x1, max(0, y1 - th - 4)), (x1 + tw + 2, y1), colour, -1)
-            cv2.putText(img, label, (x1 + 1, max(th, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+            draw_box(img, d["box"], f"{d['name']} {d['score']:.2f}", COLOURS[d["class"] % len(COLOURS)])
         return img
 
     def yolo_rows(self, result: dict) -> list[str]:

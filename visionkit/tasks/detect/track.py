@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from visionkit.tasks.detect.task import COLOURS
+from visionkit.tasks.detect.task import COLOURS, draw_box
 
 
 class DetectTracking:
@@ -29,12 +29,7 @@ class DetectTracking:
             trail = np.round(np.asarray(trails.get(d["id"], []), np.float64)).astype(np.int32)
             if len(trail) > 1:
                 cv2.polylines(img, [trail.reshape(-1, 1, 2)], False, colour, 2)
-            x1, y1, x2, y2 = (int(round(v)) for v in d["box"])
-            cv2.rectangle(img, (x1, y1), (x2, y2), colour, 2)
-            label = f"#{d['id']} {d['name']} {d['score']:.2f}"
-            (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-            cv2.rectangle(img, (x1, max(0, y1 - th - 4)), (x1 + tw + 2, y1), colour, -1)
-            cv2.putText(img, label, (x1 + 1, max(th, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
+            draw_box(img, d["box"], f"#{d['id']} {d['name']} {d['score']:.2f}", colour, font_scale=0.45)
         return img
 
     def describe(self, result: dict) -> str:

@@ -17,7 +17,7 @@ from visionkit.cfg import Settings
 from visionkit.data.instances import ImageObjects, image_objects
 from visionkit.data.transforms import Sample, train_augment
 from visionkit.errors import DataError
-from visionkit.tasks.detect.dataset import DetectionDataset
+from visionkit.tasks.detect.dataset import DetectionDataset, normalised_targets
 
 MASK_RATIO = 4  # training masks are kept at 1/4 of the input size (the prototypes' resolution)
 MIN_SIDE = 2.0  # an object under 2 px wide or high after augmentation is dropped (as detection drops its box)
@@ -114,13 +114,7 @@ class InstanceDataset(DetectionDataset):
         h, w = img.shape[:2]
         meta["input_hw"] = (h, w)
         boxes, masks = objects_from_ids(aug.instances, aug.instance_classes)
-        targets = np.zeros((len(boxes), 5), np.float32)
-        if len(boxes):
-            targets[:, 0] = boxes[:, 0]
-            targets[:, 1] = (boxes[:, 1] + boxes[:, 3]) / 2 / w
-            targets[:, 2] = (boxes[:, 2] + boxes[:, 4]) / 2 / h
-            targets[:, 3] = (boxes[:, 3] - boxes[:, 1]) / w
-            targets[:, 4] = (boxes[:, 4] - boxes[:, 2]) / h
+        targets = normalised_targets(boxes, h, w)
         rgb = np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1))
         return torch.from_numpy(rgb), torch.from_numpy(targets), torch.from_numpy(masks), meta
 

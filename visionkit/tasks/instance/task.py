@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torchvision.ops import batched_nms
@@ -18,7 +17,7 @@ from visionkit.data.rules import DatasetRules, objects_problem, refuse
 from visionkit.errors import UsageError
 from visionkit.registry import register
 from visionkit.tasks.base import DataInfo
-from visionkit.tasks.detect.task import COLOURS, DetectTask
+from visionkit.tasks.detect.task import COLOURS, DetectTask, draw_box
 from visionkit.tasks.instance.dataset import InstanceDataset, collate
 from visionkit.tasks.instance.explain import InstanceExplainer
 from visionkit.tasks.instance.labelstudio import ObjectRegions
@@ -208,13 +207,8 @@ class InstanceTask(DetectTask):
             m = masks[j]
             img[m] = (0.55 * img[m] + 0.45 * colour).astype(np.uint8)
         for j, d in enumerate(result["detections"]):
-            colour = COLOURS[j % len(COLOURS)]  # one colour per object: touching objects of a class stay apart
-            x1, y1, x2, y2 = (int(round(v)) for v in d["box"])
-            cv2.rectangle(img, (x1, y1), (x2, y2), colour, 1)
-            label = f"{d['name']} {d['score']:.2f}"
-            (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-            cv2.rectangle(img, (x1, max(0, y1 - th - 4)), (x1 + tw + 2, y1), colour, -1)
-            cv2.putText(img, label, (x1 + 1, max(th, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
+            # one colour per object: touching objects of a class stay apart
+            draw_box(img, d["box"], f"{d['name']} {d['score']:.2f}", COLOURS[j % len(COLOURS)], 1, 0.45)
         return img
 
     def yolo_rows(self, result: dict) -> list[str]:
