@@ -77,6 +77,30 @@ def ensure_ultralytics(venv: Path, extra: tuple[str, ...] = ()) -> Path:
     return py
 
 
+def run_ultralytics(py: Path, script: str, model: str, data: str, a, work: Path) -> dict:
+    """Train ``model`` with Ultralytics in its own venv (``script`` prints ``BENCH_RESULT {json}``) on ``data`` with
+    the benchmark's epochs, size, batch, workers, threads and close_mosaic; returns that JSON, or exits with the
+    run's output when it fails."""
+    env = {**os.environ, "YOLO_OFFLINE": "1", "OMP_NUM_THREADS": str(a.threads), "YOLO_VERBOSE": "False"}
+    args = {
+        "model": model,
+        "data": data,
+        "epochs": a.epochs,
+        "imgsz": a.imgsz,
+        "batch": a.batch,
+        "workers": a.workers,
+        "project": str(work / "ultralytics"),
+        "close_mosaic": a.close_mosaic,
+    }
+    proc = subprocess.run([str(py), "-c", script, json.dumps(args)], env=env, capture_output=True, text=True, cwd=work)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
+    if proc.returncode or line is None:
+        sys.exit(f"Ultralytics run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    ul = json.loads(line.split(" ", 1)[1])
+    print(f"Ultralytics done in {ul['wall']:.0f} s")
+    return ul
+
+
 def coco_map(gt: dict, dets: list[dict]) -> tuple[float, float]:
     from visionkit.tasks.detect.metrics import coco_eval
 
@@ -160,25 +184,7 @@ def main() -> None:
 
     vk = train_visionkit(data, a, a.epochs, str(work / "visionkit"))
     print(f"visionkit done in {vk['wall']:.0f} s")
-    env = {**os.environ, "YOLO_OFFLINE": "1", "OMP_NUM_THREADS": str(a.threads), "YOLO_VERBOSE": "False"}
-    args = {
-        "model": a.ul_model,
-        "data": str(ul_yaml),
-        "epochs": a.epochs,
-        "imgsz": a.imgsz,
-        "batch": a.batch,
-        "workers": a.workers,
-        "project": str(work / "ultralytics"),
-        "close_mosaic": a.close_mosaic,
-    }
-    proc = subprocess.run(
-        [str(py), "-c", UL_SCRIPT, json.dumps(args)], env=env, capture_output=True, text=True, cwd=work
-    )
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
-    if proc.returncode or line is None:
-        sys.exit(f"Ultralytics run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    ul = json.loads(line.split(" ", 1)[1])
-    print(f"Ultralytics done in {ul['wall']:.0f} s")
+    ul = run_ultralytics(py, UL_SCRIPT, a.ul_model, str(ul_yaml), a, work)
 
     # one pycocotools evaluation of both models' predictions against the same ground truth
     gt = json.loads((vk["val_dir"] / "ground_truth_coco.json").read_text())

@@ -33,7 +33,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +43,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_detect import ensure_ultralytics  # noqa: E402
+from bench_detect import ensure_ultralytics, run_ultralytics  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ("ring", "frame", "star", "bar")
@@ -360,25 +359,7 @@ def main() -> None:
 
     vk = train_visionkit(str(root / "visionkit" / "data.yaml"), a, str(work / "visionkit"))
     print(f"visionkit done in {vk['wall']:.0f} s")
-    env = {**os.environ, "YOLO_OFFLINE": "1", "OMP_NUM_THREADS": str(a.threads), "YOLO_VERBOSE": "False"}
-    args = {
-        "model": ul_model,
-        "data": str(root / "ultralytics" / "data.yaml"),
-        "epochs": a.epochs,
-        "imgsz": a.imgsz,
-        "batch": a.batch,
-        "workers": a.workers,
-        "project": str(work / "ultralytics"),
-        "close_mosaic": a.close_mosaic,
-    }
-    proc = subprocess.run(
-        [str(py), "-c", UL_SCRIPT, json.dumps(args)], env=env, capture_output=True, text=True, cwd=work
-    )
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
-    if proc.returncode or line is None:
-        sys.exit(f"Ultralytics run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    ul = json.loads(line.split(" ", 1)[1])
-    print(f"Ultralytics done in {ul['wall']:.0f} s")
+    ul = run_ultralytics(py, UL_SCRIPT, ul_model, str(root / "ultralytics" / "data.yaml"), a, work)
 
     # both models' results against the one exact ground truth of the generator
     def key(stem) -> str:  # Ultralytics turns numeric file stems into integers ("00480" → 480)
