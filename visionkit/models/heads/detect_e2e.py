@@ -19,8 +19,16 @@ from visionkit.registry import register
 class EndToEndDetectHead(DetectHead):
     end2end = True  # read by the detect task: detections are the top scores, no NMS
 
-    def __init__(self, in_channels, in_strides, num_classes: int, reg_max: int = 16, prior_imgsz: int = 640):
-        super().__init__(in_channels, in_strides, num_classes, reg_max, prior_imgsz)
+    def __init__(
+        self,
+        in_channels,
+        in_strides,
+        num_classes: int,
+        reg_max: int = 16,
+        prior_imgsz: int = 640,
+        cls_convs: str = "full",
+    ):
+        super().__init__(in_channels, in_strides, num_classes, reg_max, prior_imgsz, cls_convs)
         self.one2one_box = copy.deepcopy(self.box)  # its own weights, started as the one-to-many branch is
         self.one2one_cls = copy.deepcopy(self.cls)
 
@@ -52,7 +60,10 @@ class EndToEndDetectHead(DetectHead):
 
 
 @register("head", "yolo_e2e")
-def yolo_e2e(*, in_channels, in_strides, num_classes: int, reg_max: int = 16) -> EndToEndDetectHead:
+def yolo_e2e(
+    *, in_channels, in_strides, num_classes: int, reg_max: int = 16, cls_convs: str = "full"
+) -> EndToEndDetectHead:
     """NMS-free detection head: one-to-many and one-to-one branches trained together (YOLOv10's dual
-    assignments); inference takes the one-to-one branch's top scores, no NMS."""
-    return EndToEndDetectHead(in_channels, in_strides, num_classes, reg_max)
+    assignments); inference takes the one-to-one branch's top scores, no NMS. ``reg_max`` and ``cls_convs`` as
+    for ``yolo``."""
+    return EndToEndDetectHead(in_channels, in_strides, num_classes, reg_max, cls_convs=cls_convs)

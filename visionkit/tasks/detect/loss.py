@@ -125,7 +125,7 @@ class DetectionLoss:
         dist, logits, points, strides = self.flatten(outputs)
         dist, logits = dist.float(), logits.float()
         b = dist.shape[0]
-        ltrb = dist.softmax(-1) @ head.bins.float()
+        ltrb = head.distances(dist)
         pred_boxes = distances_to_boxes(ltrb, points / strides) * strides  # pixels
         gt_cls, gt_boxes, gt_valid = pad_targets(targets, b, imgsz, dist.device)
         t_boxes, t_scores, fg, gt_idx = self.assigner(
@@ -137,9 +137,10 @@ class DetectionLoss:
         if fg.any():
             weight = t_scores.sum(-1)[fg]
             loss_box = ((1 - ciou(pred_boxes[fg], t_boxes[fg])) * weight).sum() / score_sum
-            target_ltrb = torch.cat([points[None] - t_boxes[..., :2], t_boxes[..., 2:] - points[None]], -1)
-            target_ltrb = (target_ltrb / strides[None])[fg].clamp(0, head.reg_max - 1 - 0.01)
-            loss_dfl = (dfl(dist[fg], target_ltrb).mean(-1) * weight).sum() / score_sum
+            if head.reg_max > 1:  # reg_max=1 regresses the distances directly: the CIoU term is the box loss
+                target_ltrb = torch.cat([points[None] - t_boxes[..., :2], t_boxes[..., 2:] - points[None]], -1)
+                target_ltrb = (target_ltrb / strides[None])[fg].clamp(0, head.reg_max - 1 - 0.01)
+                loss_dfl = (dfl(dist[fg], target_ltrb).mean(-1) * weight).sum() / score_sum
         g_box, g_cls, g_dfl = self.gains
         total = (g_box * loss_box + g_cls * loss_cls + g_dfl * loss_dfl) * b
         parts = {"box": float(loss_box.detach()), "cls": float(loss_cls.detach()), "dfl": float(loss_dfl.detach())}
