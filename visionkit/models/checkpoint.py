@@ -19,6 +19,7 @@ import torchvision
 from visionkit.errors import CheckpointError, VisionkitError
 from visionkit.limits import DEFAULT_IN_CHANNELS, MAX_CLASSES, MAX_IMGSZ, MAX_IN_CHANNELS
 from visionkit.models.build import VisionModel, build_model
+from visionkit.registry import REGISTRY
 
 FORMAT = "visionkit-checkpoint"
 FORMAT_VERSION = 1
@@ -113,7 +114,25 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]
             f"checkpoint '{path}' was trained for task '{ckpt.get('task')}', not '{task}'; "
             f"run `visionkit {ckpt.get('task')} ...` with it, or pick a {task} checkpoint"
         )
+    upgrade_model_config(ckpt)
     return ckpt
+
+
+def upgrade_model_config(ckpt: dict[str, Any]) -> None:
+    """Fill the config keys a part gained after the file was written, with the values that rebuild the file's own
+    network: a registered backbone, neck or head builder may carry ``upgrade_config(spec, state_keys, prefix)``."""
+    config, keys = ckpt["model_config"], {k for k in ckpt["state_dict"] if isinstance(k, str)}
+    for field in ("backbone", "neck", "head"):
+        spec = config.get(field)
+        spec = {"name": spec} if isinstance(spec, str) else spec
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            continue
+        try:
+            upgrade = getattr(REGISTRY.get(field, spec["name"]), "upgrade_config", None)
+        except VisionkitError:
+            continue  # an unknown part is reported, with close matches, when the network is built
+        if upgrade is not None:
+            config[field] = upgrade(dict(spec), keys, f"{field}.")
 
 
 def _bounded_int(value, key: str, low: int, high: int, path) -> None:

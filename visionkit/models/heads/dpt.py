@@ -10,7 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from visionkit.errors import UsageError
 from visionkit.registry import register
+
+LAYOUTS = ("dpt", "v1")
 
 
 class ResidualConvUnit(nn.Module):
@@ -52,6 +55,7 @@ class DPTHead(nn.Module):
         features: int = 64,
         output: str = "inverse_depth",
         calibration: list[float] | None = None,
+        layout: str = "dpt",
     ):
         super().__init__()
         # what the raw output means, kept with the network so a checkpoint or export never guesses: 'inverse_depth'
@@ -59,20 +63,34 @@ class DPTHead(nn.Module):
         # relative output to inverse metres, fitted by `visionkit depth calibrate`
         self.output_kind, self.calibration = output, list(calibration) if calibration is not None else None
         self.out_stride = in_strides[0]
+        if layout not in LAYOUTS:
+            raise UsageError(f"dpt head: layout={layout!r} is not one of {', '.join(LAYOUTS)}")
+        self.layout = layout
         self.project = nn.ModuleList(nn.Conv2d(c, features, 1, bias=False) for c in in_channels)
         self.fuse = nn.ModuleList(FusionBlock(features) for _ in in_channels)
-        self.output = nn.Sequential(
-            nn.Conv2d(features, features // 2, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(features // 2, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(32, num_classes, 1),
-        )
+        if layout == "dpt":
+            # DPT's order: halve the width at the fused resolution, then upsample, then one conv at full resolution
+            # (upsampling the full width first, as 'v1' did, spent most of the model's compute there)
+            width = features // 2
+            self.narrow = nn.Conv2d(features, width, 3, padding=1)
+            self.output = nn.Sequential(
+                nn.Conv2d(width, min(32, width), 3, padding=1), nn.ReLU(), nn.Conv2d(min(32, width), num_classes, 1)
+            )
+        else:
+            self.output = nn.Sequential(
+                nn.Conv2d(features, features // 2, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(features // 2, 32, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(32, num_classes, 1),
+            )
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         x = None
         for proj, fuse, f in zip(reversed(self.project), reversed(self.fuse), reversed(features)):
             x = fuse(x, proj(f))
+        if self.layout == "dpt":
+            x = self.narrow(x)
         if self.out_stride != 1:
             x = F.interpolate(x, scale_factor=self.out_stride, mode="bilinear", align_corners=False)
         return self.output(x)
@@ -87,6 +105,18 @@ def dpt(
     features: int = 64,
     output: str = "inverse_depth",
     calibration: list[float] | None = None,
+    layout: str = "dpt",
 ) -> DPTHead:
-    """DPT/MiDaS-style reassemble + fusion head: one channel (depth) at the input resolution."""
-    return DPTHead(in_channels, in_strides, num_classes, features, output, calibration)
+    """DPT/MiDaS-style reassemble + fusion head: one channel (depth) at the input resolution. ``features``: the
+    fusion width; ``layout='v1'``: the output stage of checkpoints written before 'dpt' became the default."""
+    return DPTHead(in_channels, in_strides, num_classes, features, output, calibration, layout)
+
+
+def upgrade_config(spec: dict, state_keys: set[str], prefix: str) -> dict:
+    """A head config from a checkpoint written before ``layout`` existed describes the 'v1' output stage."""
+    if "layout" not in spec and f"{prefix}output.4.weight" in state_keys:
+        spec["layout"] = "v1"
+    return spec
+
+
+dpt.upgrade_config = upgrade_config
