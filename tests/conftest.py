@@ -95,19 +95,22 @@ def spread_head(m) -> None:
     """Give a barely trained detector varied scores and boxes (class and box-bin logits with std 2 on images), so
     the detections MediaPipe and PyTorch are compared on are many and distinct, not one tied blob."""
     net = m.net.eval()
+    head = net.head
+    # an end-to-end head's inference reads its one-to-one branches
+    cls, box = (head.one2one_cls, head.one2one_box) if hasattr(head, "one2one_cls") else (head.cls, head.box)
     torch.manual_seed(0)
     with torch.no_grad():
-        for seq in list(net.head.cls) + list(net.head.box):
+        for seq in list(cls) + list(box):
             torch.nn.init.normal_(seq[-1].weight, 0, 1.0)
             torch.nn.init.zeros_(seq[-1].bias)
         outs = net(torch.rand(2, 3, 64, 64))
-        ch = 4 * net.head.reg_max
+        ch = 4 * head.reg_max
         box_std = torch.cat([o[:, :ch].flatten() for o in outs]).std()
         cls_std = torch.cat([o[:, ch:].flatten() for o in outs]).std()
-        for seq in net.head.cls:
+        for seq in cls:
             seq[-1].weight.mul_(2 / cls_std)
             seq[-1].bias.fill_(-1.0)
-        for seq in net.head.box:
+        for seq in box:
             seq[-1].weight.mul_(2 / box_std)
     m.ckpt["state_dict"] = {k: v.clone() for k, v in net.state_dict().items()}
     torch.save(m.ckpt, m.ckpt_path)

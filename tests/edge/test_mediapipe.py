@@ -149,6 +149,25 @@ def test_detector_both_layouts(detector, nms, tmp_path):
         assert abs(a["mAP50"] - b["mAP50"]) < 0.02 and abs(a["mAP50-95"] - b["mAP50-95"]) < 0.02
 
 
+def test_end_to_end_detector_exports_final_boxes_without_nms(shapes_root, tmp_path_factory, tmp_path):
+    """An NMS-free head (one-to-one branch, DFL-free) in the post-processing layout: the graph keeps the best
+    boxes above conf and suppresses nothing (the writer's check compares MediaPipe's detections with PyTorch's
+    graph), and MediaPipe's file validates as the checkpoint does."""
+    m = train("detect", "yolo-n-e2e", str(shapes_root / "data.yaml"), tmp_path_factory, imgsz=64, close_mosaic=0)
+    spread_head(m)
+    detector = Model(str(m.ckpt_path))
+    assert detector.net.head.end2end
+    path = detector.export(format="mediapipe", nms=True, conf=0.001, verbose=False)
+    from visionkit.export.tflite_metadata import read_record
+
+    record = read_record(path)
+    assert record["kind"] == "detector_nms"
+    metadata = record["metadata"]
+    assert metadata["end2end"] == "true" and json.loads(metadata["nms"])["iou"] is None
+    a, b = val(detector, tmp_path), val(Model(str(path)), tmp_path)
+    assert abs(a["mAP50"] - b["mAP50"]) < 0.02 and abs(a["mAP50-95"] - b["mAP50-95"]) < 0.02
+
+
 def test_fp16_and_int8_report_size_and_metric(classifier, shapes_root, capsys):
     float_size = classifier.export(format="mediapipe", verbose=False).stat().st_size
     half = classifier.export(format="mediapipe", half=True)

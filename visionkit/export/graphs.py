@@ -93,7 +93,8 @@ class DetectorGraph(nn.Module):
 class DetectorNMSGraph(DetectorGraph):
     """ObjectDetector with NMS in the graph, the post-processing layout: boxes (1, K, 4: ymin, xmin, ymax, xmax
     normalised), classes (1, K) float, scores (1, K), count (1,) float. Each box competes under its best class;
-    greedy per-class suppression of IoU > ``iou`` among the ``candidates`` best boxes above ``conf``."""
+    greedy per-class suppression of IoU > ``iou`` among the ``candidates`` best boxes above ``conf``. An
+    end-to-end head (one-to-one branch) needs no suppression: its best boxes above ``conf`` are the detections."""
 
     kind = "detector_nms"
 
@@ -103,6 +104,7 @@ class DetectorNMSGraph(DetectorGraph):
         super().__init__(net, inputs, height, width)
         self.conf, self.iou, self.max_det = float(conf), float(iou), int(max_det)
         self.candidates = int(candidates or max(4 * max_det, 256))
+        self.end2end = bool(getattr(net.head, "end2end", False))
 
     def forward(self, x):
         yxhw, scores = super().forward(x)
@@ -112,7 +114,7 @@ class DetectorNMSGraph(DetectorGraph):
         k = min(self.candidates, best.shape[0])
         top, idx = best.topk(k)  # best first
         boxes, label = corners[idx], label[idx].float()
-        keep = suppress(boxes, label, top, self.conf, self.iou)
+        keep = top > self.conf if self.end2end else suppress(boxes, label, top, self.conf, self.iou)
         kept_score = torch.where(keep, top, torch.full_like(top, -1.0))
         out = min(self.max_det, k)
         score, order = kept_score.topk(out)  # kept boxes, still best first

@@ -197,7 +197,10 @@ class DetectTask(Task):
         h, w = size
         if args.nms:
             graph = DetectorNMSGraph(net, inputs, h, w, float(args.conf), float(args.iou), int(args.max_det))
-            graph.metadata = {"nms": json.dumps({"conf": graph.conf, "iou": graph.iou, "max_det": graph.max_det})}
+            iou = None if graph.end2end else graph.iou  # an end-to-end graph suppresses nothing
+            graph.metadata = {"nms": json.dumps({"conf": graph.conf, "iou": iou, "max_det": graph.max_det})}
+            if graph.end2end:
+                graph.metadata["end2end"] = "true"
             return graph
         return DetectorGraph(net, inputs, h, w)
 
