@@ -58,3 +58,25 @@ def test_new_checkpoint_keeps_its_layout(tmp_path):
         {"task": "depth", "model_config": net.config, "state_dict": net.state_dict()}, tmp_path / "n.pt"
     )
     assert load_checkpoint(path)["model_config"]["head"].get("layout", "dpt") == "dpt"
+
+
+def test_fusion_width_follows_the_encoder():
+    from visionkit.models.heads.dpt import fusion_width
+
+    assert [fusion_width([c]) for c in (16, 24, 32, 40, 64, 256, 2048)] == [32, 32, 32, 48, 64, 256, 256]
+    net = build_model(depth_config())  # depth-n: CSPDarknet-n's finest map has 32 channels
+    assert net.head.project[0].out_channels == 32
+
+
+def test_checkpoint_from_before_the_width_followed_the_encoder_keeps_64(tmp_path):
+    torch.manual_seed(0)
+    net = build_model(depth_config(features=64, layout="v1")).eval()
+    old_config = depth_config()  # a file written when the default width was 64 recorded no 'features'
+    path = save_checkpoint(
+        {"task": "depth", "model_config": old_config, "state_dict": net.state_dict()}, tmp_path / "o.pt"
+    )
+    loaded = load_checkpoint(path)
+    assert loaded["model_config"]["head"]["features"] == 64 and loaded["model_config"]["head"]["layout"] == "v1"
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model_from_checkpoint(loaded, path)(x), net(x), atol=1e-5)

@@ -119,9 +119,10 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]
 
 
 def upgrade_model_config(ckpt: dict[str, Any]) -> None:
-    """Fill the config keys a part gained after the file was written, with the values that rebuild the file's own
-    network: a registered backbone, neck or head builder may carry ``upgrade_config(spec, state_keys, prefix)``."""
-    config, keys = ckpt["model_config"], {k for k in ckpt["state_dict"] if isinstance(k, str)}
+    """Fill the config keys a part gained (or whose default changed) after the file was written, with the values
+    that rebuild the file's own network: a registered backbone, neck or head builder may carry
+    ``upgrade_config(spec, state_dict, prefix)``, which reads the file's tensors under ``prefix``."""
+    config, state = ckpt["model_config"], ckpt["state_dict"]
     for field in ("backbone", "neck", "head"):
         spec = config.get(field)
         spec = {"name": spec} if isinstance(spec, str) else spec
@@ -132,7 +133,7 @@ def upgrade_model_config(ckpt: dict[str, Any]) -> None:
         except VisionkitError:
             continue  # an unknown part is reported, with close matches, when the network is built
         if upgrade is not None:
-            config[field] = upgrade(dict(spec), keys, f"{field}.")
+            config[field] = upgrade(dict(spec), state, f"{field}.")
 
 
 def _bounded_int(value, key: str, low: int, high: int, path) -> None:

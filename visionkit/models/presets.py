@@ -246,7 +246,7 @@ DEPTH_STRIDES = [4, 8, 16, 32]
 
 @register("model", "depth-n")
 def depth_n() -> dict:
-    """Monocular depth: CSPDarknet-n encoder (strides 4-32) + DPT fusion head."""
+    """Monocular depth: CSPDarknet-n encoder (strides 4-32) + DPT fusion head (fused at the encoder's width, 32)."""
     return {
         "task": "depth",
         "imgsz": 256,
@@ -254,7 +254,7 @@ def depth_n() -> dict:
         "num_classes": 1,
         "backbone": {"name": "csp_darknet", "scale": "n", "out_strides": DEPTH_STRIDES},
         "neck": {"name": "identity"},
-        "head": {"name": "dpt", "features": 64},
+        "head": {"name": "dpt"},
     }
 
 

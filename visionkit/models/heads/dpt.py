@@ -44,6 +44,13 @@ class FusionBlock(nn.Module):
         return self.out(self.refine(x))
 
 
+def fusion_width(in_channels) -> int:
+    """The fusion width that follows the encoder: its finest feature map's channels, rounded up to a multiple of 16,
+    within 32..256 (DPT fuses ResNet-50's 256 at 256; a nano encoder's 32 at 32). The fusion convs run at the
+    finest stride, so a width far above the encoder's makes the decoder most of the model's compute."""
+    return int(min(256, max(32, -(-int(in_channels[0]) // 16) * 16)))
+
+
 class DPTHead(nn.Module):
     """One channel (N, 1, H, W) at the input resolution (the shallowest stride × its map size)."""
 
@@ -52,12 +59,13 @@ class DPTHead(nn.Module):
         in_channels,
         in_strides,
         num_classes: int = 1,
-        features: int = 64,
+        features: int | None = None,
         output: str = "inverse_depth",
         calibration: list[float] | None = None,
         layout: str = "dpt",
     ):
         super().__init__()
+        features = fusion_width(in_channels) if features is None else int(features)
         # what the raw output means, kept with the network so a checkpoint or export never guesses: 'inverse_depth'
         # (relative, up to scale and shift) or 'log_depth' (metric); ``calibration`` = (scale, shift) mapping a
         # relative output to inverse metres, fitted by `visionkit depth calibrate`
@@ -102,20 +110,25 @@ def dpt(
     in_channels,
     in_strides,
     num_classes: int = 1,
-    features: int = 64,
+    features: int | None = None,
     output: str = "inverse_depth",
     calibration: list[float] | None = None,
     layout: str = "dpt",
 ) -> DPTHead:
     """DPT/MiDaS-style reassemble + fusion head: one channel (depth) at the input resolution. ``features``: the
-    fusion width; ``layout='v1'``: the output stage of checkpoints written before 'dpt' became the default."""
+    fusion width (default: the encoder's finest feature width, see ``fusion_width``); ``layout='v1'``: the output
+    stage of checkpoints written before 'dpt' became the default."""
     return DPTHead(in_channels, in_strides, num_classes, features, output, calibration, layout)
 
 
-def upgrade_config(spec: dict, state_keys: set[str], prefix: str) -> dict:
-    """A head config from a checkpoint written before ``layout`` existed describes the 'v1' output stage."""
-    if "layout" not in spec and f"{prefix}output.4.weight" in state_keys:
+def upgrade_config(spec: dict, state_dict: dict, prefix: str) -> dict:
+    """A head config from a checkpoint written before ``layout`` existed describes the 'v1' output stage, and one
+    written before ``features`` followed the encoder used 64."""
+    if "layout" not in spec and f"{prefix}output.4.weight" in state_dict:
         spec["layout"] = "v1"
+    projection = state_dict.get(f"{prefix}project.0.weight")
+    if spec.get("features") is None and isinstance(projection, torch.Tensor):
+        spec["features"] = int(projection.shape[0])
     return spec
 
 
