@@ -26,6 +26,7 @@ FORMATS: dict[str, dict[str, Any] | None] = {
     "onnx": {"format": "onnx"},
     "onnx-int8": {"format": "onnx", "int8": True},
     "openvino": {"format": "openvino"},
+    "openvino-int8": {"format": "openvino", "int8": True},
     "mediapipe": {"format": "mediapipe"},
     "mediapipe-fp16": {"format": "mediapipe", "half": True},
     "mediapipe-int8": {"format": "mediapipe", "int8": True},

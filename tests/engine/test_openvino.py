@@ -56,8 +56,8 @@ def test_openvino_with_nms_in_the_graph(detector, shapes_root):
 
 
 def test_openvino_refusals_and_bad_files(detector, tmp_path):
-    with pytest.raises(UsageError, match="format=openvino writes fp32 files"):
-        detector.export(format="openvino", int8=True, verbose=False)
+    with pytest.raises(UsageError, match="half= is not supported"):
+        detector.export(format="openvino", half=True, verbose=False)
     with pytest.raises(ExportError, match="export_tol"):
         detector.export(format="openvino", export_tol=1e-30, verbose=False)
     assert not list(detector.ckpt_path.parent.glob("vk-openvino-*"))  # nothing half-written left behind
@@ -67,6 +67,26 @@ def test_openvino_refusals_and_bad_files(detector, tmp_path):
     (tmp_path / "bad.bin").write_bytes(b"")
     with pytest.raises(CheckpointError, match="OpenVINO cannot read"):
         Model(str(tmp_path / "bad.xml"))
+
+
+def test_openvino_int8_is_judged_and_runs_as_a_backend(detector, shapes_root, capsys):
+    """NNCF's int8 file beside the float one: its metric change and latency printed and kept in its runtime info,
+    int8 operations in the graph, and results close to the float file's."""
+    pytest.importorskip("nncf", reason="int8 OpenVINO files need NNCF (pip install 'visionkit[openvino]')")
+    path = detector.export(format="openvino", int8=True, data=str(shapes_root / "data.yaml"), fraction=0.25)
+    assert path.name == "best_int8.xml" and path.with_suffix(".bin").is_file()
+    out = capsys.readouterr().out
+    assert "int8 (NNCF)" in out and "latency" in out and "val mAP50-95" in out
+    model = ov.Core().read_model(str(path))
+    from visionkit.runtime.openvino_backend import file_metadata
+
+    info = file_metadata(model)
+    assert info["precision"] == "int8" and info["task"] == "detect" and '"int8"' in info["latency_ms"]
+    assert any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())  # quantised, not a float copy
+    assert not list(path.parent.glob("vk-openvino-int8-*"))
+    float_map = Model(str(path.with_name("best.xml"))).val(verbose=False, plots=False)["mAP50-95"]
+    int8_map = Model(str(path)).val(verbose=False, plots=False)["mAP50-95"]
+    assert abs(int8_map - float_map) < 0.05
 
 
 def test_cli_export_and_val_openvino(detector, tmp_path):

@@ -28,20 +28,28 @@ def require_openvino():
         raise UsageError(f"format=openvino needs OpenVINO ({e}): pip install 'visionkit[openvino]'") from None
 
 
-def export_openvino(net: torch.nn.Module, task, ckpt: dict, args: Settings, out: Path, batch: int = 1) -> Path:
-    """Write ``out`` (.xml + .bin) from the checked ONNX export and check it with OpenVINO; returns the path."""
+def export_openvino(
+    net: torch.nn.Module, task, ckpt: dict, args: Settings, out: Path, batch: int = 1, score_file=None
+) -> Path:
+    """Write ``out`` (.xml + .bin) from the checked ONNX export and check it with OpenVINO; returns the path, or
+    with ``int8`` that of its quantised copy ``<name>_int8.xml``, judged with ``score_file``."""
     import onnx
 
     from visionkit.export.onnx import _difference, _tolerance, _torch_run, export_onnx
 
     ov = require_openvino()
-    if args.int8 or args.half:
+    if args.half:
         raise UsageError(
-            "format=openvino writes fp32 files; int8= and half= are not supported for it yet (OpenVINO compresses "
+            "format=openvino writes fp32 (or int8=True) files; half= is not supported for it (OpenVINO compresses "
             "fp32 weights on the fly at run time on CPUs that gain from it)"
         )
+    if args.int8:
+        from visionkit.export.openvino_int8 import require_nncf
+
+        require_nncf()  # before the float export, not after it
     with tempfile.TemporaryDirectory(prefix="vk-openvino-", dir=out.parent) as tmp:
-        onnx_path = export_onnx(net, task, ckpt, args.replace(verbose=False), Path(tmp) / f"{out.stem}.onnx", batch)
+        float_args = args.replace(verbose=False, int8=False)  # the fp32 IR first; NNCF quantises it below
+        onnx_path = export_onnx(net, task, ckpt, float_args, Path(tmp) / f"{out.stem}.onnx", batch)
         props = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
         try:
             model = ov.convert_model(str(onnx_path))
@@ -78,6 +86,10 @@ def export_openvino(net: torch.nn.Module, task, ckpt: dict, args: Settings, out:
             f"exported {out} (+ {out.with_suffix('.bin').name}, {size:.1f} MB): OpenVINO {ov.__version__} CPU vs "
             f"PyTorch difference {diff:.2e} (max |diff| / max(1, max |output|); tolerance {tol:g})"
         )
+    if args.int8:
+        from visionkit.export.openvino_int8 import quantize_openvino
+
+        return quantize_openvino(out, task, ckpt, args, score_file)
     return out
 
 
@@ -107,4 +119,4 @@ class OpenVinoWriter:
     defaults = {"batch": 1}
 
     def write(self, net, task, ckpt: dict, args: Settings, out: Path, score_file) -> Path:
-        return export_openvino(net, task, ckpt, args, out, batch=int(args.batch))
+        return export_openvino(net, task, ckpt, args, out, batch=int(args.batch), score_file=score_file)

@@ -42,7 +42,7 @@ class OpenVinoModel(ExportedModel):
             model = core.read_model(str(path))
         except Exception as e:
             raise CheckpointError(f"OpenVINO cannot read '{path}': {str(e).splitlines()[0]}") from e
-        raw = _metadata(model)
+        raw = file_metadata(model)
         try:
             self.meta = OnnxModel._meta(raw, overrides or {}, path)
         except (ValueError, TypeError, KeyError) as e:
@@ -78,7 +78,7 @@ class OpenVinoModel(ExportedModel):
         return [np.asarray(result[o]) for o in self.compiled.outputs]
 
 
-def _metadata(model) -> dict[str, str]:
+def file_metadata(model) -> dict[str, str]:
     """The ``visionkit`` runtime-info section as a dict of strings (empty for a file visionkit did not write)."""
     if not model.has_rt_info([RT_SECTION]):
         return {}
