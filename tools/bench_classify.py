@@ -3,7 +3,10 @@
 < 20k parameters for mnist-tiny and < 8k for mnist-8k).
 
     python tools/bench_classify.py --data ../shared/data/mnist [--model mnist-8k] [--epochs 15] [--batch 128]
-                                   [--seeds 0 1 2 3 4] [--weight-decay 5e-4] [--label-smoothing 0]
+                                   [--seeds 0 1 2 3 4] [--weight-decay 5e-4] [--label-smoothing 0.1]
+                                   [--crop-scale 1.0] [--threads 1] [--workers 0]
+
+Unset keys take the model's course recipe (RECIPES below; docs/course.md).
 
 Prints parameters, epochs, seconds per epoch and test accuracy (the MNIST test set is the val split) of each seed:
 best.pt's and the last epoch's (best.pt is picked on the test set; the last epoch is not), then over the seeds
@@ -19,6 +22,11 @@ import tempfile
 import time
 
 TARGET = 0.994  # the course's test accuracy
+# each preset's course recipe (docs/course.md says which change carried which seed); flags override it
+RECIPES = {
+    "mnist-tiny": {"batch": 128, "lr0": 0.05, "label_smoothing": 0.0, "crop_scale": 1.0},
+    "mnist-8k": {"batch": 128, "lr0": 0.1, "label_smoothing": 0.1, "crop_scale": 1.0},
+}
 
 
 def train_once(a, seed: int) -> dict:
@@ -42,7 +50,9 @@ def train_once(a, seed: int) -> dict:
         scheduler="onecycle",
         weight_decay=a.weight_decay,
         label_smoothing=a.label_smoothing,
+        crop_scale=a.crop_scale,
         workers=a.workers,
+        threads=a.threads,
         device=a.device,
         project=project,
         name=f"seed{seed}",
@@ -79,18 +89,28 @@ def main() -> None:
         help="parameter budget to check (default: 8,000 for mnist-8k, else 20,000)",
     )
     ap.add_argument("--epochs", type=int, default=15)
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--lr0", type=float, default=0.05)
+    ap.add_argument("--batch", type=int, default=None, help="default: the model's course recipe (RECIPES)")
+    ap.add_argument("--lr0", type=float, default=None, help="default: the model's course recipe")
     ap.add_argument("--weight-decay", type=float, default=5e-4)
-    ap.add_argument("--label-smoothing", type=float, default=0.0)
+    ap.add_argument("--label-smoothing", type=float, default=None, help="default: the model's course recipe")
+    ap.add_argument("--crop-scale", type=float, default=None, help="zoom augmentation; default: the course recipe")
     # MNIST lives in memory and is augmented a whole batch at a time: worker processes would only add IPC
     ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: automatic, as train)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="one training per seed (e.g. --seeds 0 1 2 3 4)")
     ap.add_argument("--seed", type=int, default=None, help="one seed (the same as --seeds N)")
     ap.add_argument("--project", default=None, help="runs folder (default: a temporary folder)")
     a = ap.parse_args()
     seeds = [a.seed] if a.seed is not None else a.seeds
+    for key, value in RECIPES.get(a.model, RECIPES["mnist-tiny"]).items():
+        if getattr(a, key) is None:
+            setattr(a, key, value)
+    print(
+        f"recipe: batch {a.batch}, lr0 {a.lr0}, label smoothing {a.label_smoothing}, crop_scale {a.crop_scale}, "
+        f"weight decay {a.weight_decay}, {a.epochs} epochs, SGD + OneCycle",
+        flush=True,
+    )
 
     budget = a.max_params or (8_000 if a.model == "mnist-8k" else 20_000)
     runs = []
