@@ -65,7 +65,7 @@ def test_the_loss_sums_a_top_k_and_a_top_1_assignment():
     from visionkit.tasks.detect.loss import pad_targets
 
     gt_cls, gt_boxes, gt_valid = pad_targets(targets, 2, (64, 64), "cpu")
-    ltrb = dist.softmax(-1) @ net.head.bins
+    ltrb = net.head.distances(dist)
     boxes = torch.cat([points - ltrb[..., :2] * strides, points + ltrb[..., 2:] * strides], -1)
     _, _, fg, _ = e2e.one.assigner(logits.sigmoid(), boxes, points, gt_cls, gt_boxes, gt_valid)
     assert fg.sum(1).tolist() == [1, 1]
