@@ -307,3 +307,25 @@ def test_int8_onnx_refusals(classifier, tmp_path):
     with pytest.raises(UsageError, match="int8=True calibrates on real images: pass data="):
         bare.export(format="onnx", int8=True, verbose=False)
     assert not list(tmp_path.glob("*_int8.onnx")) and not list(tmp_path.glob("vk-int8-*"))
+
+
+def test_int8_keeps_the_last_weighted_layers_and_their_decoding_float():
+    """float_tail: the convs with no weighted layer after them, and what follows them, stay float; the body and a
+    layer feeding another weighted layer are quantised."""
+    from onnx import TensorProto, helper
+
+    from visionkit.export.onnx_int8 import float_tail
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [1, 1, 1, 1], [1.0])
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["a"], name="body"),
+        helper.make_node("Relu", ["a"], ["b"], name="act"),
+        helper.make_node("Conv", ["b", "w"], ["box"], name="box_out"),
+        helper.make_node("Conv", ["b", "w"], ["cls"], name="cls_out"),
+        helper.make_node("Softplus", ["box"], ["dist"], name="decode_box"),
+        helper.make_node("Sigmoid", ["cls"], ["score"], name="decode_cls"),
+        helper.make_node("Concat", ["dist", "score"], ["y"], name="table", axis=1),
+    ]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("x", "y")]
+    graph = helper.make_graph(nodes, "g", [io[0]], [io[1]], initializer=[w])
+    assert sorted(float_tail(helper.make_model(graph))) == ["box_out", "cls_out", "decode_box", "decode_cls", "table"]

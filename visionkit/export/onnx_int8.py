@@ -1,6 +1,7 @@
 """int8 ONNX files: static post-training quantisation of the checked float file with onnxruntime's own tools (QDQ
 format; int8 weights, one scale per output channel; int8 activations whose ranges are calibrated on the model's own
-images, prepared as predict prepares them), written beside the float file as ``<name>_int8.onnx``.
+images, prepared as predict prepares them; the last weighted layers and the decoding after them stay float, see
+``float_tail``), written beside the float file as ``<name>_int8.onnx``.
 
 An int8 file cannot match PyTorch to 1e-3, so it is judged by what it is for: the task's metric on the validation
 split against the float file's (when the data is known), and its latency against the float file's (batch as
@@ -109,6 +110,7 @@ def quantize_onnx(float_path: Path, task, ckpt: dict, args: Settings, score_file
                     activation_type=QuantType.QUInt8,  # u8 activations, s8 weights: x86's fast int8 path
                     weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax,
+                    nodes_to_exclude=float_tail(onnx.load(str(prepared), load_external_data=False)),
                 )
         except Exception as e:
             raise ExportError(f"onnxruntime could not quantise '{float_path}': {type(e).__name__}: {e}") from e
@@ -148,6 +150,28 @@ def _quiet_root_logger():
         yield
     finally:
         root.setLevel(level)
+
+
+WEIGHTED_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
+
+
+def float_tail(model) -> list[str]:
+    """The nodes kept in float: the last weighted layers (no weighted layer after them) and everything after them.
+    These are the raw outputs (box distances, logits, depth) and their decoding: a uint8 grid over a box distance's
+    whole range moves a box by pixels, while the layers are a sliver of the compute. The body stays int8."""
+    nodes = list(model.graph.node)
+    consumers: dict[str, list[int]] = {}
+    for i, node in enumerate(nodes):
+        for name in node.input:
+            consumers.setdefault(name, []).append(i)
+    feeds_weighted = [False] * len(nodes)  # a weighted layer lies downstream of the node's outputs
+    for i in reversed(range(len(nodes))):  # ONNX lists nodes in topological order: consumers come later
+        feeds_weighted[i] = any(
+            nodes[j].op_type in WEIGHTED_OPS or feeds_weighted[j]
+            for out in nodes[i].output
+            for j in consumers.get(out, [])
+        )
+    return [node.name for node, feeds in zip(nodes, feeds_weighted) if node.name and not feeds]
 
 
 def _prepared(float_path: Path, out: Path) -> Path:
