@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "export.onnx_int8": 3,
     "export.samples": 3,
     "export.openvino": 3,
+    "export.openvino_int8": 3,
     "api": 4,
     "cli": 5,
     "serve": 5,
