@@ -15,6 +15,12 @@ from visionkit.tasks.detect.loss import DetectionLoss, EndToEndLoss
 from visionkit.tasks.detect.task import nms, top_detections
 
 
+def farthest_match(a: np.ndarray, b: np.ndarray) -> float:
+    """The largest distance (max over coordinates) from a box of ``a`` to its nearest box of ``b``: two runtimes may
+    rank near-tied scores either way, which reorders the boxes without moving them."""
+    return float(np.abs(a[:, None] - b[None]).max(-1).min(1).max())
+
+
 def _net():
     torch.manual_seed(0)
     return build_model({**Model("yolo-n-e2e").config, "num_classes": 3})
@@ -99,7 +105,7 @@ def test_train_val_predict_and_onnx_without_nms(shapes_root, tmp_path):
     for t, o in zip(torch_results, onnx_results, strict=True):
         assert len(t["detections"]) == len(o["detections"]) > 0
         tb, ob = (np.array([d["box"] for d in r["detections"]]) for r in (t, o))
-        assert np.abs(tb - ob).max() < 0.05
+        assert farthest_match(tb, ob) < 0.05 and farthest_match(ob, tb) < 0.05
     assert json.loads(meta["outputs"]) == ["boxes", "scores"]
 
 
@@ -141,4 +147,4 @@ def test_final_detections_in_the_onnx_graph(shapes_root, tmp_path):
     for t, o in zip(m.predict(images, **kw), Model(str(path)).predict(images, **kw), strict=True):
         assert len(t["detections"]) == len(o["detections"]) > 0
         tb, ob = (np.array([d["box"] for d in r["detections"]]) for r in (t, o))
-        assert np.abs(tb - ob).max() < 0.05
+        assert farthest_match(tb, ob) < 0.05 and farthest_match(ob, tb) < 0.05
