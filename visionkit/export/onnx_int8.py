@@ -48,7 +48,7 @@ def calibration_files(task, args: Settings, ckpt: dict) -> list[Path]:
     return files[::step][:n]
 
 
-class _Batches:
+class CalibrationBatches:
     """onnxruntime's CalibrationDataReader protocol: ``get_next()`` → {"images": batch} or None at the end."""
 
     def __init__(self, task, files: list[Path], meta: dict):
@@ -72,6 +72,27 @@ class _Batches:
         raise NotImplementedError
 
 
+def input_meta(props: dict[str, str]) -> dict:
+    """What calibration and timing need from a file's visionkit metadata: input size, channels, normalisation."""
+    return {
+        "imgsz": int(props["imgsz"]),
+        "in_channels": int(props["in_channels"]),
+        "mean": json.loads(props["mean"]),
+        "std": json.loads(props["std"]),
+        "batch": int(props.get("batch", 1)),
+    }
+
+
+def int8_record(files: list[Path], change: str, latency: dict[str, float]) -> dict[str, str]:
+    """The metadata an int8 file carries about how it was made and judged."""
+    return {
+        "precision": "int8",
+        "calibration_images": str(len(files)),
+        "int8_metric_change": change,
+        "latency_ms": json.dumps({k: round(v, 3) for k, v in latency.items()}),
+    }
+
+
 def quantize_onnx(float_path: Path, task, ckpt: dict, args: Settings, score_file=None) -> Path:
     """Write and judge ``<float>_int8.onnx`` from the checked float file; returns its path."""
     import onnx
@@ -88,13 +109,7 @@ def quantize_onnx(float_path: Path, task, ckpt: dict, args: Settings, score_file
         )
     float_model = onnx.load(str(float_path), load_external_data=False)
     props = {p.key: p.value for p in float_model.metadata_props}
-    meta = {
-        "imgsz": int(props["imgsz"]),
-        "in_channels": int(props["in_channels"]),
-        "mean": json.loads(props["mean"]),
-        "std": json.loads(props["std"]),
-        "batch": int(props.get("batch", 1)),
-    }
+    meta = input_meta(props)
     out = int8_path(float_path)
     with tempfile.TemporaryDirectory(prefix="vk-int8-", dir=out.parent) as tmp:
         quantized = Path(tmp) / out.name
@@ -104,7 +119,7 @@ def quantize_onnx(float_path: Path, task, ckpt: dict, args: Settings, score_file
                 quantize_static(
                     str(prepared),
                     str(quantized),
-                    _Batches(task, files, meta),
+                    CalibrationBatches(task, files, meta),
                     quant_format=QuantFormat.QDQ,
                     per_channel=True,
                     activation_type=QuantType.QUInt8,  # u8 activations, s8 weights: x86's fast int8 path
@@ -118,13 +133,7 @@ def quantize_onnx(float_path: Path, task, ckpt: dict, args: Settings, score_file
         change = metric_change(float_path, quantized, args, ckpt, score_file) if score_file else ""
         model = onnx.load(str(quantized))
         del model.metadata_props[:]
-        extra = {
-            "precision": "int8",
-            "calibration_images": str(len(files)),
-            "int8_metric_change": change,
-            "latency_ms": json.dumps({k: round(v, 3) for k, v in latency.items()}),
-        }
-        for k, v in {**props, **extra}.items():
+        for k, v in {**props, **int8_record(files, change, latency)}.items():
             model.metadata_props.add(key=k, value=v)
         onnx.save(model, str(quantized))
         shutil.move(str(quantized), str(out))  # same folder: a rename, never a half-written file at `out`

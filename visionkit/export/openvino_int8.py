@@ -8,7 +8,6 @@ is known) and OpenVINO's latency against the float file's, both printed and kept
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import statistics
@@ -20,7 +19,14 @@ import numpy as np
 
 from visionkit.cfg import Settings
 from visionkit.errors import ExportError, UsageError
-from visionkit.export.onnx_int8 import LATENCY_CALLS, _Batches, calibration_files, int8_path
+from visionkit.export.onnx_int8 import (
+    LATENCY_CALLS,
+    CalibrationBatches,
+    calibration_files,
+    input_meta,
+    int8_path,
+    int8_record,
+)
 from visionkit.export.samples import metric_change
 from visionkit.runtime.openvino_backend import CPU_CONFIG, RT_SECTION, file_metadata
 
@@ -50,14 +56,8 @@ def quantize_openvino(float_path: Path, task, ckpt: dict, args: Settings, score_
     core = ov.Core()
     model = core.read_model(str(float_path))
     props = file_metadata(model)
-    meta = {
-        "imgsz": int(props["imgsz"]),
-        "in_channels": int(props["in_channels"]),
-        "mean": json.loads(props["mean"]),
-        "std": json.loads(props["std"]),
-        "batch": int(props.get("batch", 1)),
-    }
-    reader = _Batches(task, files, meta)
+    meta = input_meta(props)
+    reader = CalibrationBatches(task, files, meta)
     batches = list(iter(lambda: reader.get_next(), None))
     out = float_path.with_name(int8_path(float_path).with_suffix(".xml").name)
     with tempfile.TemporaryDirectory(prefix="vk-openvino-int8-", dir=out.parent) as tmp:
@@ -75,13 +75,7 @@ def quantize_openvino(float_path: Path, task, ckpt: dict, args: Settings, score_
         latency = {"float": _latency(core, float_path, meta), "int8": _latency(core, written, meta)}
         change = metric_change(float_path, written, args, ckpt, score_file) if score_file else ""
         final = core.read_model(str(written))
-        extra = {
-            "precision": "int8",
-            "calibration_images": str(len(files)),
-            "int8_metric_change": change,
-            "latency_ms": json.dumps({k: round(v, 3) for k, v in latency.items()}),
-        }
-        for key, value in {**props, **extra}.items():
+        for key, value in {**props, **int8_record(files, change, latency)}.items():
             final.set_rt_info(value, [RT_SECTION, key])
         tagged = Path(tmp) / "tagged" / out.name
         tagged.parent.mkdir()
