@@ -143,6 +143,8 @@ class Model:
         for part in ("backbone", "neck", "head"):
             if args[part]:
                 cfg[part] = {"name": args[part]}
+        if args.act:
+            cfg["act"] = args.act
         if getattr(self._net, "fixed_size", False):
             args.rect = False  # a static ONNX file takes its square size only
         return args

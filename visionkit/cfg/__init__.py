@@ -37,6 +37,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("auto", "sgd", "adamw", "adam"),
     "scheduler": ("cosine", "linear", "onecycle", "constant"),
     "split": ("train", "val", "test"),
+    "act": ("silu", "relu", "relu6", "hardswish"),  # visionkit.models.layers.ACTIVATIONS (kept torch-free here)
 }
 # keys that accept a bool or a string (resume=True or resume=path/last.pt)
 BOOL_OR_STR = {"resume", "cache"}
@@ -272,7 +273,16 @@ def _coerce(key: str, value: Any, default: Any, rule: Range | Numbers | tuple[st
         raise UsageError(
             bad + f"{key} has no 'decided elsewhere' value; give a value like the default, {key}={json.dumps(default)}"
         )
-    if value is None or default is None:
+    if value is None:
+        return value
+    if isinstance(default, str) or (default is None and isinstance(rule, tuple)):  # act=relu: null until chosen
+        value = str(value) if not isinstance(value, (list, dict)) else value
+        if isinstance(rule, tuple) and value not in rule:
+            close = difflib.get_close_matches(str(value), rule, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise UsageError(bad + f"choose one of {', '.join(rule)}.{hint}")
+        return value
+    if default is None:
         return value
     if key in BOOL_OR_CHOICE:
         if isinstance(value, bool) or value in BOOL_OR_CHOICE[key]:
@@ -294,13 +304,6 @@ def _coerce(key: str, value: Any, default: Any, rule: Range | Numbers | tuple[st
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UsageError(bad + "expected a number")
         return float(value)
-    if isinstance(default, str):
-        value = str(value) if not isinstance(value, (list, dict)) else value
-        if isinstance(rule, tuple) and value not in rule:
-            close = difflib.get_close_matches(str(value), rule, n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise UsageError(bad + f"choose one of {', '.join(rule)}.{hint}")
-        return value
     return value
 
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from visionkit.errors import UsageError
 from visionkit.limits import DEFAULT_IN_CHANNELS, MAX_CLASSES, MAX_IN_CHANNELS
+from visionkit.models.layers import ACTIVATIONS, replace_silu
 from visionkit.registry import REGISTRY
 
 
@@ -89,6 +90,8 @@ class VisionModel(nn.Module):
             num_classes=cfg["num_classes"],
             **hd,
         )
+        if cfg.get("act") not in (None, "silu"):  # the parts are built with SiLU; `act` swaps it model-wide
+            replace_silu(self, ACTIVATIONS[cfg["act"]])
 
     def forward(self, x: torch.Tensor):
         return self.head(self.neck(self.backbone(x)))
@@ -115,6 +118,11 @@ def normalize_config(config: dict) -> dict:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
             raise UsageError(f"model config {key}={value!r}: expected an integer in 1..{high}")
         cfg[key] = value
+    if cfg.get("act") is not None and cfg["act"] not in ACTIVATIONS:
+        raise UsageError(
+            f"model config act={cfg['act']!r}: expected one of {', '.join(ACTIVATIONS)} (the activation that "
+            f"replaces SiLU throughout the model), or leave it out"
+        )
     return cfg
 
 

@@ -47,6 +47,29 @@ class DepthwiseSeparableConv(nn.Sequential):
         )
 
 
+# the activations a model config's ``act`` may name; visionkit's own layers use SiLU, and ``act`` replaces it
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "silu": nn.SiLU,
+    "relu": nn.ReLU,
+    "relu6": nn.ReLU6,
+    "hardswish": nn.Hardswish,
+}
+
+
+def replace_silu(module: nn.Module, act: type[nn.Module]) -> int:
+    """Swap every ``nn.SiLU`` inside ``module`` for a fresh ``act()``; returns how many were swapped. ReLU costs
+    nothing at inference (onnxruntime, OpenVINO and TFLite fold it into the conv before it, in float and in int8),
+    while SiLU is a sigmoid and a product per value, and in an int8 file two more requantised ops per conv."""
+    count = 0
+    for name, child in module.named_children():
+        if isinstance(child, nn.SiLU):
+            setattr(module, name, act())
+            count += 1
+        else:
+            count += replace_silu(child, act)
+    return count
+
+
 def make_divisible(value: float, divisor: int = 8) -> int:
     """Round channel counts to a multiple of ``divisor`` (never below it)."""
     return max(divisor, int(value + divisor / 2) // divisor * divisor)
