@@ -329,3 +329,28 @@ def test_int8_keeps_the_last_weighted_layers_and_their_decoding_float():
     io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("x", "y")]
     graph = helper.make_graph(nodes, "g", [io[0]], [io[1]], initializer=[w])
     assert sorted(float_tail(helper.make_model(graph))) == ["box_out", "cls_out", "decode_box", "decode_cls", "table"]
+
+
+def test_int8_keeps_the_stem_that_reads_the_image_float():
+    """float_stem: the weighted layers that read the image (through unweighted ops only) and those ops stay float;
+    the layers after the stem, and a constant branch that never reads the image, are left to the quantiser."""
+    from onnx import TensorProto, helper
+
+    from visionkit.export.onnx_int8 import float_ends, float_stem
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [1, 1, 1, 1], [1.0])
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["xt"], name="layout", perm=[0, 1, 3, 2]),
+        helper.make_node("Conv", ["xt", "w"], ["a"], name="stem"),
+        helper.make_node("Relu", ["a"], ["b"], name="stem_act"),
+        helper.make_node("Conv", ["b", "w"], ["c"], name="body"),
+        helper.make_node(
+            "Constant", [], ["k"], name="const", value=helper.make_tensor("v", TensorProto.FLOAT, [], [2.0])
+        ),
+        helper.make_node("Mul", ["c", "k"], ["d"], name="scale"),
+        helper.make_node("Conv", ["d", "w"], ["y"], name="out"),
+    ]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("x", "y")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [io[0]], [io[1]], initializer=[w]))
+    assert sorted(float_stem(model)) == ["layout", "stem"]
+    assert sorted(float_ends(model)) == ["layout", "out", "stem"]

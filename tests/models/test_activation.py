@@ -13,7 +13,7 @@ from visionkit.registry import REGISTRY
 
 
 def config(**extra) -> dict:
-    cfg = REGISTRY.build("model", "yolo-p-e2e")
+    cfg = REGISTRY.build("model", "yolo-n-e2e")
     cfg.update(num_classes=3, **extra)
     return cfg
 
@@ -83,3 +83,7 @@ def test_act_setting_overrides_the_preset_for_a_run():
     model._args({"act": "relu"})  # what train/val/export resolve their keys with
     assert model.config["act"] == "relu"
     assert count(build_model({**model.config, "num_classes": 3}), nn.SiLU) == 0
+
+
+def test_the_fastest_preset_runs_on_relu():
+    assert count(build_model({**REGISTRY.build("model", "yolo-p-e2e"), "num_classes": 3}), nn.SiLU) == 0

@@ -1,7 +1,7 @@
 """int8 ONNX files: static post-training quantisation of the checked float file with onnxruntime's own tools (QDQ
 format; int8 weights, one scale per output channel; int8 activations whose ranges are calibrated on the model's own
-images, prepared as predict prepares them; the last weighted layers and the decoding after them stay float, see
-``float_tail``), written beside the float file as ``<name>_int8.onnx``.
+images, prepared as predict prepares them; the stem that reads the image, the last weighted layers and the decoding
+after them stay float, see ``float_ends``), written beside the float file as ``<name>_int8.onnx``.
 
 An int8 file cannot match PyTorch to 1e-3, so it is judged by what it is for: the task's metric on the validation
 split against the float file's (when the data is known), and its latency against the float file's (batch as
@@ -125,7 +125,7 @@ def quantize_onnx(float_path: Path, task, ckpt: dict, args: Settings, score_file
                     activation_type=QuantType.QUInt8,  # u8 activations, s8 weights: x86's fast int8 path
                     weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax,
-                    nodes_to_exclude=float_tail(onnx.load(str(prepared), load_external_data=False)),
+                    nodes_to_exclude=float_ends(onnx.load(str(prepared), load_external_data=False)),
                 )
         except Exception as e:
             raise ExportError(f"onnxruntime could not quantise '{float_path}': {type(e).__name__}: {e}") from e
@@ -181,6 +181,40 @@ def float_tail(model) -> list[str]:
             for j in consumers.get(out, [])
         )
     return [node.name for node, feeds in zip(nodes, feeds_weighted) if node.name and not feeds]
+
+
+def float_stem(model) -> list[str]:
+    """The nodes kept in float at the input: the first weighted layers (no weighted layer before them) and what
+    leads to them. They read the image itself, a handful of channels at full size: int8 kernels are slow there
+    (onnxruntime's int8 stem conv took twice its float time, plus quantising the image), and the image's ranges
+    are where one scale per tensor loses most."""
+    nodes = list(model.graph.node)
+    producer = {out: i for i, node in enumerate(nodes) for out in node.output}
+    after_weighted = [False] * len(nodes)  # a weighted layer lies upstream of the node's inputs
+    for i, node in enumerate(nodes):  # topological order: producers come first
+        after_weighted[i] = any(
+            nodes[j].op_type in WEIGHTED_OPS or after_weighted[j]
+            for name in node.input
+            if (j := producer.get(name)) is not None
+        )
+    reads_input = _reachable_from({i.name for i in model.graph.input}, nodes)
+    return [node.name for i, node in enumerate(nodes) if node.name and not after_weighted[i] and reads_input[i]]
+
+
+def _reachable_from(names: set[str], nodes) -> list[bool]:
+    """Per node: whether one of ``names`` (graph inputs) flows into it."""
+    live, out = set(names), []
+    for node in nodes:
+        hit = any(name in live for name in node.input)
+        if hit:
+            live.update(node.output)
+        out.append(hit)
+    return out
+
+
+def float_ends(model) -> list[str]:
+    """The nodes int8 files keep in float: the stem (``float_stem``) and the tail (``float_tail``)."""
+    return float_stem(model) + float_tail(model)
 
 
 def _prepared(float_path: Path, out: Path) -> Path:
