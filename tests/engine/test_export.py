@@ -68,6 +68,20 @@ def test_classifier_export_and_onnxruntime_backend(classifier, shapes_root, tmp_
         assert np.allclose([t["score"] for t in x["top"]], [t["score"] for t in y["top"]], atol=1e-4)
 
 
+def test_onnx_backend_follows_the_threads_it_is_run_with(classifier):
+    """threads= (predict, val, benchmark) sets torch's count; onnxruntime fixes its own per session, so the backend
+    remakes the session when the two differ: benchmark's threads=1 is timed on one thread."""
+    from visionkit.engine.threads import use_threads
+
+    backend = Model(str(classifier.export(format="onnx", verbose=False))).net
+    x = torch.rand(1, 3, 32, 32)
+    for n in (1, 2, 1):
+        with use_threads(n):
+            out = backend(x)
+        assert backend.session.get_session_options().intra_op_num_threads == n
+        assert out.shape == (1, len(classifier.ckpt["names"]))
+
+
 def test_detector_export_matches_pytorch_on_both_backends(detector, shapes_root, tmp_path):
     path = detector.export(dynamic=True, verbose=False)
     ort_model = Model(str(path))

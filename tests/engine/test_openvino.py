@@ -49,6 +49,16 @@ def test_openvino_file_matches_pytorch_and_onnx(detector, shapes_root, tmp_path)
         assert np.abs(boxes[0] - boxes[1]).max() < 0.01
 
 
+def test_openvino_backend_follows_the_threads_it_is_run_with(detector):
+    from visionkit.engine.threads import use_threads
+
+    backend = Model(str(detector.export(format="openvino", verbose=False))).net
+    for n in (1, 2):
+        with use_threads(n):
+            backend(torch.rand(1, 3, 64, 64))
+        assert int(backend.compiled.get_property("INFERENCE_NUM_THREADS")) == n
+
+
 def test_openvino_with_nms_in_the_graph(detector, shapes_root):
     path = detector.export(format="openvino", nms=True, conf=0.01, verbose=False)
     results = Model(str(path)).predict(str(shapes_root / "images/val"), conf=0.01, verbose=False, save=False)

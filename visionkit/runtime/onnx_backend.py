@@ -26,16 +26,16 @@ class OnnxModel(ExportedModel):
     suffix = ".onnx"  # the files this backend runs
 
     def __init__(self, path: str | Path, overrides: dict[str, Any] | None = None):
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401  (missing onnxruntime: an ImportError here, not a load error below)
 
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"ONNX file '{path}' does not exist")
+        self.path = path
         try:
-            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            self._open_session(torch.get_num_threads())
         except Exception as e:
             raise CheckpointError(f"onnxruntime cannot load '{path}': {e}") from e
-        self.path = path
         raw = self.session.get_modelmeta().custom_metadata_map
         try:
             self.meta = self._meta(raw, overrides or {}, path)
@@ -107,7 +107,19 @@ class OnnxModel(ExportedModel):
                 f"'{path}': its metadata says imgsz={meta['imgsz']} but the graph takes {shape[2]}×{shape[3]} images"
             )
 
+    def _open_session(self, threads: int) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        self.threads = threads
+
     def __call__(self, x: torch.Tensor):
+        # onnxruntime fixes a session's threads when it is made; predict, val and benchmark set torch's count
+        # (threads=), so the session follows it
+        if torch.get_num_threads() != self.threads:
+            self._open_session(torch.get_num_threads())
         half = self.session.get_inputs()[0].type == "tensor(float16)"  # exported with half=True
         x = x.detach().cpu().numpy().astype(np.float16 if half else np.float32)
         dim = self.session.get_inputs()[0].shape[0]

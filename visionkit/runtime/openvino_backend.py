@@ -50,14 +50,21 @@ class OpenVinoModel(ExportedModel):
         shape = model.inputs[0].get_partial_shape()
         self.batch = shape[0].get_length() if shape[0].is_static else None
         self.fixed = all(d.is_static for d in list(shape)[2:])
-        self.compiled = core.compile_model(model, "CPU", CPU_CONFIG)  # fp32, as the file was checked
-        self.path = path
+        self.core, self.model, self.path = core, model, path
+        self._compile(torch.get_num_threads())
+
+    def _compile(self, threads: int) -> None:
+        config = {**CPU_CONFIG, "INFERENCE_NUM_THREADS": threads}  # fp32, as the file was checked
+        self.compiled = self.core.compile_model(self.model, "CPU", config)
+        self.threads = threads
 
     @property
     def fixed_size(self) -> bool:
         return self.fixed
 
     def __call__(self, x: torch.Tensor):
+        if torch.get_num_threads() != self.threads:  # threads= of predict, val and benchmark, as for ONNX files
+            self._compile(torch.get_num_threads())
         x = x.detach().cpu().numpy().astype(np.float32)
         if self.batch is None or len(x) == self.batch:
             outs = self._run(x)
