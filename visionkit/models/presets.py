@@ -7,13 +7,15 @@ from visionkit.registry import register
 
 @register("model", "mnist-tiny")
 def mnist_tiny() -> dict:
-    """Course MNIST net, < 20k parameters, 28×28 grey digits."""
+    """Course MNIST net, < 20k parameters (17,521), 28×28 grey digits."""
+    # width 19 (from 16, 13,034 parameters): the budget spent on width took the worst of five seeds from 99.39 %
+    # to >= 99.4 % (docs/course.md)
     return {
         "task": "classify",
         "imgsz": 28,
         "in_channels": 1,
         "num_classes": 10,
-        "backbone": {"name": "mnist_net", "out_strides": [4]},
+        "backbone": {"name": "mnist_net", "out_strides": [4], "width": 19},
         "head": {"name": "linear"},
     }
 
