@@ -56,18 +56,15 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def replace_silu(module: nn.Module, act: type[nn.Module]) -> int:
-    """Swap every ``nn.SiLU`` inside ``module`` for a fresh ``act()``; returns how many were swapped. ReLU costs
-    nothing at inference (onnxruntime, OpenVINO and TFLite fold it into the conv before it, in float and in int8),
-    while SiLU is a sigmoid and a product per value, and in an int8 file two more requantised ops per conv."""
-    count = 0
+def replace_silu(module: nn.Module, act: type[nn.Module]) -> None:
+    """Swap every ``nn.SiLU`` inside ``module`` for a fresh ``act()``. ReLU costs nothing at inference (onnxruntime,
+    OpenVINO and TFLite fold it into the conv before it, in float and in int8), while SiLU is a sigmoid and a
+    product per value, and in an int8 file two more requantised ops per conv."""
     for name, child in module.named_children():
         if isinstance(child, nn.SiLU):
             setattr(module, name, act())
-            count += 1
         else:
-            count += replace_silu(child, act)
-    return count
+            replace_silu(child, act)
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
