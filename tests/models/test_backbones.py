@@ -79,3 +79,17 @@ def test_a_backbone_that_declares_the_wrong_channels_fails_at_build():
             build_model(config)
     finally:
         REGISTRY._items["backbone"].pop("liar_net")  # other tests list the registered backbones
+
+
+@pytest.mark.parametrize("name", ["mnist_net", "mnist_lean"])
+def test_course_nets_place_batch_norm_before_or_after_the_relu(name):
+    nets = {order: build("backbone", name, bn_order=order) for order in ("relu-bn", "bn-relu")}
+    count = {order: sum(p.numel() for p in net.parameters()) for order, net in nets.items()}
+    assert count["relu-bn"] == count["bn-relu"]  # the same layers in another order
+    first = {order: [type(m).__name__ for m in net.stages[0][0]][:3] for order, net in nets.items()}
+    assert first == {"relu-bn": ["Conv2d", "ReLU", "BatchNorm2d"], "bn-relu": ["Conv2d", "BatchNorm2d", "ReLU"]}
+    x = torch.randn(2, 1, 28, 28)
+    assert (nets["bn-relu"].eval()(x)[-1] >= 0).all()  # a ReLU is the last thing each unit does
+    assert (nets["relu-bn"].train()(x)[-1] < 0).any()  # batch statistics centre what the ReLU cut
+    with pytest.raises(UsageError, match="bn_order='bn_relu'"):
+        build("backbone", name, bn_order="bn_relu")

@@ -3,6 +3,8 @@ net."""
 
 from __future__ import annotations
 
+import functools
+
 from torch import nn
 
 from visionkit.errors import UsageError
@@ -10,15 +12,24 @@ from visionkit.models.backbones.base import StagedBackbone
 from visionkit.models.layers import ConvBNAct, DepthwiseSeparableConv
 from visionkit.registry import register
 
+BN_ORDERS = ("relu-bn", "bn-relu")
 
-def _conv(c_in: int, c_out: int, dropout: float, k: int = 3) -> nn.Sequential:
-    # the course's unit: conv → ReLU → BN → dropout
+
+def _unit(c_in: int, c_out: int, dropout: float, k: int = 3, bn_order: str = "relu-bn") -> nn.Sequential:
+    """The course's unit: conv → ReLU → BN → dropout, or with ``bn_order='bn-relu'`` conv → BN → ReLU → dropout
+    (the order of ResNet and most nets since: BN normalises what the ReLU cuts)."""
+    act_norm = [nn.ReLU(), nn.BatchNorm2d(c_out)]
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False),
-        nn.ReLU(),
-        nn.BatchNorm2d(c_out),
+        *(act_norm if bn_order == "relu-bn" else act_norm[::-1]),
         nn.Dropout2d(dropout) if dropout else nn.Identity(),
     )
+
+
+def _check_bn_order(name: str, bn_order: str) -> str:
+    if bn_order not in BN_ORDERS:
+        raise UsageError(f"{name}: bn_order={bn_order!r} is not one of {', '.join(BN_ORDERS)}")
+    return bn_order
 
 
 class MNISTNet(StagedBackbone):
@@ -27,22 +38,25 @@ class MNISTNet(StagedBackbone):
     28×28 → (stride 1) 28 → (stride 2) 14 → (stride 4) 7. About 13k parameters with the default widths.
     """
 
-    def __init__(self, out_strides=None, in_channels: int = 1, width: int = 16, dropout: float = 0.05):
+    def __init__(
+        self, out_strides=None, in_channels: int = 1, width: int = 16, dropout: float = 0.05, bn_order: str = "relu-bn"
+    ):
         c = width
+        unit = functools.partial(_unit, bn_order=_check_bn_order("mnist_net", bn_order))
         stages = [
-            nn.Sequential(_conv(in_channels, c // 2, dropout), _conv(c // 2, c, dropout)),
+            nn.Sequential(unit(in_channels, c // 2, dropout), unit(c // 2, c, dropout)),
             nn.Sequential(
                 nn.MaxPool2d(2, ceil_mode=True),
-                _conv(c, c // 2, 0, k=1),  # transition
-                _conv(c // 2, c, dropout),
-                _conv(c, c, dropout),
+                unit(c, c // 2, 0, k=1),  # transition
+                unit(c // 2, c, dropout),
+                unit(c, c, dropout),
             ),
             nn.Sequential(
                 nn.MaxPool2d(2, ceil_mode=True),
-                _conv(c, c // 2, 0, k=1),
-                _conv(c // 2, c, dropout),
-                _conv(c, c + c // 4, dropout),
-                _conv(c + c // 4, c + c // 4, 0),
+                unit(c, c // 2, 0, k=1),
+                unit(c // 2, c, dropout),
+                unit(c, c + c // 4, dropout),
+                unit(c + c // 4, c + c // 4, 0),
             ),
         ]
         super().__init__(stages, [1, 2, 4], [c, c, c + c // 4], out_strides, in_channels, "mnist_net")
@@ -64,7 +78,9 @@ class MNISTLeanNet(StagedBackbone):
         widths: tuple[int, ...] = (8, 16, 12, 16, 14, 16),
         squeeze: tuple[int, ...] = (8, 10),
         dropout: float = 0.05,
+        bn_order: str = "relu-bn",
     ):
+        unit = functools.partial(_unit, bn_order=_check_bn_order("mnist_lean", bn_order))
         if len(widths) != 6 or len(squeeze) != 2:
             raise UsageError(
                 f"mnist_lean: widths needs 6 values (two 3×3 convs at each of 3 resolutions) and squeeze "
@@ -72,19 +88,19 @@ class MNISTLeanNet(StagedBackbone):
             )
         w, q = widths, squeeze
         stages = [
-            nn.Sequential(_conv(in_channels, w[0], dropout), _conv(w[0], w[1], dropout)),
+            nn.Sequential(unit(in_channels, w[0], dropout), unit(w[0], w[1], dropout)),
             nn.Sequential(
                 nn.MaxPool2d(2, ceil_mode=True),
-                _conv(w[1], q[0], 0, k=1),
-                _conv(q[0], w[2], dropout),
-                _conv(w[2], w[3], dropout),
+                unit(w[1], q[0], 0, k=1),
+                unit(q[0], w[2], dropout),
+                unit(w[2], w[3], dropout),
             ),
             # no dropout on the last conv: its channels are all the linear head sees
             nn.Sequential(
                 nn.MaxPool2d(2, ceil_mode=True),
-                _conv(w[3], q[1], 0, k=1),
-                _conv(q[1], w[4], dropout),
-                _conv(w[4], w[5], 0),
+                unit(w[3], q[1], 0, k=1),
+                unit(q[1], w[4], dropout),
+                unit(w[4], w[5], 0),
             ),
         ]
         super().__init__(stages, [1, 2, 4], [w[1], w[3], w[5]], out_strides, in_channels, "mnist_lean")
@@ -122,9 +138,11 @@ class CIFARDilatedNet(StagedBackbone):
 
 
 @register("backbone", "mnist_net")
-def mnist_net(*, out_strides=None, in_channels: int = 1, width: int = 16, dropout: float = 0.05) -> MNISTNet:
-    """Course MNIST net (strides 1, 2, 4)."""
-    return MNISTNet(out_strides, in_channels, width, dropout)
+def mnist_net(
+    *, out_strides=None, in_channels: int = 1, width: int = 16, dropout: float = 0.05, bn_order: str = "relu-bn"
+) -> MNISTNet:
+    """Course MNIST net (strides 1, 2, 4); ``bn_order``: 'relu-bn' (the course's unit) or 'bn-relu'."""
+    return MNISTNet(out_strides, in_channels, width, dropout, bn_order)
 
 
 @register("backbone", "mnist_lean")
@@ -135,9 +153,11 @@ def mnist_lean(
     widths: tuple[int, ...] = (8, 16, 12, 16, 14, 16),
     squeeze: tuple[int, ...] = (8, 10),
     dropout: float = 0.05,
+    bn_order: str = "relu-bn",
 ) -> MNISTLeanNet:
-    """Course MNIST net under 8k parameters (strides 1, 2, 4)."""
-    return MNISTLeanNet(out_strides, in_channels, tuple(widths), tuple(squeeze), dropout)
+    """Course MNIST net under 8k parameters (strides 1, 2, 4); ``bn_order``: 'relu-bn' (the course's unit) or
+    'bn-relu'."""
+    return MNISTLeanNet(out_strides, in_channels, tuple(widths), tuple(squeeze), dropout, bn_order)
 
 
 @register("backbone", "cifar_dilated")
