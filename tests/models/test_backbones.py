@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from visionkit.errors import UsageError
 from visionkit.registry import available, build
@@ -93,3 +94,20 @@ def test_course_nets_place_batch_norm_before_or_after_the_relu(name):
     assert (nets["relu-bn"].train()(x)[-1] < 0).any()  # batch statistics centre what the ReLU cut
     with pytest.raises(UsageError, match="bn_order='bn_relu'"):
         build("backbone", name, bn_order="bn_relu")
+
+
+@pytest.mark.parametrize("name", ["mnist_net", "mnist_lean"])
+def test_course_nets_take_another_activation_with_the_same_weights(name):
+    nets = {}
+    for act in ("relu", "silu"):
+        torch.manual_seed(0)
+        nets[act] = build("backbone", name, act=act, bn_order="bn-relu")
+    kinds = {act: [type(m) for m in net.modules()] for act, net in nets.items()}
+    assert kinds["silu"].count(nn.SiLU) == kinds["relu"].count(nn.ReLU) > 5 and nn.ReLU not in kinds["silu"]
+    # only the activation changed: same parameters, drawn in the same order from the seed
+    for (k, a), (_, b) in zip(nets["relu"].state_dict().items(), nets["silu"].state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    x = torch.randn(2, 1, 28, 28)
+    assert (nets["silu"].eval()(x)[-1] < 0).any()  # SiLU lets small negatives through, ReLU does not
+    with pytest.raises(UsageError, match=f"{name}: act='swish' is not one of silu, relu"):
+        build("backbone", name, act="swish")

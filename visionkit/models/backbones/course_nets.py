@@ -9,16 +9,19 @@ from torch import nn
 
 from visionkit.errors import UsageError
 from visionkit.models.backbones.base import StagedBackbone
-from visionkit.models.layers import ConvBNAct, DepthwiseSeparableConv
+from visionkit.models.layers import ACTIVATIONS, ConvBNAct, DepthwiseSeparableConv
 from visionkit.registry import register
 
 BN_ORDERS = ("relu-bn", "bn-relu")
 
 
-def _unit(c_in: int, c_out: int, dropout: float, k: int = 3, bn_order: str = "relu-bn") -> nn.Sequential:
+def _unit(
+    c_in: int, c_out: int, dropout: float, k: int = 3, bn_order: str = "relu-bn", act: str = "relu"
+) -> nn.Sequential:
     """The course's unit: conv → ReLU → BN → dropout, or with ``bn_order='bn-relu'`` conv → BN → ReLU → dropout
-    (the order of ResNet and most nets since: BN normalises what the ReLU cuts)."""
-    act_norm = [nn.ReLU(), nn.BatchNorm2d(c_out)]
+    (the order of ResNet and most nets since: BN normalises what the ReLU cuts). ``act`` swaps the ReLU for
+    another activation of ``ACTIVATIONS`` (SiLU: smooth, lets small negative values through)."""
+    act_norm = [ACTIVATIONS[act](), nn.BatchNorm2d(c_out)]
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False),
         *(act_norm if bn_order == "relu-bn" else act_norm[::-1]),
@@ -26,10 +29,13 @@ def _unit(c_in: int, c_out: int, dropout: float, k: int = 3, bn_order: str = "re
     )
 
 
-def _check_bn_order(name: str, bn_order: str) -> str:
+def _unit_maker(name: str, bn_order: str, act: str):
+    """``_unit`` with the net's order and activation, both checked (a bad value names the net and the key)."""
     if bn_order not in BN_ORDERS:
         raise UsageError(f"{name}: bn_order={bn_order!r} is not one of {', '.join(BN_ORDERS)}")
-    return bn_order
+    if act not in ACTIVATIONS:
+        raise UsageError(f"{name}: act={act!r} is not one of {', '.join(ACTIVATIONS)}")
+    return functools.partial(_unit, bn_order=bn_order, act=act)
 
 
 class MNISTNet(StagedBackbone):
@@ -39,10 +45,16 @@ class MNISTNet(StagedBackbone):
     """
 
     def __init__(
-        self, out_strides=None, in_channels: int = 1, width: int = 16, dropout: float = 0.05, bn_order: str = "relu-bn"
+        self,
+        out_strides=None,
+        in_channels: int = 1,
+        width: int = 16,
+        dropout: float = 0.05,
+        bn_order: str = "relu-bn",
+        act: str = "relu",
     ):
         c = width
-        unit = functools.partial(_unit, bn_order=_check_bn_order("mnist_net", bn_order))
+        unit = _unit_maker("mnist_net", bn_order, act)
         stages = [
             nn.Sequential(unit(in_channels, c // 2, dropout), unit(c // 2, c, dropout)),
             nn.Sequential(
@@ -79,8 +91,9 @@ class MNISTLeanNet(StagedBackbone):
         squeeze: tuple[int, ...] = (8, 10),
         dropout: float = 0.05,
         bn_order: str = "relu-bn",
+        act: str = "relu",
     ):
-        unit = functools.partial(_unit, bn_order=_check_bn_order("mnist_lean", bn_order))
+        unit = _unit_maker("mnist_lean", bn_order, act)
         if len(widths) != 6 or len(squeeze) != 2:
             raise UsageError(
                 f"mnist_lean: widths needs 6 values (two 3×3 convs at each of 3 resolutions) and squeeze "
@@ -139,10 +152,17 @@ class CIFARDilatedNet(StagedBackbone):
 
 @register("backbone", "mnist_net")
 def mnist_net(
-    *, out_strides=None, in_channels: int = 1, width: int = 16, dropout: float = 0.05, bn_order: str = "relu-bn"
+    *,
+    out_strides=None,
+    in_channels: int = 1,
+    width: int = 16,
+    dropout: float = 0.05,
+    bn_order: str = "relu-bn",
+    act: str = "relu",
 ) -> MNISTNet:
-    """Course MNIST net (strides 1, 2, 4); ``bn_order``: 'relu-bn' (the course's unit) or 'bn-relu'."""
-    return MNISTNet(out_strides, in_channels, width, dropout, bn_order)
+    """Course MNIST net (strides 1, 2, 4); ``bn_order``: 'relu-bn' (the course's unit) or 'bn-relu'; ``act``:
+    relu (the course's), silu, relu6 or hardswish."""
+    return MNISTNet(out_strides, in_channels, width, dropout, bn_order, act)
 
 
 @register("backbone", "mnist_lean")
@@ -154,10 +174,11 @@ def mnist_lean(
     squeeze: tuple[int, ...] = (8, 10),
     dropout: float = 0.05,
     bn_order: str = "relu-bn",
+    act: str = "relu",
 ) -> MNISTLeanNet:
     """Course MNIST net under 8k parameters (strides 1, 2, 4); ``bn_order``: 'relu-bn' (the course's unit) or
-    'bn-relu'."""
-    return MNISTLeanNet(out_strides, in_channels, tuple(widths), tuple(squeeze), dropout, bn_order)
+    'bn-relu'; ``act``: relu (the course's), silu, relu6 or hardswish."""
+    return MNISTLeanNet(out_strides, in_channels, tuple(widths), tuple(squeeze), dropout, bn_order, act)
 
 
 @register("backbone", "cifar_dilated")
