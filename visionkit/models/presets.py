@@ -24,13 +24,14 @@ def mnist_tiny() -> dict:
 def mnist_8k() -> dict:
     """Course MNIST net, < 8k parameters (7,750), 28×28 grey digits."""
     # no dropout: at 7.7k parameters the net underfits (train loss stays above val loss); rotation regularises.
-    # BN before the ReLU: over five seeds 99.44 % mean against 99.40 with the course's conv → ReLU → BN
+    # BN before the activation: over five seeds 99.44 % mean against 99.40 with the course's conv → ReLU → BN.
+    # SiLU for ReLU (no parameters): every one of seeds 0-4 >= 99.41 % at 1 and at 2 threads (docs/course.md)
     return {
         "task": "classify",
         "imgsz": 28,
         "in_channels": 1,
         "num_classes": 10,
-        "backbone": {"name": "mnist_lean", "out_strides": [4], "dropout": 0.0, "bn_order": "bn-relu"},
+        "backbone": {"name": "mnist_lean", "out_strides": [4], "dropout": 0.0, "bn_order": "bn-relu", "act": "silu"},
         "head": {"name": "linear"},
     }
 
