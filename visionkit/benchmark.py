@@ -65,7 +65,10 @@ def benchmark(**overrides: Any) -> list[dict[str, Any]]:
     save_dir = make_run_dir(args, task, "benchmark")
     verbose = bool(args.verbose)
     if verbose:
+        from visionkit.engine.cpu_features import cpu_features
+
         print(f"benchmark {args.model} ({task}) at imgsz {imgsz}: {', '.join(formats)}; data {data or 'none'}")
+        print(f"CPU: {cpu_features().describe()}")  # int8 formats pay only with an int8 dot-product instruction
     rows = []
     for name in formats:
         row = {"format": name, "file": "", "size_mb": None, "metric": "", "value": None}

@@ -6,7 +6,9 @@ after them stay float, see ``float_ends``), written beside the float file as ``<
 An int8 file cannot match PyTorch to 1e-3, so it is judged by what it is for: the task's metric on the validation
 split against the float file's (when the data is known), and its latency against the float file's (batch as
 exported, warm-up then the median of repeated calls, onnxruntime's default threads). Both are printed and kept in
-the file's metadata (``precision``, ``calibration_images``, ``int8_metric_change``, ``latency_ms``)."""
+the file's metadata (``precision``, ``calibration_images``, ``int8_metric_change``, ``latency_ms``, and
+``latency_cpu``: the CPU they were measured on, since the int8 gain depends on its instructions, see
+visionkit.engine.cpu_features)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from visionkit.cfg import Settings
+from visionkit.engine.cpu_features import CpuFeatures, cpu_features
 from visionkit.errors import ExportError, UsageError
 from visionkit.export.samples import metric_change, source_files, split_files
 
@@ -90,7 +93,31 @@ def int8_record(files: list[Path], change: str, latency: dict[str, float]) -> di
         "calibration_images": str(len(files)),
         "int8_metric_change": change,
         "latency_ms": json.dumps({k: round(v, 3) for k, v in latency.items()}),
+        "latency_cpu": cpu_features().describe(),
     }
+
+
+SLOW_INT8 = 0.8  # int8 / float latency above which the export explains why int8 bought little
+
+
+def speed_note(latency: dict[str, float], cpu: CpuFeatures | None = None) -> str:
+    """A line for the export's output when the int8 file is not much faster than the float one ("" otherwise):
+    without an int8 dot-product instruction the CPU is the reason, and keeping the float file is the advice."""
+    ratio = latency["int8"] / latency["float"]
+    if ratio <= SLOW_INT8:
+        return ""
+    cpu = cpu or cpu_features()
+    if cpu.int8_dot is None:
+        return (
+            f"note: int8 runs at ×{ratio:.2f} of float here because this CPU, {cpu.describe()}, multiplies int8 "
+            "no faster than float; the int8 file is smaller, not faster, on it. Deploy the float file on such "
+            "CPUs; int8 pays on CPUs with AVX-512 VNNI, AVX-VNNI, AMX or ARM's dot product (docs/export.md)"
+        )
+    return (
+        f"note: int8 runs at ×{ratio:.2f} of float on this CPU ({cpu.describe()}): small convolutions (under 16 "
+        "channels) and SiLU activations gain little in int8; act=relu and wider layers quantise better "
+        "(docs/export.md)"
+    )
 
 
 def quantize_onnx(float_path: Path, task, ckpt: dict, args: Settings, score_file=None) -> Path:
@@ -147,6 +174,8 @@ def quantize_onnx(float_path: Path, task, ckpt: dict, args: Settings, score_file
             f"exported {out} ({size}): int8 calibrated on {len(files)} image(s); {speed}"
             + (f"; {change}" if change else "; no validation data, so no metric change (pass data=)")
         )
+        if note := speed_note(latency):
+            print(note)
     return out
 
 

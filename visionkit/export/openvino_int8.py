@@ -4,7 +4,7 @@ loader as int8 ONNX files), written beside the float file as ``<name>_int8.xml``
 
 Judged as int8 ONNX files are: the task's metric on the validation split against the float file's (when the data
 is known) and OpenVINO's latency against the float file's, both printed and kept in the file's runtime info
-(``precision``, ``calibration_images``, ``int8_metric_change``, ``latency_ms``)."""
+(``precision``, ``calibration_images``, ``int8_metric_change``, ``latency_ms``, ``latency_cpu``)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from visionkit.export.onnx_int8 import (
     input_meta,
     int8_path,
     int8_record,
+    speed_note,
 )
 from visionkit.export.samples import metric_change
 from visionkit.runtime.openvino_backend import CPU_CONFIG, RT_SECTION, file_metadata
@@ -94,6 +95,8 @@ def quantize_openvino(float_path: Path, task, ckpt: dict, args: Settings, score_
             f"{len(files)} image(s); {speed}"
             + (f"; {change}" if change else "; no validation data, so no metric change (pass data=)")
         )
+        if note := speed_note(latency):
+            print(note)
     return out
 
 
