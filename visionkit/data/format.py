@@ -81,6 +81,9 @@ def load_data_yaml(path: str | Path) -> dict[str, Any]:
     base = Path(data.get("path") or ".")
     data["root"] = base if base.is_absolute() else (path.parent / base).resolve()
     data["yaml_file"] = str(path)
+    if data.get("path") is None:
+        _roboflow_splits(data)
+    _check_nc(data, path)
     for key in ("names", "classify_names"):
         if key in data and data[key] is not None:
             data[key] = names_list(data[key], path)
@@ -93,6 +96,42 @@ def load_data_yaml(path: str | Path) -> dict[str, Any]:
             f"{short_prefix(str(scale))}"
         )
     return data
+
+
+SPLIT_KEYS = ("train", "val", "test")
+
+
+def _roboflow_splits(data: dict[str, Any]) -> None:
+    """Roboflow's YOLO exports (the usual source of ready-made datasets) put data.yaml in the dataset folder, beside
+    train/, valid/ and test/, yet write ``train: ../train/images``: paths for a YAML one folder down. Without
+    ``path:``, a split that starts with ``../`` and is missing there, but exists without the ``../``, is read
+    from the YAML's own folder, as YOLOv5/v8 read it."""
+    root = data["root"]
+    for key in SPLIT_KEYS:
+        value = data.get(key)
+        entries = value if isinstance(value, list) else [value]
+        fixed = []
+        for entry in entries:
+            if isinstance(entry, str) and entry.startswith(("../", "..\\")) and not (root / entry).exists():
+                inside = entry[3:]
+                entry = inside if (root / inside).exists() else entry
+            fixed.append(entry)
+        if value is not None:
+            data[key] = fixed if isinstance(value, list) else fixed[0]
+
+
+def _check_nc(data: dict[str, Any], path: Path) -> None:
+    """``nc`` (YOLO's class count) must agree with ``names`` when both are given: a mismatch means one was edited
+    without the other, and labels would be read against the wrong list."""
+    nc, names = data.get("nc"), data.get("names")
+    if nc is None:
+        return
+    if isinstance(nc, bool) or not isinstance(nc, int) or nc < 1:
+        raise DataError(f"'{path}': nc must be the number of classes (a positive integer), got {short_prefix(str(nc))}")
+    if names is not None and len(names) != nc:
+        raise DataError(
+            f"'{path}': nc: {nc} but names lists {len(names)} class(es); make nc the length of names (or drop nc)"
+        )
 
 
 def _path_text(text: str) -> bool:

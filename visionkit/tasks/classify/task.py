@@ -157,6 +157,8 @@ class ClassifyTask(Task):
                 where=f"{layout.root} ({split})",
             )
         split_dir = Path(data.extra["root"]) / split
+        if split == "val" and not split_dir.is_dir() and (split_dir.parent / "valid").is_dir():
+            split_dir = split_dir.parent / "valid"  # Roboflow's folder exports name the validation split valid/
         if split != "train" and not split_dir.is_dir():
             raise DataError(
                 f"classification dataset '{data.extra['root']}' has no {split}/ folder; "
