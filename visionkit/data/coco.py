@@ -146,9 +146,39 @@ class _redirect:
         return self._cm.__exit__(*exc)
 
 
+def coco_sources(src: str | Path | list) -> list[Path]:
+    """The COCO files ``src`` names: a file, a list of files, or a folder holding them directly or one level down
+    (Roboflow's COCO export: train/, valid/ and test/, each with ``_annotations.coco.json`` beside its images)."""
+    if isinstance(src, (list, tuple)):
+        return [Path(s) for s in src]
+    path = Path(src)
+    if not path.is_dir():
+        return [path]
+    found = sorted(path.glob("*.json")) + sorted(path.glob("*/*.json"))
+    if not found:
+        raise DataError(f"src folder '{path}' holds no .json file (nor do its sub-folders); pass the COCO file(s)")
+    return found
+
+
+def parent_categories(cocos: list) -> dict[int, str]:
+    """Categories that label nothing and are the supercategory of another one: Roboflow's COCO exports list the
+    project itself as category 0 (the others have it as their supercategory). As a class it would have no
+    examples; {id: name} of those, left out of ``names``."""
+    used = {a.get("category_id") for _, coco in cocos for a in coco.dataset.get("annotations") or []}
+    cats = [c for _, coco in cocos for c in coco.dataset.get("categories") or []]
+    supers = {c.get("supercategory") for c in cats if isinstance(c.get("supercategory"), str)}
+    return {
+        c["id"]: c["name"]
+        for c in cats
+        if c["id"] not in used
+        and c["name"] in supers
+        and any(d.get("supercategory") == c["name"] and d["id"] != c["id"] for d in cats)
+    }
+
+
 def import_coco(
     src: str | Path | list,
-    images: str | Path,
+    images: str | Path | None,
     out: str | Path,
     *,
     val: float = 0.2,
@@ -157,24 +187,35 @@ def import_coco(
     verbose: bool = True,
 ) -> dict:
     """COCO instances file(s) → dataset. Several files are placed by the split word in their names
-    (instances_train.json → train); one file is split by image with ``val``. Returns the report."""
-    files = [Path(s) for s in (src if isinstance(src, (list, tuple)) else [src])]
-    images = Path(images)
+    (instances_train.json → train) or, failing that, in their folder's (valid/_annotations.coco.json → val); one
+    file is split by image with ``val``. ``images``: the folder holding the images; None: each file's own folder.
+    Returns the report."""
+    files = coco_sources(src)
     out = Path(out)
-    if not images.is_dir():
-        raise DataError(f"images folder '{images}' does not exist")
-    prepare_output(
-        out, exist_ok, {"images": images, **{f"src[{i}]" if len(files) > 1 else "src": f for i, f in enumerate(files)}}
-    )
+    folders = {f: Path(images) if images is not None else f.parent for f in files}
+    for folder in dict.fromkeys(folders.values()):
+        if not folder.is_dir():
+            raise DataError(f"images folder '{folder}' does not exist")
+    inputs = {f"src[{i}]" if len(files) > 1 else "src": f for i, f in enumerate(files)}
+    prepare_output(out, exist_ok, {**({"images": Path(images)} if images is not None else {}), **inputs})
     cocos = [(f, _load(f)) for f in files]
     for f, coco in cocos:
         _check_structure(coco, f)
-    cats = sorted({c["id"]: c["name"] for _, coco in cocos for c in coco.loadCats(coco.getCatIds())}.items())
+    parents = parent_categories(cocos)
+    cats = sorted(
+        {
+            c["id"]: c["name"] for _, coco in cocos for c in coco.loadCats(coco.getCatIds()) if c["id"] not in parents
+        }.items()
+    )
     names = [n for _, n in cats]
     cat_index = {cid: i for i, (cid, _) in enumerate(cats)}
     report: dict[str, Any] = {
         "source": [str(f) for f in files],
         "names": names,
+        "categories_left_out": [
+            {"id": cid, "name": name, "reason": "labels nothing and is the supercategory of other categories"}
+            for cid, name in sorted(parents.items())
+        ],
         "images_written": 0,
         "annotations": Counter(),
         "skipped": [],
@@ -190,7 +231,7 @@ def import_coco(
             splits = _assign_splits(f, ids, len(files), val, seed)
             for img_id in ids:
                 info = coco.loadImgs(img_id)[0]
-                _import_image(coco, info, splits[img_id], images, tmp, cat_index, has_masks, report, stems)
+                _import_image(coco, info, splits[img_id], folders[f], tmp, cat_index, has_masks, report, stems)
         data: dict[str, Any] = {"path": "."}
         for split in SPLIT_WORDS:
             if report["splits"].get(split):
@@ -215,6 +256,8 @@ def import_coco(
                 f"  {exact} object(s) with an exact mask and {report['annotations'].get('crowd', 0)} crowd (ignore) "
                 f"region(s) written to instances/"
             )
+        for left in report["categories_left_out"]:
+            print(f"  category {left['id']} '{left['name']}' left out of names: it {left['reason']}")
         for reason, n in Counter(s["reason"] for s in report["skipped"]).items():
             print(f"  skipped {n}: {reason}")
         if report["renamed"]:
@@ -235,8 +278,11 @@ def import_coco(
 def _assign_splits(path: Path, ids: list[int], n_files: int, val: float, seed: int) -> dict[int, str]:
     if n_files > 1:
         word = next((w for w in SPLIT_WORDS if w in path.stem.lower()), None)
+        word = word or next((w for w in SPLIT_WORDS if w in path.parent.name.lower()), None)
         if word is None:
-            raise UsageError(f"with several COCO files each name must contain train, val or test: '{path.name}'")
+            raise UsageError(
+                f"with several COCO files each one's name or folder must contain train, val or test: '{path}'"
+            )
         return {i: word for i in ids}
     order = np.random.default_rng(seed).permutation(len(ids))
     n_val = round(val * len(ids))

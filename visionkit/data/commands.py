@@ -34,8 +34,12 @@ KEYS: dict[str, dict[str, tuple[Any, str]]] = {
         "retries": (4, "further attempts after a 5xx, timeout or dropped connection, waits doubling from 1 s (0-10)"),
     },
     "import coco": {
-        "src": (None, "COCO instances JSON (a list: one per split, named *train*/*val*/*test*)"),
-        "images": (None, "folder holding the images"),
+        "src": (
+            None,
+            "COCO instances JSON (a list: one per split, its name or folder saying train/val/test), or a folder of "
+            "them (Roboflow's COCO export)",
+        ),
+        "images": (None, "folder holding the images (default: each JSON's own folder)"),
         "out": (None, "output dataset folder"),
         "val": (0.2, "fraction of images in val when src is a single file"),
         "seed": (0, "seed of the split"),
@@ -142,7 +146,7 @@ def import_coco(**overrides) -> dict:
     from visionkit.data.coco import import_coco as run_import
 
     a = command_args("import coco", overrides)
-    _require(a, "src", "images", "out", command="import coco")
+    _require(a, "src", "out", command="import coco")
     return run_import(a.src, a.images, a.out, val=a.val, seed=a.seed, exist_ok=a.exist_ok, verbose=a.verbose)
 
 
