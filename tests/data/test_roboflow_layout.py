@@ -150,7 +150,7 @@ def test_a_roboflow_coco_export_imports_from_its_folder(tmp_path, capsys):
     spec = load_data_yaml(tmp_path / "ds" / "data.yaml")
     rows = [read_label_file(sidecar_path(p)) for p in split_images(spec, "train")]
     assert [r[0][0] for r in rows] == [0, 1, 0]  # cat, dog, cat: ids shifted past the left-out category
-    assert rows[0][0][1] == pytest.approx([13 / 40, 10 / 24, 14 / 40, 12 / 24], abs=1e-6)
+    assert rows[0][0][1] == pytest.approx([13 / 40, 10 / 24, 14 / 40, 12 / 24], abs=1e-5)  # 6 decimals
 
 
 def test_a_used_or_childless_category_is_never_left_out(tmp_path):
