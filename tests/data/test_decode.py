@@ -1,0 +1,130 @@
+"""Large JPEGs are decoded at 1/2-1/8 of their size when the dataset resizes them below that anyway: the same
+picture (orientation included) as a full decode, and boxes and masks stay on their objects."""
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from visionkit.cfg import resolve
+from visionkit.data.decode import read_bgr, reduction
+from visionkit.data.format import write_data_yaml
+from visionkit.data.transforms import Sample, resize_long_side
+from visionkit.tasks.detect.dataset import DetectionDataset
+from visionkit.tasks.segment.dataset import SegmentationDataset
+
+
+def photo(h, w, seed=0):
+    """Smooth gradients, noise and a bright rectangle at (w/5..w/2, h/4..h/2): JPEG-like content."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([x / w * 200, y / h * 200, (x + y) / (w + h) * 200], -1) + rng.normal(0, 8, (h, w, 3))
+    img[h // 4 : h // 2, w // 5 : w // 2] = 250
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def full_path(path, imgsz):
+    """What the datasets did before: decode in full, then an area resize to the long side."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return resize_long_side(Sample(img), imgsz).image
+
+
+@pytest.mark.parametrize(
+    "size, long_side, factor",
+    [
+        ((4032, 3024), 640, 4),
+        ((4032, 3024), 320, 8),
+        ((1280, 960), 640, 1),
+        ((1282, 960), 640, 2),
+        ((1281, 960), 640, 1),
+        ((900, 3000), 640, 4),
+    ],
+)
+def test_the_factor_keeps_the_long_side_above_the_target(size, long_side, factor):
+    assert reduction(size, long_side) == factor
+    assert factor == 1 or max(size) // factor > long_side
+
+
+def test_a_large_jpeg_is_decoded_reduced_and_resizes_to_the_same_picture(tmp_path):
+    path = tmp_path / "big.jpg"
+    cv2.imwrite(str(path), photo(1200, 1700), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    reduced = read_bgr(path, (1700, 1200), 320)
+    assert reduced.shape == (300, 425, 3)  # 1/4: 425 px is still above 320, 1/8 (212) would not be
+    fast = resize_long_side(Sample(reduced), 320).image
+    slow = full_path(path, 320)
+    assert fast.shape == slow.shape == (226, 320, 3)
+    diff = np.abs(fast.astype(np.int16) - slow)
+    assert diff.mean() < 1.5 and np.percentile(diff, 99) < 12  # an area average either way
+
+
+def test_other_formats_and_small_jpegs_are_decoded_in_full(tmp_path):
+    img = photo(1200, 1700)
+    cv2.imwrite(str(tmp_path / "big.png"), img)
+    (tmp_path / "png_named.jpg").write_bytes((tmp_path / "big.png").read_bytes())
+    cv2.imwrite(str(tmp_path / "small.jpg"), img[:500, :600])
+    assert read_bgr(tmp_path / "big.png", (1700, 1200), 320).shape == (1200, 1700, 3)
+    assert read_bgr(tmp_path / "png_named.jpg", (1700, 1200), 320).shape == (1200, 1700, 3)  # judged by its bytes
+    assert read_bgr(tmp_path / "small.jpg", (600, 500), 320).shape == (500, 600, 3)  # 600 // 2 = 300: not above 320
+    assert read_bgr(tmp_path / "missing.jpg", (1700, 1200), 320) is None
+
+
+def test_the_exif_orientation_is_applied_as_in_a_full_decode(tmp_path):
+    path = tmp_path / "sideways.jpg"
+    im = Image.fromarray(photo(1200, 1700)[..., ::-1])
+    exif = im.getexif()
+    exif[0x0112] = 6  # stored landscape, displayed portrait (rotated 90° clockwise)
+    im.save(path, exif=exif, quality=95)
+    reduced = read_bgr(path, (1200, 1700), 320)  # (w, h) as displayed
+    assert reduced.shape[:2] == (1700 // 4, 1200 // 4)
+    fast = resize_long_side(Sample(reduced), 320).image
+    slow = full_path(path, 320)
+    assert fast.shape == slow.shape and np.abs(fast.astype(np.int16) - slow).mean() < 1.5
+
+
+@pytest.fixture
+def decode_flags(monkeypatch):
+    """The flags every cv2.imread call was made with."""
+    flags, imread = [], cv2.imread
+
+    def spy(path, flag=cv2.IMREAD_COLOR):
+        flags.append(flag)
+        return imread(path, flag)
+
+    monkeypatch.setattr(cv2, "imread", spy)
+    return flags
+
+
+def test_detection_boxes_stay_on_their_object(tmp_path, decode_flags):
+    root = tmp_path / "d"
+    (root / "images/val").mkdir(parents=True)
+    (root / "labels/val").mkdir(parents=True)
+    cv2.imwrite(str(root / "images/val/big.jpg"), photo(1200, 1700), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    (root / "labels/val/big.txt").write_text(f"0 {0.35:.6f} {0.375:.6f} {0.3:.6f} {0.25:.6f}\n")
+    args = resolve({})
+    ds = DetectionDataset(sorted((root / "images/val").glob("*.jpg")), ["a"], 320, False, args, verbose=False)
+    sample = ds.sample(0)
+    assert decode_flags[-1] == cv2.IMREAD_REDUCED_COLOR_4  # decoded at 425×300, not 1700×1200
+    assert sample.image.shape == (226, 320, 3)
+    _, x1, y1, x2, y2 = sample.boxes[0]
+    inside = sample.image[int(y1) + 2 : int(y2) - 2, int(x1) + 2 : int(x2) - 2]
+    assert inside.min() > 230  # the bright rectangle fills the box
+    assert np.abs(sample.image.astype(np.int16) - full_path(root / "images/val/big.jpg", 320)).mean() < 1.5
+
+
+def test_a_full_size_mask_is_resized_with_a_reduced_image(tmp_path, decode_flags):
+    root = tmp_path / "s"
+    (root / "images/val").mkdir(parents=True)
+    (root / "masks/val").mkdir(parents=True)
+    img = photo(1200, 1700)
+    mask = np.zeros((1200, 1700), np.uint8)
+    mask[300:600, 340:850] = 1  # exactly the bright rectangle
+    cv2.imwrite(str(root / "images/val/big.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    cv2.imwrite(str(root / "masks/val/big.png"), mask)
+    write_data_yaml(root / "data.yaml", {"path": ".", "val": "images/val", "names": ["a"]})
+    ds = SegmentationDataset(sorted((root / "images/val").glob("*.jpg")), 2, 320, False, resolve({}), verbose=False)
+    sample = ds.sample(0)
+    assert cv2.IMREAD_REDUCED_COLOR_4 in decode_flags
+    assert sample.image.shape[:2] == sample.mask.shape == (226, 320)
+    bright = sample.image.min(2) > 200
+    labelled = sample.mask == 1
+    assert (bright & labelled).sum() / (bright | labelled).sum() > 0.95
