@@ -3,7 +3,8 @@
 its long side stays above imgsz (visionkit/data/decode.py); the full decode followed by the same area resize is
 what it did before, and what Ultralytics' loader does (cv2.imread, then resize). Per size: milliseconds per image
 (median of --repeats, one OpenCV thread), the ratio, and the mean absolute difference between the two pictures;
-then training samples per second of a detection dataset (mosaic of four images) with and without it.
+then training samples per second of a detection dataset (mosaic of four images) and a classification folder
+(random-resized crops) with and without it.
 
     python tools/bench_decode.py [--imgsz 640] [--repeats 10]
 """
@@ -11,6 +12,7 @@ then training samples per second of a detection dataset (mosaic of four images) 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -55,6 +57,7 @@ def main() -> None:
     from visionkit.data.decode import read_bgr
     from visionkit.data.format import write_data_yaml
     from visionkit.data.transforms import Sample, resize_long_side
+    from visionkit.tasks.classify.task import ClassifyTask
     from visionkit.tasks.detect.task import DetectTask
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -89,23 +92,43 @@ def main() -> None:
         task = DetectTask()
         args = resolve({"data": str(root / "data.yaml"), "mosaic": 1.0, "verbose": False}, task.keys)
         ds = task.build_dataset(task.resolve_data(args), "train", a.imgsz, True, args)  # as training builds it
-        rates = {}
-        for label, reduce in (("full decode", False), ("visionkit", True)):
-            original = decode.reduction
-            if not reduce:
-                decode.reduction = lambda size, long_side: 1
-            try:
-                start, n = time.perf_counter(), 2 * len(ds)
-                for i in range(n):
-                    ds[i % len(ds)]
-                rates[label] = n / (time.perf_counter() - start)
-            finally:
-                decode.reduction = original
+        rates = samples_per_second(ds, decode)
         print(
             f"detection training samples/s, 12 MP JPEGs, mosaic, one process: full decode "
             f"{rates['full decode']:.2f}, visionkit {rates['visionkit']:.2f} "
             f"(x{rates['visionkit'] / rates['full decode']:.2f})"
         )
+        for cls in ("a", "b"):  # the same photos as a classification folder
+            (root / "classify" / "train" / cls).mkdir(parents=True)
+            for i in range(4):
+                shutil.copy(root / "images" / f"{i}.jpg", root / "classify" / "train" / cls / f"{i}.jpg")
+        task = ClassifyTask()
+        args = resolve({"data": str(root / "classify"), "verbose": False}, task.keys)
+        size = min(a.imgsz, 224)
+        ds = task.build_dataset(task.resolve_data(args), "train", size, True, args)
+        rates = samples_per_second(ds, decode)
+        print(
+            f"classification training samples/s at {size}, 12 MP JPEGs, random-resized crops, one process: full "
+            f"decode {rates['full decode']:.2f}, visionkit {rates['visionkit']:.2f} "
+            f"(x{rates['visionkit'] / rates['full decode']:.2f})"
+        )
+
+
+def samples_per_second(ds, decode) -> dict[str, float]:
+    """Items per second of ``ds`` with the full decode (the reduction forced to 1) and with visionkit's."""
+    rates = {}
+    for label, reduce in (("full decode", False), ("visionkit", True)):
+        original = decode.reduction
+        if not reduce:
+            decode.reduction = lambda size, long_side: 1
+        try:
+            start, n = time.perf_counter(), 2 * len(ds)
+            for i in range(n):
+                ds[i % len(ds)]
+            rates[label] = n / (time.perf_counter() - start)
+        finally:
+            decode.reduction = original
+    return rates
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import pytest
 from PIL import Image
 
 from visionkit.cfg import resolve
+from visionkit.data.augment import classify_decode_side
+from visionkit.data.datasets import ImageFolderDataset
 from visionkit.data.decode import read_bgr, reduction
 from visionkit.data.format import write_data_yaml
 from visionkit.data.transforms import Sample, resize_long_side
@@ -128,3 +130,27 @@ def test_a_full_size_mask_is_resized_with_a_reduced_image(tmp_path, decode_flags
     bright = sample.image.min(2) > 200
     labelled = sample.mask == 1
     assert (bright & labelled).sum() / (bright | labelled).sum() > 0.95
+
+
+def test_classification_keeps_enough_pixels_for_its_smallest_crop():
+    assert classify_decode_side(224, False, {"crop_scale": 0.08}) == 224  # validation: a square resize
+    assert classify_decode_side(224, True, {"crop_scale": 1.0}) == 224
+    assert classify_decode_side(224, True, {"crop_scale": 0.25}) == 448  # a crop of 1/4 the area: half the side
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_classification_images_are_decoded_reduced_by_their_short_side(tmp_path, decode_flags, channels):
+    root = tmp_path / "c" / "train"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        cv2.imwrite(str(root / cls / "wide.jpg"), photo(600, 2400), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    ds = ImageFolderDataset(root, channels=channels, decode_side=100)
+    assert ds.sizes == [(2400, 600), (2400, 600)]
+    x, cls = ds[1]
+    # 4:1 — the long side must stay above 400 for the short one to keep 100: 1/4 (600×150), not 1/8 (300×75)
+    assert tuple(x.shape) == (channels, 150, 600) and cls == 1
+    assert decode_flags[-1] == (cv2.IMREAD_REDUCED_GRAYSCALE_4 if channels == 1 else cv2.IMREAD_REDUCED_COLOR_4)
+    full = ImageFolderDataset(root, channels=channels)[1][0]  # no decode_side: decoded in full, as before
+    assert tuple(full.shape) == (channels, 600, 2400)
+    small = cv2.resize(full.permute(1, 2, 0).numpy(), (600, 150), interpolation=cv2.INTER_AREA).reshape(150, 600, -1)
+    assert np.abs(small.astype(np.int16) - x.permute(1, 2, 0).numpy()).mean() < 2.0  # the same picture, RGB order

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -79,6 +80,14 @@ def classify_transforms(
         if args.coarse_dropout > 0:
             ops.append(CoarseDropout(args.coarse_dropout, int(args.dropout_holes), float(args.dropout_size)))
     return v2.Compose(ops)
+
+
+def classify_decode_side(imgsz: int, train: bool, aug: dict[str, float]) -> int:
+    """The short side an image needs for ``classify_transforms``: ``imgsz``, or for a random crop that may keep
+    only ``crop_scale`` of the area, enough that the smallest crop still spans ``imgsz`` pixels."""
+    if train and aug["crop_scale"] < 1.0:
+        return math.ceil(imgsz / math.sqrt(max(aug["crop_scale"], 1e-3)))
+    return imgsz
 
 
 class BatchAugment(torch.nn.Module):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -11,14 +12,21 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from visionkit.data.decode import read_bgr
 from visionkit.data.format import class_folders, image_size, list_images
 from visionkit.errors import DataError
 
 
-def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
-    """Decode an image as RGB (H, W, 3) or grey (H, W, 1) uint8; raises DataError naming the file."""
-    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
-    img = cv2.imread(str(path), flag)
+def read_image(
+    path: str | Path, channels: int = 3, size: tuple[int, int] | None = None, long_side: int | None = None
+) -> np.ndarray:
+    """Decode an image as RGB (H, W, 3) or grey (H, W, 1) uint8; raises DataError naming the file. With its
+    ``size`` (w, h) and the ``long_side`` it will be used at, a large JPEG is decoded at a reduced size
+    (visionkit.data.decode)."""
+    if size is not None and long_side is not None:
+        img = read_bgr(path, size, long_side, grey=channels == 1)
+    else:
+        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR)
     if img is None:
         raise DataError(f"cannot decode image '{path}'")
     if channels == 1:
@@ -26,19 +34,20 @@ def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def verify_image(path: Path) -> str | None:
-    """None when the file decodes as an image, else the reason it does not."""
+def probe_image(path: Path) -> tuple[tuple[int, int] | None, str | None]:
+    """(its (w, h) as displayed, None) when the file decodes as an image, else (None, the reason it does not)."""
     try:
-        image_size(path)  # verifies, and refuses a JPEG cut short (which OpenCV would decode half grey)
-        return None
+        return image_size(path), None  # verifies, and refuses a JPEG cut short (which OpenCV would decode half grey)
     except Exception as e:
-        return f"{type(e).__name__}: {e}"
+        return None, f"{type(e).__name__}: {e}"
 
 
 class FileListDataset(Dataset):
     """(image path, class id) pairs, each verified first: a file that does not decode (a JPEG cut short too) is
     skipped with one warning and counted in ``skipped``. Items are ``transform`` of the uint8 (C, H, W) tensor;
-    ``cache`` decodes every image once into RAM (refused when it would not fit)."""
+    ``cache`` decodes every image once into RAM (refused when it would not fit). ``decode_side``: the short side
+    the transform needs at most (it resizes or crops to a square); larger JPEGs are decoded at 1/2-1/8 of their
+    size while their short side stays above it."""
 
     def __init__(
         self,
@@ -49,16 +58,19 @@ class FileListDataset(Dataset):
         cache: bool = False,
         fraction: float = 1.0,
         where: str = "the dataset",
+        decode_side: int | None = None,
     ):
-        self.names, self.transform, self.channels = names, transform, channels
+        self.names, self.transform, self.channels, self.decode_side = names, transform, channels, decode_side
         self.samples: list[tuple[Path, int]] = []
+        self.sizes: list[tuple[int, int]] = []  # (w, h) as displayed, per sample
         self.skipped: list[tuple[Path, str]] = []
         for f, cls in samples:
-            reason = verify_image(f)
+            size, reason = probe_image(f)
             if reason:
                 self.skipped.append((f, reason))
             else:
                 self.samples.append((f, cls))
+                self.sizes.append(size)
         if self.skipped:
             listed = "; ".join(f"{p} ({r})" for p, r in self.skipped[:5])
             more = f" and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
@@ -66,15 +78,16 @@ class FileListDataset(Dataset):
         if fraction < 1.0:
             keep = np.random.default_rng(0).permutation(len(self.samples))[: max(1, int(len(self.samples) * fraction))]
             self.samples = [self.samples[i] for i in sorted(keep)]
+            self.sizes = [self.sizes[i] for i in sorted(keep)]
         if not self.samples:
             raise DataError(f"no readable images in '{where}'")
         if cache:  # estimated from a sample of the images' sizes (decoded at full size)
             from visionkit.data.ram_cache import check_ram_cache
 
-            probe = [image_size(p) for p, _ in self.samples[:: max(1, len(self.samples) // 16)]]
+            probe = self.sizes[:: max(1, len(self.sizes) // 16)]
             per_image = sum(w * h for w, h in probe) / len(probe) * channels
             check_ram_cache(len(self.samples), int(per_image * len(self.samples)), Path(where).name)
-        self._cache = [read_image(p, channels) for p, _ in self.samples] if cache else None
+        self._cache = [self._read(i) for i in range(len(self.samples))] if cache else None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -83,9 +96,15 @@ class FileListDataset(Dataset):
     def targets(self) -> list[int]:
         return [c for _, c in self.samples]
 
+    def _read(self, i: int) -> np.ndarray:
+        size, long_side = self.sizes[i], None
+        if self.decode_side:  # the long side that keeps the short one at decode_side
+            long_side = math.ceil(self.decode_side * max(size) / max(1, min(size)))
+        return read_image(self.samples[i][0], self.channels, size, long_side)
+
     def __getitem__(self, i: int):
-        path, cls = self.samples[i]
-        img = self._cache[i] if self._cache is not None else read_image(path, self.channels)
+        cls = self.samples[i][1]
+        img = self._cache[i] if self._cache is not None else self._read(i)
         x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
         return (self.transform(x) if self.transform else x), cls
 
@@ -102,6 +121,7 @@ class ImageFolderDataset(FileListDataset):
         cache: bool = False,
         require_all_classes: bool = True,
         fraction: float = 1.0,
+        decode_side: int | None = None,
     ):
         split_dir = Path(split_dir)
         if not split_dir.is_dir():
@@ -127,7 +147,7 @@ class ImageFolderDataset(FileListDataset):
             raise DataError(f"class folder(s) with no images: {', '.join(empty)}. Add images or remove the folder.")
         if empty:
             warnings.warn(f"no images for class folder(s): {', '.join(empty)}", stacklevel=2)
-        super().__init__(samples, self.names, transform, channels, cache, fraction, str(split_dir))
+        super().__init__(samples, self.names, transform, channels, cache, fraction, str(split_dir), decode_side)
 
 
 class ArrayDataset(Dataset):

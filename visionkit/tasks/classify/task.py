@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from visionkit.cfg import Range, Settings
 from visionkit.data import cifar, idx, tinyimagenet
-from visionkit.data.augment import BatchAugment, classify_transforms, resolve_augment
+from visionkit.data.augment import BatchAugment, classify_decode_side, classify_transforms, resolve_augment
 from visionkit.data.datasets import ArrayDataset, FileListDataset, ImageFolderDataset, read_image
 from visionkit.data.format import class_folders, load_data_yaml
 from visionkit.data.synthetic import ensure_shapes
@@ -145,6 +145,7 @@ class ClassifyTask(Task):
             batch_tf = BatchAugment(imgsz, train, aug, args, data.mean, data.std)
             return ArrayDataset(images, labels, data.names, batch_tf, fraction)
         tf = classify_transforms(imgsz, train, aug, args, data.mean, data.std, data.native_imgsz)
+        decode_side = classify_decode_side(imgsz, train, aug)  # large JPEGs decoded no larger than this needs
         if "tinyimagenet_root" in data.extra:
             layout = tinyimagenet.read_layout(Path(data.extra["tinyimagenet_root"]))
             return FileListDataset(
@@ -155,6 +156,7 @@ class ClassifyTask(Task):
                 cache=bool(args.cache),
                 fraction=fraction,
                 where=f"{layout.root} ({split})",
+                decode_side=decode_side,
             )
         split_dir = Path(data.extra["root"]) / split
         if split == "val" and not split_dir.is_dir() and (split_dir.parent / "valid").is_dir():
@@ -172,6 +174,7 @@ class ClassifyTask(Task):
             cache=bool(args.cache),
             require_all_classes=train,
             fraction=fraction,
+            decode_side=decode_side,
         )
 
     def preprocess_batch(self, batch, device: torch.device) -> dict[str, Any]:
