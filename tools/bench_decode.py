@@ -54,7 +54,7 @@ def median_ms(fn, repeats: int) -> float:
 def main() -> None:
     from visionkit.cfg import resolve
     from visionkit.data import decode
-    from visionkit.data.decode import read_bgr
+    from visionkit.data.decode import read_scaled
     from visionkit.data.format import write_data_yaml
     from visionkit.data.transforms import Sample, resize_long_side
     from visionkit.tasks.classify.task import ClassifyTask
@@ -76,7 +76,7 @@ def main() -> None:
                 return resize_long_side(Sample(cv2.imread(str(path), cv2.IMREAD_COLOR)), a.imgsz).image
 
             def fast(path=path, size=(w, h)):
-                return resize_long_side(Sample(read_bgr(path, size, a.imgsz)), a.imgsz).image
+                return resize_long_side(Sample(read_scaled(path, size, a.imgsz)), a.imgsz).image
 
             t_full, t_fast = median_ms(full, a.repeats), median_ms(fast, a.repeats)
             diff = np.abs(full().astype(np.int16) - fast()).mean()

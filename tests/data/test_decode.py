@@ -9,7 +9,7 @@ from PIL import Image
 from visionkit.cfg import resolve
 from visionkit.data.augment import classify_decode_side
 from visionkit.data.datasets import ImageFolderDataset
-from visionkit.data.decode import read_bgr, reduction
+from visionkit.data.decode import read_scaled, reduction
 from visionkit.data.format import write_data_yaml
 from visionkit.data.transforms import Sample, resize_long_side
 from visionkit.tasks.detect.dataset import DetectionDataset
@@ -50,7 +50,7 @@ def test_the_factor_keeps_the_long_side_above_the_target(size, long_side, factor
 def test_a_large_jpeg_is_decoded_reduced_and_resizes_to_the_same_picture(tmp_path):
     path = tmp_path / "big.jpg"
     cv2.imwrite(str(path), photo(1200, 1700), [cv2.IMWRITE_JPEG_QUALITY, 95])
-    reduced = read_bgr(path, (1700, 1200), 320)
+    reduced = read_scaled(path, (1700, 1200), 320)
     assert reduced.shape == (300, 425, 3)  # 1/4: 425 px is still above 320, 1/8 (212) would not be
     fast = resize_long_side(Sample(reduced), 320).image
     slow = full_path(path, 320)
@@ -64,10 +64,10 @@ def test_other_formats_and_small_jpegs_are_decoded_in_full(tmp_path):
     cv2.imwrite(str(tmp_path / "big.png"), img)
     (tmp_path / "png_named.jpg").write_bytes((tmp_path / "big.png").read_bytes())
     cv2.imwrite(str(tmp_path / "small.jpg"), img[:500, :600])
-    assert read_bgr(tmp_path / "big.png", (1700, 1200), 320).shape == (1200, 1700, 3)
-    assert read_bgr(tmp_path / "png_named.jpg", (1700, 1200), 320).shape == (1200, 1700, 3)  # judged by its bytes
-    assert read_bgr(tmp_path / "small.jpg", (600, 500), 320).shape == (500, 600, 3)  # 600 // 2 = 300: not above 320
-    assert read_bgr(tmp_path / "missing.jpg", (1700, 1200), 320) is None
+    assert read_scaled(tmp_path / "big.png", (1700, 1200), 320).shape == (1200, 1700, 3)
+    assert read_scaled(tmp_path / "png_named.jpg", (1700, 1200), 320).shape == (1200, 1700, 3)  # judged by its bytes
+    assert read_scaled(tmp_path / "small.jpg", (600, 500), 320).shape == (500, 600, 3)  # 600 // 2 = 300: not above 320
+    assert read_scaled(tmp_path / "missing.jpg", (1700, 1200), 320) is None
 
 
 def test_the_exif_orientation_is_applied_as_in_a_full_decode(tmp_path):
@@ -76,7 +76,7 @@ def test_the_exif_orientation_is_applied_as_in_a_full_decode(tmp_path):
     exif = im.getexif()
     exif[0x0112] = 6  # stored landscape, displayed portrait (rotated 90° clockwise)
     im.save(path, exif=exif, quality=95)
-    reduced = read_bgr(path, (1200, 1700), 320)  # (w, h) as displayed
+    reduced = read_scaled(path, (1200, 1700), 320)  # (w, h) as displayed
     assert reduced.shape[:2] == (1700 // 4, 1200 // 4)
     fast = resize_long_side(Sample(reduced), 320).image
     slow = full_path(path, 320)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from visionkit.data.decode import read_bgr
+from visionkit.data.decode import read_scaled
 from visionkit.data.format import class_folders, image_size, list_images
 from visionkit.errors import DataError
 
@@ -24,7 +24,7 @@ def read_image(
     ``size`` (w, h) and the ``long_side`` it will be used at, a large JPEG is decoded at a reduced size
     (visionkit.data.decode)."""
     if size is not None and long_side is not None:
-        img = read_bgr(path, size, long_side, grey=channels == 1)
+        img = read_scaled(path, size, long_side, grey=channels == 1)
     else:
         img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR)
     if img is None:

@@ -41,7 +41,7 @@ def is_jpeg(path: str | Path) -> bool:
         return False
 
 
-def read_bgr(path: str | Path, size: tuple[int, int], long_side: int, grey: bool = False) -> np.ndarray | None:
+def read_scaled(path: str | Path, size: tuple[int, int], long_side: int, grey: bool = False) -> np.ndarray | None:
     """The image as BGR (``grey``: single-channel) uint8 with its EXIF orientation applied (as ``cv2.imread``),
     decoded at a reduced size when it is a JPEG whose long side stays above ``long_side`` (``size``: its (w, h) as
     displayed); None when it does not decode."""

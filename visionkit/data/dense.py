@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from visionkit.cfg import Settings
-from visionkit.data.decode import read_bgr
+from visionkit.data.decode import read_scaled
 from visionkit.data.ram_cache import check_ram_cache, resized_bytes
 from visionkit.data.transforms import Sample, letterbox_sample, rect_shapes, resize_long_side, train_augment
 from visionkit.errors import DataError
@@ -59,7 +59,7 @@ class DenseDataset(Dataset):
         self.mosaic = 0.0
 
     def _read(self, i: int) -> Sample:
-        img = read_bgr(self.files[i], self.shapes[i], self.imgsz)  # a large JPEG decoded at 1/2-1/8 of its size
+        img = read_scaled(self.files[i], self.shapes[i], self.imgsz)  # a large JPEG decoded at 1/2-1/8 of its size
         if img is None:
             raise DataError(f"cannot decode image '{self.files[i]}'")
         # the map stays at the original size: resize_long_side resizes it to the (resized) image's size

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from visionkit.cfg import Settings
-from visionkit.data.decode import read_bgr
+from visionkit.data.decode import read_scaled
 from visionkit.data.format import clipped_box, image_size, read_label_file, sidecar_path
 from visionkit.data.ram_cache import check_ram_cache, resized_bytes
 from visionkit.data.transforms import Sample, letterbox_sample, rect_shapes, train_augment
@@ -156,7 +156,7 @@ class DetectionDataset(Dataset):
         self.mosaic = 0.0
 
     def _read(self, i: int) -> np.ndarray:
-        img = read_bgr(self.files[i], self.shapes[i], self.imgsz)  # a large JPEG decoded at 1/2-1/8 of its size
+        img = read_scaled(self.files[i], self.shapes[i], self.imgsz)  # a large JPEG decoded at 1/2-1/8 of its size
         if img is None:
             raise DataError(f"cannot decode image '{self.files[i]}'")
         h, w = img.shape[:2]
