@@ -21,6 +21,8 @@ from visionkit.data.format import (
     row_to_box,
     sidecar_path,
     split_images,
+    split_unreadable,
+    unreadable_message,
 )
 from visionkit.data.instances import counts_problem, instances_path, read_instances, rle_bbox
 from visionkit.data.rules import (
@@ -86,6 +88,9 @@ def check_dataset(data: str | Path, verbose: bool = True, task: str | None = Non
             continue
         if not files:
             problem(spec.get(split), f"split '{split}' has no images")
+        unreadable = split_unreadable(spec, split)
+        if unreadable:
+            problem(spec.get(split), unreadable_message(unreadable, f"split '{split}'"), "warning")
         splits[split] = (files, layout_problems(files))
     present = set().union(*(layout["kinds"] for _, layout in splits.values()))
     candidates = task_rules(task)

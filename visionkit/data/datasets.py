@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from visionkit.data.decode import read_scaled
-from visionkit.data.format import class_folders, image_size, list_images
+from visionkit.data.format import class_folders, image_size, list_images, unreadable_images, unreadable_message
 from visionkit.errors import DataError
 
 
@@ -143,6 +143,11 @@ class ImageFolderDataset(FileListDataset):
             if not files:
                 empty.append(str(folder))
             samples += [(f, cls) for f in files]
+        unreadable = unreadable_images(
+            f for name in self.names if (split_dir / name).is_dir() for f in (split_dir / name).iterdir() if f.is_file()
+        )
+        if unreadable:
+            warnings.warn(unreadable_message(unreadable, str(split_dir)), stacklevel=2)
         if empty and require_all_classes:
             raise DataError(f"class folder(s) with no images: {', '.join(empty)}. Add images or remove the folder.")
         if empty:

@@ -18,6 +18,31 @@ def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
+# pictures people have (phones, cameras) in formats OpenCV does not decode: reported, never passed over in silence
+UNREADABLE_IMAGE_FORMATS = {
+    **dict.fromkeys((".heic", ".heif"), "HEIC/HEIF (iPhone photos)"),
+    ".avif": "AVIF",
+    ".jxl": "JPEG XL",
+    **dict.fromkeys((".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2"), "camera raw"),
+}
+
+
+def unreadable_images(files) -> list[Path]:
+    """The files among ``files`` that are pictures in a format visionkit cannot read (HEIC, AVIF, camera raw)."""
+    return [Path(f) for f in files if Path(f).suffix.lower() in UNREADABLE_IMAGE_FORMATS]
+
+
+def unreadable_message(files: list[Path], where: str) -> str:
+    """What to tell about pictures left out because of their format, and how to bring them in."""
+    kinds = sorted({UNREADABLE_IMAGE_FORMATS[f.suffix.lower()] for f in files})
+    listed = ", ".join(f.name for f in files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+    return (
+        f"{where}: {len(files)} picture(s) in a format visionkit cannot read ({', '.join(kinds)}) are left out: "
+        f"{listed}. Convert them to JPEG or PNG (e.g. `heif-convert photo.heic photo.jpg`, or pillow-heif), keeping "
+        f"the base name so their labels still match"
+    )
+
+
 EXIF_ORIENTATION = 0x0112
 
 
@@ -421,6 +446,18 @@ def write_data_yaml(path: Path, data: dict[str, Any]) -> None:
         if isinstance(out.get(key), list):
             out[key] = {i: n for i, n in enumerate(out[key])}
     path.write_text(yaml.safe_dump(out, sort_keys=False, allow_unicode=True))
+
+
+def split_unreadable(spec: dict[str, Any], split: str) -> list[Path]:
+    """Pictures in the folders of a split that visionkit cannot read (see ``unreadable_images``)."""
+    entry = spec.get(split)
+    found: list[Path] = []
+    for e in entry if isinstance(entry, list) else [entry]:
+        p = Path(e) if e is not None else None
+        p = p if p is None or p.is_absolute() else spec["root"] / p
+        if p is not None and p.is_dir():
+            found += unreadable_images(sorted(f for f in p.rglob("*") if f.is_file()))
+    return found
 
 
 def split_images(spec: dict[str, Any], split: str) -> list[Path]:

@@ -3,6 +3,7 @@ frames, default geometry for the joint transforms, and the confusion-matrix plot
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import torch
 
 from visionkit.cfg import Settings
 from visionkit.data.dense import collate
-from visionkit.data.format import load_data_yaml, split_images
+from visionkit.data.format import load_data_yaml, split_images, split_unreadable, unreadable_message
 from visionkit.data.rooms import ensure_rooms
 from visionkit.data.rules import DatasetRules, layout_errors, layout_problems, refuse, spec_problems
 from visionkit.data.synthetic import ensure_shapes
@@ -57,6 +58,9 @@ def split_files(data, split: str, train: bool, args: Settings, rules: DatasetRul
     ``fraction`` of them. An empty split is an error naming it, and so is a layout that loses annotations (images
     sharing a stem, label paths that are folders, no annotation file at all): the rules ``data check`` applies."""
     files = split_images(data.extra["spec"], split)
+    unreadable = split_unreadable(data.extra["spec"], split)
+    if unreadable:
+        warnings.warn(unreadable_message(unreadable, f"split '{split}' of '{data.source}'"), stacklevel=2)
     if not files:
         raise DataError(f"split '{split}' of '{data.source}' has no images")
     layout = layout_problems(files)
