@@ -9,6 +9,8 @@ from visionkit.cfg import resolve
 from visionkit.data.check import check_dataset
 from visionkit.data.datasets import ImageFolderDataset
 from visionkit.data.format import write_data_yaml
+from visionkit.engine.predictor import resolve_sources
+from visionkit.errors import DataError
 from visionkit.tasks.detect.task import DetectTask
 
 
@@ -53,3 +55,15 @@ def test_a_classification_folder_warns_too(tmp_path):
     with pytest.warns(UserWarning, match=r"1 picture\(s\) .*IMG_2.heif"):
         ds = ImageFolderDataset(tmp_path)
     assert len(ds) == 2
+
+
+def test_predict_sources_report_them(tmp_path):
+    assert cv2.imwrite(str(tmp_path / "a.jpg"), np.full((16, 16, 3), 50, np.uint8))
+    (tmp_path / "IMG_3.heic").write_bytes(b"heic")
+    (tmp_path / "clip.txt").write_text("ignored")
+    with pytest.warns(UserWarning, match=r"source '.*': 1 picture\(s\) .*IMG_3.heic"):
+        assert resolve_sources(str(tmp_path)) == [tmp_path / "a.jpg"]
+    with pytest.warns(UserWarning, match="IMG_3.heic"):
+        assert resolve_sources(str(tmp_path / "*")) == [tmp_path / "a.jpg"]
+    with pytest.raises(DataError, match=r"IMG_3.heic.*Convert them to JPEG or PNG"):
+        resolve_sources(str(tmp_path / "IMG_3.heic"))

@@ -32,14 +32,15 @@ def unreadable_images(files) -> list[Path]:
     return [Path(f) for f in files if Path(f).suffix.lower() in UNREADABLE_IMAGE_FORMATS]
 
 
-def unreadable_message(files: list[Path], where: str) -> str:
-    """What to tell about pictures left out because of their format, and how to bring them in."""
+def unreadable_message(files: list[Path], where: str, labelled: bool = True) -> str:
+    """What to tell about pictures left out because of their format, and how to bring them in (``labelled``:
+    they belong to a dataset, whose labels are found by base name)."""
     kinds = sorted({UNREADABLE_IMAGE_FORMATS[f.suffix.lower()] for f in files})
     listed = ", ".join(f.name for f in files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+    keep = ", keeping the base name so their labels still match" if labelled else ""
     return (
         f"{where}: {len(files)} picture(s) in a format visionkit cannot read ({', '.join(kinds)}) are left out: "
-        f"{listed}. Convert them to JPEG or PNG (e.g. `heif-convert photo.heic photo.jpg`, or pillow-heif), keeping "
-        f"the base name so their labels still match"
+        f"{listed}. Convert them to JPEG or PNG (e.g. `heif-convert photo.heic photo.jpg`, or pillow-heif){keep}"
     )
 
 

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from visionkit.cfg import Settings
-from visionkit.data.format import is_image, write_image
+from visionkit.data.format import is_image, unreadable_images, unreadable_message, write_image
 from visionkit.engine.diskfull import disk_full_guard
 from visionkit.engine.video_out import VideoOut
 from visionkit.errors import DataError
@@ -49,13 +49,18 @@ def resolve_sources(source) -> list[Path | int | np.ndarray]:
     text = str(source)
     path = Path(text)
     if path.is_dir():
-        files = [p for p in sorted(path.iterdir()) if p.is_file() and (is_image(p) or is_video(p))]
+        found = [p for p in sorted(path.iterdir()) if p.is_file()]
     elif path.is_file():
-        files = [path]
+        if unreadable_images([path]):
+            raise DataError(unreadable_message([path], f"source '{text}'", labelled=False))
+        found = [path]
     elif any(ch in text for ch in "*?["):
-        files = sorted(Path(p) for p in glob.glob(text, recursive=True) if is_image(Path(p)) or is_video(Path(p)))
+        found = sorted(Path(p) for p in glob.glob(text, recursive=True))
     else:
         raise DataError(f"source '{text}' does not exist; give an image, a video, a folder or a glob")
+    files = [p for p in found if p == path or is_image(p) or is_video(p)]
+    if unreadable := unreadable_images(found):
+        warnings.warn(unreadable_message(unreadable, f"source '{text}'", labelled=False), stacklevel=2)
     if not files:
         raise DataError(f"source '{text}' holds no images or videos")
     return files
