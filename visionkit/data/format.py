@@ -449,28 +449,25 @@ def write_data_yaml(path: Path, data: dict[str, Any]) -> None:
     path.write_text(yaml.safe_dump(out, sort_keys=False, allow_unicode=True))
 
 
+def split_paths(spec: dict[str, Any], split: str) -> list[Path]:
+    """The folders and .txt lists ``spec[split]`` names (one or a list), relative ones under the dataset root."""
+    entry = spec.get(split)
+    entries = [] if entry is None else entry if isinstance(entry, list) else [entry]
+    return [Path(e) if Path(e).is_absolute() else spec["root"] / e for e in entries]
+
+
 def split_unreadable(spec: dict[str, Any], split: str) -> list[Path]:
     """Pictures in the folders of a split that visionkit cannot read (see ``unreadable_images``)."""
-    entry = spec.get(split)
-    found: list[Path] = []
-    for e in entry if isinstance(entry, list) else [entry]:
-        p = Path(e) if e is not None else None
-        p = p if p is None or p.is_absolute() else spec["root"] / p
-        if p is not None and p.is_dir():
-            found += unreadable_images(sorted(f for f in p.rglob("*") if f.is_file()))
-    return found
+    folders = [p for p in split_paths(spec, split) if p.is_dir()]
+    return [f for p in folders for f in unreadable_images(sorted(f for f in p.rglob("*") if f.is_file()))]
 
 
 def split_images(spec: dict[str, Any], split: str) -> list[Path]:
     """Image files of a split: ``spec[split]`` is a folder, a .txt list of images, or a list of those."""
-    entry = spec.get(split)
-    if entry is None:
+    if spec.get(split) is None:
         raise DataError(f"'{spec.get('yaml_file', 'data.yaml')}' has no '{split}' split; add '{split}: images/{split}'")
-    entries = entry if isinstance(entry, list) else [entry]
     files: list[Path] = []
-    for e in entries:
-        p = Path(e)
-        p = p if p.is_absolute() else spec["root"] / p
+    for p in split_paths(spec, split):
         if p.is_dir():
             files += sorted(f for f in p.rglob("*") if f.is_file() and is_image(f))
         elif p.suffix == ".txt" and p.is_file():
