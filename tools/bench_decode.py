@@ -4,7 +4,7 @@ its long side stays above imgsz (visionkit/data/decode.py); the full decode foll
 what it did before, and what Ultralytics' loader does (cv2.imread, then resize). Per size: milliseconds per image
 (median of --repeats, one OpenCV thread), the ratio, and the mean absolute difference between the two pictures;
 then training samples per second of a detection dataset (mosaic of four images) and a classification folder
-(random-resized crops) with and without it.
+(random-resized crops) with and without it, and yolo-n's predict time per photo.
 
     python tools/bench_decode.py [--imgsz 640] [--repeats 10]
 """
@@ -52,6 +52,9 @@ def median_ms(fn, repeats: int) -> float:
 
 
 def main() -> None:
+    import torch
+
+    from visionkit.api import Model
     from visionkit.cfg import resolve
     from visionkit.data import decode
     from visionkit.data.decode import read_scaled
@@ -111,6 +114,27 @@ def main() -> None:
             f"classification training samples/s at {size}, 12 MP JPEGs, random-resized crops, one process: full "
             f"decode {rates['full decode']:.2f}, visionkit {rates['visionkit']:.2f} "
             f"(x{rates['visionkit'] / rates['full decode']:.2f})"
+        )
+        predict_ms = {}
+        model = Model("yolo-n")  # one tiny epoch: predict needs a checkpoint; the time does not depend on training
+        model.train(data=str(root / "data.yaml"), epochs=1, imgsz=64, batch=8, workers=0, val=False, plots=False,
+                    verbose=False, project=str(Path(tmp) / "runs"), name="bench")  # fmt: skip
+        photos = [str(p) for p in sorted((root / "images").glob("*.jpg"))]
+        model.predict(photos[:1], imgsz=a.imgsz, verbose=False, save=False)
+        for label, reduce in (("full decode", False), ("visionkit", True)):
+            original = decode.reduction
+            if not reduce:
+                decode.reduction = lambda size, long_side: 1
+            try:
+                start = time.perf_counter()
+                model.predict(photos, imgsz=a.imgsz, verbose=False, save=False)
+                predict_ms[label] = (time.perf_counter() - start) / len(photos) * 1000
+            finally:
+                decode.reduction = original
+        print(
+            f"yolo-n predict per 12 MP JPEG at {a.imgsz} ({torch.get_num_threads()} threads): full decode "
+            f"{predict_ms['full decode']:.0f} ms, visionkit {predict_ms['visionkit']:.0f} ms "
+            f"(x{predict_ms['full decode'] / predict_ms['visionkit']:.2f} faster)"
         )
 
 

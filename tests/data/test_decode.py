@@ -4,16 +4,20 @@ picture (orientation included) as a full decode, and boxes and masks stay on the
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from visionkit.cfg import resolve
+from visionkit.data import decode
 from visionkit.data.augment import classify_decode_side
 from visionkit.data.datasets import ImageFolderDataset
 from visionkit.data.decode import read_scaled, reduction
 from visionkit.data.format import write_data_yaml
-from visionkit.data.transforms import Sample, resize_long_side
+from visionkit.data.transforms import Sample, content_box, resize_long_side
 from visionkit.tasks.detect.dataset import DetectionDataset
+from visionkit.tasks.detect.task import DetectTask
 from visionkit.tasks.segment.dataset import SegmentationDataset
+from visionkit.tasks.shared import letterbox_batch
 
 
 def photo(h, w, seed=0):
@@ -154,3 +158,36 @@ def test_classification_images_are_decoded_reduced_by_their_short_side(tmp_path,
     assert tuple(full.shape) == (channels, 600, 2400)
     small = cv2.resize(full.permute(1, 2, 0).numpy(), (600, 150), interpolation=cv2.INTER_AREA).reshape(150, 600, -1)
     assert np.abs(small.astype(np.int16) - x.permute(1, 2, 0).numpy()).mean() < 2.0  # the same picture, RGB order
+
+
+@pytest.mark.parametrize("rect", [False, True])
+def test_predict_inputs_map_back_to_the_original_photo(tmp_path, monkeypatch, decode_flags, rect):
+    """letterbox_batch decodes a large JPEG reduced; its context still maps letterboxed pixels to the original
+    photo's pixels as the full decode's does."""
+    path = tmp_path / "big.jpg"
+    cv2.imwrite(str(path), photo(1200, 1700), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    fast, (fast_ctx,) = letterbox_batch([path], 320, rect)
+    assert decode_flags[-1] == cv2.IMREAD_REDUCED_COLOR_4
+    monkeypatch.setattr(decode, "reduction", lambda size, long_side: 1)
+    full, (full_ctx,) = letterbox_batch([path], 320, rect)
+    assert decode_flags[-1] == cv2.IMREAD_COLOR
+    assert fast.shape == full.shape and (fast - full).abs().mean() < 2 / 255
+    assert fast_ctx["shape"] == full_ctx["shape"] == (1200, 1700) and fast_ctx["pad"] == full_ctx["pad"]
+    box = content_box(fast_ctx["shape"], fast_ctx["scale"], fast_ctx["pad"])
+    assert box == content_box(full_ctx["shape"], full_ctx["scale"], full_ctx["pad"])
+    lb_box = torch.tensor([[40.0, 30.0, 160.0, 120.0]])  # letterboxed pixels
+    one = torch.ones(1)
+    got = DetectTask._to_original(lb_box, one, one, fast_ctx)["boxes"]
+    want = DetectTask._to_original(lb_box, one, one, full_ctx)["boxes"]
+    assert np.abs(got - want).max() < 1.0  # under a pixel of the 1700×1200 photo
+
+
+def test_predict_inputs_of_frames_and_truncated_files_are_as_before(tmp_path):
+    frame = photo(1200, 1700)
+    _, (ctx,) = letterbox_batch([frame], 320, False)
+    assert ctx["shape"] == (1200, 1700) and ctx["scale"][0] == ctx["scale"][1]
+    cut = tmp_path / "cut.jpg"
+    ok, data = cv2.imencode(".jpg", frame)
+    cut.write_bytes(data.tobytes()[: len(data) // 2])  # no end marker: the size check refuses it, OpenCV decodes it
+    batch, (ctx,) = letterbox_batch([cut], 320, False)
+    assert ctx["shape"] == (1200, 1700) and batch.shape == (1, 3, 320, 320)

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 from visionkit.cfg import Settings
+from visionkit.data.decode import read_scaled
 from visionkit.data.dense import collate
-from visionkit.data.format import load_data_yaml, split_images, split_unreadable, unreadable_message
+from visionkit.data.format import image_size, load_data_yaml, split_images, split_unreadable, unreadable_message
 from visionkit.data.rooms import ensure_rooms
 from visionkit.data.rules import DatasetRules, layout_errors, layout_problems, refuse, spec_problems
 from visionkit.data.synthetic import ensure_shapes
@@ -97,17 +98,38 @@ def read_bgr(item) -> np.ndarray:
     return img
 
 
+def read_for_letterbox(item, imgsz: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """A path or a decoded BGR frame → (BGR uint8, the original (height, width)). A large JPEG is decoded at
+    1/2-1/8 of its size while its long side stays above ``imgsz`` (visionkit.data.decode: a 12 MP photo in 40 ms
+    instead of 100); the image is then smaller than its original shape. A file whose size cannot be read first (a
+    JPEG cut short) is decoded in full, as before."""
+    if isinstance(item, np.ndarray):
+        return item, item.shape[:2]
+    try:
+        w0, h0 = image_size(item)
+    except Exception:
+        img = read_bgr(item)
+        return img, img.shape[:2]
+    img = read_scaled(item, (w0, h0), imgsz)
+    if img is None:
+        raise DataError(f"cannot decode image '{item}'")
+    return img, (h0, w0)
+
+
 def letterbox_batch(items: list, imgsz: int, rect: bool) -> tuple[torch.Tensor, list[dict]]:
     """Images → a float RGB batch in 0..1 letterboxed to ``imgsz`` (``rect``: one snug stride-multiple shape for
     the batch, so a 16:9 frame at 640 becomes 384×640, not 640×640), and per image its original shape, per-axis
-    scale and padding."""
-    images = [read_bgr(item) for item in items]
-    size = rect_shapes([im.shape[1::-1] for im in images], imgsz, len(images))[0] if rect else imgsz
+    scale (original → letterboxed pixels) and padding."""
+    loaded = [read_for_letterbox(item, imgsz) for item in items]
+    size = rect_shapes([(w, h) for _, (h, w) in loaded], imgsz, len(loaded))[0] if rect else imgsz
     batch, context = [], []
-    for img in images:
+    for img, (h0, w0) in loaded:
         lb, r, pad = letterbox(img, size)
         batch.append(torch.from_numpy(np.ascontiguousarray(lb[..., ::-1].transpose(2, 0, 1))).float() / 255)
-        context.append({"shape": img.shape[:2], "scale": (r, r), "pad": pad})
+        h, w = img.shape[:2]
+        # decoded reduced: the content's exact size over the original's, per axis (content_box gives it back)
+        scale = (r, r) if (h, w) == (h0, w0) else (max(1, round(w * r)) / w0, max(1, round(h * r)) / h0)
+        context.append({"shape": (h0, w0), "scale": scale, "pad": pad})
     return torch.stack(batch), context
 
 
