@@ -17,6 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -121,16 +122,11 @@ def main() -> None:
                     verbose=False, project=str(Path(tmp) / "runs"), name="bench")  # fmt: skip
         photos = [str(p) for p in sorted((root / "images").glob("*.jpg"))]
         model.predict(photos[:1], imgsz=a.imgsz, verbose=False, save=False)
-        for label, reduce in (("full decode", False), ("visionkit", True)):
-            original = decode.reduction
-            if not reduce:
-                decode.reduction = lambda size, long_side: 1
-            try:
+        for label, full in (("full decode", True), ("visionkit", False)):
+            with decoding(decode, full):
                 start = time.perf_counter()
                 model.predict(photos, imgsz=a.imgsz, verbose=False, save=False)
                 predict_ms[label] = (time.perf_counter() - start) / len(photos) * 1000
-            finally:
-                decode.reduction = original
         print(
             f"yolo-n predict per 12 MP JPEG at {a.imgsz} ({torch.get_num_threads()} threads): full decode "
             f"{predict_ms['full decode']:.0f} ms, visionkit {predict_ms['visionkit']:.0f} ms "
@@ -141,18 +137,25 @@ def main() -> None:
 def samples_per_second(ds, decode) -> dict[str, float]:
     """Items per second of ``ds`` with the full decode (the reduction forced to 1) and with visionkit's."""
     rates = {}
-    for label, reduce in (("full decode", False), ("visionkit", True)):
-        original = decode.reduction
-        if not reduce:
-            decode.reduction = lambda size, long_side: 1
-        try:
+    for label, full in (("full decode", True), ("visionkit", False)):
+        with decoding(decode, full):
             start, n = time.perf_counter(), 2 * len(ds)
             for i in range(n):
                 ds[i % len(ds)]
             rates[label] = n / (time.perf_counter() - start)
-        finally:
-            decode.reduction = original
     return rates
+
+
+@contextmanager
+def decoding(decode, full: bool):
+    """Inside: every image decoded in full (``full``, the reduction forced to 1) or as visionkit decodes it."""
+    original = decode.reduction
+    if full:
+        decode.reduction = lambda size, long_side: 1
+    try:
+        yield
+    finally:
+        decode.reduction = original
 
 
 if __name__ == "__main__":
